@@ -1,0 +1,821 @@
+"""Load and validate hedgebt's long-format market data.
+
+Every data file hedgebt reads is a *long* Parquet table: one row per (bar, symbol) with
+
+* ``ts`` -- the bar OPEN time, ``datetime64[us, UTC]`` (tz-aware, UTC);
+* ``symbol`` -- a string such as ``"FET"``;
+* ``close`` (always) and optionally ``open``, ``high``, ``low`` (prices, quote currency) and
+  ``volume`` (base-asset units); the funding file has ``interval_h`` and ``funding_rate`` instead.
+
+Validation rules
+----------------
+:func:`validate_long_frame` (and therefore :func:`read_long`, :func:`load_panel` and
+:func:`load_funding`) raises :class:`~backtest.errors.DataError` on the first violation. The
+message is one line naming the file, the column, the 0-based row (position in the file), the
+symbol and ``ts`` of that row, what was expected and what was found:
+
+1. the file exists, is Parquet and has at least one row; the required columns are present;
+2. ``ts`` is a tz-aware datetime column in UTC with no missing values;
+3. ``symbol`` is a string column with no missing or empty values;
+4. ``(ts, symbol)`` is unique (the first row repeating an earlier key is named) and, within each
+   symbol, ``ts`` strictly increases in file order (the first out-of-order row is named);
+5. prices (``open``, ``high``, ``low``, ``close``) are finite and ``> 0``;
+6. when ``high`` and ``low`` are present: ``high >= low`` and ``low <= close <= high`` (and the same
+   for ``open``), each with a relative tolerance of ``1e-12``, i.e. ``low <= x`` is accepted when
+   ``low - x <= 1e-12 * max(|low|, |x|)``;
+7. ``volume`` (when present) is finite and ``>= 0``.
+
+Bar grid and gap policy
+-----------------------
+:func:`load_panel` puts every requested symbol on one regular UTC grid of bar length ``freq``
+(given, or inferred as the most common difference between consecutive bars of a symbol). Grid
+points are ``1970-01-01 00:00 UTC + k * freq``; a bar whose ``ts`` is off the grid (e.g. 10:30 in
+hourly data) is a :class:`~backtest.errors.DataError`.
+
+A symbol's *life* is ``[first bar, last bar]``. Outside its life the panel holds NaN: that is a
+listing or a delisting, not a gap. Inside its life a run of ``n`` consecutive missing grid points
+is a *gap*:
+
+* ``n <= max_fill_bars``: the gap is forward-filled, ``close[t] = close[last bar before the gap]``,
+  with ``high = low = close`` and ``volume = 0`` on the filled bars, and reported in
+  :attr:`PricePanel.gaps`;
+* ``n > max_fill_bars``: :class:`~backtest.errors.DataError` naming the file, the symbol, the first
+  missing ``ts`` and ``n``. ``max_fill_bars`` is the config key ``data.max_fill_bars``;
+  ``max_fill_bars=0`` makes every gap an error.
+
+When ``start``/``end`` cut a symbol's data, the bar just before ``start`` and the bar just after
+``end`` still count for the gap policy, so a gap straddling ``start`` is filled from the bar before
+it (and its whole length counts against ``max_fill_bars``). Only the filled bars inside the window
+are reported.
+
+Resampling
+----------
+``resample="1D"`` aggregates the file's bars into buckets ``floor(ts / rule) * rule`` (anchored at
+1970-01-01 00:00 UTC, so ``"1D"`` gives UTC days labelled by their 00:00 open time):
+``close`` = last close in the bucket, ``high`` = max, ``low`` = min, ``volume`` = sum. A bucket
+bar exists only if the bucket holds at least one bar; the gap policy then applies on the
+resampled grid (``max_fill_bars`` counts resampled bars). ``start``/``end`` select bucket labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from backtest.errors import ConfigError, DataError
+
+__all__ = [
+    "GapReport",
+    "PricePanel",
+    "file_sha256",
+    "read_long",
+    "load_panel",
+    "load_funding",
+    "validate_long_frame",
+]
+
+PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
+"""Columns holding prices (finite, > 0)."""
+
+REL_TOL = 1e-12
+"""Relative tolerance of the ``low <= price <= high`` checks."""
+
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu"})
+_EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GapReport:
+    """Forward-filled gaps of one symbol inside the loaded window.
+
+    Attributes
+    ----------
+    symbol : str
+    n_gaps : int
+        Number of runs of missing bars inside the symbol's life.
+    n_missing_bars : int
+        Total number of bars filled (sum of the run lengths).
+    longest_gap_bars : int
+        Length of the longest run (0 when there is no gap).
+    longest_gap_start : pandas.Timestamp or None
+        ``ts`` of the first missing bar of the longest run (the earliest one on ties).
+    """
+
+    symbol: str
+    n_gaps: int
+    n_missing_bars: int
+    longest_gap_bars: int
+    longest_gap_start: pd.Timestamp | None
+
+
+@dataclass(frozen=True)
+class PricePanel:
+    """Wide, gap-filled prices of several symbols on one regular UTC grid.
+
+    Attributes
+    ----------
+    close : pandas.DataFrame
+        Index: regular ``DatetimeIndex`` named ``"ts"`` (bar open time, UTC) with step ``freq``;
+        columns: symbols in requested order. NaN only outside a symbol's life.
+    high, low : pandas.DataFrame or None
+        Same shape as ``close``; None when the file has no such column.
+    volume : pandas.DataFrame or None
+        Base-asset units; 0 on filled bars; None when the file has no ``volume`` column.
+    freq : pandas.Timedelta
+        Bar length of the panel (the resample rule when resampling).
+    gaps : tuple of GapReport
+        One report per symbol, in column order.
+    path : pathlib.Path
+        The file read (resolved).
+    sha256 : str
+        Hex SHA-256 of the file's bytes (see :func:`file_sha256`).
+    """
+
+    close: pd.DataFrame
+    high: pd.DataFrame | None
+    low: pd.DataFrame | None
+    volume: pd.DataFrame | None
+    freq: pd.Timedelta
+    gaps: tuple[GapReport, ...]
+    path: Path
+    sha256: str
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The panel's symbols, in column order."""
+        return tuple(str(c) for c in self.close.columns)
+
+    def gap_report(self, symbol: str) -> GapReport:
+        """The :class:`GapReport` of ``symbol``.
+
+        Raises
+        ------
+        KeyError
+            If ``symbol`` is not a column of the panel.
+        """
+        for report in self.gaps:
+            if report.symbol == symbol:
+                return report
+        raise KeyError(symbol)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading and validation
+# --------------------------------------------------------------------------------------------
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 digest of a file's bytes (read in 1 MiB chunks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_long(path: str | Path, *, required: Sequence[str] = ("ts", "symbol", "close")) -> pd.DataFrame:
+    """Read a long-format Parquet file and validate it.
+
+    Parameters
+    ----------
+    path : str or Path
+        The Parquet file.
+    required : sequence of str
+        Columns that must be present. The price columns validated are the ones of
+        ``open, high, low, close`` present in the file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows in file order with a fresh ``RangeIndex``.
+
+    Raises
+    ------
+    DataError
+        If the file is missing, not Parquet, empty, lacks a required column or breaks a
+        validation rule (see the module docstring).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "file not found")
+    if not path.is_file():
+        raise DataError(path, "expected a Parquet file, found a directory")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(path, f"not a readable Parquet file ({_one_line(exc)})") from exc
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise DataError(
+            path,
+            f"missing required column(s) {', '.join(repr(c) for c in missing)}; "
+            f"found {', '.join(table.column_names) or 'no columns'}",
+            column=missing[0],
+        )
+    if table.num_rows == 0:
+        raise DataError(path, "file has 0 rows; expected at least one bar")
+    df = table.to_pandas()
+    validate_long_frame(df, file=str(path), price_columns=[c for c in PRICE_COLUMNS if c in df.columns])
+    return df.reset_index(drop=True)
+
+
+def validate_long_frame(df: pd.DataFrame, *, file: str, price_columns: Sequence[str]) -> None:
+    """Check a long frame against the validation rules of the module docstring.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Long frame with at least ``ts``, ``symbol`` and ``price_columns``; rows in file order.
+        Optional ``high``/``low``/``volume`` columns are checked when present.
+    file : str
+        Name used in error messages.
+    price_columns : sequence of str
+        Columns that must hold finite prices ``> 0``.
+
+    Raises
+    ------
+    DataError
+        On the first violation; ``row`` is the 0-based position in ``df``.
+    """
+    _check_long_frame(df, file=file, price_columns=price_columns)
+
+
+def _check_long_frame(
+    df: pd.DataFrame,
+    *,
+    file: str | Path,
+    price_columns: Sequence[str],
+    row_numbers: np.ndarray | None = None,
+    line_numbers: np.ndarray | None = None,
+    check_order: bool = True,
+) -> None:
+    """Implementation of :func:`validate_long_frame`.
+
+    ``row_numbers``/``line_numbers`` map positions in ``df`` to the row (and text line) reported
+    in errors, for frames parsed from vendor files. ``check_order=False`` skips the
+    strictly-increasing check (vendor files may be newest-first) but keeps the uniqueness check.
+    """
+    ctx = _Ctx(df, file, row_numbers, line_numbers)
+    missing = [c for c in ("ts", "symbol", *price_columns) if c not in df.columns]
+    if missing:
+        raise DataError(
+            file,
+            f"missing required column(s) {', '.join(repr(c) for c in missing)}; found {', '.join(map(str, df.columns))}",
+            column=missing[0],
+        )
+    if len(df) == 0:
+        raise DataError(file, "0 rows; expected at least one bar")
+
+    ts = _check_ts(ctx)
+    codes = _check_symbol(ctx)
+    for col in price_columns:
+        values = _numeric(ctx, col)
+        bad = ~(np.isfinite(values) & (values > 0))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            ctx.fail(col, i, f"expected a finite price > 0, found {float(values[i])!r}")
+    if "high" in df.columns and "low" in df.columns:
+        high = _numeric(ctx, "high")
+        low = _numeric(ctx, "low")
+        _check_le(ctx, low, high, "high", "high >= low", "low", "high")
+        for col in ("close", "open"):
+            if col in df.columns:
+                x = _numeric(ctx, col)
+                _check_le(ctx, low, x, col, f"low <= {col}", "low", col)
+                _check_le(ctx, x, high, col, f"{col} <= high", col, "high")
+    if "volume" in df.columns:
+        volume = _numeric(ctx, "volume")
+        bad = ~(np.isfinite(volume) & (volume >= 0))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            ctx.fail("volume", i, f"expected a finite volume >= 0, found {float(volume[i])!r}")
+    _check_unique_and_order(ctx, ts, codes, check_order=check_order)
+
+
+class _Ctx:
+    """Frame plus row/line mapping, to build one-line :class:`DataError` messages."""
+
+    def __init__(
+        self,
+        df: pd.DataFrame,
+        file: str | Path,
+        row_numbers: np.ndarray | None,
+        line_numbers: np.ndarray | None,
+    ) -> None:
+        self.df = df
+        self.file = file
+        self.row_numbers = row_numbers
+        self.line_numbers = line_numbers
+
+    def row(self, i: int) -> int:
+        return int(self.row_numbers[i]) if self.row_numbers is not None else i
+
+    def detail(self, i: int, extra: str | None = None) -> str:
+        parts = []
+        if self.line_numbers is not None:
+            parts.append(f"line {int(self.line_numbers[i])}")
+        if "symbol" in self.df.columns:
+            parts.append(f"symbol {_scalar_repr(self.df['symbol'].iloc[i])}")
+        if "ts" in self.df.columns:
+            parts.append(f"ts {self.df['ts'].iloc[i]}")
+        if extra:
+            parts.append(extra)
+        return ", ".join(parts)
+
+    def fail(self, column: str, i: int, problem: str, extra: str | None = None) -> None:
+        raise DataError(self.file, problem, column=column, row=self.row(i), detail=self.detail(i, extra))
+
+
+def _scalar_repr(value: object) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _is_utc(tz: object) -> bool:
+    return str(tz) in _UTC_NAMES
+
+
+def _check_ts(ctx: _Ctx) -> np.ndarray:
+    """Validate ``ts``; return it as int64 nanoseconds since the epoch."""
+    col = ctx.df["ts"]
+    dtype = col.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        if not _is_utc(dtype.tz):
+            ctx.fail("ts", 0, f"timestamps must be tz-aware UTC; found time zone '{dtype.tz}' ({dtype})")
+    elif pd.api.types.is_datetime64_dtype(dtype):
+        ctx.fail("ts", 0, f"timestamps must be tz-aware UTC; found tz-naive {dtype}")
+    else:
+        ctx.fail("ts", 0, f"timestamps must be tz-aware UTC datetimes; found dtype {dtype}")
+    nat = col.isna().to_numpy()
+    if nat.any():
+        ctx.fail("ts", int(np.flatnonzero(nat)[0]), "expected a timestamp, found a missing value (NaT)")
+    return col.array.as_unit("ns").asi8
+
+
+def _check_symbol(ctx: _Ctx) -> np.ndarray:
+    """Validate ``symbol``; return integer codes (equal codes = equal symbols)."""
+    col = ctx.df["symbol"]
+    if not (pd.api.types.is_string_dtype(col.dtype) or col.dtype == object):
+        ctx.fail("symbol", 0, f"expected a string column, found dtype {col.dtype}")
+    codes, uniques = pd.factorize(col, use_na_sentinel=True)
+    missing = codes < 0
+    if missing.any():
+        ctx.fail("symbol", int(np.flatnonzero(missing)[0]), "expected a symbol, found a missing value")
+    bad_values = [k for k, u in enumerate(uniques) if not isinstance(u, str) or not u.strip() or u != u.strip()]
+    if bad_values:
+        i = int(np.flatnonzero(np.isin(codes, bad_values))[0])
+        ctx.fail("symbol", i, f"expected a non-empty symbol without surrounding spaces, found {col.iloc[i]!r}")
+    return codes
+
+
+def _numeric(ctx: _Ctx, column: str) -> np.ndarray:
+    """The column as float64 (missing values as NaN); non-numeric dtypes are an error."""
+    col = ctx.df[column]
+    if pd.api.types.is_bool_dtype(col.dtype) or not pd.api.types.is_numeric_dtype(col.dtype):
+        ctx.fail(column, 0, f"expected a numeric column, found dtype {col.dtype}")
+    return col.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _check_le(
+    ctx: _Ctx, lo: np.ndarray, hi: np.ndarray, column: str, rule: str, lo_name: str, hi_name: str
+) -> None:
+    """Raise unless ``lo <= hi`` within :data:`REL_TOL` (relative) everywhere."""
+    bad = (lo - hi) > REL_TOL * np.maximum(np.abs(lo), np.abs(hi))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        ctx.fail(column, i, f"expected {rule}, found {lo_name}={float(lo[i])!r} > {hi_name}={float(hi[i])!r}")
+
+
+def _check_unique_and_order(ctx: _Ctx, ts: np.ndarray, codes: np.ndarray, *, check_order: bool) -> None:
+    """``(ts, symbol)`` unique; within a symbol ``ts`` strictly increasing in row order."""
+    n = len(ts)
+    if n < 2:
+        return
+    # Sort by (symbol, ts, position): equal keys end up adjacent, earliest position first.
+    order = np.lexsort((np.arange(n), ts, codes))
+    same = (codes[order[1:]] == codes[order[:-1]]) & (ts[order[1:]] == ts[order[:-1]])
+    if same.any():
+        later = order[1:][same]
+        earlier = order[:-1][same]
+        k = int(np.argmin(later))
+        i, j = int(later[k]), int(earlier[k])
+        ctx.fail(
+            "ts",
+            i,
+            f"expected unique (ts, symbol) pairs, found a duplicate of row {ctx.row(j)}",
+        )
+    if not check_order:
+        return
+    # Stable sort by symbol keeps file order within a symbol.
+    by_sym = np.argsort(codes, kind="stable")
+    s_codes, s_ts = codes[by_sym], ts[by_sym]
+    bad = (s_codes[1:] == s_codes[:-1]) & (s_ts[1:] <= s_ts[:-1])
+    if bad.any():
+        rows = by_sym[1:][bad]
+        prev = by_sym[:-1][bad]
+        k = int(np.argmin(rows))
+        i, j = int(rows[k]), int(prev[k])
+        ctx.fail(
+            "ts",
+            i,
+            f"expected ts strictly increasing within a symbol, found {ctx.df['ts'].iloc[i]} "
+            f"after {ctx.df['ts'].iloc[j]} (row {ctx.row(j)})",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Panel
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_timedelta(value: str, key: str) -> pd.Timedelta:
+    """Parse ``"1h"``, ``"1D"``, ``"8h"``... into a positive :class:`pandas.Timedelta`."""
+    try:
+        td = pd.Timedelta(value)
+    except (ValueError, TypeError):
+        try:
+            td = pd.Timedelta(pd.tseries.frequencies.to_offset(value))
+        except (ValueError, TypeError):
+            raise ConfigError(key, f"expected a fixed bar length such as '1h' or '1D', got {value!r}") from None
+    if pd.isna(td) or td <= pd.Timedelta(0):
+        raise ConfigError(key, f"expected a positive bar length, got {value!r}")
+    return td
+
+
+def _parse_bound(value: object, key: str) -> pd.Timestamp | None:
+    """Parse a start/end bound; naive values are UTC."""
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        raise ConfigError(key, f"expected a date or timestamp, got {value!r}") from None
+    if pd.isna(ts):
+        raise ConfigError(key, f"expected a date or timestamp, got {value!r}")
+    return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+
+
+def _fmt_ns(ns: int | np.integer) -> str:
+    return str(pd.Timestamp(int(ns), unit="ns", tz="UTC"))
+
+
+def load_panel(
+    path: str | Path,
+    symbols: Sequence[str] | None = None,
+    *,
+    start: str | pd.Timestamp | None = None,
+    end: str | pd.Timestamp | None = None,
+    freq: str | None = None,
+    resample: str | None = None,
+    max_fill_bars: int = 6,
+) -> PricePanel:
+    """Load a long price file into a wide, gap-filled :class:`PricePanel`.
+
+    Parameters
+    ----------
+    path : str or Path
+        Long-format Parquet file (see the module docstring).
+    symbols : sequence of str, optional
+        Columns of the panel, in this order. None = every symbol with at least one bar in
+        ``[start, end]``, sorted by name.
+    start, end : str or Timestamp, optional
+        Inclusive UTC bounds on the (resampled) bar open time; naive values are UTC.
+    freq : str, optional
+        Bar length of the file's bars, e.g. ``"1h"``. None = the most common difference between
+        consecutive bars of the requested symbols (ties: the shortest).
+    resample : str, optional
+        Aggregate to this bar length, e.g. ``"1D"`` (must be a multiple of ``freq``): close = last
+        close, high = max, low = min, volume = sum of the bucket's bars.
+    max_fill_bars : int
+        Longest run of missing bars forward-filled (config key ``data.max_fill_bars``); longer
+        runs raise. 0 = no filling.
+
+    Returns
+    -------
+    PricePanel
+
+    Raises
+    ------
+    DataError
+        On invalid data, an unknown symbol, a symbol without bars in ``[start, end]``, an empty
+        result, off-grid timestamps or a gap longer than ``max_fill_bars``.
+    ConfigError
+        On invalid arguments (``start`` after ``end``, bad ``freq``/``resample``, negative
+        ``max_fill_bars``, duplicate symbols).
+    """
+    if isinstance(max_fill_bars, bool) or not isinstance(max_fill_bars, (int, np.integer)) or max_fill_bars < 0:
+        raise ConfigError("data.max_fill_bars", f"expected an integer >= 0, got {max_fill_bars!r}")
+    max_fill = int(max_fill_bars)
+    t_start = _parse_bound(start, "data.start")
+    t_end = _parse_bound(end, "data.end")
+    if t_start is not None and t_end is not None and t_start > t_end:
+        raise ConfigError("data.start", f"start {t_start} is after end {t_end}")
+    src_step = None if freq is None else _parse_timedelta(freq, "data.freq")
+    out_step = None if resample is None else _parse_timedelta(resample, "data.resample")
+    if symbols is not None:
+        if isinstance(symbols, str):
+            symbols = [symbols]
+        symbols = list(symbols)
+        if not symbols:
+            raise ConfigError("data.symbols", "expected at least one symbol, got an empty list")
+        seen: set[str] = set()
+        for s in symbols:
+            if s in seen:
+                raise ConfigError("data.symbols", f"symbol '{s}' is listed twice")
+            seen.add(s)
+
+    path = Path(path)
+    df = read_long(path)
+    file_symbols = sorted(pd.unique(df["symbol"]).tolist())
+    explicit = symbols is not None
+    if symbols is None:
+        symbols = file_symbols
+    else:
+        known = set(file_symbols)
+        for s in symbols:
+            if s not in known:
+                raise DataError(path, f"unknown symbol '{s}'; available: {', '.join(file_symbols)}", column="symbol")
+
+    # ---- select rows of the requested symbols, sorted by (symbol order, ts) -------------------
+    file_codes, file_uniques = pd.factorize(df["symbol"])
+    codes_all = pd.Index(symbols).get_indexer(pd.Index(file_uniques))[file_codes].astype(np.int64)
+    sel = np.flatnonzero(codes_all >= 0)
+    codes = codes_all[sel]
+    order = np.argsort(codes, kind="stable")  # file order within a symbol is ts order (validated)
+    rows = sel[order]
+    codes = codes[order]
+    ts = df["ts"].array.as_unit("ns").asi8[rows]
+    cols: dict[str, np.ndarray] = {"close": df["close"].to_numpy(np.float64)[rows]}
+    for name in ("high", "low", "volume"):
+        if name in df.columns:
+            cols[name] = df[name].to_numpy(np.float64)[rows]
+
+    # ---- bar length and grid check ---------------------------------------------------------
+    same_sym = codes[1:] == codes[:-1]
+    if src_step is None:
+        diffs = (ts[1:] - ts[:-1])[same_sym]
+        if diffs.size == 0:
+            raise DataError(
+                path,
+                "cannot infer the bar length: every requested symbol has a single bar; pass freq",
+                column="ts",
+            )
+        values, counts = np.unique(diffs, return_counts=True)
+        src_step = pd.Timedelta(int(values[np.argmax(counts)]), unit="ns")
+    step_ns = int(src_step.value)
+    off = np.flatnonzero(ts % step_ns != 0)
+    if off.size:
+        i = int(rows[off].min())
+        raise DataError(
+            path,
+            f"timestamp {df['ts'].iloc[i]} is not on the {_td_str(src_step)} bar grid "
+            f"(expected bar open times at 1970-01-01 00:00 UTC + k * {_td_str(src_step)})",
+            column="ts",
+            row=i,
+            detail=f"symbol '{df['symbol'].iloc[i]}', ts {df['ts'].iloc[i]}",
+        )
+
+    # ---- resample ---------------------------------------------------------------------------
+    if out_step is not None:
+        if out_step.value % step_ns != 0:
+            raise ConfigError(
+                "data.resample",
+                f"resample rule {resample!r} is not a multiple of the file's bar length {_td_str(src_step)}",
+            )
+        step_ns = int(out_step.value)
+        bucket = np.floor_divide(ts, step_ns) * step_ns
+        starts = np.flatnonzero(np.r_[True, (codes[1:] != codes[:-1]) | (bucket[1:] != bucket[:-1])])
+        ends = np.r_[starts[1:], len(ts)] - 1
+        agg = {"close": cols["close"][ends]}
+        if "high" in cols:
+            agg["high"] = np.maximum.reduceat(cols["high"], starts)
+        if "low" in cols:
+            agg["low"] = np.minimum.reduceat(cols["low"], starts)
+        if "volume" in cols:
+            agg["volume"] = np.add.reduceat(cols["volume"], starts)
+        cols, ts, codes, rows = agg, bucket[starts], codes[starts], rows[starts]
+    step = pd.Timedelta(step_ns, unit="ns")
+
+    # ---- window: keep in-window bars plus one anchor bar on each side -------------------------
+    lo = -np.inf if t_start is None else t_start.value
+    hi = np.inf if t_end is None else t_end.value
+    in_win = (ts >= lo) & (ts <= hi)
+    if not in_win.any():
+        raise DataError(
+            path,
+            f"no bars of {', '.join(symbols)} between start={t_start} and end={t_end}",
+            column="ts",
+        )
+    has_bars = np.bincount(codes[in_win], minlength=len(symbols)) > 0
+    if not has_bars.all():
+        empty = [s for s, ok in zip(symbols, has_bars, strict=True) if not ok]
+        if explicit:
+            raise DataError(
+                path,
+                f"symbol(s) {', '.join(empty)} have no bars between start={t_start} and end={t_end}",
+                column="symbol",
+            )
+        keep_sym = np.flatnonzero(has_bars)
+        remap = np.full(len(symbols), -1, dtype=np.int64)
+        remap[keep_sym] = np.arange(keep_sym.size)
+        symbols = [symbols[k] for k in keep_sym]
+        codes = remap[codes]
+        mask = codes >= 0
+        cols = {k: v[mask] for k, v in cols.items()}
+        ts, codes, rows, in_win = ts[mask], codes[mask], rows[mask], in_win[mask]
+    same_next = np.r_[codes[1:] == codes[:-1], False]
+    same_prev = np.r_[False, codes[1:] == codes[:-1]]
+    keep = in_win | (same_next & np.r_[in_win[1:], False]) | (same_prev & np.r_[False, in_win[:-1]])
+    cols = {k: v[keep] for k, v in cols.items()}
+    ts, codes, rows, in_win = ts[keep], codes[keep], rows[keep], in_win[keep]
+
+    # ---- grid positions and gap policy --------------------------------------------------------
+    t0 = int(ts.min())
+    pos = (ts - t0) // step_ns
+    n_grid = int(pos.max()) + 1
+    w_lo = 0 if t_start is None else max(0, -(-(t_start.value - t0) // step_ns))
+    w_hi = n_grid - 1 if t_end is None else min(n_grid - 1, (t_end.value - t0) // step_ns)
+    same = codes[1:] == codes[:-1]
+    run_len = (pos[1:] - pos[:-1] - 1) * same
+    first_missing = pos[:-1] + 1
+    last_missing = pos[1:] - 1
+    relevant = (run_len > 0) & (last_missing >= w_lo) & (first_missing <= w_hi)
+    too_long = np.flatnonzero(relevant & (run_len > max_fill))
+    if too_long.size:
+        k = int(too_long[0])
+        n_bad = int(too_long.size)
+        sym = symbols[int(codes[k])]
+        gap_start = t0 + int(first_missing[k]) * step_ns
+        gap_end = t0 + int(last_missing[k]) * step_ns
+        more = f"; {n_bad - 1} more gap(s) exceed the limit" if n_bad > 1 else ""
+        raise DataError(
+            path,
+            f"gap of {int(run_len[k])} missing {_td_str(step)} bar(s) for '{sym}' from {_fmt_ns(gap_start)} "
+            f"to {_fmt_ns(gap_end)} exceeds max_fill_bars={max_fill} (config key data.max_fill_bars "
+            f"controls how many missing bars are forward-filled){more}",
+            column="ts",
+            row=int(rows[k + 1]),
+            detail=f"symbol '{sym}', first missing ts {_fmt_ns(gap_start)}",
+        )
+
+    # ---- wide matrices, forward fill inside each life ---------------------------------------
+    n_sym = len(symbols)
+    wide: dict[str, np.ndarray] = {}
+    for name, values in cols.items():
+        mat = np.full((n_grid, n_sym), np.nan)
+        mat[pos, codes] = values
+        wide[name] = mat
+    present = ~np.isnan(wide["close"])
+    first_pos = np.full(n_sym, n_grid, dtype=np.int64)
+    last_pos = np.full(n_sym, -1, dtype=np.int64)
+    np.minimum.at(first_pos, codes, pos)
+    np.maximum.at(last_pos, codes, pos)
+    grid_idx = np.arange(n_grid)[:, None]
+    in_life = (grid_idx >= first_pos[None, :]) & (grid_idx <= last_pos[None, :])
+    filled = in_life & ~present
+    if filled.any():
+        src = np.where(present, grid_idx, -1)
+        np.maximum.accumulate(src, axis=0, out=src)
+        rr, cc = np.nonzero(filled)
+        close_fill = wide["close"][src[rr, cc], cc]
+        wide["close"][rr, cc] = close_fill
+        for name in ("high", "low"):
+            if name in wide:
+                wide[name][rr, cc] = close_fill
+        if "volume" in wide:
+            wide["volume"][rr, cc] = 0.0
+
+    # ---- cut to the window, drop all-NaN edge rows ----------------------------------------------
+    window = slice(w_lo, w_hi + 1)
+    wide = {k: v[window] for k, v in wide.items()}
+    filled = filled[window]
+    alive = ~np.isnan(wide["close"]).all(axis=1)
+    first_row = int(np.argmax(alive))
+    last_row = len(alive) - 1 - int(np.argmax(alive[::-1]))
+    cut = slice(first_row, last_row + 1)
+    wide = {k: v[cut] for k, v in wide.items()}
+    filled = filled[cut]
+    index = pd.date_range(
+        start=pd.Timestamp(t0 + (w_lo + first_row) * step_ns, unit="ns", tz="UTC"),
+        periods=last_row - first_row + 1,
+        freq=step,
+        unit="us",
+        name="ts",
+    )
+    columns = pd.Index(symbols, name="symbol")
+    frames = {k: pd.DataFrame(v, index=index, columns=columns) for k, v in wide.items()}
+
+    gaps = tuple(_gap_report(sym, filled[:, j], index) for j, sym in enumerate(symbols))
+    return PricePanel(
+        close=frames["close"],
+        high=frames.get("high"),
+        low=frames.get("low"),
+        volume=frames.get("volume"),
+        freq=step,
+        gaps=gaps,
+        path=path.resolve(),
+        sha256=file_sha256(path),
+    )
+
+
+def _td_str(td: pd.Timedelta) -> str:
+    """``1h``, ``1D``, ``8h``, ``15min``: a short label of a bar length."""
+    seconds = int(td.total_seconds())
+    for unit, size in (("D", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return str(td)
+
+
+def _gap_report(symbol: str, filled: np.ndarray, index: pd.DatetimeIndex) -> GapReport:
+    """Runs of ``True`` in ``filled`` → :class:`GapReport`."""
+    edges = np.diff(np.r_[0, filled.astype(np.int8), 0])
+    run_starts = np.flatnonzero(edges == 1)
+    run_ends = np.flatnonzero(edges == -1)
+    if run_starts.size == 0:
+        return GapReport(symbol, 0, 0, 0, None)
+    lengths = run_ends - run_starts
+    k = int(np.argmax(lengths))
+    return GapReport(
+        symbol=symbol,
+        n_gaps=int(run_starts.size),
+        n_missing_bars=int(lengths.sum()),
+        longest_gap_bars=int(lengths[k]),
+        longest_gap_start=index[int(run_starts[k])],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Funding
+# --------------------------------------------------------------------------------------------
+
+
+def load_funding(path: str | Path, symbol: str) -> pd.Series:
+    """Funding rate per settlement of one perpetual.
+
+    Parameters
+    ----------
+    path : str or Path
+        Long Parquet file with ``ts`` (settlement time, UTC), ``symbol``, ``interval_h`` and
+        ``funding_rate`` (decimal per interval: 0.0001 = 0.01 % of notional per settlement; a
+        positive rate means longs pay shorts).
+    symbol : str
+
+    Returns
+    -------
+    pandas.Series
+        Named ``"funding_rate"``, float64, indexed by the UTC settlement time (``"ts"``), strictly
+        increasing; ``attrs["interval_h"]`` is the settlement interval in hours.
+
+    Raises
+    ------
+    DataError
+        On the generic validation rules, a non-finite rate, a non-positive or non-integer
+        ``interval_h``, an unknown symbol, or an ``interval_h`` that changes within the symbol.
+    """
+    path = Path(path)
+    df = read_long(path, required=("ts", "symbol", "interval_h", "funding_rate"))
+    ctx = _Ctx(df, path, None, None)
+    rate = _numeric(ctx, "funding_rate")
+    bad = ~np.isfinite(rate)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        ctx.fail("funding_rate", i, f"expected a finite funding rate, found {float(rate[i])!r}")
+    interval = _numeric(ctx, "interval_h")
+    bad = ~(np.isfinite(interval) & (interval > 0) & (interval == np.round(interval)))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        ctx.fail("interval_h", i, f"expected a whole number of hours > 0, found {float(interval[i])!r}")
+    mask = (df["symbol"] == symbol).to_numpy(dtype=bool, na_value=False)
+    if not mask.any():
+        available = ", ".join(sorted(pd.unique(df["symbol"]).tolist()))
+        raise DataError(path, f"unknown symbol '{symbol}'; available: {available}", column="symbol")
+    idx = np.flatnonzero(mask)
+    iv = interval[idx]
+    changed = np.flatnonzero(iv != iv[0])
+    if changed.size:
+        i = int(idx[changed[0]])
+        ctx.fail(
+            "interval_h",
+            i,
+            f"expected one settlement interval per symbol ({int(iv[0])} h from row {int(idx[0])}), found {interval[i]:g} h",
+        )
+    index = pd.DatetimeIndex(df["ts"].iloc[idx].array.as_unit("us"), name="ts")
+    series = pd.Series(rate[idx], index=index, name="funding_rate", dtype=np.float64)
+    series.attrs["interval_h"] = int(iv[0])
+    return series

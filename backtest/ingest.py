@@ -1,0 +1,935 @@
+"""Turn vendor market-data files into hedgebt's long Parquet layout.
+
+Supported formats (``format=``; ``"auto"`` sniffs the extension and the first line)
+------------------------------------------------------------------------------------
+``binance``
+    Binance public-data kline CSV, or a ``.zip`` holding one such CSV. No header (an optional
+    ``open_time,...`` header line is accepted), 12 columns: ``open_time, open, high, low, close,
+    volume, close_time, quote_volume, trades, taker_buy_base, taker_buy_quote, ignore``.
+    ``open_time`` is epoch milliseconds, or microseconds in newer (2025+) files. The unit is
+    detected per file from the magnitude (``1e11 <= t < 1e14``: ms, ``1e14 <= t < 1e17``: µs);
+    a file mixing units is an error naming the first row whose unit differs from row 0's.
+``cryptodatadownload``
+    CryptoDataDownload CSV: an optional URL line (``https://www.CryptoDataDownload.com``), then
+    ``Unix,Date,Symbol,Open,High,Low,Close,Volume <BASE>,Volume <QUOTE>,tradecount``, newest row
+    first. ``Unix`` is epoch ms or s (detected per row: ``t < 1e11`` is seconds, since the vendor has
+    switched units within a file); ``Date`` (ISO date/datetime, or ``YYYY-MM-DD HH-AM``) must agree
+    with it. ``volume`` is the ``Volume <BASE>`` column, where ``<BASE>`` prefixes ``Symbol``.
+``yahoo``
+    Yahoo Finance CSV ``Date,Open,High,Low,Close,Adj Close,Volume`` (``Adj Close`` optional), or a
+    two-column ``date,value`` close series. Dates are UTC days (``YYYY-MM-DD``), labelled by their
+    00:00 open time. Yahoo's crypto volume is in the quote currency (USD), so
+    ``volume = Volume / Close`` (an estimate of base units). ``yahoo_shift_days=N`` relabels
+    every row ``ts = date + N days``: in series where the value on date D is the close of UTC day
+    D-1 (like the bundled RNDR sample) pass ``yahoo_shift_days=-1``. Default 0: no shift.
+``freqtrade`` / ``ccxt``
+    JSON list of ``[open_time_ms, open, high, low, close, volume]`` rows (freqtrade's ``json``
+    data format and ccxt's ``fetch_ohlcv`` result; ``.json.gz`` is read too), or a CSV with the
+    header ``date,open,high,low,close,volume`` (freqtrade's DataFrame layout; ``date`` ISO with
+    offset or naive-UTC, or epoch ms). Both names parse identically; ``auto`` picks this parser for
+    JSON.
+
+All formats produce bars labelled by their UTC open time. A header
+``date,open,high,low,close,volume`` fits yahoo (without ``Adj Close``) and freqtrade alike;
+``auto`` refuses such files and asks for ``--format``.
+
+Errors name the file, the 0-based data row (``row``) and, for text files, the 1-based ``line``.
+
+Merge rules (:func:`ingest`)
+----------------------------
+The target is a long Parquet dataset (``ts, symbol, close`` or ``ts, symbol, open, high, low,
+close, volume``); it is created if missing. Its columns must equal the ingested ones.
+
+* new ``(symbol, ts)`` bars are added;
+* an overlapping bar whose ``open``, ``high``, ``low`` or ``close`` differs by more than
+  ``1e-9`` relative (``|a - b| > 1e-9 * max(|a|, |b|)``) is a conflict: a
+  :class:`~backtest.errors.DataError` naming the first conflicting ``ts`` and both values, unless
+  ``overwrite=True``, which replaces it. ``volume`` is not compared (vendors disagree on it); with
+  ``overwrite=True`` a bar whose volume differs is replaced too; otherwise the stored bar is kept;
+* overlapping bars that agree are left as stored (``rows_unchanged``).
+
+The dataset is written only when something changed, deterministically (sorted by
+``(symbol, ts)``, fixed column order, ``ts`` ``datetime64[us, UTC]``, ``symbol`` string, prices
+float64, no index), atomically (temporary file in the same directory, ``fsync``, ``os.replace``)
+and only after it passes :func:`backtest.data.validate_long_frame`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import json
+import os
+import re
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, get_args
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from backtest.data import PRICE_COLUMNS, _check_long_frame, read_long, validate_long_frame
+from backtest.errors import ConfigError, DataError
+
+__all__ = [
+    "Format",
+    "IngestReport",
+    "read_vendor_file",
+    "ingest",
+    "add_ingest_arguments",
+    "run_ingest_command",
+]
+
+Format = Literal["auto", "binance", "cryptodatadownload", "yahoo", "freqtrade", "ccxt"]
+FORMATS: tuple[str, ...] = get_args(Format)
+
+OHLCV_COLUMNS: tuple[str, ...] = ("ts", "symbol", "open", "high", "low", "close", "volume")
+CLOSE_COLUMNS: tuple[str, ...] = ("ts", "symbol", "close")
+CONFLICT_REL_TOL = 1e-9
+"""Relative tolerance above which an overlapping bar's OHLC value is a conflict."""
+
+SYMBOL_DTYPE = pd.StringDtype("pyarrow")
+"""``symbol`` dtype of hedgebt's Parquet files (Arrow ``large_string``)."""
+
+_BINANCE_COLUMNS = (
+    "open_time", "open", "high", "low", "close", "volume",
+    "close_time", "quote_volume", "trades", "taker_buy_base", "taker_buy_quote", "ignore",
+)  # fmt: skip
+_OHLCV_HEADER = ("date", "open", "high", "low", "close", "volume")
+
+# Epoch magnitude ranges per unit (values in that unit), 1973-03-03 .. ~5138 / 4.4e3 years.
+_UNIT_RANGES: dict[str, tuple[float, float, int]] = {
+    # unit: (lower bound inclusive, upper bound exclusive, nanoseconds per unit)
+    "s": (1e8, 1e11, 1_000_000_000),
+    "ms": (1e11, 1e14, 1_000_000),
+    "us": (1e14, 1e17, 1_000),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Parsed file: frame in file order plus where each row came from
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Parsed:
+    """A vendor file parsed in file order."""
+
+    frame: pd.DataFrame  # ts, symbol, value columns; file order
+    rows: np.ndarray  # 0-based data row per frame row
+    lines: np.ndarray | None  # 1-based text line per frame row (None for JSON)
+
+
+@dataclass
+class _Table:
+    """A CSV's data rows as strings."""
+
+    header: list[str] | None
+    header_line: int | None
+    cells: pd.DataFrame  # str cells, columns 0..n-1
+    lines: np.ndarray  # 1-based line number per data row
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What :func:`ingest` did.
+
+    Attributes
+    ----------
+    rows_added : int
+        Bars new to the dataset.
+    rows_unchanged : int
+        Overlapping bars that agreed with the stored ones (left as stored).
+    rows_overwritten : int
+        Overlapping bars replaced (only with ``overwrite=True``).
+    symbols : tuple of str
+        Every symbol in the dataset after the ingest, sorted.
+    path : pathlib.Path
+        The dataset.
+    """
+
+    rows_added: int
+    rows_unchanged: int
+    rows_overwritten: int
+    symbols: tuple[str, ...]
+    path: Path
+
+    @property
+    def changed(self) -> bool:
+        """True when the dataset file was (re)written."""
+        return self.rows_added + self.rows_overwritten > 0
+
+
+# --------------------------------------------------------------------------------------------
+# Reading raw bytes/text
+# --------------------------------------------------------------------------------------------
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.exists():
+        raise DataError(path, "file not found")
+    if not path.is_file():
+        raise DataError(path, "expected a file, found a directory")
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":  # gzip (e.g. freqtrade .json.gz)
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise DataError(path, f"corrupt gzip file ({exc})") from exc
+    return data
+
+
+def _zip_member(path: Path, data: bytes) -> bytes:
+    """The single CSV inside a Binance ``.zip``."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            names = [n for n in zf.namelist() if not n.endswith("/")]
+            if len(names) != 1:
+                raise DataError(path, f"expected a zip holding one CSV file, found {len(names)} member(s): {', '.join(names)}")
+            return zf.read(names[0])
+    except zipfile.BadZipFile as exc:
+        raise DataError(path, f"not a valid zip file ({exc})") from exc
+
+
+def _decode(path: Path, data: bytes) -> str:
+    if b"\x00" in data[:4096]:
+        raise DataError(path, "expected a text (CSV/JSON) file, found binary data")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"expected UTF-8 text, found an undecodable byte at offset {exc.start}") from exc
+
+
+def _nonblank_lines(text: str) -> list[tuple[int, str]]:
+    """``(1-based line number, stripped line)`` of the non-blank lines."""
+    return [(n, s) for n, line in enumerate(text.splitlines(), start=1) if (s := line.strip())]
+
+
+def _split_header(line: str) -> list[str]:
+    return [c.strip().strip('"').strip() for c in line.split(",")]
+
+
+def _other_delimiter(line: str) -> str | None:
+    """A delimiter other than ',' that the line seems to use."""
+    for delim, name in ((";", "';'"), ("\t", "tab"), ("|", "'|'")):
+        if line.count(delim) >= 1 and line.count(",") == 0:
+            return name
+    return None
+
+
+def _table(path: Path, lines: list[tuple[int, str]], header: list[str] | None, header_line: int | None) -> _Table:
+    """Split data lines into a frame of string cells (field count checked per row)."""
+    data = lines if header_line is None else [(n, s) for n, s in lines if n > header_line]
+    if not data:
+        where = f"after the header on line {header_line}" if header_line else "in the file"
+        raise DataError(path, f"expected at least one data row {where}, found none", row=0)
+    numbers = np.fromiter((n for n, _ in data), dtype=np.int64, count=len(data))
+    text = pd.Series([s for _, s in data], dtype=object)
+    n_fields = text.str.count(",").to_numpy() + 1
+    expected = len(header) if header is not None else int(n_fields[0])
+    bad = np.flatnonzero(n_fields != expected)
+    if bad.size:
+        i = int(bad[0])
+        other = _other_delimiter(text.iloc[i])
+        hint = f"; the line looks {other}-delimited, hedgebt reads comma-separated files" if other else ""
+        raise DataError(
+            path,
+            f"expected {expected} comma-separated fields, found {int(n_fields[i])}{hint}",
+            row=i,
+            detail=f"line {int(numbers[i])}",
+        )
+    cells = text.str.split(",", expand=True, regex=False)
+    cells = cells.apply(lambda c: c.str.strip().str.strip('"'))
+    cells.columns = range(expected)
+    return _Table(header=header, header_line=header_line, cells=cells, lines=numbers)
+
+
+# --------------------------------------------------------------------------------------------
+# Cell conversion with row-precise errors
+# --------------------------------------------------------------------------------------------
+
+
+def _to_float(path: Path, table: _Table, col: int, name: str) -> np.ndarray:
+    raw = table.cells[col]
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = np.flatnonzero(np.isnan(values) & ~raw.str.lower().isin(["nan"]).to_numpy())
+    if bad.size:
+        i = int(bad[0])
+        raise DataError(
+            path,
+            f"expected a number, found {raw.iloc[i]!r}",
+            column=name,
+            row=i,
+            detail=f"line {int(table.lines[i])}",
+        )
+    return values
+
+
+def _epoch_to_ns(
+    path: Path,
+    values: np.ndarray,
+    *,
+    column: str,
+    units: Sequence[str],
+    per_row: bool,
+    lines: np.ndarray | None,
+) -> np.ndarray:
+    """Epoch numbers → int64 ns, detecting the unit from the magnitude.
+
+    ``per_row=False``: the whole file must use one unit (that of row 0).
+    """
+
+    def where(i: int) -> str | None:
+        return None if lines is None else f"line {int(lines[i])}"
+
+    nonint = np.flatnonzero(~np.isfinite(values) | (values != np.floor(values)))
+    if nonint.size:
+        i = int(nonint[0])
+        raise DataError(path, f"expected an integer epoch time, found {float(values[i])!r}", column=column, row=i, detail=where(i))
+    unit_idx = np.full(values.shape, -1, dtype=np.int64)
+    for k, unit in enumerate(units):
+        lo, hi, _ = _UNIT_RANGES[unit]
+        unit_idx[(values >= lo) & (values < hi)] = k
+    unknown = np.flatnonzero(unit_idx < 0)
+    if unknown.size:
+        i = int(unknown[0])
+        names = "/".join("µs" if u == "us" else u for u in units)
+        raise DataError(
+            path,
+            f"epoch time {int(values[i])} is not a plausible time in {names} (1973 or later)",
+            column=column,
+            row=i,
+            detail=where(i),
+        )
+    if not per_row:
+        mixed = np.flatnonzero(unit_idx != unit_idx[0])
+        if mixed.size:
+            i = int(mixed[0])
+            u0, ui = units[int(unit_idx[0])], units[int(unit_idx[i])]
+            raise DataError(
+                path,
+                f"file mixes timestamp units: row 0 is in {u0} but this row is in {ui} ({int(values[i])})",
+                column=column,
+                row=i,
+                detail=where(i),
+            )
+    scale = np.array([_UNIT_RANGES[u][2] for u in units], dtype=np.int64)[unit_idx]
+    return values.astype(np.int64) * scale
+
+
+def _parse_dates(path: Path, table: _Table, col: int, name: str, *, formats: Sequence[str]) -> np.ndarray:
+    """Date strings → int64 ns UTC; naive values are UTC. Tries ``formats`` in order per row."""
+    raw = table.cells[col]
+    result = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
+    todo = np.ones(len(raw), dtype=bool)
+    for fmt in formats:
+        if not todo.any():
+            break
+        parsed = pd.to_datetime(raw[todo], format=fmt, errors="coerce", utc=True)
+        result[todo] = parsed.dt.as_unit("ns")
+        todo = result.isna().to_numpy()
+    if todo.any():
+        i = int(np.flatnonzero(todo)[0])
+        raise DataError(
+            path,
+            f"expected a date like 2024-07-22, found {raw.iloc[i]!r}",
+            column=name,
+            row=i,
+            detail=f"line {int(table.lines[i])}",
+        )
+    return result.array.asi8
+
+
+# --------------------------------------------------------------------------------------------
+# Format parsers
+# --------------------------------------------------------------------------------------------
+
+
+def _frame(ts_ns: np.ndarray, symbol: str, values: dict[str, np.ndarray]) -> pd.DataFrame:
+    ts = pd.to_datetime(ts_ns, unit="ns", utc=True).as_unit("us")
+    out = {"ts": ts, "symbol": pd.array([symbol] * len(ts_ns), dtype=SYMBOL_DTYPE)}
+    out.update({k: np.asarray(v, dtype=np.float64) for k, v in values.items()})
+    return pd.DataFrame(out)
+
+
+def _ohlcv_from_table(path: Path, table: _Table, idx: dict[str, int], names: dict[str, str]) -> dict[str, np.ndarray]:
+    return {k: _to_float(path, table, idx[k], names[k]) for k in ("open", "high", "low", "close", "volume")}
+
+
+def _parse_binance(path: Path, data: bytes, symbol: str) -> _Parsed:
+    if data[:4] == b"PK\x03\x04":
+        data = _zip_member(path, data)
+    lines = _nonblank_lines(_decode(path, data))
+    if not lines:
+        raise DataError(path, "file is empty; expected Binance kline rows", row=0)
+    first = _split_header(lines[0][1])
+    header_line = lines[0][0] if first and first[0].lower() == "open_time" else None
+    table = _table(path, lines, list(_BINANCE_COLUMNS), header_line)
+    values = _ohlcv_from_table(path, table, {c: i for i, c in enumerate(_BINANCE_COLUMNS)}, {c: c for c in _BINANCE_COLUMNS})
+    open_time = _to_float(path, table, 0, "open_time")
+    ts = _epoch_to_ns(path, open_time, column="open_time", units=("ms", "us"), per_row=False, lines=table.lines)
+    return _Parsed(_frame(ts, symbol, values), np.arange(len(ts)), table.lines)
+
+
+def _find(header: list[str], name: str) -> int | None:
+    low = [h.lower() for h in header]
+    return low.index(name) if name in low else None
+
+
+def _parse_cryptodatadownload(path: Path, data: bytes, symbol: str) -> _Parsed:
+    lines = _nonblank_lines(_decode(path, data))
+    if not lines:
+        raise DataError(path, "file is empty; expected a CryptoDataDownload CSV", row=0)
+    k = 1 if _is_url_line(lines[0][1]) else 0
+    if k >= len(lines):
+        raise DataError(path, "expected a header line after the URL line, found end of file", row=0)
+    header_line, header = lines[k][0], _split_header(lines[k][1])
+    needed = ("unix", "date", "open", "high", "low", "close")
+    missing = [c for c in needed if _find(header, c) is None]
+    if missing:
+        raise DataError(
+            path,
+            f"expected CryptoDataDownload columns Unix,Date,Symbol,Open,High,Low,Close,Volume <BASE>; "
+            f"missing {', '.join(missing)} in header {','.join(header)!r}",
+            detail=f"line {header_line}",
+        )
+    table = _table(path, lines[k:], header, header_line)
+    idx = {c: _find(header, c) for c in needed}
+    sym_col = _find(header, "symbol")
+    pair = table.cells[sym_col].iloc[0] if sym_col is not None else ""
+    if sym_col is not None:
+        differs = np.flatnonzero((table.cells[sym_col] != pair).to_numpy())
+        if differs.size:
+            i = int(differs[0])
+            raise DataError(
+                path,
+                f"expected one symbol per file ({pair!r} on row 0), found {table.cells[sym_col].iloc[i]!r}",
+                column=header[sym_col],
+                row=i,
+                detail=f"line {int(table.lines[i])}",
+            )
+    vol_col = _cdd_volume_column(path, header, pair, symbol, header_line)
+    values = {c: _to_float(path, table, idx[c], header[idx[c]]) for c in ("open", "high", "low", "close")}  # type: ignore[index]
+    values["volume"] = _to_float(path, table, vol_col, header[vol_col])
+    unix = _to_float(path, table, idx["unix"], header[idx["unix"]])  # type: ignore[index]
+    ts = _epoch_to_ns(path, unix, column=header[idx["unix"]], units=("s", "ms"), per_row=True, lines=table.lines)  # type: ignore[index]
+    date_ns = _parse_dates(path, table, idx["date"], header[idx["date"]], formats=("ISO8601", "%Y-%m-%d %I-%p"))  # type: ignore[arg-type]
+    mismatch = np.flatnonzero(date_ns != ts)
+    if mismatch.size:
+        i = int(mismatch[0])
+        raise DataError(
+            path,
+            f"Unix time {int(unix[i])} ({pd.Timestamp(int(ts[i]), tz='UTC')}) disagrees with Date "
+            f"{table.cells[idx['date']].iloc[i]!r}",
+            column=header[idx["unix"]],  # type: ignore[index]
+            row=i,
+            detail=f"line {int(table.lines[i])}",
+        )
+    return _Parsed(_frame(ts, symbol, values), np.arange(len(ts)), table.lines)
+
+
+def _is_url_line(line: str) -> bool:
+    low = line.lower()
+    return low.startswith(("http://", "https://", "www.")) or "cryptodatadownload" in low
+
+
+def _cdd_volume_column(path: Path, header: list[str], pair: str, symbol: str, header_line: int) -> int:
+    """Index of the ``Volume <BASE>`` column: the currency that prefixes the pair (or equals ``symbol``)."""
+    vols = {i: m.group(1) for i, h in enumerate(header) if (m := re.fullmatch(r"(?i)volume\s+(\S+)", h))}
+    pair_up = pair.upper().replace("/", "").replace("-", "")
+    by_pair = [i for i, cur in vols.items() if pair_up.startswith(cur.upper())]
+    if len(by_pair) == 1:
+        return by_pair[0]
+    by_symbol = [i for i, cur in vols.items() if cur.upper() == symbol.upper()]
+    if len(by_symbol) == 1:
+        return by_symbol[0]
+    raise DataError(
+        path,
+        f"cannot tell which volume column is in base units: found {', '.join(header[i] for i in vols) or 'none'} "
+        f"for pair {pair!r} and symbol {symbol!r}; expected 'Volume <BASE>'",
+        column="Volume",
+        detail=f"line {header_line}",
+    )
+
+
+def _parse_yahoo(path: Path, data: bytes, symbol: str, shift_days: int) -> _Parsed:
+    lines = _nonblank_lines(_decode(path, data))
+    if not lines:
+        raise DataError(path, "file is empty; expected a Yahoo CSV", row=0)
+    header_line, header = lines[0][0], _split_header(lines[0][1])
+    low = [h.lower() for h in header]
+    date_idx = _find(header, "date")
+    if low == ["date", "value"]:
+        keys = ("close",)
+        idx = {"close": 1}
+    else:
+        missing = [c for c in ("date", "open", "high", "low", "close", "volume") if c not in low]
+        if missing:
+            other = _other_delimiter(lines[0][1])
+            hint = f"; the header looks {other}-delimited, hedgebt reads comma-separated files" if other else ""
+            raise DataError(
+                path,
+                f"expected a Yahoo header Date,Open,High,Low,Close,Adj Close,Volume or date,value; "
+                f"found {lines[0][1]!r}{hint}",
+                detail=f"line {header_line}",
+            )
+        keys = ("open", "high", "low", "close", "volume")
+        idx = {c: low.index(c) for c in keys}
+    assert date_idx is not None
+    table = _table(path, lines, header, header_line)
+    values = {k: _to_float(path, table, idx[k], header[idx[k]]) for k in keys}
+    if "volume" in values:
+        values["volume"] = values["volume"] / values["close"]  # USD volume → base units (estimate)
+    ts = _parse_dates(path, table, date_idx, header[date_idx], formats=("%Y-%m-%d",))
+    ts = ts + np.int64(shift_days) * np.int64(86_400_000_000_000)
+    return _Parsed(_frame(ts, symbol, values), np.arange(len(ts)), table.lines)
+
+
+def _parse_ohlcv_rows(path: Path, data: bytes, symbol: str) -> _Parsed:
+    """freqtrade/ccxt: JSON rows ``[ms, o, h, l, c, v]`` or a ``date,open,...`` CSV."""
+    text = _decode(path, data)
+    if not text.strip():
+        raise DataError(path, "file is empty; expected OHLCV rows [[open_time_ms, o, h, l, c, v], ...]", row=0)
+    if text.lstrip().startswith("["):
+        return _parse_json_rows(path, text, symbol)
+    lines = _nonblank_lines(text)
+    header_line, header = lines[0][0], _split_header(lines[0][1])
+    low = [h.lower() for h in header]
+    if low != list(_OHLCV_HEADER):
+        raise DataError(
+            path,
+            f"expected freqtrade/ccxt JSON rows or a CSV header {','.join(_OHLCV_HEADER)}; found {lines[0][1]!r}",
+            detail=f"line {header_line}",
+        )
+    table = _table(path, lines, header, header_line)
+    values = _ohlcv_from_table(path, table, {c: low.index(c) for c in _OHLCV_HEADER}, {c: header[low.index(c)] for c in _OHLCV_HEADER})
+    raw = table.cells[0]
+    if raw.str.fullmatch(r"\d+").all():
+        ts = _epoch_to_ns(path, _to_float(path, table, 0, header[0]), column=header[0], units=("ms",), per_row=False, lines=table.lines)
+    else:
+        ts = _parse_dates(path, table, 0, header[0], formats=("ISO8601",))
+    return _Parsed(_frame(ts, symbol, values), np.arange(len(ts)), table.lines)
+
+
+def _parse_json_rows(path: Path, text: str, symbol: str) -> _Parsed:
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    if not isinstance(rows, list):
+        raise DataError(path, f"expected a JSON list of [open_time_ms, o, h, l, c, v] rows, found {type(rows).__name__}")
+    if not rows:
+        raise DataError(path, "expected at least one [open_time_ms, o, h, l, c, v] row, found an empty list", row=0)
+    for i, r in enumerate(rows):  # shape check; cheap compared with json.loads
+        if not isinstance(r, list) or len(r) != 6:
+            shown = json.dumps(r)[:80]
+            raise DataError(path, f"expected a row [open_time_ms, open, high, low, close, volume], found {shown}", row=i)
+        for j, v in enumerate(r):
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                name = ("open_time", "open", "high", "low", "close", "volume")[j]
+                raise DataError(path, f"expected a number, found {json.dumps(v)}", column=name, row=i)
+    arr = np.asarray(rows, dtype=np.float64)
+    ts = _epoch_to_ns(path, arr[:, 0], column="open_time", units=("ms",), per_row=False, lines=None)
+    values = dict(zip(("open", "high", "low", "close", "volume"), arr[:, 1:].T, strict=True))
+    return _Parsed(_frame(ts, symbol, values), np.arange(len(ts)), None)
+
+
+# --------------------------------------------------------------------------------------------
+# Format detection
+# --------------------------------------------------------------------------------------------
+
+
+def _detect(path: Path, data: bytes) -> str:
+    """Sniff the format from the extension and the first line (see the module docstring)."""
+    name = path.name.lower()
+    if data[:4] == b"PK\x03\x04" or name.endswith(".zip"):
+        return "binance"
+    text_head = data[:65536]
+    if b"\x00" in text_head[:4096]:
+        raise DataError(path, "unsupported file: binary data; expected CSV, JSON or a Binance .zip")
+    head = text_head.decode("utf-8-sig", errors="replace")
+    if not head.strip():
+        raise DataError(path, "file is empty; cannot detect its format", row=0)
+    if head.lstrip().startswith("[") or name.endswith((".json", ".json.gz")):
+        return "freqtrade"
+    first_no, first = next((n, s) for n, s in _nonblank_lines(head))
+    if _is_url_line(first):
+        return "cryptodatadownload"
+    cells = [c.lower() for c in _split_header(first)]
+    candidates: list[str] = []
+    if "unix" in cells and "date" in cells:
+        candidates.append("cryptodatadownload")
+    if cells == ["date", "value"] or ("adj close" in cells and "date" in cells):
+        candidates.append("yahoo")
+    if cells == list(_OHLCV_HEADER):
+        candidates += ["yahoo", "freqtrade", "ccxt"]
+    if cells and cells[0] == "open_time" or (len(cells) == len(_BINANCE_COLUMNS) and cells[0].isdigit()):
+        candidates.append("binance")
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        raise DataError(
+            path,
+            f"ambiguous format: the header {first!r} fits {', '.join(candidates)}; pass --format (format=) to choose",
+            detail=f"line {first_no}",
+        )
+    other = _other_delimiter(first)
+    hint = f"; the line looks {other}-delimited, hedgebt reads comma-separated files" if other else ""
+    raise DataError(
+        path,
+        f"unsupported format: cannot recognise the first line {first[:80]!r}{hint}; supported: "
+        f"{', '.join(f for f in FORMATS if f != 'auto')} (pass --format to choose)",
+        detail=f"line {first_no}",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Public reading API
+# --------------------------------------------------------------------------------------------
+
+
+def _check_symbol_arg(symbol: str) -> None:
+    if not isinstance(symbol, str) or not symbol.strip() or symbol != symbol.strip() or "," in symbol:
+        raise ConfigError("ingest.symbol", f"expected a non-empty symbol such as 'FET' without spaces or commas, got {symbol!r}")
+
+
+def _read_parsed(path: str | Path, *, symbol: str, format: Format, yahoo_shift_days: int) -> tuple[_Parsed, str]:
+    """Parse and validate one vendor file; return rows sorted by ts with their file rows."""
+    path = Path(path)
+    _check_symbol_arg(symbol)
+    if format not in FORMATS:
+        raise ConfigError("ingest.format", f"expected one of {', '.join(FORMATS)}, got {format!r}")
+    if isinstance(yahoo_shift_days, bool) or not isinstance(yahoo_shift_days, (int, np.integer)):
+        raise ConfigError("ingest.yahoo_shift_days", f"expected an integer number of days, got {yahoo_shift_days!r}")
+    data = _read_bytes(path)
+    fmt = _detect(path, data) if format == "auto" else format
+    if yahoo_shift_days and fmt != "yahoo":
+        raise ConfigError("ingest.yahoo_shift_days", f"only applies to yahoo files, but {path} is read as {fmt}")
+    if not data.strip():
+        raise DataError(path, "file is empty", row=0)
+    if fmt == "binance":
+        parsed = _parse_binance(path, data, symbol)
+    elif fmt == "cryptodatadownload":
+        parsed = _parse_cryptodatadownload(path, data, symbol)
+    elif fmt == "yahoo":
+        parsed = _parse_yahoo(path, data, symbol, int(yahoo_shift_days))
+    else:
+        parsed = _parse_ohlcv_rows(path, data, symbol)
+
+    frame = parsed.frame
+    price_cols = [c for c in PRICE_COLUMNS if c in frame.columns]
+    # Value and uniqueness checks in file order (vendor files may be newest-first).
+    _check_long_frame(
+        frame, file=path, price_columns=price_cols, row_numbers=parsed.rows, line_numbers=parsed.lines, check_order=False
+    )
+    order = np.argsort(frame["ts"].array.asi8, kind="stable")
+    frame = frame.iloc[order].reset_index(drop=True)
+    sorted_parsed = _Parsed(
+        frame, parsed.rows[order], None if parsed.lines is None else parsed.lines[order]
+    )
+    validate_long_frame(frame, file=str(path), price_columns=price_cols)
+    return sorted_parsed, fmt
+
+
+def read_vendor_file(
+    path: str | Path, *, symbol: str, format: Format = "auto", yahoo_shift_days: int = 0
+) -> pd.DataFrame:
+    """Read one vendor file into a validated long frame.
+
+    Parameters
+    ----------
+    path : str or Path
+    symbol : str
+        Symbol written to every row (e.g. ``"FET"``; the vendor's pair name is not used).
+    format : {"auto", "binance", "cryptodatadownload", "yahoo", "freqtrade", "ccxt"}
+        See the module docstring; ``"auto"`` sniffs extension and first line.
+    yahoo_shift_days : int
+        Yahoo only: ``ts = date + yahoo_shift_days`` days (``-1`` when the value on date D is the
+        close of day D-1).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``ts, symbol, open, high, low, close, volume`` (``ts, symbol, close`` for
+        close-only files), sorted by ``ts``, ``RangeIndex``; ``ts`` is ``datetime64[us, UTC]``
+        (bar open time), ``symbol`` a string, values float64 without NaN.
+
+    Raises
+    ------
+    DataError
+        If the file is missing, empty, of an unknown or ambiguous format, or has a malformed
+        row (the message names the file, the row and the line).
+    ConfigError
+        On a bad ``symbol``, ``format`` or ``yahoo_shift_days`` (non-zero for a non-yahoo file).
+    """
+    parsed, _ = _read_parsed(path, symbol=symbol, format=format, yahoo_shift_days=yahoo_shift_days)
+    return parsed.frame
+
+
+# --------------------------------------------------------------------------------------------
+# Merge and atomic write
+# --------------------------------------------------------------------------------------------
+
+
+def _canonical(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Fixed column order and dtypes, sorted by (symbol, ts), RangeIndex."""
+    out = pd.DataFrame(
+        {
+            "ts": df["ts"].array.as_unit("us") if isinstance(df["ts"].dtype, pd.DatetimeTZDtype) else df["ts"],
+            "symbol": df["symbol"].astype(SYMBOL_DTYPE),
+            **{c: df[c].to_numpy(dtype=np.float64) for c in columns if c not in ("ts", "symbol")},
+        }
+    )
+    out["ts"] = out["ts"].dt.tz_convert("UTC")
+    out = out.sort_values(["symbol", "ts"], kind="mergesort", ignore_index=True)
+    return out[list(columns)]
+
+
+def _write_parquet(table: pa.Table, fh: io.BufferedWriter) -> None:
+    """Write ``table`` to an open binary file (the seam tests patch to simulate a crash)."""
+    pq.write_table(table, fh, compression="snappy")
+
+
+def _atomic_write(df: pd.DataFrame, target: Path) -> None:
+    """Write ``df`` to ``target`` via a same-directory temp file, fsync and ``os.replace``."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            _write_parquet(table, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:  # make the rename durable; not supported everywhere
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs(a - b) > CONFLICT_REL_TOL * np.maximum(np.abs(a), np.abs(b))
+
+
+def ingest(
+    paths: Sequence[str | Path],
+    *,
+    symbol: str,
+    into: str | Path,
+    format: Format = "auto",
+    overwrite: bool = False,
+    yahoo_shift_days: int = 0,
+) -> IngestReport:
+    """Read vendor files and merge their bars into a long Parquet dataset.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        Vendor files, all of one symbol (e.g. monthly Binance zips).
+    symbol : str
+        Symbol of the bars.
+    into : str or Path
+        Target dataset; created if missing.
+    format : Format
+        See :func:`read_vendor_file`.
+    overwrite : bool
+        Replace stored bars that conflict with the new ones instead of refusing.
+    yahoo_shift_days : int
+        See :func:`read_vendor_file`.
+
+    Returns
+    -------
+    IngestReport
+
+    Raises
+    ------
+    DataError
+        On a bad input file, input files that disagree with each other on a bar, a target whose
+        columns differ from the ingested ones, or (without ``overwrite``) a conflicting bar.
+    ConfigError
+        On bad arguments (no paths, bad symbol/format/shift).
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ConfigError("ingest.paths", "expected at least one input file")
+    target = Path(into)
+
+    # ---- read inputs, combine, resolve overlaps between inputs --------------------------------
+    frames: list[pd.DataFrame] = []
+    columns: tuple[str, ...] | None = None
+    for k, p in enumerate(paths):
+        parsed, _ = _read_parsed(p, symbol=symbol, format=format, yahoo_shift_days=yahoo_shift_days)
+        cols = tuple(parsed.frame.columns)
+        if columns is not None and cols != columns:
+            raise DataError(p, f"provides columns {', '.join(cols)} but {paths[0]} provides {', '.join(columns)}; ingest them separately")
+        columns = cols
+        f = parsed.frame.copy()
+        f["_src"] = k
+        f["_row"] = parsed.rows
+        f["_line"] = -1 if parsed.lines is None else parsed.lines
+        frames.append(f)
+    assert columns is not None
+    value_cols = [c for c in columns if c not in ("ts", "symbol")]
+    ohlc_cols = [c for c in value_cols if c in PRICE_COLUMNS]
+    new = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    new = new.iloc[np.lexsort((new["_src"].to_numpy(), new["ts"].array.asi8))].reset_index(drop=True)
+    if len(frames) > 1:
+        ts_ns = new["ts"].array.asi8
+        dup = np.r_[False, ts_ns[1:] == ts_ns[:-1]]
+        if dup.any():
+            i = np.flatnonzero(dup)
+            j = i - 1
+            clash = np.zeros(i.size, dtype=bool)
+            for c in value_cols:
+                v = new[c].to_numpy()
+                clash |= _differs(v[i], v[j])
+            if clash.any():
+                a, b = int(j[clash][0]), int(i[clash][0])
+                col = next(c for c in value_cols if _differs(np.array([new[c].iat[a]]), np.array([new[c].iat[b]]))[0])
+                raise DataError(
+                    paths[int(new["_src"].iat[b])],
+                    f"input files disagree on {col} at ts {new['ts'].iat[b]}: {float(new[col].iat[a])!r} in "
+                    f"{paths[int(new['_src'].iat[a])]} vs {float(new[col].iat[b])!r} here",
+                    column=col,
+                    row=int(new["_row"].iat[b]),
+                    detail=_where(new, b, symbol),
+                )
+            new = new.loc[~dup].reset_index(drop=True)
+
+    # ---- existing dataset ---------------------------------------------------------------------
+    if target.exists():
+        old = read_long(target)
+        if set(old.columns) != set(columns):
+            raise DataError(
+                target,
+                f"dataset has columns {', '.join(map(str, old.columns))} but the ingested data has "
+                f"{', '.join(columns)}; ingest into a separate dataset",
+            )
+        old_this = old.loc[(old["symbol"] == symbol).to_numpy(dtype=bool)]
+    else:
+        old = None
+        old_this = pd.DataFrame(columns=list(columns))
+
+    old_ts = old_this["ts"].array.as_unit("ns").asi8 if len(old_this) else np.empty(0, dtype=np.int64)
+    new_ts = new["ts"].array.as_unit("ns").asi8
+    pos = np.searchsorted(old_ts, new_ts)
+    pos_c = np.minimum(pos, max(len(old_ts) - 1, 0))
+    overlap = (pos < len(old_ts)) & (old_ts[pos_c] == new_ts) if len(old_ts) else np.zeros(len(new_ts), dtype=bool)
+    ov = np.flatnonzero(overlap)
+    old_idx = pos[ov]
+    conflict = np.zeros(ov.size, dtype=bool)
+    for c in ohlc_cols:
+        conflict |= _differs(old_this[c].to_numpy(np.float64)[old_idx], new[c].to_numpy(np.float64)[ov])
+    any_diff = conflict.copy()
+    for c in value_cols:
+        any_diff |= _differs(old_this[c].to_numpy(np.float64)[old_idx], new[c].to_numpy(np.float64)[ov])
+    if conflict.any() and not overwrite:
+        k = int(np.flatnonzero(conflict)[0])
+        i, j = int(ov[k]), int(old_idx[k])
+        col = next(c for c in ohlc_cols if _differs(np.array([old_this[c].iat[j]]), np.array([new[c].iat[i]]))[0])
+        n_conf = int(conflict.sum())
+        raise DataError(
+            paths[int(new["_src"].iat[i])],
+            f"bar conflicts with the dataset {target}: {col} is {float(old_this[col].iat[j])!r} there but "
+            f"{float(new[col].iat[i])!r} here ({n_conf} conflicting bar(s) in total); pass --overwrite "
+            f"(overwrite=True) to replace them",
+            column=col,
+            row=int(new["_row"].iat[i]),
+            detail=_where(new, i, symbol),
+        )
+
+    replace = ov[any_diff] if overwrite else np.empty(0, dtype=np.int64)
+    rows_added = int((~overlap).sum())
+    rows_overwritten = int(replace.size)
+    rows_unchanged = int(ov.size - rows_overwritten)
+
+    if old is not None and rows_added == 0 and rows_overwritten == 0:
+        symbols = tuple(sorted(pd.unique(old["symbol"]).tolist()))
+        return IngestReport(rows_added, rows_unchanged, rows_overwritten, symbols, target)
+
+    take_new = ~overlap
+    take_new[replace] = True
+    drop_old = np.zeros(len(old_this), dtype=bool)
+    drop_old[pos[replace]] = True
+    parts = [new.loc[take_new, list(columns)]]
+    if old is not None:
+        keep_old = np.ones(len(old), dtype=bool)
+        keep_old[np.flatnonzero((old["symbol"] == symbol).to_numpy(dtype=bool))[drop_old]] = False
+        parts.insert(0, old.loc[keep_old, list(columns)])
+    merged = _canonical(pd.concat(parts, ignore_index=True), columns)
+    validate_long_frame(merged, file=str(target), price_columns=ohlc_cols)
+    _atomic_write(merged, target)
+    symbols = tuple(sorted(pd.unique(merged["symbol"]).tolist()))
+    return IngestReport(rows_added, rows_unchanged, rows_overwritten, symbols, target)
+
+
+def _where(df: pd.DataFrame, i: int, symbol: str) -> str:
+    line = int(df["_line"].iat[i])
+    parts = [f"line {line}"] if line > 0 else []
+    parts += [f"symbol '{symbol}'", f"ts {df['ts'].iat[i]}"]
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI glue
+# --------------------------------------------------------------------------------------------
+
+
+def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``hedgebt ingest`` arguments to ``parser``.
+
+    ``FILE... --symbol SYM --into DATASET.parquet [--format F] [--overwrite] [--yahoo-shift-days N]``
+    """
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="vendor files of one symbol")
+    parser.add_argument("--symbol", required=True, help="symbol to store the bars under, e.g. FET")
+    parser.add_argument("--into", required=True, type=Path, metavar="DATASET.parquet", help="long Parquet dataset (created if missing)")
+    parser.add_argument("--format", default="auto", choices=FORMATS, help="vendor format (default: auto-detect)")
+    parser.add_argument("--overwrite", action="store_true", help="replace stored bars that conflict with the new ones")
+    parser.add_argument(
+        "--yahoo-shift-days",
+        type=int,
+        default=0,
+        metavar="N",
+        help="yahoo only: relabel each row to date + N days (-1 when the value on date D is the close of day D-1)",
+    )
+
+
+def run_ingest_command(args: argparse.Namespace) -> int:
+    """Run ``hedgebt ingest``; print a one-line summary and return 0.
+
+    Errors propagate as :class:`~backtest.errors.HedgeBTError` subclasses.
+    """
+    report = ingest(
+        args.files,
+        symbol=args.symbol,
+        into=args.into,
+        format=args.format,
+        overwrite=args.overwrite,
+        yahoo_shift_days=args.yahoo_shift_days,
+    )
+    state = "written" if report.changed else "unchanged, not rewritten"
+    print(
+        f"ingest {args.symbol} -> {report.path}: {report.rows_added} added, {report.rows_unchanged} unchanged, "
+        f"{report.rows_overwritten} overwritten; dataset {state} ({len(report.symbols)} symbol(s))"
+    )
+    return 0

@@ -1,0 +1,693 @@
+"""The bar loop: a pure array kernel (numba), one variant or many.
+
+Inputs are plain NumPy arrays prepared by :mod:`backtest.engine`; nothing here
+knows about pandas, files or configuration objects. The slow, obvious twin of
+this kernel is :mod:`backtest.reference`; the tests hold the two equal.
+
+Per bar ``t`` (prices are bar closes) the kernel does, in order:
+
+1. **Mark to market** every held contract:
+   ``pnl_futures += pos_k * cs * (px[t, k] - px[t-1, k])``; the part due to the
+   basis ``F - I`` goes to ``pnl_basis``.
+2. **Margin check at the bar's adverse price** (the index high for a short,
+   scaled to each contract by ``px[t, k] / I[t]``; the close where no high is
+   known). With margin balance ``MB(x) = D + A x`` and maintenance
+   ``MM(x) = m B x`` as functions of the index level ``x`` (``A = sum pos*cs*g``,
+   ``B = sum |pos|*cs*g``, ``g = px/I``), a breach ``MB < MM`` at the adverse
+   price is a margin call. Policy ``top_up`` moves cash from the reserve to
+   restore initial margin at that price; if the reserve cannot even restore
+   maintenance, the position is **liquidated** at ``x* = D / (m B - A)``, where
+   ``MB = MM``, with a liquidation fee on the notional. Policy ``cut_hedge``
+   buys back contracts at the adverse price until the balance covers initial
+   margin (liquidation only if the balance is already gone).
+   A trade of ``q`` contracts at price ``p`` inside the bar adds
+   ``q * cs * (px[t] - p)`` to ``pnl_futures`` (it is marked to the close).
+3. **Funding** (perpetual): ``funding = -sum pos_k * cs * px[t, k] * rate[t]``.
+4. **Expiry**: a contract whose settlement bar is ``t`` is closed at
+   ``px[t, k]`` (the index) with a settlement fee.
+5. **Roll**: positions are moved to the roll schedule's split
+   (``c0``: ``1 - w1``, ``c1``: ``w1``) keeping the total; each leg pays fee and
+   slippage (``roll_cost``).
+6. **Rebalance** (if the policy triggers): the total goes to
+   ``N* = -h[t] * V[t] / (cs * px[t, c0])`` (rounded for whole contracts), limited
+   to what the margin balance (plus reserve, under ``top_up``) supports at
+   initial margin; fees and slippage are charged.
+7. **Variation margin**: unrealised futures P&L moves into the margin wallet
+   every bar (``per_bar``) or on bars flagged ``vm_bar`` (``daily``).
+
+Costs: ``fee = |q| cs p * fee_rate``; ``slippage = |q| cs p * (half_spread +
+impact * sqrt(|q| cs p / volume_usd))`` (no impact term where the volume is
+not positive/finite).
+
+Accounting identities, true on every bar by construction and tested:
+``equity = cash + alt_value + unrealised`` and
+``equity[t] - equity[t-1] = pnl_altcoin + pnl_futures + fees + slippage + roll_cost + funding + liquidation_cost``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = [
+    "FP",
+    "IP",
+    "OUT",
+    "SUM",
+    "MODE_EVERY",
+    "MODE_BAND",
+    "MODE_BAND_ON_SCHEDULE",
+    "POLICY_TOP_UP",
+    "POLICY_CUT",
+    "simulate_1d_nb",
+    "simulate_many_nb",
+]
+
+# -- float parameters of a variant: fp[...] ---------------------------------------------
+FP_FEE = 0  # fee rate (fraction of traded notional)
+FP_HALF_SPREAD = 1  # fraction
+FP_IMPACT = 2  # square-root impact coefficient
+FP_BAND = 3  # relative drift band
+FP_MIN_TRADE = 4  # contracts
+FP_IM = 5  # initial margin rate
+FP_MM = 6  # maintenance margin rate
+FP_COLLATERAL = 7  # USD
+FP_RESERVE = 8  # USD
+FP_LIQ_FEE = 9  # fraction of notional
+FP_SETTLE_FEE = 10  # fraction of notional
+N_FP = 11
+FP = {
+    "fee": FP_FEE,
+    "half_spread": FP_HALF_SPREAD,
+    "impact": FP_IMPACT,
+    "band": FP_BAND,
+    "min_trade": FP_MIN_TRADE,
+    "im": FP_IM,
+    "mm": FP_MM,
+    "collateral": FP_COLLATERAL,
+    "reserve": FP_RESERVE,
+    "liq_fee": FP_LIQ_FEE,
+    "settle_fee": FP_SETTLE_FEE,
+}
+
+# -- integer parameters: ip[...] ---------------------------------------------------------
+IP_EVERY = 0  # rebalance period (bars)
+IP_MODE = 1  # MODE_*
+IP_WHOLE = 2  # 1 = whole contracts
+IP_HR_COL = 3  # column of the hedge-ratio matrix
+IP_POLICY = 4  # POLICY_*
+IP_MARGIN_ON = 5  # 1 = margin checks on
+IP_VM_DAILY = 6  # 1 = variation margin only on vm_bar bars
+N_IP = 7
+IP = {
+    "every": IP_EVERY,
+    "mode": IP_MODE,
+    "whole": IP_WHOLE,
+    "hr_col": IP_HR_COL,
+    "policy": IP_POLICY,
+    "margin_on": IP_MARGIN_ON,
+    "vm_daily": IP_VM_DAILY,
+}
+
+MODE_EVERY = 0
+MODE_BAND = 1
+MODE_BAND_ON_SCHEDULE = 2
+POLICY_TOP_UP = 0
+POLICY_CUT = 1
+
+# -- per-bar output rows: out[ROW, t] ----------------------------------------------------
+OUT = (
+    "contracts",
+    "primary",
+    "hedge_ratio_target",
+    "hedge_ratio_held",
+    "trade_contracts",
+    "roll_contracts",
+    "rebalanced",
+    "rolled",
+    "cash",
+    "fut_unrealized",
+    "equity_hedged",
+    "equity_unhedged",
+    "pnl_futures",
+    "pnl_basis",
+    "fees",
+    "slippage",
+    "roll_cost",
+    "funding",
+    "liquidation_cost",
+    "margin_balance",
+    "margin_initial",
+    "margin_required",
+    "margin_excess",
+    "margin_reserve",
+    "margin_call",
+    "liquidated",
+    "ret_hedged",
+    "ret_unhedged",
+    "margin_need",
+)
+(
+    O_CONTRACTS,
+    O_PRIMARY,
+    O_HR_TARGET,
+    O_HR_HELD,
+    O_TRADE,
+    O_ROLL_Q,
+    O_REBAL,
+    O_ROLLED,
+    O_CASH,
+    O_UNREAL,
+    O_EQ_H,
+    O_EQ_U,
+    O_PNL_F,
+    O_PNL_B,
+    O_FEES,
+    O_SLIP,
+    O_ROLL,
+    O_FUND,
+    O_LIQ,
+    O_MB,
+    O_IM,
+    O_MM,
+    O_EXCESS,
+    O_RESERVE,
+    O_CALL,
+    O_LIQD,
+    O_RET_H,
+    O_RET_U,
+    O_NEED,
+) = range(len(OUT))
+N_OUT = len(OUT)
+
+# -- per-variant summary: summary[...] -------------------------------------------------------
+SUM = (
+    "n_ret",
+    "mean_h",
+    "m2_h",
+    "mean_u",
+    "m2_u",
+    "max_dd_h",
+    "max_dd_u",
+    "pnl_altcoin",
+    "pnl_futures",
+    "pnl_basis",
+    "fees",
+    "slippage",
+    "roll_cost",
+    "funding",
+    "liquidation_cost",
+    "trades",
+    "rolls",
+    "margin_calls",
+    "liquidations",
+    "min_margin_excess",
+    "turnover_contracts",
+    "final_equity_hedged",
+    "final_equity_unhedged",
+    "margin_need",
+    "margin_capped",
+    "mean_notional",
+)
+(
+    S_N_RET,
+    S_MEAN_H,
+    S_M2_H,
+    S_MEAN_U,
+    S_M2_U,
+    S_MAX_DD_H,
+    S_MAX_DD_U,
+    S_PNL_ALTCOIN,
+    S_PNL_FUTURES,
+    S_PNL_BASIS,
+    S_FEES,
+    S_SLIPPAGE,
+    S_ROLL_COST,
+    S_FUNDING,
+    S_LIQUIDATION_COST,
+    S_TRADES,
+    S_ROLLS,
+    S_MARGIN_CALLS,
+    S_LIQUIDATIONS,
+    S_MIN_MARGIN_EXCESS,
+    S_TURNOVER_CONTRACTS,
+    S_FINAL_EQUITY_HEDGED,
+    S_FINAL_EQUITY_UNHEDGED,
+    S_MARGIN_NEED,
+    S_MARGIN_CAPPED,
+    S_MEAN_NOTIONAL,
+) = range(len(SUM))
+N_SUM = len(SUM)
+
+_EPS = 1e-12
+
+
+@njit(cache=True)
+def _round_half_away(x):
+    return np.floor(x + 0.5) if x >= 0 else -np.floor(-x + 0.5)
+
+
+@njit(cache=True)
+def _trade_cost(q, cs, p, fee, half_spread, impact, volume):
+    """Fee and slippage (both >= 0, USD) of trading ``q`` contracts at price ``p``."""
+    notional = abs(q) * cs * p
+    slip_rate = half_spread
+    if impact > 0.0 and volume > 0.0 and np.isfinite(volume):
+        slip_rate += impact * np.sqrt(notional / volume)
+    return notional * fee, notional * slip_rate
+
+
+@njit(cache=True)
+def simulate_1d_nb(
+    px,
+    idx,
+    idx_hi,
+    idx_lo,
+    c0,
+    c1,
+    w1,
+    exp_bar,
+    fund_rate,
+    volume_usd,
+    vm_bar,
+    alt_value,
+    alt_pnl,
+    alt_flow,
+    alt_changed,
+    hr,
+    cs,
+    fp,
+    ip,
+    record,
+    out,
+    summary,
+):
+    """Simulate one variant over all bars.
+
+    Parameters
+    ----------
+    px : float64[T, K]
+        Contract prices at bar closes (NaN where not traded).
+    idx, idx_hi, idx_lo : float64[T]
+        Index close and intrabar high/low (NaN high/low = use the close).
+    c0, c1 : int64[T]
+        Primary contract and contract being rolled into (-1 = none).
+    w1 : float64[T]
+        Fraction of the hedge in ``c1``.
+    exp_bar : int64[K]
+        Settlement bar of each contract.
+    fund_rate : float64[T]
+        Funding rate settled in each bar (summed over funding times).
+    volume_usd : float64[T]
+        Futures volume per bar for the impact term (<= 0 or NaN: no impact).
+    vm_bar : bool[T]
+        Variation-margin settlement bars (used when ``ip[IP_VM_DAILY] == 1``).
+    alt_value, alt_pnl, alt_flow : float64[T]
+        Coin holding value after the bar, its P&L over the bar, and the cash flow
+        of coin trades in the bar (``-sum dU * P``).
+    alt_changed : bool[T]
+        True where the holding changed size (forces a hedge re-size).
+    hr : float64[T, R]
+        Target hedge ratios; column ``ip[IP_HR_COL]`` is used.
+    cs : float
+        Contract size in index units.
+    fp, ip : float64[N_FP], int64[N_IP]
+        Variant parameters (see ``FP`` / ``IP``).
+    record : bool
+        Write per-bar rows into ``out`` (float64[N_OUT, T]); otherwise ``out`` is ignored.
+    summary : float64[N_SUM]
+        Filled with the variant's summary statistics.
+    """
+    T = px.shape[0]
+    K = px.shape[1]
+    fee = fp[FP_FEE]
+    hs = fp[FP_HALF_SPREAD]
+    imp = fp[FP_IMPACT]
+    band = fp[FP_BAND]
+    min_trade = fp[FP_MIN_TRADE]
+    im = fp[FP_IM]
+    mm = fp[FP_MM]
+    liq_fee = fp[FP_LIQ_FEE]
+    settle_fee = fp[FP_SETTLE_FEE]
+    every = ip[IP_EVERY]
+    mode = ip[IP_MODE]
+    whole = ip[IP_WHOLE] == 1
+    col = ip[IP_HR_COL]
+    policy = ip[IP_POLICY]
+    margin_on = ip[IP_MARGIN_ON] == 1
+    vm_daily = ip[IP_VM_DAILY] == 1
+
+    pos = np.zeros(K)
+    tgt = np.zeros(K)
+    cand = np.empty(4, dtype=np.int64)
+    wallet = fp[FP_COLLATERAL]
+    reserve = fp[FP_RESERVE]
+    unreal = 0.0
+    spot_cash = 0.0
+    equity_prev = alt_value[0] + wallet + reserve
+    eq_u_prev = equity_prev
+    peak_h = 1.0
+    wealth_h = 1.0
+    peak_u = 1.0
+    wealth_u = 1.0
+    for i in range(N_SUM):
+        summary[i] = 0.0
+    summary[S_MIN_MARGIN_EXCESS] = np.inf
+    # margin_need tracks max(MM_adv - (MB_adv - collateral - top-ups)): the collateral
+    # that would have kept maintenance covered along this path with no calls
+    topped = 0.0
+    need = 0.0
+
+    for t in range(T):
+        k0 = c0[t]
+        k1 = c1[t]
+        # contracts that may hold a position or be targeted on this bar
+        nc = 0
+        for k in (c0[t - 1] if t > 0 else -1, c1[t - 1] if t > 0 else -1, k0, k1):
+            if k < 0:
+                continue
+            dup = False
+            for j in range(nc):
+                if cand[j] == k:
+                    dup = True
+            if not dup:
+                cand[nc] = k
+                nc += 1
+
+        pnl_f = 0.0
+        pnl_b = 0.0
+        fees = 0.0
+        slip = 0.0
+        roll = 0.0
+        fund = 0.0
+        liq = 0.0
+        trade_q = 0.0
+        roll_q = 0.0
+        rebal = False
+        rolled = False
+        call = False
+        liqd = False
+
+        if t > 0:
+            # 1. mark to market
+            for j in range(nc):
+                k = cand[j]
+                if pos[k] != 0.0:
+                    pnl_f += pos[k] * cs * (px[t, k] - px[t - 1, k])
+                    pnl_b += pos[k] * cs * ((px[t, k] - idx[t]) - (px[t - 1, k] - idx[t - 1]))
+            # 2. margin check at the adverse intrabar price
+            A = 0.0
+            B = 0.0
+            D = wallet + unreal
+            for j in range(nc):
+                k = cand[j]
+                if pos[k] != 0.0:
+                    g = px[t, k] / idx[t]
+                    A += pos[k] * cs * g
+                    B += abs(pos[k]) * cs * g
+                    D -= pos[k] * cs * px[t - 1, k]
+            if B > 0.0:
+                slope = A - mm * B  # d(MB - MM)/dx
+                if slope < 0.0:
+                    x_adv = idx_hi[t] if np.isfinite(idx_hi[t]) else idx[t]
+                    x_adv = max(x_adv, idx[t])
+                else:
+                    x_adv = idx_lo[t] if np.isfinite(idx_lo[t]) else idx[t]
+                    x_adv = min(x_adv, idx[t])
+                mb_adv = D + A * x_adv
+                mm_adv = mm * B * x_adv
+                need = max(need, mm_adv - (mb_adv - fp[FP_COLLATERAL] - topped))
+                if margin_on and mb_adv < mm_adv:
+                    call = True
+                    summary[S_MARGIN_CALLS] += 1.0
+                    liquidate = False
+                    if policy == POLICY_TOP_UP:
+                        amount = min(reserve, im * B * x_adv - mb_adv)
+                        reserve -= amount
+                        wallet += amount
+                        topped += amount
+                        D += amount
+                        mb_adv += amount
+                        liquidate = mb_adv < mm_adv
+                    elif mb_adv <= 0.0:
+                        liquidate = True
+                    else:
+                        # cut the hedge to what the balance supports at initial margin
+                        scale = mb_adv / (im * B * x_adv)
+                        for j in range(nc):
+                            k = cand[j]
+                            if pos[k] != 0.0:
+                                new = pos[k] * scale
+                                if whole:
+                                    new = np.trunc(new)
+                                q = new - pos[k]
+                                p = px[t, k] / idx[t] * x_adv
+                                pnl_f += q * cs * (px[t, k] - p)
+                                f_, s_ = _trade_cost(q, cs, p, fee, hs, imp, volume_usd[t])
+                                fees -= f_
+                                slip -= s_
+                                trade_q += abs(q)
+                                pos[k] = new
+                        rebal = True
+                        summary[S_TRADES] += 1.0
+                    if liquidate:
+                        x_star = D / (mm * B - A)
+                        if slope < 0.0:
+                            x_star = min(max(x_star, idx[t - 1] if idx[t - 1] < x_adv else x_adv), x_adv)
+                        else:
+                            x_star = max(min(x_star, idx[t - 1] if idx[t - 1] > x_adv else x_adv), x_adv)
+                        for j in range(nc):
+                            k = cand[j]
+                            if pos[k] != 0.0:
+                                p = px[t, k] / idx[t] * x_star
+                                q = -pos[k]
+                                pnl_f += q * cs * (px[t, k] - p)
+                                liq -= abs(q) * cs * p * liq_fee
+                                pos[k] = 0.0
+                        liqd = True
+                        summary[S_LIQUIDATIONS] += 1.0
+            unreal += pnl_f
+            # 3. funding at the close
+            if fund_rate[t] != 0.0:
+                for j in range(nc):
+                    k = cand[j]
+                    if pos[k] != 0.0:
+                        fund -= pos[k] * cs * px[t, k] * fund_rate[t]
+
+        # 4. expiry settlement at the index
+        carried = 0.0
+        for j in range(nc):
+            k = cand[j]
+            if exp_bar[k] == t and pos[k] != 0.0:
+                roll -= abs(pos[k]) * cs * px[t, k] * settle_fee
+                carried += pos[k]
+                pos[k] = 0.0
+                rolled = True
+                summary[S_ROLLS] += 1.0
+
+        # 5. roll: move the held total onto this bar's contract split
+        total = carried
+        for j in range(nc):
+            total += pos[cand[j]]
+        for j in range(nc):
+            tgt[cand[j]] = 0.0
+        if k1 >= 0:
+            part = total * w1[t]
+            if whole:
+                part = _round_half_away(part)
+            tgt[k1] = part
+            tgt[k0] = total - part
+        else:
+            tgt[k0] = total
+        for j in range(nc):
+            k = cand[j]
+            q = tgt[k] - pos[k]
+            if abs(q) > _EPS:
+                f_, s_ = _trade_cost(q, cs, px[t, k], fee, hs, imp, volume_usd[t])
+                roll -= f_ + s_
+                roll_q += abs(q)
+                if pos[k] != 0.0 and tgt[k] == 0.0 and carried == 0.0:
+                    summary[S_ROLLS] += 1.0
+                pos[k] = tgt[k]
+                rolled = True
+
+        # 6. rebalance to the rule's target
+        f0 = px[t, k0]
+        h_t = hr[t, col]
+        held = 0.0
+        for j in range(nc):
+            held += pos[cand[j]]
+        h_held = -held * cs * f0 / alt_value[t]
+        drift = abs(h_held - h_t) > band * abs(h_t) + _EPS
+        if mode == MODE_EVERY:
+            trigger = t % every == 0
+        elif mode == MODE_BAND:
+            trigger = drift
+        else:
+            trigger = (t % every == 0) and drift
+        if t == 0 or alt_changed[t]:
+            trigger = True
+        if trigger:
+            n_star = -h_t * alt_value[t] / (cs * f0)
+            if whole:
+                n_star = _round_half_away(n_star)
+            if margin_on:
+                mb = wallet + unreal + fund + fees + slip + roll + liq
+                need_im = im * abs(n_star) * cs * f0
+                if need_im > mb and policy == POLICY_TOP_UP and reserve > 0.0:
+                    amount = min(reserve, need_im - mb)
+                    reserve -= amount
+                    wallet += amount
+                    topped += amount
+                    mb += amount
+                if need_im > mb:
+                    # the venue would reject an order beyond the available margin
+                    # largest position whose initial margin plus trading costs the balance covers
+                    # (impact bounded above by that of a trade of the whole balance / im)
+                    cost_rate = fee + hs
+                    if imp > 0.0 and volume_usd[t] > 0.0 and np.isfinite(volume_usd[t]):
+                        cost_rate += imp * np.sqrt(max(mb, 0.0) / im / volume_usd[t])
+                    cap = max(mb, 0.0) / (im * cs * f0 * (1.0 + cost_rate / im))
+                    if whole:
+                        cap = np.floor(cap)
+                    if abs(n_star) > cap:
+                        n_star = cap if n_star > 0 else -cap
+                        summary[S_MARGIN_CAPPED] += 1.0
+            q_total = n_star - held
+            if abs(q_total) > _EPS and abs(q_total) >= min_trade:
+                if k1 >= 0:
+                    part = n_star * w1[t]
+                    if whole:
+                        part = _round_half_away(part)
+                    tgt[k1] = part
+                    tgt[k0] = n_star - part
+                else:
+                    tgt[k0] = n_star
+                for j in range(nc):
+                    k = cand[j]
+                    if k != k0 and k != k1:
+                        tgt[k] = 0.0
+                    q = tgt[k] - pos[k]
+                    if abs(q) > _EPS:
+                        f_, s_ = _trade_cost(q, cs, px[t, k], fee, hs, imp, volume_usd[t])
+                        fees -= f_
+                        slip -= s_
+                        trade_q += abs(q)
+                        pos[k] = tgt[k]
+                rebal = True
+                summary[S_TRADES] += 1.0
+
+        # 7. cash movements and variation margin
+        wallet += fund + fees + slip + roll + liq
+        if not vm_daily or vm_bar[t]:
+            wallet += unreal
+            unreal = 0.0
+        spot_cash += alt_flow[t]
+        cash = spot_cash + wallet + reserve
+        equity = cash + alt_value[t] + unreal
+        eq_u = eq_u_prev + alt_pnl[t]
+
+        contracts = 0.0
+        gross = 0.0
+        for j in range(nc):
+            k = cand[j]
+            contracts += pos[k]
+            gross += abs(pos[k]) * cs * px[t, k]
+        mb = wallet + unreal
+        m_init = im * gross
+        m_req = mm * gross
+        excess = mb - m_req
+        if gross > 0.0:
+            summary[S_MIN_MARGIN_EXCESS] = min(summary[S_MIN_MARGIN_EXCESS], excess)
+            need = max(need, m_req - (mb - fp[FP_COLLATERAL] - topped))
+        h_after = -contracts * cs * f0 / alt_value[t]
+
+        ret_h = np.nan
+        ret_u = np.nan
+        if t > 0:
+            base = alt_value[t - 1]
+            ret_h = (equity - equity_prev) / base
+            ret_u = alt_pnl[t] / base
+            n = summary[S_N_RET] + 1.0
+            summary[S_N_RET] = n
+            d = ret_h - summary[S_MEAN_H]
+            summary[S_MEAN_H] += d / n
+            summary[S_M2_H] += d * (ret_h - summary[S_MEAN_H])
+            d = ret_u - summary[S_MEAN_U]
+            summary[S_MEAN_U] += d / n
+            summary[S_M2_U] += d * (ret_u - summary[S_MEAN_U])
+            wealth_h *= 1.0 + ret_h
+            wealth_u *= 1.0 + ret_u
+            peak_h = max(peak_h, wealth_h)
+            peak_u = max(peak_u, wealth_u)
+            summary[S_MAX_DD_H] = max(summary[S_MAX_DD_H], 1.0 - wealth_h / peak_h)
+            summary[S_MAX_DD_U] = max(summary[S_MAX_DD_U], 1.0 - wealth_u / peak_u)
+        summary[S_PNL_ALTCOIN] += alt_pnl[t]
+        summary[S_PNL_FUTURES] += pnl_f
+        summary[S_PNL_BASIS] += pnl_b
+        summary[S_FEES] += fees
+        summary[S_SLIPPAGE] += slip
+        summary[S_ROLL_COST] += roll
+        summary[S_FUNDING] += fund
+        summary[S_LIQUIDATION_COST] += liq
+        summary[S_TURNOVER_CONTRACTS] += trade_q + roll_q
+        summary[S_MEAN_NOTIONAL] += alt_value[t] / T
+
+        if record:
+            out[O_CONTRACTS, t] = contracts
+            out[O_PRIMARY, t] = k0
+            out[O_HR_TARGET, t] = h_t
+            out[O_HR_HELD, t] = h_after
+            out[O_TRADE, t] = trade_q
+            out[O_ROLL_Q, t] = roll_q
+            out[O_REBAL, t] = 1.0 if rebal else 0.0
+            out[O_ROLLED, t] = 1.0 if rolled else 0.0
+            out[O_CASH, t] = cash
+            out[O_UNREAL, t] = unreal
+            out[O_EQ_H, t] = equity
+            out[O_EQ_U, t] = eq_u
+            out[O_PNL_F, t] = pnl_f
+            out[O_PNL_B, t] = pnl_b
+            out[O_FEES, t] = fees
+            out[O_SLIP, t] = slip
+            out[O_ROLL, t] = roll
+            out[O_FUND, t] = fund
+            out[O_LIQ, t] = liq
+            out[O_MB, t] = mb
+            out[O_IM, t] = m_init
+            out[O_MM, t] = m_req
+            out[O_EXCESS, t] = excess
+            out[O_RESERVE, t] = reserve
+            out[O_CALL, t] = 1.0 if call else 0.0
+            out[O_LIQD, t] = 1.0 if liqd else 0.0
+            out[O_RET_H, t] = ret_h
+            out[O_RET_U, t] = ret_u
+            out[O_NEED, t] = need
+        equity_prev = equity
+        eq_u_prev = eq_u
+
+    summary[S_FINAL_EQUITY_HEDGED] = equity_prev
+    summary[S_FINAL_EQUITY_UNHEDGED] = eq_u_prev
+    summary[S_MARGIN_NEED] = max(need, 0.0)
+    if not np.isfinite(summary[S_MIN_MARGIN_EXCESS]):
+        summary[S_MIN_MARGIN_EXCESS] = np.nan
+
+
+@njit(cache=True, parallel=True)
+def simulate_many_nb(
+    px, idx, idx_hi, idx_lo, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
+    alt_value, alt_pnl, alt_flow, alt_changed, hr, cs, fps, ips,
+):
+    """Simulate many variants (rows of ``fps`` / ``ips``) over the same market; summaries only.
+
+    Memory is O(variants x N_SUM): no per-bar ledger is kept.
+    """
+    V = fps.shape[0]
+    summaries = np.empty((V, N_SUM))
+    dummy = np.empty((N_OUT, 1))
+    for v in prange(V):
+        simulate_1d_nb(
+            px, idx, idx_hi, idx_lo, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
+            alt_value, alt_pnl, alt_flow, alt_changed, hr, cs, fps[v], ips[v], False, dummy, summaries[v],
+        )
+    return summaries

@@ -1,0 +1,273 @@
+"""Slow, obvious reference simulator: the specification the fast kernel is held to.
+
+Plain Python over one bar at a time, positions in a dict keyed by contract,
+each step of :mod:`backtest.kernels` written out as a separate function. It is
+far too slow for real use (seconds per thousand bars) and exists only so that
+tests can compare the numba kernel against it on random scenarios.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from backtest.market import Market, Variant
+
+__all__ = ["simulate_reference"]
+
+
+def _round_half_away(x: float) -> float:
+    return math.floor(x + 0.5) if x >= 0 else -math.floor(-x + 0.5)
+
+
+@dataclass
+class _Account:
+    positions: dict[int, float] = field(default_factory=dict)
+    wallet: float = 0.0
+    reserve: float = 0.0
+    unrealized: float = 0.0
+    spot_cash: float = 0.0
+    topped_up: float = 0.0
+
+    def held(self) -> dict[int, float]:
+        return {k: q for k, q in self.positions.items() if q != 0.0}
+
+    def total(self) -> float:
+        return sum(self.positions.values())
+
+
+@dataclass
+class _Bar:
+    """What happened in one bar (all USD amounts signed as P&L)."""
+
+    pnl_futures: float = 0.0
+    pnl_basis: float = 0.0
+    fees: float = 0.0
+    slippage: float = 0.0
+    roll_cost: float = 0.0
+    funding: float = 0.0
+    liquidation_cost: float = 0.0
+    trade_contracts: float = 0.0
+    roll_contracts: float = 0.0
+    rebalanced: bool = False
+    rolled: bool = False
+    margin_call: bool = False
+    liquidated: bool = False
+
+
+def _costs(v: Variant, q: float, cs: float, price: float, volume: float) -> tuple[float, float]:
+    notional = abs(q) * cs * price
+    fee = notional * v.fee_bps / 1e4
+    slip = notional * v.half_spread_bps / 1e4
+    if v.impact_coef > 0 and math.isfinite(volume) and volume > 0:
+        slip += notional * v.impact_coef * math.sqrt(notional / volume)
+    return fee, slip
+
+
+def simulate_reference(m: Market, v: Variant) -> dict[str, np.ndarray]:
+    """Simulate one variant; returns per-bar arrays named like ``kernels.OUT``."""
+    T = m.n_bars
+    cs = m.contract_size
+    acct = _Account(wallet=v.collateral_usd, reserve=v.reserve_usd)
+    mm, im = v.maintenance_rate, v.initial_rate
+    rows: dict[str, list[float]] = {}
+    equity_prev = m.alt_value[0] + v.collateral_usd + v.reserve_usd
+    eq_u = equity_prev
+    need = 0.0
+
+    def record(name: str, value: float) -> None:
+        rows.setdefault(name, []).append(float(value))
+
+    for t in range(T):
+        bar = _Bar()
+        k0, k1 = int(m.c0[t]), int(m.c1[t])
+        if t > 0:
+            # 1. mark to market
+            for k, q in acct.held().items():
+                bar.pnl_futures += q * cs * (m.px[t, k] - m.px[t - 1, k])
+                bar.pnl_basis += q * cs * ((m.px[t, k] - m.idx[t]) - (m.px[t - 1, k] - m.idx[t - 1]))
+            # 2. margin at the adverse intrabar price, as a function of the index level x
+            held = acct.held()
+            if held:
+                g = {k: m.px[t, k] / m.idx[t] for k in held}
+                A = sum(q * cs * g[k] for k, q in held.items())
+                B = sum(abs(q) * cs * g[k] for k, q in held.items())
+                D = acct.wallet + acct.unrealized - sum(q * cs * m.px[t - 1, k] for k, q in held.items())
+                short_like = A - mm * B < 0
+                if short_like:
+                    x_adv = m.idx_hi[t] if math.isfinite(m.idx_hi[t]) else m.idx[t]
+                    x_adv = max(x_adv, m.idx[t])
+                else:
+                    x_adv = m.idx_lo[t] if math.isfinite(m.idx_lo[t]) else m.idx[t]
+                    x_adv = min(x_adv, m.idx[t])
+
+                def balance(x: float) -> float:
+                    return D + A * x
+
+                need = max(need, mm * B * x_adv - (balance(x_adv) - v.collateral_usd - acct.topped_up))
+                if v.margin_enabled and balance(x_adv) < mm * B * x_adv:
+                    bar.margin_call = True
+                    liquidate = False
+                    if v.policy == "top_up":
+                        amount = min(acct.reserve, im * B * x_adv - balance(x_adv))
+                        acct.reserve -= amount
+                        acct.wallet += amount
+                        acct.topped_up += amount
+                        D += amount
+                        liquidate = balance(x_adv) < mm * B * x_adv
+                    elif balance(x_adv) <= 0:
+                        liquidate = True
+                    else:
+                        scale = balance(x_adv) / (im * B * x_adv)
+                        for k, q in held.items():
+                            new = math.trunc(q * scale) if v.whole_contracts else q * scale
+                            trade = new - q
+                            price = g[k] * x_adv
+                            bar.pnl_futures += trade * cs * (m.px[t, k] - price)
+                            fee, slip = _costs(v, trade, cs, price, m.volume_usd[t])
+                            bar.fees -= fee
+                            bar.slippage -= slip
+                            bar.trade_contracts += abs(trade)
+                            acct.positions[k] = new
+                        bar.rebalanced = True
+                    if liquidate:
+                        x_star = D / (mm * B - A)
+                        if short_like:
+                            lower = min(m.idx[t - 1], x_adv)
+                            x_star = min(max(x_star, lower), x_adv)
+                        else:
+                            upper = max(m.idx[t - 1], x_adv)
+                            x_star = max(min(x_star, upper), x_adv)
+                        for k, q in held.items():
+                            price = g[k] * x_star
+                            bar.pnl_futures += -q * cs * (m.px[t, k] - price)
+                            bar.liquidation_cost -= abs(q) * cs * price * v.liquidation_fee_bps / 1e4
+                            acct.positions[k] = 0.0
+                        bar.liquidated = True
+            acct.unrealized += bar.pnl_futures
+            # 3. funding
+            for k, q in acct.held().items():
+                bar.funding -= q * cs * m.px[t, k] * m.fund_rate[t]
+
+        # 4. expiry settlement
+        carried = 0.0
+        for k, q in acct.held().items():
+            if m.exp_bar[k] == t:
+                bar.roll_cost -= abs(q) * cs * m.px[t, k] * v.settlement_fee_bps / 1e4
+                carried += q
+                acct.positions[k] = 0.0
+                bar.rolled = True
+
+        # 5. roll onto this bar's split, same total
+        def split(total: float) -> dict[int, float]:
+            if k1 < 0:
+                return {k0: total}
+            part = total * m.w1[t]
+            if v.whole_contracts:
+                part = _round_half_away(part)
+            return {k1: part, k0: total - part}
+
+        targets = split(acct.total() + carried)
+        for k in set(acct.positions) | set(targets):
+            q = targets.get(k, 0.0) - acct.positions.get(k, 0.0)
+            if abs(q) > 1e-12:
+                fee, slip = _costs(v, q, cs, m.px[t, k], m.volume_usd[t])
+                bar.roll_cost -= fee + slip
+                bar.roll_contracts += abs(q)
+                acct.positions[k] = targets.get(k, 0.0)
+                bar.rolled = True
+
+        # 6. rebalance
+        f0 = m.px[t, k0]
+        h = m.hr[t, v.hr_col]
+        held_total = acct.total()
+        h_held = -held_total * cs * f0 / m.alt_value[t]
+        drift = abs(h_held - h) > v.band * abs(h) + 1e-12
+        periodic = t % v.every_bars == 0
+        trigger = {"every": periodic, "band": drift, "band_on_schedule": periodic and drift}[v.mode]
+        trigger = trigger or t == 0 or bool(m.alt_changed[t])
+        if trigger:
+            n_star = -h * m.alt_value[t] / (cs * f0)
+            if v.whole_contracts:
+                n_star = _round_half_away(n_star)
+            if v.margin_enabled:
+                pending = bar.funding + bar.fees + bar.slippage + bar.roll_cost + bar.liquidation_cost
+                balance_now = acct.wallet + acct.unrealized + pending
+                required = im * abs(n_star) * cs * f0
+                if required > balance_now and v.policy == "top_up" and acct.reserve > 0:
+                    amount = min(acct.reserve, required - balance_now)
+                    acct.reserve -= amount
+                    acct.wallet += amount
+                    acct.topped_up += amount
+                    balance_now += amount
+                if required > balance_now:
+                    cost_rate = v.fee_bps / 1e4 + v.half_spread_bps / 1e4
+                    volume = m.volume_usd[t]
+                    if v.impact_coef > 0 and math.isfinite(volume) and volume > 0:
+                        cost_rate += v.impact_coef * math.sqrt(max(balance_now, 0.0) / im / volume)
+                    cap = max(balance_now, 0.0) / (im * cs * f0 * (1 + cost_rate / im))
+                    if v.whole_contracts:
+                        cap = math.floor(cap)
+                    if abs(n_star) > cap:
+                        n_star = math.copysign(cap, n_star)
+            q_total = n_star - held_total
+            if abs(q_total) > 1e-12 and abs(q_total) >= v.min_trade_contracts:
+                targets = split(n_star)
+                for k in set(acct.positions) | set(targets):
+                    q = targets.get(k, 0.0) - acct.positions.get(k, 0.0)
+                    if abs(q) > 1e-12:
+                        fee, slip = _costs(v, q, cs, m.px[t, k], m.volume_usd[t])
+                        bar.fees -= fee
+                        bar.slippage -= slip
+                        bar.trade_contracts += abs(q)
+                        acct.positions[k] = targets.get(k, 0.0)
+                bar.rebalanced = True
+
+        # 7. cash and variation margin
+        acct.wallet += bar.funding + bar.fees + bar.slippage + bar.roll_cost + bar.liquidation_cost
+        if not v.daily_variation or m.vm_bar[t]:
+            acct.wallet += acct.unrealized
+            acct.unrealized = 0.0
+        acct.spot_cash += m.alt_flow[t]
+        cash = acct.spot_cash + acct.wallet + acct.reserve
+        equity = cash + m.alt_value[t] + acct.unrealized
+        eq_u += m.alt_pnl[t]
+        gross = sum(abs(q) * cs * m.px[t, k] for k, q in acct.held().items())
+        contracts = acct.total()
+        balance_end = acct.wallet + acct.unrealized
+        if gross > 0:
+            need = max(need, mm * gross - (balance_end - v.collateral_usd - acct.topped_up))
+
+        record("contracts", contracts)
+        record("primary", k0)
+        record("hedge_ratio_target", h)
+        record("hedge_ratio_held", -contracts * cs * f0 / m.alt_value[t])
+        record("trade_contracts", bar.trade_contracts)
+        record("roll_contracts", bar.roll_contracts)
+        record("rebalanced", bar.rebalanced)
+        record("rolled", bar.rolled)
+        record("cash", cash)
+        record("fut_unrealized", acct.unrealized)
+        record("equity_hedged", equity)
+        record("equity_unhedged", eq_u)
+        record("pnl_futures", bar.pnl_futures)
+        record("pnl_basis", bar.pnl_basis)
+        record("fees", bar.fees)
+        record("slippage", bar.slippage)
+        record("roll_cost", bar.roll_cost)
+        record("funding", bar.funding)
+        record("liquidation_cost", bar.liquidation_cost)
+        record("margin_balance", balance_end)
+        record("margin_initial", im * gross)
+        record("margin_required", mm * gross)
+        record("margin_excess", balance_end - mm * gross)
+        record("margin_reserve", acct.reserve)
+        record("margin_call", bar.margin_call)
+        record("liquidated", bar.liquidated)
+        record("ret_hedged", (equity - equity_prev) / m.alt_value[t - 1] if t > 0 else math.nan)
+        record("ret_unhedged", m.alt_pnl[t] / m.alt_value[t - 1] if t > 0 else math.nan)
+        record("margin_need", need)
+        equity_prev = equity
+    return {name: np.asarray(values) for name, values in rows.items()}

@@ -1,0 +1,569 @@
+"""The multi-page PDF report, drawn with matplotlib's PDF backend.
+
+Layout (A4 landscape):
+
+1. title page: scenario, data period, data provenance (with a warning when the
+   funding series is a proxy);
+2. executive summary in plain words: variance reduction per rule with its bootstrap
+   interval, annual cost, worst event window, and a recommended rule by the criterion of
+   :func:`recommend_rule`;
+3. tables (real text in a monospaced grid, not images): metrics per rule, P&L and costs
+   per rule, the event windows (with each event's description), and the rule comparison
+   when a grid was run;
+4. one page per figure (the PNGs, embedded without resampling), each with a caption;
+5. appendix: the resolved configuration (dotted keys, wrapped across pages), input file
+   hashes and package versions.
+
+The file is byte-for-byte reproducible: the PDF metadata carries no creation or
+modification date, and everything drawn is a pure function of the inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import matplotlib
+import matplotlib.image as mimage
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from backtest.schema import PNL_COMPONENTS, RULE_METRICS
+from reports.events import Event
+from reports.figures import STYLE, atomic_output, compare_table_rows
+
+__all__ = [
+    "PAGE_SIZE",
+    "RECOMMENDATION_CRITERION",
+    "fmt_pct",
+    "fmt_usd",
+    "recommend_rule",
+    "write_pdf",
+]
+
+#: Page size in inches (A4 landscape).
+PAGE_SIZE: Final[tuple[float, float]] = (11.69, 8.27)
+_MARGIN: Final[float] = 0.6
+_BOTTOM: Final[float] = 0.55  # room for the footer
+#: Average advance of DejaVu Sans / DejaVu Sans Mono glyphs, in em (for wrapping).
+_SANS_EM: Final[float] = 0.56
+_MONO_EM: Final[float] = 0.602
+#: Most compared variants listed in the PDF table (the full list stays in compare.parquet).
+MAX_COMPARE_ROWS: Final[int] = 100
+
+#: The recommendation rule, stated in the report.
+RECOMMENDATION_CRITERION: Final[str] = (
+    "Among the rules that were never liquidated, take the rule with the highest hedge "
+    "effectiveness (HE); recommend the cheapest rule (lowest cost drag) whose HE is not below the "
+    "lower bound of that best rule's 95 % bootstrap interval - that is, do not pay for a gain in "
+    "effectiveness the data cannot tell apart from noise. Ties go to the higher HE."
+)
+
+
+def fmt_pct(x: float, digits: int = 1) -> str:
+    """``0.4523 -> '45.2 %'`` (``'n/a'`` for NaN); the report's format for fractions."""
+    if x is None or not math.isfinite(float(x)):
+        return "n/a"
+    return f"{100.0 * float(x):.{digits}f} %"
+
+
+def fmt_usd(x: float) -> str:
+    """``-12345.6 -> '-12,346 USD'`` (``'n/a'`` for NaN)."""
+    if x is None or not math.isfinite(float(x)):
+        return "n/a"
+    return f"{float(x):,.0f} USD"
+
+
+def _fmt_num(x: Any, spec: str) -> str:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if not math.isfinite(v):
+        return "n/a"
+    return format(v, spec)
+
+
+#: How each per-rule metric is labelled and formatted in the metrics table.
+_METRIC_FORMAT: Final[dict[str, tuple[str, str]]] = {
+    "hedge_effectiveness": ("hedge effectiveness HE = 1 - Var(h)/Var(u)", "pct"),
+    "oracle_r2": ("oracle ρ² (best constant hedge in hindsight)", "pct"),
+    "he_vs_oracle": ("HE / oracle ρ²", "ratio"),
+    "vol_unhedged_ann": ("volatility unhedged, per year", "pct"),
+    "vol_hedged_ann": ("volatility hedged, per year", "pct"),
+    "max_drawdown_unhedged": ("max drawdown unhedged", "pct"),
+    "max_drawdown_hedged": ("max drawdown hedged", "pct"),
+    "var95_unhedged": ("95 % VaR per bar unhedged (historical)", "pct2"),
+    "var95_hedged": ("95 % VaR per bar hedged (historical)", "pct2"),
+    "cvar95_unhedged": ("95 % CVaR per bar unhedged", "pct2"),
+    "cvar95_hedged": ("95 % CVaR per bar hedged", "pct2"),
+    "trades": ("rebalancing trades (bars)", "int"),
+    "rolls": ("contract rolls", "int"),
+    "turnover_contracts": ("turnover (contracts)", "int"),
+    "margin_calls": ("margin calls", "int"),
+    "liquidations": ("liquidations", "int"),
+    "min_margin_excess": ("smallest margin excess (USD)", "usd"),
+    "min_safe_collateral": ("smallest collateral avoiding liquidation (USD)", "usd"),
+    "cost_drag_bps_per_year": ("cost drag (bps of coin notional per year)", "bps"),
+    "futures_basis_pnl": ("futures basis P&L (USD)", "usd"),
+}
+
+
+def _fmt_metric(value: Any, kind: str) -> str:
+    if kind == "pct":
+        return fmt_pct(value)
+    if kind == "pct2":
+        return fmt_pct(value, 2)
+    if kind == "ratio":
+        return _fmt_num(value, ".2f")
+    if kind in ("usd", "int"):
+        return _fmt_num(value, ",.0f")
+    if kind == "bps":
+        return _fmt_num(value, ",.1f")
+    return _fmt_num(value, ".4g")
+
+
+def recommend_rule(metrics: pd.DataFrame) -> tuple[str | None, str]:
+    """Pick a rule by :data:`RECOMMENDATION_CRITERION`.
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        One row per rule with ``rule``, ``hedge_effectiveness``, ``he_ci_lo``,
+        ``cost_drag_bps_per_year`` and ``liquidations``.
+
+    Returns
+    -------
+    rule, reason : str or None, str
+        The recommended rule (None when no rule has a finite HE) and a plain-words reason.
+    """
+    m = metrics[np.isfinite(metrics["hedge_effectiveness"].to_numpy(dtype=float))]
+    if m.empty:
+        return None, "No rule has a measurable hedge effectiveness, so none is recommended."
+    safe = m[m["liquidations"].to_numpy(dtype=float) == 0]
+    caveat = ""
+    if safe.empty:
+        safe = m
+        caveat = " Every rule was liquidated at least once, so all rules were considered; add collateral."
+    best = safe.sort_values(["hedge_effectiveness", "rule"], ascending=[False, True], kind="stable").iloc[0]
+    floor = float(best["he_ci_lo"]) if math.isfinite(float(best["he_ci_lo"])) else float(best["hedge_effectiveness"])
+    close = safe[safe["hedge_effectiveness"].to_numpy(dtype=float) >= floor]
+    cost = close["cost_drag_bps_per_year"].to_numpy(dtype=float)
+    close = close.assign(_cost=np.where(np.isfinite(cost), cost, np.inf))
+    pick = close.sort_values(["_cost", "hedge_effectiveness", "rule"], ascending=[True, False, True],
+                             kind="stable").iloc[0]
+    if pick["rule"] == best["rule"]:
+        reason = (
+            f"{pick['rule']} has the highest HE ({fmt_pct(pick['hedge_effectiveness'])}) and no rule within "
+            f"its interval is cheaper (cost drag {_fmt_num(pick['cost_drag_bps_per_year'], ',.1f')} bps a year)."
+        )
+    else:
+        reason = (
+            f"{pick['rule']} (HE {fmt_pct(pick['hedge_effectiveness'])}, cost drag "
+            f"{_fmt_num(pick['cost_drag_bps_per_year'], ',.1f')} bps a year) is within the 95 % interval of the "
+            f"most effective rule {best['rule']} (HE {fmt_pct(best['hedge_effectiveness'])}, interval from "
+            f"{fmt_pct(best['he_ci_lo'])}) and cheaper than it "
+            f"({_fmt_num(best['cost_drag_bps_per_year'], ',.1f')} bps a year)."
+        )
+    return str(pick["rule"]), reason + caveat
+
+
+class _Doc:
+    """A cursor that writes text lines, grids and images onto successive PDF pages."""
+
+    def __init__(self, pdf: PdfPages, footer: str) -> None:
+        self.pdf = pdf
+        self.footer = footer
+        self.pages = 0
+        self.fig: Figure | None = None
+        self.y = 0.0  # inches from the top of the page
+
+    # -- pages -------------------------------------------------------------------
+    def new_page(self) -> Figure:
+        self.flush()
+        self.fig = Figure(figsize=PAGE_SIZE)
+        self.y = _MARGIN
+        return self.fig
+
+    def flush(self) -> None:
+        if self.fig is None:
+            return
+        self.pages += 1
+        self.fig.text(0.5, 0.3 / PAGE_SIZE[1], f"{self.footer} - page {self.pages}", ha="center",
+                      va="bottom", fontsize=8, color="0.4")
+        self.pdf.savefig(self.fig)
+        self.fig = None
+
+    def _need(self, height: float) -> Figure:
+        if self.fig is None or self.y + height > PAGE_SIZE[1] - _BOTTOM:
+            self.new_page()
+        assert self.fig is not None
+        return self.fig
+
+    # -- text --------------------------------------------------------------------
+    @staticmethod
+    def _width_chars(size: float, em: float, indent: float = 0.0) -> int:
+        usable = (PAGE_SIZE[0] - 2 * _MARGIN - indent) * 72.0
+        return max(20, int(usable / (em * size)))
+
+    def line(self, text: str, *, size: float = 10, weight: str = "normal", mono: bool = False,
+             indent: float = 0.0, color: str = "black") -> None:
+        height = size * 1.4 / 72.0
+        fig = self._need(height)
+        self.y += height
+        fig.text((_MARGIN + indent) / PAGE_SIZE[0], 1.0 - (self.y - 0.25 * size / 72.0) / PAGE_SIZE[1], text,
+                 fontsize=size, fontweight=weight, family="monospace" if mono else "sans-serif",
+                 ha="left", va="baseline", color=color)
+
+    def para(self, text: str, *, size: float = 10, indent: float = 0.0, hanging: str = "",
+             mono: bool = False, weight: str = "normal") -> None:
+        width = self._width_chars(size, _MONO_EM if mono else _SANS_EM, indent)
+        lines = textwrap.wrap(text, width=width, initial_indent=hanging,
+                              subsequent_indent=" " * len(hanging), break_long_words=True) or [""]
+        for ln in lines:
+            self.line(ln, size=size, indent=indent, mono=mono, weight=weight)
+
+    def space(self, inches: float) -> None:
+        self.y += inches
+
+    def heading(self, text: str, *, size: float = 15) -> None:
+        if self.fig is not None and self.y > _MARGIN:
+            self.space(0.15)
+        self._need(size * 1.4 / 72.0 + 0.6)
+        self.line(text, size=size, weight="bold")
+        self.space(0.08)
+
+    def rule_line(self) -> None:
+        fig = self._need(0.05)
+        y = 1.0 - (self.y + 0.04) / PAGE_SIZE[1]
+        fig.add_artist(Line2D([_MARGIN / PAGE_SIZE[0], 1 - _MARGIN / PAGE_SIZE[0]], [y, y], color="0.5", lw=0.6))
+        self.space(0.08)
+
+    def grid(self, header: Sequence[str], rows: Sequence[Sequence[str]], *, right: Sequence[bool],
+             size: float = 9.0) -> None:
+        """A table as monospaced text rows; the header repeats on every page."""
+        cells = [[str(c) for c in r] for r in rows]
+        widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
+        total = sum(widths) + 2 * (len(widths) - 1)
+        fit = (PAGE_SIZE[0] - 2 * _MARGIN) * 72.0 / (_MONO_EM * max(total, 1))
+        size = max(6.0, min(size, fit))
+
+        def fmt(row: Sequence[str]) -> str:
+            return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=True))
+
+        def head() -> None:
+            self.line(fmt(header), size=size, mono=True, weight="bold")
+            self.rule_line()
+
+        row_h = size * 1.4 / 72.0
+        self._need(3 * row_h + 0.1)
+        head()
+        for r in cells:
+            if self.y + row_h > PAGE_SIZE[1] - _BOTTOM:
+                self.new_page()
+                head()
+            self.line(fmt(r), size=size, mono=True)
+        self.space(0.1)
+
+    def image_page(self, png: Path, caption: str) -> None:
+        fig = self.new_page()
+        img = mimage.imread(str(png))
+        if img.ndim == 3 and img.shape[2] == 4:
+            img = img[:, :, :3]
+        box_w = PAGE_SIZE[0] - 2 * _MARGIN
+        box_h = PAGE_SIZE[1] - _MARGIN - 1.2
+        h_px, w_px = img.shape[:2]
+        scale = min(box_w / w_px, box_h / h_px)
+        w, h = w_px * scale, h_px * scale
+        left = (PAGE_SIZE[0] - w) / 2
+        bottom = PAGE_SIZE[1] - _MARGIN - h
+        ax = fig.add_axes((left / PAGE_SIZE[0], bottom / PAGE_SIZE[1], w / PAGE_SIZE[0], h / PAGE_SIZE[1]))
+        ax.imshow(img, interpolation="none")
+        ax.set_axis_off()
+        self.y = PAGE_SIZE[1] - bottom + 0.1
+        self.para(caption, size=10)
+
+
+def _flatten(prefix: str, value: Any) -> list[tuple[str, str]]:
+    if isinstance(value, Mapping):
+        out: list[tuple[str, str]] = []
+        for k in value:
+            out += _flatten(f"{prefix}.{k}" if prefix else str(k), value[k])
+        return out or [(prefix, "{}")]
+    return [(prefix, json.dumps(value, ensure_ascii=False, default=str))]
+
+
+def _metrics_rows(metrics: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    rules = list(metrics["rule"])
+    header = ["metric", *rules]
+    keys: list[str] = []
+    for key in (*RULE_METRICS, "var95_unhedged", "var95_hedged", "cvar95_unhedged", "cvar95_hedged"):
+        if key in metrics.columns and key not in keys:
+            keys.append(key)
+    rows: list[list[str]] = []
+    for key in keys:
+        label, kind = _METRIC_FORMAT.get(key, (key, "general"))
+        rows.append([label, *(_fmt_metric(v, kind) for v in metrics[key])])
+        if key == "hedge_effectiveness" and {"he_ci_lo", "he_ci_hi"} <= set(metrics.columns):
+            level = metrics["he_ci_level"].iloc[0] if "he_ci_level" in metrics.columns else 0.95
+            rows.append([f"  {fmt_pct(level, 0)} bootstrap interval of HE",
+                         *(f"{fmt_pct(lo)} .. {fmt_pct(hi)}" for lo, hi in
+                           zip(metrics["he_ci_lo"], metrics["he_ci_hi"], strict=True))])
+    return header, rows
+
+
+def _cost_rows(metrics: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    header = ["P&L component (USD)", *metrics["rule"]]
+    rows = []
+    for comp in (*PNL_COMPONENTS, "total"):
+        col = f"pnl_{comp}"
+        if col in metrics.columns:
+            rows.append([comp, *(_fmt_num(v, ",.0f") for v in metrics[col])])
+    if "cost_drag_bps_per_year" in metrics.columns:
+        rows.append(["cost drag (bps per year)", *(_fmt_num(v, ",.1f") for v in metrics["cost_drag_bps_per_year"])])
+    return header, rows
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "~"
+
+
+def _event_rows(events_df: pd.DataFrame) -> tuple[list[str], list[list[str]], list[str]]:
+    header = ["event", "rule", "days", "coin", "index", "P&L unhedged", "P&L hedged", "HE",
+              "maxDD unh.", "maxDD h.", "calls", "liq.", "basis share", "note"]
+    rows, notes = [], []
+    for _, r in events_df.iterrows():
+        ref = ""
+        if isinstance(r["note"], str) and r["note"]:
+            if r["note"] not in notes:
+                notes.append(r["note"])
+            ref = f"[{notes.index(r['note']) + 1}]"
+        rows.append([
+            _short(str(r["event"]), 24), _short(str(r["rule"]), 18), _fmt_num(r["days"], ".1f"),
+            fmt_pct(r["coin_return"]), fmt_pct(r["index_return"]), _fmt_num(r["pnl_unhedged"], ",.0f"),
+            _fmt_num(r["pnl_hedged"], ",.0f"), fmt_pct(r["hedge_effectiveness"]),
+            fmt_pct(r["max_drawdown_unhedged"]), fmt_pct(r["max_drawdown_hedged"]),
+            _fmt_num(r["margin_calls"], ",.0f"), _fmt_num(r["liquidations"], ",.0f"),
+            fmt_pct(r["basis_share"], 0), ref,
+        ])
+    return header, rows, notes
+
+
+def _title_page(doc: _Doc, summary: Mapping[str, Any]) -> None:
+    sc = summary.get("scenario", {})
+    period = summary.get("period", {})
+    doc.new_page()
+    doc.space(0.8)
+    doc.line("hedgebt backtest report", size=24, weight="bold")
+    doc.line(f"Scenario: {sc.get('name', '?')}", size=16)
+    doc.space(0.2)
+    if sc.get("description"):
+        doc.para(str(sc["description"]), size=11)
+    doc.space(0.2)
+    coins = ", ".join(map(str, sc.get("coins", [])))
+    facts = [
+        ("Position", f"long {coins}, hedged with short {sc.get('futures_kind', '?')} futures on index "
+                     f"{sc.get('index', '?')}"),
+        ("Data period", f"{period.get('start', '?')} to {period.get('end', '?')} (UTC), {period.get('bars', '?')} "
+                        f"bars of {period.get('bar', '?')}"),
+        ("Funding", str(sc.get("funding_source") or "none")),
+        ("hedgebt version", str(summary.get("hedgebt_version", "?"))),
+    ]
+    for k, v in facts:
+        doc.para(f"{k}: {v}", size=11, hanging="")
+    if sc.get("funding_is_proxy"):
+        doc.space(0.1)
+        doc.para("WARNING: the funding series is a proxy - it is not the funding history of the hedging "
+                 "instrument itself, so funding P&L is an estimate.", size=11, weight="bold")
+    data = summary.get("data", {})
+    doc.space(0.2)
+    doc.line("Data provenance", size=12, weight="bold")
+    doc.para(str(data.get("provenance", "not recorded")), size=10)
+    gaps = list(data.get("gaps", []) or [])
+    doc.para(f"Data gaps filled: {len(gaps)}" + (":" if gaps else "."), size=10)
+    for g in gaps[:12]:
+        doc.para(json.dumps(g, default=str) if not isinstance(g, str) else g, size=9, indent=0.3)
+    if len(gaps) > 12:
+        doc.para(f"... and {len(gaps) - 12} more (see summary.json).", size=9, indent=0.3)
+
+
+def _executive_summary(doc: _Doc, summary: Mapping[str, Any], metrics: pd.DataFrame,
+                       events_df: pd.DataFrame, notes: Sequence[str]) -> None:
+    sc = summary.get("scenario", {})
+    period = summary.get("period", {})
+    doc.new_page()
+    doc.heading("Executive summary")
+    coins = ", ".join(map(str, sc.get("coins", [])))
+    doc.para(
+        f"We replayed a long position in {coins} from {period.get('start', '?')} to {period.get('end', '?')} "
+        f"({period.get('bars', '?')} bars of {period.get('bar', '?')}) and hedged it with short "
+        f"{sc.get('futures_kind', '?')} futures on the {sc.get('index', '?')} index. 'Variance reduction' is the "
+        "hedge effectiveness HE = 1 - Var(hedged returns) / Var(unhedged returns) of per-bar returns; 100 % "
+        "would remove all risk, 0 % none. The best constant hedge in hindsight would have removed "
+        f"{fmt_pct(summary.get('oracle_r2', math.nan))} (oracle ρ²)."
+    )
+    doc.space(0.08)
+    level = float(metrics["he_ci_level"].iloc[0]) if "he_ci_level" in metrics.columns and len(metrics) else 0.95
+    for _, r in metrics.iterrows():
+        doc.para(
+            f"{r['rule']}: variance reduced by {fmt_pct(r['hedge_effectiveness'])} "
+            f"({fmt_pct(level, 0)} interval {fmt_pct(r.get('he_ci_lo', math.nan))} to "
+            f"{fmt_pct(r.get('he_ci_hi', math.nan))}); volatility {fmt_pct(r['vol_unhedged_ann'])} -> "
+            f"{fmt_pct(r['vol_hedged_ann'])} a year; worst drawdown {fmt_pct(r['max_drawdown_unhedged'])} -> "
+            f"{fmt_pct(r['max_drawdown_hedged'])}. Cost {_fmt_num(r['cost_drag_bps_per_year'], ',.1f')} bps of "
+            f"the coin notional a year (fees, slippage, rolls, liquidations); funding "
+            f"{fmt_usd(r.get('pnl_funding', math.nan))}; {int(r['margin_calls'])} margin calls, "
+            f"{int(r['liquidations'])} liquidations.",
+            hanging="- ",
+        )
+    doc.space(0.08)
+    if len(events_df):
+        worst = events_df.sort_values(["pnl_hedged", "event", "rule"], kind="stable").iloc[0]
+        share = worst["basis_share"]
+        basis = (f" The coin drifting away from the index caused {fmt_pct(share, 0)} of that loss."
+                 if math.isfinite(float(share)) else "")
+        doc.para(
+            f"Worst event window for the hedged position: {worst['title']} ({worst['start']:%Y-%m-%d} to "
+            f"{worst['end']:%Y-%m-%d}) under {worst['rule']}: hedged P&L {fmt_usd(worst['pnl_hedged'])} against "
+            f"{fmt_usd(worst['pnl_unhedged'])} unhedged (coin {fmt_pct(worst['coin_return'])}, index "
+            f"{fmt_pct(worst['index_return'])}).{basis}"
+        )
+    else:
+        doc.para("No named event window falls inside the data period.")
+    doc.space(0.08)
+    rule, reason = recommend_rule(metrics)
+    doc.para(f"Recommendation: {rule if rule is not None else 'none'}. {reason}", weight="bold")
+    doc.para(f"Criterion: {RECOMMENDATION_CRITERION}", size=9)
+    doc.space(0.08)
+    caveats = list(notes)
+    if sc.get("funding_is_proxy"):
+        caveats.append("The funding series is a proxy, so funding P&L is an estimate.")
+    if "he_block_len" in metrics.columns and len(metrics):
+        caveats.append(
+            f"Intervals: circular moving-block bootstrap of the paired per-bar returns, blocks of "
+            f"{int(metrics['he_block_len'].iloc[0])} bars, {int(metrics['he_n_boot'].iloc[0])} resamples, "
+            "percentile method. Past hedge effectiveness is no promise: rules fall short of the oracle out of sample."
+        )
+    for c in caveats:
+        doc.para(c, size=9, hanging="- ")
+
+
+def write_pdf(
+    path: Path,
+    summary: Mapping[str, Any],
+    metrics_df: pd.DataFrame,
+    events_df: pd.DataFrame,
+    figure_paths: Mapping[str, Path] | Sequence[Path],
+    compare_df: pd.DataFrame | None = None,
+    *,
+    events: Sequence[Event] = (),
+    notes: Sequence[str] = (),
+) -> int:
+    """Write the report PDF atomically and return its number of pages.
+
+    Parameters
+    ----------
+    path : Path
+        Output file; written to a temporary name in the same folder, then moved.
+    summary : mapping
+        The parsed ``summary.json``.
+    metrics_df : pandas.DataFrame
+        One row per rule (the ``metrics.csv`` table).
+    events_df : pandas.DataFrame
+        The :func:`reports.events.event_table` output (may be empty).
+    figure_paths : mapping of caption to Path, or sequence of Path
+        PNGs to include, one per page, in order.
+    compare_df : pandas.DataFrame, optional
+        The rule-comparison grid (``compare.parquet``).
+    events : sequence of Event, optional
+        The events of ``events_df`` (their descriptions are printed under the table).
+    notes : sequence of str, optional
+        Extra caveats for the executive summary.
+
+    Returns
+    -------
+    int
+        Number of pages written.
+    """
+    if isinstance(figure_paths, Mapping):
+        figures = {str(k): Path(v) for k, v in figure_paths.items()}
+    else:
+        figures = {f"Figure {i + 1}: {Path(p).stem}": Path(p) for i, p in enumerate(figure_paths)}
+    sc = summary.get("scenario", {})
+    title = f"hedgebt report: {sc.get('name', '')}"
+    metadata = {"Title": title, "Creator": "hedgebt", "Producer": "hedgebt (matplotlib)",
+                "CreationDate": None, "ModDate": None}
+    path = Path(path)
+    with matplotlib.rc_context({**STYLE, "axes.grid": False}), atomic_output(path) as tmp:
+        with PdfPages(tmp, metadata=metadata) as pdf:
+            doc = _Doc(pdf, title)
+            _title_page(doc, summary)
+            _executive_summary(doc, summary, metrics_df, events_df, notes)
+
+            doc.new_page()
+            doc.heading("Metrics per rule")
+            header, rows = _metrics_rows(metrics_df)
+            doc.grid(header, rows, right=[False] + [True] * (len(header) - 1))
+            doc.heading("P&L and costs per rule")
+            header, rows = _cost_rows(metrics_df)
+            doc.grid(header, rows, right=[False] + [True] * (len(header) - 1))
+            doc.para("Costs (fees, slippage, roll, liquidation) are zero or negative; funding is received (+) or "
+                     "paid (-); total = change of hedged equity.", size=9)
+
+            doc.new_page()
+            doc.heading("Event windows")
+            if len(events_df):
+                header, rows, ev_notes = _event_rows(events_df)
+                doc.grid(header, rows, right=[False, False] + [True] * 11 + [False])
+                doc.para("coin / index: return over the window; HE inside the window; basis share: part of the "
+                         "hedged loss due to the coin moving differently from the index (h x (coin return - "
+                         "index return) x notional, summed over the window, divided by the hedged P&L; shown "
+                         "only when the hedged P&L is a loss).", size=9)
+                for i, n in enumerate(ev_notes):
+                    doc.para(n, size=9, hanging=f"[{i + 1}] ")
+                shown = [e for e in events if e.name in set(events_df["event"])]
+                if shown:
+                    doc.space(0.1)
+                    doc.line("About the windows", size=11, weight="bold")
+                    for e in shown:
+                        doc.para(f"{e.title} ({e.span()}): {e.description}", size=9, hanging="- ")
+            else:
+                doc.para("No named event window falls inside the data period.")
+
+            if compare_df is not None and len(compare_df):
+                doc.new_page()
+                doc.heading("Rule comparison (ranked)")
+                header, rows = compare_table_rows(compare_df, MAX_COMPARE_ROWS)
+                text_cols = {"variant", "family", "rebalance"}
+                doc.grid(header, rows, right=[h not in text_cols for h in header])
+                if len(compare_df) > MAX_COMPARE_ROWS:
+                    doc.para(f"Best {MAX_COMPARE_ROWS} of {len(compare_df)} variants; all are in compare.parquet.",
+                             size=9)
+
+            for caption, png in figures.items():
+                doc.image_page(Path(png), caption)
+
+            doc.new_page()
+            doc.heading("Appendix A: resolved configuration")
+            for key, value in _flatten("", summary.get("config", {})):
+                doc.para(f"{key} = {value}", size=8, mono=True, hanging="")
+            doc.heading("Appendix B: inputs and software")
+            doc.line("Input files (SHA-256)", size=11, weight="bold")
+            for item in summary.get("inputs", []) or []:
+                doc.para(f"{item.get('role', '?')}: {item.get('path', '?')}", size=9, mono=True)
+                doc.para(f"sha256 {item.get('sha256', '?')}", size=9, mono=True, indent=0.3)
+            doc.space(0.1)
+            doc.line("Package versions", size=11, weight="bold")
+            packages = {"hedgebt": summary.get("hedgebt_version", "?"), **dict(summary.get("packages", {}) or {})}
+            for name, version in packages.items():
+                doc.para(f"{name} {version}", size=9, mono=True)
+            doc.flush()
+            pages = doc.pages
+    return pages
