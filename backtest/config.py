@@ -113,15 +113,16 @@ class DataSection:
     prices : str
         Long-format Parquet of closes (``ts``, ``symbol``, ``close``) for coins and constituents.
     ohlc : str or None
-        Optional long-format OHLCV Parquet; its highs/lows give the index's intrabar range
-        for margin checks where every held constituent has them.
+        Long-format OHLCV Parquet whose highs give the index's intrabar high for margin
+        checks on bars where every held constituent has one. ``None`` (default): the
+        bundled OHLCV file of the scenario's bar length; ``""``: no intrabar data.
     max_fill_bars : int
         Gap policy: runs of up to this many missing bars inside a symbol's life are
         forward-filled (and reported); longer gaps are an error.
     """
 
     prices: str = "binance_spot_1h_close.parquet"
-    ohlc: str | None = "binance_spot_1h_ohlcv_2021_2023.parquet"
+    ohlc: str | None = None
     max_fill_bars: int = 6
 
     def __post_init__(self) -> None:
@@ -531,6 +532,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if value in typing.get_args(tp) and isinstance(value, str):
             return value
     elif origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in typing.get_args(tp):
+            return None  # not expressible in TOML, but accepted from Python mappings
         for option in typing.get_args(tp):
             if option is type(None):
                 continue

@@ -114,7 +114,6 @@ class RollSchedule:
 
 def _settlement_bars(close_times: pd.DatetimeIndex, expiries: list[pd.Timestamp]) -> np.ndarray:
     pos = close_times.searchsorted(pd.DatetimeIndex(expiries), side="right") - 1
-    n = len(close_times)
     # an expiry after the last bar's close never settles inside the replay
     after = np.asarray([e > close_times[-1] for e in expiries])
     return np.where(after, _PERP_EXPIRY_BAR, pos).astype(np.int64)
@@ -130,10 +129,10 @@ def modelled_quarterly(
     """
     expiries = quarterly_expiries(close_times[0], close_times[-1])
     exp_bar = _settlement_bars(close_times, expiries)
-    t_ns = close_times.asi8.astype(np.float64)
     px = np.full((len(close_times), len(expiries)), np.nan)
     for k, exp in enumerate(expiries):
-        tau = np.maximum(exp.value - t_ns, 0.0) / YEAR.value
+        # unit-safe (the index may be in us or ns): years of 365 days to expiry
+        tau = np.maximum(np.asarray((exp - close_times) / YEAR, dtype=float), 0.0)
         live = np.arange(len(close_times)) <= exp_bar[k]
         px[live, k] = index_level[live] * np.exp(basis_ann * tau[live])
         if exp_bar[k] < len(close_times):

@@ -88,7 +88,6 @@ REL_TOL = 1e-12
 """Relative tolerance of the ``low <= price <= high`` checks."""
 
 _UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu"})
-_EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,7 +271,8 @@ def _check_long_frame(
     if missing:
         raise DataError(
             file,
-            f"missing required column(s) {', '.join(repr(c) for c in missing)}; found {', '.join(map(str, df.columns))}",
+            f"missing required column(s) {', '.join(repr(c) for c in missing)}; "
+            f"found {', '.join(map(str, df.columns))}",
             column=missing[0],
         )
     if len(df) == 0:
@@ -618,7 +618,7 @@ def load_panel(
     if not in_win.any():
         raise DataError(
             path,
-            f"no bars of {', '.join(symbols)} between start={t_start} and end={t_end}",
+            f"no bars of {', '.join(symbols)} {_window_str(t_start, t_end)}",
             column="ts",
         )
     has_bars = np.bincount(codes[in_win], minlength=len(symbols)) > 0
@@ -627,7 +627,7 @@ def load_panel(
         if explicit:
             raise DataError(
                 path,
-                f"symbol(s) {', '.join(empty)} have no bars between start={t_start} and end={t_end}",
+                f"symbol(s) {', '.join(empty)} have no bars {_window_str(t_start, t_end)}",
                 column="symbol",
             )
         keep_sym = np.flatnonzero(has_bars)
@@ -733,6 +733,15 @@ def load_panel(
     )
 
 
+def _window_str(start: pd.Timestamp | None, end: pd.Timestamp | None) -> str:
+    """``between start=... and end=...`` naming only the bounds given."""
+    if start is not None and end is not None:
+        return f"between start={start} and end={end}"
+    if start is not None:
+        return f"from start={start} on"
+    return f"up to end={end}"
+
+
 def _td_str(td: pd.Timedelta) -> str:
     """``1h``, ``1D``, ``8h``, ``15min``: a short label of a bar length."""
     seconds = int(td.total_seconds())
@@ -813,7 +822,8 @@ def load_funding(path: str | Path, symbol: str) -> pd.Series:
         ctx.fail(
             "interval_h",
             i,
-            f"expected one settlement interval per symbol ({int(iv[0])} h from row {int(idx[0])}), found {interval[i]:g} h",
+            f"expected one settlement interval per symbol ({int(iv[0])} h from row {int(idx[0])}), "
+            f"found {interval[i]:g} h",
         )
     index = pd.DatetimeIndex(df["ts"].iloc[idx].array.as_unit("us"), name="ts")
     series = pd.Series(rate[idx], index=index, name="funding_rate", dtype=np.float64)

@@ -130,10 +130,12 @@ class _Parsed:
 class _Table:
     """A CSV's data rows as strings."""
 
-    header: list[str] | None
-    header_line: int | None
+    names: list[str]  # column names shown in errors (the header, or the format's fixed names)
     cells: pd.DataFrame  # str cells, columns 0..n-1
     lines: np.ndarray  # 1-based line number per data row
+
+    def where(self, i: int) -> str:
+        return f"line {int(self.lines[i])}"
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,8 @@ def _zip_member(path: Path, data: bytes) -> bytes:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             names = [n for n in zf.namelist() if not n.endswith("/")]
             if len(names) != 1:
-                raise DataError(path, f"expected a zip holding one CSV file, found {len(names)} member(s): {', '.join(names)}")
+                found = f"{len(names)} member(s): {', '.join(names)}"
+                raise DataError(path, f"expected a zip holding one CSV file, found {found}")
             return zf.read(names[0])
     except zipfile.BadZipFile as exc:
         raise DataError(path, f"not a valid zip file ({exc})") from exc
@@ -223,8 +226,8 @@ def _other_delimiter(line: str) -> str | None:
     return None
 
 
-def _table(path: Path, lines: list[tuple[int, str]], header: list[str] | None, header_line: int | None) -> _Table:
-    """Split data lines into a frame of string cells (field count checked per row)."""
+def _table(path: Path, lines: list[tuple[int, str]], names: list[str], header_line: int | None) -> _Table:
+    """Split the data lines (after ``header_line``) into string cells; every row must have ``len(names)`` fields."""
     data = lines if header_line is None else [(n, s) for n, s in lines if n > header_line]
     if not data:
         where = f"after the header on line {header_line}" if header_line else "in the file"
@@ -232,7 +235,7 @@ def _table(path: Path, lines: list[tuple[int, str]], header: list[str] | None, h
     numbers = np.fromiter((n for n, _ in data), dtype=np.int64, count=len(data))
     text = pd.Series([s for _, s in data], dtype=object)
     n_fields = text.str.count(",").to_numpy() + 1
-    expected = len(header) if header is not None else int(n_fields[0])
+    expected = len(names)
     bad = np.flatnonzero(n_fields != expected)
     if bad.size:
         i = int(bad[0])
@@ -247,7 +250,7 @@ def _table(path: Path, lines: list[tuple[int, str]], header: list[str] | None, h
     cells = text.str.split(",", expand=True, regex=False)
     cells = cells.apply(lambda c: c.str.strip().str.strip('"'))
     cells.columns = range(expected)
-    return _Table(header=header, header_line=header_line, cells=cells, lines=numbers)
+    return _Table(names=names, cells=cells, lines=numbers)
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,7 +258,8 @@ def _table(path: Path, lines: list[tuple[int, str]], header: list[str] | None, h
 # --------------------------------------------------------------------------------------------
 
 
-def _to_float(path: Path, table: _Table, col: int, name: str) -> np.ndarray:
+def _to_float(path: Path, table: _Table, col: int) -> np.ndarray:
+    """Column ``col`` as float64; a cell that is not a number is an error naming its row."""
     raw = table.cells[col]
     values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = np.flatnonzero(np.isnan(values) & ~raw.str.lower().isin(["nan"]).to_numpy())
@@ -264,9 +268,9 @@ def _to_float(path: Path, table: _Table, col: int, name: str) -> np.ndarray:
         raise DataError(
             path,
             f"expected a number, found {raw.iloc[i]!r}",
-            column=name,
+            column=table.names[col],
             row=i,
-            detail=f"line {int(table.lines[i])}",
+            detail=table.where(i),
         )
     return values
 
@@ -291,7 +295,8 @@ def _epoch_to_ns(
     nonint = np.flatnonzero(~np.isfinite(values) | (values != np.floor(values)))
     if nonint.size:
         i = int(nonint[0])
-        raise DataError(path, f"expected an integer epoch time, found {float(values[i])!r}", column=column, row=i, detail=where(i))
+        problem = f"expected an integer epoch time, found {float(values[i])!r}"
+        raise DataError(path, problem, column=column, row=i, detail=where(i))
     unit_idx = np.full(values.shape, -1, dtype=np.int64)
     for k, unit in enumerate(units):
         lo, hi, _ = _UNIT_RANGES[unit]
@@ -323,7 +328,7 @@ def _epoch_to_ns(
     return values.astype(np.int64) * scale
 
 
-def _parse_dates(path: Path, table: _Table, col: int, name: str, *, formats: Sequence[str]) -> np.ndarray:
+def _parse_dates(path: Path, table: _Table, col: int, *, formats: Sequence[str]) -> np.ndarray:
     """Date strings → int64 ns UTC; naive values are UTC. Tries ``formats`` in order per row."""
     raw = table.cells[col]
     result = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
@@ -339,9 +344,9 @@ def _parse_dates(path: Path, table: _Table, col: int, name: str, *, formats: Seq
         raise DataError(
             path,
             f"expected a date like 2024-07-22, found {raw.iloc[i]!r}",
-            column=name,
+            column=table.names[col],
             row=i,
-            detail=f"line {int(table.lines[i])}",
+            detail=table.where(i),
         )
     return result.array.asi8
 
@@ -352,14 +357,20 @@ def _parse_dates(path: Path, table: _Table, col: int, name: str, *, formats: Seq
 
 
 def _frame(ts_ns: np.ndarray, symbol: str, values: dict[str, np.ndarray]) -> pd.DataFrame:
-    ts = pd.to_datetime(ts_ns, unit="ns", utc=True).as_unit("us")
-    out = {"ts": ts, "symbol": pd.array([symbol] * len(ts_ns), dtype=SYMBOL_DTYPE)}
-    out.update({k: np.asarray(v, dtype=np.float64) for k, v in values.items()})
+    """Long frame in file order: ``ts`` (from int64 ns), ``symbol``, value columns in canonical order."""
+    out: dict[str, object] = {
+        "ts": pd.to_datetime(ts_ns, unit="ns", utc=True).as_unit("us"),
+        "symbol": pd.array([symbol] * len(ts_ns), dtype=SYMBOL_DTYPE),
+    }
+    for name in OHLCV_COLUMNS[2:]:
+        if name in values:
+            out[name] = np.asarray(values[name], dtype=np.float64)
     return pd.DataFrame(out)
 
 
-def _ohlcv_from_table(path: Path, table: _Table, idx: dict[str, int], names: dict[str, str]) -> dict[str, np.ndarray]:
-    return {k: _to_float(path, table, idx[k], names[k]) for k in ("open", "high", "low", "close", "volume")}
+def _values(path: Path, table: _Table, idx: dict[str, int]) -> dict[str, np.ndarray]:
+    """Float columns ``{name: table column idx[name]}``."""
+    return {name: _to_float(path, table, col) for name, col in idx.items()}
 
 
 def _parse_binance(path: Path, data: bytes, symbol: str) -> _Parsed:
@@ -371,15 +382,23 @@ def _parse_binance(path: Path, data: bytes, symbol: str) -> _Parsed:
     first = _split_header(lines[0][1])
     header_line = lines[0][0] if first and first[0].lower() == "open_time" else None
     table = _table(path, lines, list(_BINANCE_COLUMNS), header_line)
-    values = _ohlcv_from_table(path, table, {c: i for i, c in enumerate(_BINANCE_COLUMNS)}, {c: c for c in _BINANCE_COLUMNS})
-    open_time = _to_float(path, table, 0, "open_time")
+    values = _values(path, table, {c: _BINANCE_COLUMNS.index(c) for c in ("open", "high", "low", "close", "volume")})
+    open_time = _to_float(path, table, 0)
     ts = _epoch_to_ns(path, open_time, column="open_time", units=("ms", "us"), per_row=False, lines=table.lines)
     return _Parsed(_frame(ts, symbol, values), np.arange(len(ts)), table.lines)
 
 
-def _find(header: list[str], name: str) -> int | None:
+def _columns(path: Path, header: list[str], header_line: int, needed: Sequence[str], layout: str) -> dict[str, int]:
+    """Positions of the ``needed`` columns (case-insensitive); a missing one is an error."""
     low = [h.lower() for h in header]
-    return low.index(name) if name in low else None
+    missing = [c for c in needed if c not in low]
+    if missing:
+        raise DataError(
+            path,
+            f"expected {layout}; missing {', '.join(missing)} in header {','.join(header)!r}",
+            detail=f"line {header_line}",
+        )
+    return {c: low.index(c) for c in needed}
 
 
 def _parse_cryptodatadownload(path: Path, data: bytes, symbol: str) -> _Parsed:
@@ -390,36 +409,20 @@ def _parse_cryptodatadownload(path: Path, data: bytes, symbol: str) -> _Parsed:
     if k >= len(lines):
         raise DataError(path, "expected a header line after the URL line, found end of file", row=0)
     header_line, header = lines[k][0], _split_header(lines[k][1])
-    needed = ("unix", "date", "open", "high", "low", "close")
-    missing = [c for c in needed if _find(header, c) is None]
-    if missing:
-        raise DataError(
-            path,
-            f"expected CryptoDataDownload columns Unix,Date,Symbol,Open,High,Low,Close,Volume <BASE>; "
-            f"missing {', '.join(missing)} in header {','.join(header)!r}",
-            detail=f"line {header_line}",
-        )
-    table = _table(path, lines[k:], header, header_line)
-    idx = {c: _find(header, c) for c in needed}
-    sym_col = _find(header, "symbol")
-    pair = table.cells[sym_col].iloc[0] if sym_col is not None else ""
-    if sym_col is not None:
-        differs = np.flatnonzero((table.cells[sym_col] != pair).to_numpy())
-        if differs.size:
-            i = int(differs[0])
-            raise DataError(
-                path,
-                f"expected one symbol per file ({pair!r} on row 0), found {table.cells[sym_col].iloc[i]!r}",
-                column=header[sym_col],
-                row=i,
-                detail=f"line {int(table.lines[i])}",
-            )
-    vol_col = _cdd_volume_column(path, header, pair, symbol, header_line)
-    values = {c: _to_float(path, table, idx[c], header[idx[c]]) for c in ("open", "high", "low", "close")}  # type: ignore[index]
-    values["volume"] = _to_float(path, table, vol_col, header[vol_col])
-    unix = _to_float(path, table, idx["unix"], header[idx["unix"]])  # type: ignore[index]
-    ts = _epoch_to_ns(path, unix, column=header[idx["unix"]], units=("s", "ms"), per_row=True, lines=table.lines)  # type: ignore[index]
-    date_ns = _parse_dates(path, table, idx["date"], header[idx["date"]], formats=("ISO8601", "%Y-%m-%d %I-%p"))  # type: ignore[arg-type]
+    idx = _columns(
+        path,
+        header,
+        header_line,
+        ("unix", "date", "open", "high", "low", "close"),
+        "CryptoDataDownload columns Unix,Date,Symbol,Open,High,Low,Close,Volume <BASE>",
+    )
+    table = _table(path, lines, header, header_line)
+    pair = _single_pair(path, table)
+    values = _values(path, table, {c: idx[c] for c in ("open", "high", "low", "close")})
+    values["volume"] = _to_float(path, table, _cdd_volume_column(path, header, pair, symbol, header_line))
+    unix = _to_float(path, table, idx["unix"])
+    ts = _epoch_to_ns(path, unix, column=header[idx["unix"]], units=("s", "ms"), per_row=True, lines=table.lines)
+    date_ns = _parse_dates(path, table, idx["date"], formats=("ISO8601", "%Y-%m-%d %I-%p"))
     mismatch = np.flatnonzero(date_ns != ts)
     if mismatch.size:
         i = int(mismatch[0])
@@ -427,11 +430,32 @@ def _parse_cryptodatadownload(path: Path, data: bytes, symbol: str) -> _Parsed:
             path,
             f"Unix time {int(unix[i])} ({pd.Timestamp(int(ts[i]), tz='UTC')}) disagrees with Date "
             f"{table.cells[idx['date']].iloc[i]!r}",
-            column=header[idx["unix"]],  # type: ignore[index]
+            column=header[idx["unix"]],
             row=i,
-            detail=f"line {int(table.lines[i])}",
+            detail=table.where(i),
         )
     return _Parsed(_frame(ts, symbol, values), np.arange(len(ts)), table.lines)
+
+
+def _single_pair(path: Path, table: _Table) -> str:
+    """The file's ``Symbol`` value (e.g. ``FETUSDT``); one pair per file. ``""`` without the column."""
+    low = [n.lower() for n in table.names]
+    if "symbol" not in low:
+        return ""
+    col = low.index("symbol")
+    cells = table.cells[col]
+    pair = str(cells.iloc[0])
+    differs = np.flatnonzero((cells != pair).to_numpy())
+    if differs.size:
+        i = int(differs[0])
+        raise DataError(
+            path,
+            f"expected one symbol per file ({pair!r} on row 0), found {cells.iloc[i]!r}",
+            column=table.names[col],
+            row=i,
+            detail=table.where(i),
+        )
+    return pair
 
 
 def _is_url_line(line: str) -> bool:
@@ -463,30 +487,23 @@ def _parse_yahoo(path: Path, data: bytes, symbol: str, shift_days: int) -> _Pars
     if not lines:
         raise DataError(path, "file is empty; expected a Yahoo CSV", row=0)
     header_line, header = lines[0][0], _split_header(lines[0][1])
-    low = [h.lower() for h in header]
-    date_idx = _find(header, "date")
-    if low == ["date", "value"]:
-        keys = ("close",)
-        idx = {"close": 1}
+    if [h.lower() for h in header] == ["date", "value"]:
+        idx = {"date": 0, "close": 1}
     else:
-        missing = [c for c in ("date", "open", "high", "low", "close", "volume") if c not in low]
-        if missing:
-            other = _other_delimiter(lines[0][1])
-            hint = f"; the header looks {other}-delimited, hedgebt reads comma-separated files" if other else ""
-            raise DataError(
-                path,
-                f"expected a Yahoo header Date,Open,High,Low,Close,Adj Close,Volume or date,value; "
-                f"found {lines[0][1]!r}{hint}",
-                detail=f"line {header_line}",
-            )
-        keys = ("open", "high", "low", "close", "volume")
-        idx = {c: low.index(c) for c in keys}
-    assert date_idx is not None
+        other = _other_delimiter(lines[0][1])
+        hint = f" (the header looks {other}-delimited, hedgebt reads comma-separated files)" if other else ""
+        idx = _columns(
+            path,
+            header,
+            header_line,
+            ("date", "open", "high", "low", "close", "volume"),
+            f"a Yahoo header Date,Open,High,Low,Close,Adj Close,Volume or date,value{hint}",
+        )
     table = _table(path, lines, header, header_line)
-    values = {k: _to_float(path, table, idx[k], header[idx[k]]) for k in keys}
+    values = _values(path, table, {k: v for k, v in idx.items() if k != "date"})
     if "volume" in values:
         values["volume"] = values["volume"] / values["close"]  # USD volume → base units (estimate)
-    ts = _parse_dates(path, table, date_idx, header[date_idx], formats=("%Y-%m-%d",))
+    ts = _parse_dates(path, table, idx["date"], formats=("%Y-%m-%d",))
     ts = ts + np.int64(shift_days) * np.int64(86_400_000_000_000)
     return _Parsed(_frame(ts, symbol, values), np.arange(len(ts)), table.lines)
 
@@ -500,20 +517,19 @@ def _parse_ohlcv_rows(path: Path, data: bytes, symbol: str) -> _Parsed:
         return _parse_json_rows(path, text, symbol)
     lines = _nonblank_lines(text)
     header_line, header = lines[0][0], _split_header(lines[0][1])
-    low = [h.lower() for h in header]
-    if low != list(_OHLCV_HEADER):
+    if [h.lower() for h in header] != list(_OHLCV_HEADER):
         raise DataError(
             path,
             f"expected freqtrade/ccxt JSON rows or a CSV header {','.join(_OHLCV_HEADER)}; found {lines[0][1]!r}",
             detail=f"line {header_line}",
         )
     table = _table(path, lines, header, header_line)
-    values = _ohlcv_from_table(path, table, {c: low.index(c) for c in _OHLCV_HEADER}, {c: header[low.index(c)] for c in _OHLCV_HEADER})
-    raw = table.cells[0]
-    if raw.str.fullmatch(r"\d+").all():
-        ts = _epoch_to_ns(path, _to_float(path, table, 0, header[0]), column=header[0], units=("ms",), per_row=False, lines=table.lines)
+    values = _values(path, table, {c: k for k, c in enumerate(_OHLCV_HEADER) if c != "date"})
+    if table.cells[0].str.fullmatch(r"\d+").all():
+        epoch = _to_float(path, table, 0)
+        ts = _epoch_to_ns(path, epoch, column=header[0], units=("ms",), per_row=False, lines=table.lines)
     else:
-        ts = _parse_dates(path, table, 0, header[0], formats=("ISO8601",))
+        ts = _parse_dates(path, table, 0, formats=("ISO8601",))
     return _Parsed(_frame(ts, symbol, values), np.arange(len(ts)), table.lines)
 
 
@@ -523,13 +539,15 @@ def _parse_json_rows(path: Path, text: str, symbol: str) -> _Parsed:
     except json.JSONDecodeError as exc:
         raise DataError(path, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
     if not isinstance(rows, list):
-        raise DataError(path, f"expected a JSON list of [open_time_ms, o, h, l, c, v] rows, found {type(rows).__name__}")
+        found = type(rows).__name__
+        raise DataError(path, f"expected a JSON list of [open_time_ms, o, h, l, c, v] rows, found a {found}")
     if not rows:
         raise DataError(path, "expected at least one [open_time_ms, o, h, l, c, v] row, found an empty list", row=0)
     for i, r in enumerate(rows):  # shape check; cheap compared with json.loads
         if not isinstance(r, list) or len(r) != 6:
             shown = json.dumps(r)[:80]
-            raise DataError(path, f"expected a row [open_time_ms, open, high, low, close, volume], found {shown}", row=i)
+            problem = f"expected a row [open_time_ms, open, high, low, close, volume], found {shown}"
+            raise DataError(path, problem, row=i)
         for j, v in enumerate(r):
             if not isinstance(v, (int, float)) or isinstance(v, bool):
                 name = ("open_time", "open", "high", "low", "close", "volume")[j]
@@ -550,6 +568,8 @@ def _detect(path: Path, data: bytes) -> str:
     name = path.name.lower()
     if data[:4] == b"PK\x03\x04" or name.endswith(".zip"):
         return "binance"
+    if data[:4] == b"PAR1":
+        raise DataError(path, "this is a Parquet file; ingest reads vendor CSV, JSON or Binance .zip files")
     text_head = data[:65536]
     if b"\x00" in text_head[:4096]:
         raise DataError(path, "unsupported file: binary data; expected CSV, JSON or a Binance .zip")
@@ -596,7 +616,9 @@ def _detect(path: Path, data: bytes) -> str:
 
 def _check_symbol_arg(symbol: str) -> None:
     if not isinstance(symbol, str) or not symbol.strip() or symbol != symbol.strip() or "," in symbol:
-        raise ConfigError("ingest.symbol", f"expected a non-empty symbol such as 'FET' without spaces or commas, got {symbol!r}")
+        raise ConfigError(
+            "ingest.symbol", f"expected a non-empty symbol such as 'FET' without spaces or commas, got {symbol!r}"
+        )
 
 
 def _read_parsed(path: str | Path, *, symbol: str, format: Format, yahoo_shift_days: int) -> tuple[_Parsed, str]:
@@ -626,7 +648,12 @@ def _read_parsed(path: str | Path, *, symbol: str, format: Format, yahoo_shift_d
     price_cols = [c for c in PRICE_COLUMNS if c in frame.columns]
     # Value and uniqueness checks in file order (vendor files may be newest-first).
     _check_long_frame(
-        frame, file=path, price_columns=price_cols, row_numbers=parsed.rows, line_numbers=parsed.lines, check_order=False
+        frame,
+        file=path,
+        price_columns=price_cols,
+        row_numbers=parsed.rows,
+        line_numbers=parsed.lines,
+        check_order=False,
     )
     order = np.argsort(frame["ts"].array.asi8, kind="stable")
     frame = frame.iloc[order].reset_index(drop=True)
@@ -678,17 +705,15 @@ def read_vendor_file(
 
 
 def _canonical(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """Fixed column order and dtypes, sorted by (symbol, ts), RangeIndex."""
+    """Fixed column order and dtypes, sorted by (symbol, ts), ``RangeIndex``."""
     out = pd.DataFrame(
         {
-            "ts": df["ts"].array.as_unit("us") if isinstance(df["ts"].dtype, pd.DatetimeTZDtype) else df["ts"],
+            "ts": df["ts"].dt.tz_convert("UTC").array.as_unit("us"),
             "symbol": df["symbol"].astype(SYMBOL_DTYPE),
             **{c: df[c].to_numpy(dtype=np.float64) for c in columns if c not in ("ts", "symbol")},
         }
     )
-    out["ts"] = out["ts"].dt.tz_convert("UTC")
-    out = out.sort_values(["symbol", "ts"], kind="mergesort", ignore_index=True)
-    return out[list(columns)]
+    return out.sort_values(["symbol", "ts"], kind="mergesort", ignore_index=True)[list(columns)]
 
 
 def _write_parquet(table: pa.Table, fh: io.BufferedWriter) -> None:
@@ -726,7 +751,75 @@ def _atomic_write(df: pd.DataFrame, target: Path) -> None:
 
 
 def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``|a - b| > 1e-9 * max(|a|, |b|)`` elementwise."""
     return np.abs(a - b) > CONFLICT_REL_TOL * np.maximum(np.abs(a), np.abs(b))
+
+
+def _first_differing(a: pd.DataFrame, i: int, b: pd.DataFrame, j: int, columns: Sequence[str]) -> str:
+    """First of ``columns`` whose value differs between ``a`` row ``i`` and ``b`` row ``j``."""
+    for c in columns:
+        if _differs(np.array([float(a[c].iat[i])]), np.array([float(b[c].iat[j])]))[0]:
+            return c
+    raise AssertionError("rows do not differ")  # pragma: no cover
+
+
+def _where(df: pd.DataFrame, i: int, symbol: str) -> str:
+    line = int(df["_line"].iat[i])
+    parts = [f"line {line}"] if line > 0 else []
+    parts += [f"symbol '{symbol}'", f"ts {df['ts'].iat[i]}"]
+    return ", ".join(parts)
+
+
+def _read_inputs(
+    paths: list[Path], *, symbol: str, format: Format, yahoo_shift_days: int
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Parse every input; merge identical overlapping bars; refuse inputs that disagree.
+
+    Returns the bars sorted by ``ts`` with provenance columns ``_src`` (input index), ``_row`` and
+    ``_line``, and the data columns.
+    """
+    frames: list[pd.DataFrame] = []
+    columns: tuple[str, ...] = ()
+    for k, p in enumerate(paths):
+        parsed, _ = _read_parsed(p, symbol=symbol, format=format, yahoo_shift_days=yahoo_shift_days)
+        cols = tuple(parsed.frame.columns)
+        if frames and cols != columns:
+            raise DataError(
+                p,
+                f"provides columns {', '.join(cols)} but {paths[0]} provides {', '.join(columns)}; "
+                f"ingest them separately",
+            )
+        columns = cols
+        f = parsed.frame.copy()
+        f["_src"] = k
+        f["_row"] = parsed.rows
+        f["_line"] = -1 if parsed.lines is None else parsed.lines
+        frames.append(f)
+    new = pd.concat(frames, ignore_index=True)
+    new = new.iloc[np.lexsort((new["_src"].to_numpy(), new["ts"].array.asi8))].reset_index(drop=True)
+    ts_ns = new["ts"].array.asi8
+    dup = np.r_[False, ts_ns[1:] == ts_ns[:-1]]  # only across inputs: each input has unique ts
+    if dup.any():
+        value_cols = [c for c in columns if c not in ("ts", "symbol")]
+        later = np.flatnonzero(dup)
+        clash = np.zeros(later.size, dtype=bool)
+        for c in value_cols:
+            v = new[c].to_numpy(np.float64)
+            clash |= _differs(v[later - 1], v[later])
+        if clash.any():
+            b = int(later[clash][0])
+            a = b - 1
+            col = _first_differing(new, a, new, b, value_cols)
+            raise DataError(
+                paths[int(new["_src"].iat[b])],
+                f"input files disagree on {col} at ts {new['ts'].iat[b]}: {float(new[col].iat[a])!r} in "
+                f"{paths[int(new['_src'].iat[a])]} vs {float(new[col].iat[b])!r} here",
+                column=col,
+                row=int(new["_row"].iat[b]),
+                detail=_where(new, b, symbol),
+            )
+        new = new.loc[~dup].reset_index(drop=True)
+    return new, columns
 
 
 def ingest(
@@ -743,7 +836,8 @@ def ingest(
     Parameters
     ----------
     paths : sequence of str or Path
-        Vendor files, all of one symbol (e.g. monthly Binance zips).
+        Vendor files, all of one symbol (e.g. monthly Binance zips). Bars present in several
+        inputs must agree (``1e-9`` relative, all value columns).
     symbol : str
         Symbol of the bars.
     into : str or Path
@@ -751,7 +845,7 @@ def ingest(
     format : Format
         See :func:`read_vendor_file`.
     overwrite : bool
-        Replace stored bars that conflict with the new ones instead of refusing.
+        Replace stored bars that differ from the new ones instead of refusing conflicts.
     yahoo_shift_days : int
         See :func:`read_vendor_file`.
 
@@ -762,7 +856,7 @@ def ingest(
     Raises
     ------
     DataError
-        On a bad input file, input files that disagree with each other on a bar, a target whose
+        On a bad input file, inputs that disagree with each other on a bar, a target whose
         columns differ from the ingested ones, or (without ``overwrite``) a conflicting bar.
     ConfigError
         On bad arguments (no paths, bad symbol/format/shift).
@@ -773,50 +867,10 @@ def ingest(
     if not paths:
         raise ConfigError("ingest.paths", "expected at least one input file")
     target = Path(into)
-
-    # ---- read inputs, combine, resolve overlaps between inputs --------------------------------
-    frames: list[pd.DataFrame] = []
-    columns: tuple[str, ...] | None = None
-    for k, p in enumerate(paths):
-        parsed, _ = _read_parsed(p, symbol=symbol, format=format, yahoo_shift_days=yahoo_shift_days)
-        cols = tuple(parsed.frame.columns)
-        if columns is not None and cols != columns:
-            raise DataError(p, f"provides columns {', '.join(cols)} but {paths[0]} provides {', '.join(columns)}; ingest them separately")
-        columns = cols
-        f = parsed.frame.copy()
-        f["_src"] = k
-        f["_row"] = parsed.rows
-        f["_line"] = -1 if parsed.lines is None else parsed.lines
-        frames.append(f)
-    assert columns is not None
+    new, columns = _read_inputs(paths, symbol=symbol, format=format, yahoo_shift_days=yahoo_shift_days)
     value_cols = [c for c in columns if c not in ("ts", "symbol")]
     ohlc_cols = [c for c in value_cols if c in PRICE_COLUMNS]
-    new = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    new = new.iloc[np.lexsort((new["_src"].to_numpy(), new["ts"].array.asi8))].reset_index(drop=True)
-    if len(frames) > 1:
-        ts_ns = new["ts"].array.asi8
-        dup = np.r_[False, ts_ns[1:] == ts_ns[:-1]]
-        if dup.any():
-            i = np.flatnonzero(dup)
-            j = i - 1
-            clash = np.zeros(i.size, dtype=bool)
-            for c in value_cols:
-                v = new[c].to_numpy()
-                clash |= _differs(v[i], v[j])
-            if clash.any():
-                a, b = int(j[clash][0]), int(i[clash][0])
-                col = next(c for c in value_cols if _differs(np.array([new[c].iat[a]]), np.array([new[c].iat[b]]))[0])
-                raise DataError(
-                    paths[int(new["_src"].iat[b])],
-                    f"input files disagree on {col} at ts {new['ts'].iat[b]}: {float(new[col].iat[a])!r} in "
-                    f"{paths[int(new['_src'].iat[a])]} vs {float(new[col].iat[b])!r} here",
-                    column=col,
-                    row=int(new["_row"].iat[b]),
-                    detail=_where(new, b, symbol),
-                )
-            new = new.loc[~dup].reset_index(drop=True)
 
-    # ---- existing dataset ---------------------------------------------------------------------
     if target.exists():
         old = read_long(target)
         if set(old.columns) != set(columns):
@@ -825,69 +879,61 @@ def ingest(
                 f"dataset has columns {', '.join(map(str, old.columns))} but the ingested data has "
                 f"{', '.join(columns)}; ingest into a separate dataset",
             )
-        old_this = old.loc[(old["symbol"] == symbol).to_numpy(dtype=bool)]
     else:
-        old = None
-        old_this = pd.DataFrame(columns=list(columns))
+        old = pd.DataFrame({c: pd.Series(dtype=new[c].dtype) for c in columns})
+    mine = np.flatnonzero((old["symbol"] == symbol).to_numpy(dtype=bool, na_value=False))
+    old_this = old.iloc[mine]  # ts strictly increasing (validated)
 
-    old_ts = old_this["ts"].array.as_unit("ns").asi8 if len(old_this) else np.empty(0, dtype=np.int64)
+    # ---- overlap of new bars with the stored bars of this symbol --------------------------------
+    old_ts = old_this["ts"].array.as_unit("ns").asi8
     new_ts = new["ts"].array.as_unit("ns").asi8
     pos = np.searchsorted(old_ts, new_ts)
-    pos_c = np.minimum(pos, max(len(old_ts) - 1, 0))
-    overlap = (pos < len(old_ts)) & (old_ts[pos_c] == new_ts) if len(old_ts) else np.zeros(len(new_ts), dtype=bool)
-    ov = np.flatnonzero(overlap)
-    old_idx = pos[ov]
-    conflict = np.zeros(ov.size, dtype=bool)
-    for c in ohlc_cols:
-        conflict |= _differs(old_this[c].to_numpy(np.float64)[old_idx], new[c].to_numpy(np.float64)[ov])
-    any_diff = conflict.copy()
+    overlap = np.zeros(len(new_ts), dtype=bool)
+    if old_ts.size:
+        overlap = (pos < old_ts.size) & (old_ts[np.minimum(pos, old_ts.size - 1)] == new_ts)
+    ov_new = np.flatnonzero(overlap)
+    ov_old = pos[ov_new]
+    conflict = np.zeros(ov_new.size, dtype=bool)
+    differs = np.zeros(ov_new.size, dtype=bool)
     for c in value_cols:
-        any_diff |= _differs(old_this[c].to_numpy(np.float64)[old_idx], new[c].to_numpy(np.float64)[ov])
+        d = _differs(old_this[c].to_numpy(np.float64)[ov_old], new[c].to_numpy(np.float64)[ov_new])
+        differs |= d
+        if c in ohlc_cols:
+            conflict |= d
     if conflict.any() and not overwrite:
         k = int(np.flatnonzero(conflict)[0])
-        i, j = int(ov[k]), int(old_idx[k])
-        col = next(c for c in ohlc_cols if _differs(np.array([old_this[c].iat[j]]), np.array([new[c].iat[i]]))[0])
-        n_conf = int(conflict.sum())
+        i, j = int(ov_new[k]), int(ov_old[k])
+        col = _first_differing(old_this, j, new, i, ohlc_cols)
         raise DataError(
             paths[int(new["_src"].iat[i])],
             f"bar conflicts with the dataset {target}: {col} is {float(old_this[col].iat[j])!r} there but "
-            f"{float(new[col].iat[i])!r} here ({n_conf} conflicting bar(s) in total); pass --overwrite "
-            f"(overwrite=True) to replace them",
+            f"{float(new[col].iat[i])!r} here ({int(conflict.sum())} conflicting bar(s) in total); "
+            f"pass --overwrite (overwrite=True) to replace them",
             column=col,
             row=int(new["_row"].iat[i]),
             detail=_where(new, i, symbol),
         )
+    replaced = differs if overwrite else np.zeros(ov_new.size, dtype=bool)
+    rows_added = int(len(new) - ov_new.size)
+    rows_overwritten = int(replaced.sum())
+    rows_unchanged = int(ov_new.size - rows_overwritten)
 
-    replace = ov[any_diff] if overwrite else np.empty(0, dtype=np.int64)
-    rows_added = int((~overlap).sum())
-    rows_overwritten = int(replace.size)
-    rows_unchanged = int(ov.size - rows_overwritten)
-
-    if old is not None and rows_added == 0 and rows_overwritten == 0:
+    if target.exists() and rows_added == 0 and rows_overwritten == 0:
         symbols = tuple(sorted(pd.unique(old["symbol"]).tolist()))
         return IngestReport(rows_added, rows_unchanged, rows_overwritten, symbols, target)
 
     take_new = ~overlap
-    take_new[replace] = True
-    drop_old = np.zeros(len(old_this), dtype=bool)
-    drop_old[pos[replace]] = True
-    parts = [new.loc[take_new, list(columns)]]
-    if old is not None:
-        keep_old = np.ones(len(old), dtype=bool)
-        keep_old[np.flatnonzero((old["symbol"] == symbol).to_numpy(dtype=bool))[drop_old]] = False
-        parts.insert(0, old.loc[keep_old, list(columns)])
-    merged = _canonical(pd.concat(parts, ignore_index=True), columns)
+    take_new[ov_new[replaced]] = True
+    keep_old = np.ones(len(old), dtype=bool)
+    keep_old[mine[ov_old[replaced]]] = False
+    merged = _canonical(
+        pd.concat([old.loc[keep_old, list(columns)], new.loc[take_new, list(columns)]], ignore_index=True),
+        columns,
+    )
     validate_long_frame(merged, file=str(target), price_columns=ohlc_cols)
     _atomic_write(merged, target)
     symbols = tuple(sorted(pd.unique(merged["symbol"]).tolist()))
     return IngestReport(rows_added, rows_unchanged, rows_overwritten, symbols, target)
-
-
-def _where(df: pd.DataFrame, i: int, symbol: str) -> str:
-    line = int(df["_line"].iat[i])
-    parts = [f"line {line}"] if line > 0 else []
-    parts += [f"symbol '{symbol}'", f"ts {df['ts'].iat[i]}"]
-    return ", ".join(parts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -902,7 +948,9 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
     """
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="vendor files of one symbol")
     parser.add_argument("--symbol", required=True, help="symbol to store the bars under, e.g. FET")
-    parser.add_argument("--into", required=True, type=Path, metavar="DATASET.parquet", help="long Parquet dataset (created if missing)")
+    parser.add_argument(
+        "--into", required=True, type=Path, metavar="DATASET.parquet", help="long Parquet dataset (created if missing)"
+    )
     parser.add_argument("--format", default="auto", choices=FORMATS, help="vendor format (default: auto-detect)")
     parser.add_argument("--overwrite", action="store_true", help="replace stored bars that conflict with the new ones")
     parser.add_argument(

@@ -74,3 +74,27 @@ def random_market(
         volume_usd=np.full(T, 5e6), vm_bar=(np.arange(T) % 24 == 0), alt_value=alt_value, alt_pnl=alt_pnl,
         alt_flow=alt_flow, alt_changed=alt_changed, hr=hr, contract_size=contract_size,
     )
+
+
+def hand_market(
+    *,
+    idx: list[float],
+    coin: list[float],
+    units: float,
+    contract_size: float,
+    perpetual: bool = True,
+) -> Market:
+    """A small hand-built market: one contract priced at the index (no basis), constant
+    coin units, hedge ratio 1 (the notional rule), no funding, no intrabar range."""
+    T = len(idx)
+    idx_a = np.asarray(idx, dtype=float)
+    coin_a = np.asarray(coin, dtype=float)
+    alt_pnl = np.zeros(T)
+    alt_pnl[1:] = units * np.diff(coin_a)
+    return Market(
+        px=idx_a[:, None].copy(), idx=idx_a, idx_hi=np.full(T, np.nan), idx_lo=np.full(T, np.nan),
+        c0=np.zeros(T, np.int64), c1=np.full(T, -1, np.int64), w1=np.zeros(T),
+        exp_bar=np.array([10**12]), fund_rate=np.zeros(T), volume_usd=np.zeros(T), vm_bar=np.zeros(T, bool),
+        alt_value=units * coin_a, alt_pnl=alt_pnl, alt_flow=np.zeros(T), alt_changed=np.zeros(T, bool),
+        hr=np.ones((T, 1)), contract_size=contract_size,
+    )

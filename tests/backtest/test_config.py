@@ -1,0 +1,72 @@
+"""Config reading: every bad value is refused with the dotted key and the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backtest.config import Config, config_from_mapping, config_to_dict, load_config
+from backtest.errors import ConfigError
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "scenario.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "fragment"),
+    [
+        ("[fees]\ntaker_bsp = 5\n", "fees.taker_bsp", "unknown key"),
+        ("[feez]\ntaker_bps = 5\n", "feez", "unknown section"),
+        ("[fees]\ntaker_bps = -1\n", "fees.taker_bps", "expected 0..1000 bps, got -1"),
+        ("[fees]\ntaker_bps = \"five\"\n", "fees.taker_bps", "expected a number"),
+        ("[futures]\ncontract_size = 0\n", "futures.contract_size", "expected > 0"),
+        ("[scenario]\nstart = \"2024-05-01\"\nend = \"2024-01-01\"\n", "scenario.end", "not after start"),
+        ("[scenario]\nstart = \"yesterday-ish\"\n", "scenario.start", "expected a date"),
+        ("[scenario]\nbar = \"5m\"\n", "scenario.bar", "one of '1h', '1D'"),
+        ("[margin]\nmaintenance_rate = 0.1\ninitial_rate = 0.05\n", "margin.initial_rate", "maintenance_rate"),
+        ("[rebalance]\nevery_bars = 0\n", "rebalance.every_bars", ">= 1"),
+        ("[rebalance]\nwhole_contracts = 1\n", "rebalance.whole_contracts", "true or false"),
+        ("[position]\ncoins = [\"FET\"]\nunits = [1, 2]\n", "position.units", "one value per coin"),
+        ("[roll]\nhour_utc = 24\n", "roll.hour_utc", "0..23"),
+        ("[[rules]]\nfraction = 1.0\n", "rules[0].family", "required"),
+        ("[index]\nmax_weight = 1.5\n", "index.max_weight", "(0, 1]"),
+        ("[funding]\ninterval_hours = 7\n", "funding.interval_hours", "one of"),
+    ],
+)
+def test_bad_values_name_the_key_and_file(tmp_path: Path, text: str, key: str, fragment: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert info.value.key == key
+    assert f"'{key}'" in message and str(path) in message and fragment in message
+    assert "\n" not in message
+
+
+def test_not_toml_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(_write(tmp_path, "this is = = not toml"))
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    c = Config()
+    assert c.fees.taker_bps == 5.0 and c.fees.maker_bps == 2.0
+    assert c.funding.interval_hours == 8 and c.funding.rate_per_interval == 0.0001
+    assert c.margin.maintenance_rate == 0.02 and c.margin.initial_rate == 0.05
+    assert c.futures.kind == "quarterly" and c.roll.days_before_expiry == 3
+
+
+def test_round_trip_through_dict_is_lossless(tmp_path: Path) -> None:
+    import tomllib
+
+    path = _write(tmp_path, '[fees]\ntaker_bps = 4\n[[rules]]\nfamily = "ewma"\nhalflife = 24\nlabel = "fast"\n')
+    config = load_config(path)
+    as_dict = config_to_dict(config)
+    again = config_from_mapping(as_dict, base_dir=tmp_path)
+    assert config_to_dict(again) == as_dict
+    assert as_dict["rules"] == [{"family": "ewma", "label": "fast", "halflife": 24}]
+    assert tomllib  # the reader is TOML only

@@ -1,0 +1,108 @@
+"""Contract calendar, modelled prices, roll schedules and funding times."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtest import contracts as C
+from backtest.config import FundingSection, RollSection
+from backtest.errors import ConfigError, DataError
+
+
+def test_expiries_are_last_fridays_of_the_quarter_at_0800_utc() -> None:
+    got = C.quarterly_expiries(pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2025-01-01", tz="UTC"))
+    assert [e.isoformat() for e in got] == [
+        "2024-03-29T08:00:00+00:00",
+        "2024-06-28T08:00:00+00:00",
+        "2024-09-27T08:00:00+00:00",
+        "2024-12-27T08:00:00+00:00",
+        "2025-03-28T08:00:00+00:00",
+    ]
+    assert all(e.weekday() == 4 for e in got)
+
+
+def _hourly(start: str, days: int) -> pd.DatetimeIndex:
+    return pd.date_range(start, periods=days * 24, freq="h", tz="UTC") + pd.Timedelta(hours=1)  # close times
+
+
+def test_modelled_prices_carry_the_basis_and_settle_at_the_index() -> None:
+    close = _hourly("2024-03-20", 20)
+    idx = np.linspace(1000, 1100, len(close))
+    book = C.modelled_quarterly(close, idx, 0.10)
+    exp = pd.Timestamp("2024-03-29 08:00", tz="UTC")
+    k = book.labels.index("2024-03-29T08:00Z")
+    settle = book.exp_bar[k]
+    assert close[settle] == exp  # the bar opening 07:00 closes at expiry
+    assert book.px[settle, k] == idx[settle]
+    assert np.isnan(book.px[settle + 1 :, k]).all()
+    t = 5
+    tau = (exp - close[t]) / pd.Timedelta(days=365)
+    assert book.px[t, k] == pytest.approx(idx[t] * np.exp(0.10 * tau), rel=1e-12)
+
+
+def test_roll_schedule_days_before_expiry_with_grace() -> None:
+    close = _hourly("2024-03-20", 20)
+    book = C.modelled_quarterly(close, np.full(len(close), 1000.0), 0.05)
+    sched = C.roll_schedule(close, book, RollSection(days_before_expiry=3, hour_utc=8, grace_bars=4))
+    k = book.labels.index("2024-03-29T08:00Z")
+    start = close.get_loc(pd.Timestamp("2024-03-26 08:00", tz="UTC"))
+    assert (sched.c0[:start] == k).all()
+    assert sched.c1[start : start + 3].tolist() == [k + 1] * 3
+    assert sched.w1[start : start + 3].tolist() == [0.25, 0.5, 0.75]
+    assert sched.c0[start + 3] == k + 1 and sched.c1[start + 3] == -1
+
+
+def test_hold_to_expiry_switches_on_the_settlement_bar() -> None:
+    close = _hourly("2024-03-20", 20)
+    book = C.modelled_quarterly(close, np.full(len(close), 1000.0), 0.05)
+    sched = C.roll_schedule(close, book, RollSection(mode="hold_to_expiry"))
+    k = book.labels.index("2024-03-29T08:00Z")
+    settle = int(book.exp_bar[k])
+    assert sched.c0[settle - 1] == k and sched.c0[settle] == k + 1
+
+
+def test_grace_roll_that_cannot_finish_is_refused() -> None:
+    close = _hourly("2024-03-20", 20)
+    book = C.modelled_quarterly(close, np.full(len(close), 1000.0), 0.05)
+    with pytest.raises(ConfigError, match="roll.grace_bars"):
+        C.roll_schedule(close, book, RollSection(days_before_expiry=1, hour_utc=0, grace_bars=40))
+
+
+def test_funding_times_every_8h_across_month_end_and_leap_day() -> None:
+    opens = pd.date_range("2024-02-27 00:00", "2024-03-02 23:00", freq="h", tz="UTC")
+    rate, info = C.funding_per_bar(opens, pd.Timedelta(hours=1), FundingSection(rate_per_interval=0.0001))
+    # (02-27 00:00, 03-03 00:00]: 08 and 16 on the 27th, 3 a day on 28, 29, 1, 2, and 00:00 on the 3rd
+    assert info["funding_times"] == 2 + 3 * 4 + 1
+    closes = opens + pd.Timedelta(hours=1)
+    paid = closes[rate != 0]
+    assert set(paid.hour) == {0, 8, 16}
+    assert pd.Timestamp("2024-02-29 16:00", tz="UTC") in paid and pd.Timestamp("2024-03-01 00:00", tz="UTC") in paid
+    assert rate.sum() == pytest.approx(15 * 0.0001)
+
+
+def test_daily_bars_collect_three_funding_times() -> None:
+    opens = pd.date_range("2024-01-01", periods=5, freq="D", tz="UTC")
+    rate, info = C.funding_per_bar(opens, pd.Timedelta(days=1), FundingSection(rate_per_interval=0.0002))
+    assert rate.tolist() == pytest.approx([0.0006] * 5)
+
+
+def test_funding_series_gap_is_an_error_unless_filled() -> None:
+    opens = pd.date_range("2024-01-01", periods=48, freq="h", tz="UTC")
+    times = pd.date_range("2024-01-01 08:00", periods=4, freq="8h", tz="UTC")
+    series = pd.Series([0.0001, 0.0002, 0.0003, 0.0004], index=times)
+    with pytest.raises(DataError, match="no funding rate for funding time 2024-01-02 16:00"):
+        C.funding_per_bar(opens, pd.Timedelta(hours=1), FundingSection(source="series"), series=series, series_label="f.parquet")
+    rate, info = C.funding_per_bar(
+        opens, pd.Timedelta(hours=1), FundingSection(source="series", fill_rate_per_interval=0.0), series=series
+    )
+    assert info["filled"] == 2 and rate.sum() == pytest.approx(0.001)
+
+
+def test_formula_funding_is_the_clamped_premium() -> None:
+    opens = pd.date_range("2024-01-01", periods=24, freq="h", tz="UTC")
+    cfg = FundingSection(source="formula", interest_per_interval=0.0001, clamp_per_interval=0.0005)
+    rate, _ = C.funding_per_bar(opens, pd.Timedelta(hours=1), cfg, premium=0.002)
+    # premium 0.2 % + clamp(0.01 % - 0.2 %, -0.05 %, 0.05 %) = 0.2 % - 0.05 % = 0.15 % per 8 h
+    assert rate[rate != 0] == pytest.approx([0.0015] * 3)
