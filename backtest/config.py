@@ -485,6 +485,7 @@ class Config:
     rebalance: RebalanceSection = field(default_factory=RebalanceSection)
     rules: tuple[RuleSpec, ...] = (RuleSpec("notional", (("fraction", 1.0),)),)
     events: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    compare: Mapping[str, Any] | None = None
     base_dir: str = str(BUNDLED_DATA)
 
     def resolve(self, relpath: str) -> Path:
@@ -612,8 +613,12 @@ def config_from_mapping(raw: Mapping[str, Any], *, base_dir: str | Path | None =
                 kwargs["events"] = tuple(
                     (str(k), tuple(sorted(v.items())) if isinstance(v, Mapping) else v) for k, v in value.items()
                 )
+            elif name == "compare":
+                if not isinstance(value, Mapping):
+                    raise ConfigError("compare", "expected a [compare] table (see strategies.compare)")
+                kwargs["compare"] = dict(value)
             else:
-                known = ", ".join([*sorted(_SECTIONS), "rules", "events"])
+                known = ", ".join([*sorted(_SECTIONS), "rules", "events", "compare"])
                 raise ConfigError(name, f"unknown section; known sections: {known}")
         if base_dir is not None:
             kwargs["base_dir"] = str(Path(base_dir).resolve())
@@ -650,4 +655,6 @@ def config_to_dict(config: Config) -> dict[str, Any]:
         {"family": r.family, **({"label": r.label} if r.label else {}), **dict(r.params)} for r in config.rules
     ]
     out["events"] = {name: dict(spec) for name, spec in config.events}
+    if config.compare is not None:
+        out["compare"] = dict(config.compare)
     return out

@@ -370,7 +370,9 @@ def _check_ts(ctx: _Ctx) -> np.ndarray:
 def _check_symbol(ctx: _Ctx) -> np.ndarray:
     """Validate ``symbol``; return integer codes (equal codes = equal symbols)."""
     col = ctx.df["symbol"]
-    if not (pd.api.types.is_string_dtype(col.dtype) or col.dtype == object):
+    if not (
+        pd.api.types.is_string_dtype(col.dtype) or col.dtype == object or isinstance(col.dtype, pd.CategoricalDtype)
+    ):
         ctx.fail("symbol", 0, f"expected a string column, found dtype {col.dtype}")
     codes, uniques = pd.factorize(col, use_na_sentinel=True)
     missing = codes < 0

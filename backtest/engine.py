@@ -9,7 +9,6 @@ re-implements accounting: all of it lives in :mod:`backtest.kernels`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -205,7 +204,7 @@ def rule_objects(config: Config) -> tuple[tuple[HedgeRule, ...], tuple[str, ...]
         try:
             rule = make_rule(spec.family, **spec.kwargs())
         except ConfigError as exc:
-            raise ConfigError(f"rules[{i}]", str(exc).split(": ", 1)[-1]) from None
+            raise ConfigError(f"rules[{i}].{exc.key.rsplit('.', 1)[-1]}", str(exc).split(": ", 1)[-1]) from None
         label = spec.label or rule.name
         if label in labels:
             raise ConfigError(f"rules[{i}].label", f"duplicate rule label '{label}'; give each rule a distinct label")
@@ -383,8 +382,3 @@ def min_safe_collateral(prepared: Prepared, variant: Variant) -> float:
     free = replace(variant, margin_enabled=False, collateral_usd=0.0, reserve_usd=0.0)
     _, summary = run_variant(prepared.market, free)
     return float(summary["margin_need"])
-
-
-def annualisation(bar: pd.Timedelta) -> float:
-    """sqrt(365 x bars per day): crypto trades every day of the year."""
-    return math.sqrt(365.0 * (pd.Timedelta(days=1) / bar))

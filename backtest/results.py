@@ -25,7 +25,8 @@ import pandas as pd
 
 from backtest import schema
 from backtest.config import Config, config_to_dict
-from backtest.engine import Prepared, annualisation, min_safe_collateral, prepare, variant_for
+from backtest.engine import Prepared, min_safe_collateral, prepare, variant_for
+from backtest.metrics import summary_metrics
 from backtest.errors import OutputError
 from backtest.market import run_variant
 
@@ -96,46 +97,11 @@ def _clean(value: Any) -> Any:
 
 
 def rule_metrics(rows: dict[str, np.ndarray], summary: dict[str, float], *, bar: pd.Timedelta, oracle: float) -> dict[str, Any]:
-    """Per-rule figures of ``summary.json`` from the kernel's rows and summary.
-
-    ``HE = 1 - Var(ret_hedged) / Var(ret_unhedged)`` (sample variances over the
-    bars after the first); volatilities annualised with ``sqrt(365 x bars/day)``;
-    drawdowns of the compounded per-bar returns.
-    """
-    n = summary["n_ret"]
-    var_h = summary["m2_h"] / (n - 1) if n > 1 else math.nan
-    var_u = summary["m2_u"] / (n - 1) if n > 1 else math.nan
-    he = 1.0 - var_h / var_u if var_u > 0 else math.nan
-    ann = annualisation(bar)
-    pnl = {name: summary[col] for name, col in (
-        ("altcoin", "pnl_altcoin"), ("futures", "pnl_futures"), ("fees", "fees"), ("slippage", "slippage"),
-        ("roll", "roll_cost"), ("funding", "funding"), ("liquidation", "liquidation_cost"),
-    )}
-    pnl["total"] = sum(pnl.values())
-    years = len(rows["equity_hedged"]) / (365.0 * (pd.Timedelta(days=1) / bar))
-    costs = -(pnl["fees"] + pnl["slippage"] + pnl["roll"] + pnl["liquidation"])
-    drag = costs / summary["mean_notional"] / years * 1e4 if years > 0 else math.nan
-    return {
-        "hedge_effectiveness": he,
-        "oracle_r2": oracle,
-        "he_vs_oracle": he / oracle if oracle > 0 else math.nan,
-        "vol_unhedged_ann": math.sqrt(var_u) * ann,
-        "vol_hedged_ann": math.sqrt(var_h) * ann,
-        "max_drawdown_unhedged": summary["max_dd_u"],
-        "max_drawdown_hedged": summary["max_dd_h"],
-        "trades": int(summary["trades"]),
-        "rolls": int(summary["rolls"]),
-        "margin_calls": int(summary["margin_calls"]),
-        "liquidations": int(summary["liquidations"]),
-        "min_margin_excess": summary["min_margin_excess"],
-        "min_safe_collateral": summary["margin_need"],
-        "turnover_contracts": summary["turnover_contracts"],
-        "cost_drag_bps_per_year": drag,
-        "futures_basis_pnl": summary["pnl_basis"],
-        "margin_capped_bars": int(summary["margin_capped"]),
-        "mean_hedge_ratio_held": float(np.mean(rows["hedge_ratio_held"])),
-        "pnl": pnl,
-    }
+    """Per-rule figures of ``summary.json``: :func:`backtest.metrics.summary_metrics` plus
+    the mean held hedge ratio from the per-bar rows."""
+    out = summary_metrics(summary, n_bars=len(rows["equity_hedged"]), bar=bar, oracle=oracle)
+    out["mean_hedge_ratio_held"] = float(np.mean(rows["hedge_ratio_held"]))
+    return out
 
 
 def _ledger_block(prepared: Prepared, label: str, rows: dict[str, np.ndarray]) -> pd.DataFrame:

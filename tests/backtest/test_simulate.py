@@ -1,4 +1,4 @@
-"""The simulation kernel: worked examples, accounting identities, and fast == reference."""
+"""The simulation kernel (backtest.kernels vs backtest.reference): worked examples, identities, fast == reference."""
 
 from __future__ import annotations
 
@@ -348,3 +348,38 @@ def test_slippage_grows_with_size_as_configured_and_zero_when_zero() -> None:
     linear = Variant(fee_bps=0.0, half_spread_bps=2.0, impact_coef=0.0)
     assert first_trade_slippage(40_000.0, linear) == pytest.approx(4 * first_trade_slippage(10_000.0, linear))
     assert first_trade_slippage(40_000.0, Variant(fee_bps=0.0)) == 0.0
+
+
+# -- rebalance policies ------------------------------------------------------------------------
+
+
+def _drifting_market() -> Market:
+    # coin flat, index steps: the held hedge ratio = N x F / V drifts with F
+    idx = [1000.0, 1040.0, 1090.0, 1120.0, 1100.0, 1000.0, 980.0, 1010.0, 1150.0, 1160.0]
+    return hand_market(idx=idx, coin=[1.0] * len(idx), units=100 * 1000.0, contract_size=1.0)
+
+
+def test_band_rebalancing_trades_only_when_drift_exceeds_the_band() -> None:
+    m = _drifting_market()
+    rows, summary = run_variant(m, Variant(fee_bps=0.0, mode="band", band=0.10))
+    # by hand: short 100 at 1000 (h = 1); drift |F/F_trade - 1| > 10 %: 1120 (12 %), then from 1120: 1000 (10.7 %),
+    # then from 1000: 1150 (15 %); every other bar stays inside the band
+    assert rows["rebalanced"].astype(bool).tolist() == [True, False, False, True, False, True, False, False, True, False]
+    assert summary["trades"] == 4
+    held = rows["hedge_ratio_held"]
+    assert np.all(np.abs(held - 1.0) <= 0.10 + 1e-12)
+
+
+def test_band_on_schedule_checks_the_band_only_on_schedule() -> None:
+    m = _drifting_market()
+    rows, summary = run_variant(m, Variant(fee_bps=0.0, mode="band_on_schedule", every_bars=4, band=0.10))
+    # schedule bars 0, 4, 8: bar 4 (1100 vs 1000: 10 %, not > 10 %) no trade; bar 8 (1150: 15 %) trades
+    assert np.flatnonzero(rows["rebalanced"]).tolist() == [0, 8]
+
+
+def test_min_trade_size_skips_small_trades() -> None:
+    m = _drifting_market()
+    rows, _ = run_variant(m, Variant(fee_bps=0.0, every_bars=1, min_trade_contracts=5.0, whole_contracts=True))
+    traded = np.abs(np.diff(np.concatenate([[0.0], rows["contracts"]])))
+    assert ((traded == 0) | (traded >= 5)).all()
+    assert (traded == 0).sum() >= 1

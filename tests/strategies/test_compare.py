@@ -1,0 +1,108 @@
+"""Rule comparison grid: expansion, ranking, determinism, and Dask == local."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from backtest.errors import ConfigError
+from strategies.compare import parse_compare, run_compare
+
+from conftest import synthetic_config, write_synthetic_prices
+
+GRID = {
+    "rank_by": "hedge_effectiveness",
+    "rules": [
+        {"family": "none"},
+        {"family": "notional", "fraction": [0.5, 1.0]},
+        {"family": "min_variance", "window": [48, 120]},
+        {"family": "ewma", "halflife": [24.0]},
+    ],
+    "rebalance": [
+        {"mode": "every", "every_bars": [1, 24]},
+        {"mode": "band", "band": [0.1]},
+    ],
+}
+
+
+@pytest.fixture
+def grid_config(tmp_path: Path):
+    prices = write_synthetic_prices(tmp_path / "prices.parquet", n_days=40)
+    return synthetic_config(prices, compare=GRID)
+
+
+def test_grid_expands_to_the_product(grid_config) -> None:
+    spec = parse_compare(grid_config)
+    assert len(spec.rules) == 1 + 2 + 2 + 1
+    assert len(spec.rebalances) == 3
+    table = run_compare(grid_config)
+    assert len(table) == 6 * 3
+    assert sorted(table["rank"]) == list(range(1, 19))
+    assert set(table["family"]) == {"none", "notional", "min_variance", "ewma"}
+    best = table.iloc[0]
+    assert best["hedge_effectiveness"] == table["hedge_effectiveness"].max()
+    none = table[table["family"] == "none"]
+    assert (none["hedge_effectiveness"].abs() < 1e-12).all() and (none["trades"] == 0).all()
+
+
+def test_grid_rows_equal_single_runs(grid_config) -> None:
+    """A grid row is the same replay as `run` with that rule and policy."""
+    from dataclasses import replace
+
+    from backtest.config import RuleSpec
+    from backtest.results import run
+
+    table = run_compare(grid_config)
+    row = table[(table["rule"] == "min_variance(window=120)") & (table["rebalance"].str.startswith("every 24"))].iloc[0]
+    single = run(replace(grid_config, rules=(RuleSpec("min_variance", (("window", 120),)),),
+                         rebalance=replace(grid_config.rebalance, mode="every", every_bars=24)))
+    m = single.summary["rules"]["min_variance(window=120)"]
+    for key in ("hedge_effectiveness", "vol_hedged_ann", "cost_drag_bps_per_year", "trades", "rolls"):
+        assert row[key] == pytest.approx(m[key], rel=1e-12), key
+
+
+def test_bad_grid_keys_are_refused(grid_config) -> None:
+    from dataclasses import replace
+
+    with pytest.raises(ConfigError, match="compare.rules\\[0\\].window"):
+        parse_compare(replace(grid_config, compare={"rules": [{"family": "min_variance", "window": [0]}]}))
+    with pytest.raises(ConfigError, match="compare.rebalance\\[0\\].bnd"):
+        parse_compare(replace(grid_config, compare={"rules": [{"family": "none"}], "rebalance": [{"bnd": 0.1}]}))
+    with pytest.raises(ConfigError, match="compare.rank_by"):
+        parse_compare(replace(grid_config, compare={"rules": [{"family": "none"}], "rank_by": "luck"}))
+
+
+def test_coins_and_windows_become_scenarios(tmp_path: Path) -> None:
+    prices = write_synthetic_prices(tmp_path / "prices.parquet", n_days=40, symbols=("COIN", "AAA", "BBB", "CCC", "DDD", "EEE"))
+    config = synthetic_config(
+        prices,
+        index={"constituents": ["BBB", "CCC", "DDD", "EEE"]},
+        compare={
+            "coins": ["COIN", "AAA"],
+            "windows": [{"start": "2024-01-05", "end": "2024-01-25"}, {"start": "2024-01-20"}],
+            "rules": [{"family": "notional"}],
+        },
+    )
+    table = run_compare(config)
+    assert len(table) == 2 * 2
+    assert set(table["coin"]) == {"COIN", "AAA"}
+    assert set(table["window"]) == {"2024-01-05..2024-01-25", "2024-01-20..end"}
+    assert (table["rank"] == 1).all()  # one variant per scenario
+
+
+def test_dask_local_processes_equal_single_process(grid_config) -> None:
+    local = run_compare(grid_config)
+    pooled = run_compare(grid_config, scheduler="processes")
+    pd.testing.assert_frame_equal(local, pooled)
+
+
+def test_dask_distributed_cluster_equals_local(grid_config) -> None:
+    from distributed import LocalCluster
+
+    local = run_compare(grid_config)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, silence_logs=50) as cluster:
+        remote = run_compare(grid_config, scheduler=cluster.scheduler_address)
+    pd.testing.assert_frame_equal(local, remote)
