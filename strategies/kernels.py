@@ -82,6 +82,7 @@ returns, where free-``omega`` fits often run to the IGARCH boundary.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -201,8 +202,16 @@ def _is_degenerate_py(var: float, mean: float) -> bool:
 
 @njit(cache=True)
 def _merge(
-    na: float, mxa: float, mya: float, sxxa: float, sxya: float,
-    nb: float, mxb: float, myb: float, sxxb: float, sxyb: float,
+    na: float,
+    mxa: float,
+    mya: float,
+    sxxa: float,
+    sxya: float,
+    nb: float,
+    mxb: float,
+    myb: float,
+    sxxb: float,
+    sxyb: float,
 ) -> tuple[float, float, float, float, float]:
     """Chan, Golub & LeVeque pairwise merge of counts, means and demeaned co-moments.
 
@@ -313,7 +322,7 @@ def rolling_beta_nb(x: np.ndarray, y: np.ndarray, window: int, min_periods: int)
             b_my = 0.0
             b_sxx = 0.0
             b_sxy = 0.0
-        cnt, mx, my, sxx, sxy = _merge(
+        cnt, mx, _, sxx, sxy = _merge(
             f_n[start], f_mx[start], f_my[start], f_sxx[start], f_sxy[start], b_n, b_mx, b_my, b_sxx, b_sxy
         )
         if cnt >= min_periods and not _is_degenerate(sxx / cnt, mx):
@@ -785,8 +794,14 @@ _BOUNDS = [(0.0, PERSISTENCE_MAX), (0.0, 1.0)]
 _OPTIONS = {"maxiter": 200, "ftol": 1e-12, "gtol": 1e-9}
 
 
-def _minimize_2(fun, start: tuple[float, float]) -> tuple[float, float, float] | None:  # type: ignore[no-untyped-def]
-    """L-BFGS-B over the (persistence, share) box; ``None`` if no finite optimum was found."""
+def _minimize_2(
+    fun: Callable[[np.ndarray], tuple[float, np.ndarray]], start: tuple[float, float]
+) -> tuple[float, float, float] | None:
+    """Minimise ``fun`` (value and gradient) over the (persistence, share) box with L-BFGS-B.
+
+    Returns ``(persistence, share, value)``; the start point if the optimiser ends
+    somewhere worse or non-finite; ``None`` if the start point itself is not finite.
+    """
     x0 = np.clip(np.asarray(start, dtype=np.float64), [lo for lo, _ in _BOUNDS], [hi for _, hi in _BOUNDS])
     f0 = fun(x0)[0]
     if not math.isfinite(f0):

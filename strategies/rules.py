@@ -37,7 +37,8 @@ Warm-up
     Until an estimator has ``min_periods`` observations, ``h`` is ``0`` (``warmup="none"``,
     no hedge) or ``1`` (``warmup="notional"``, the classic notional hedge). The same
     value is used if the estimate is undefined before the first valid one (a
-    regressor without variance). :meth:`warmup_bars` reports ``min_periods``: under
+    regressor without variance); an estimate that becomes undefined later keeps
+    the last valid ``h``. :meth:`warmup_bars` reports ``min_periods``: under
     the simulator contract (``NaN`` at bar 0 only) bars ``0 .. min_periods - 1`` are
     warm-up bars and ``h[min_periods]`` is the first estimate.
 """
@@ -355,10 +356,7 @@ class EWMA:
     def hedge_ratio(self, coin_ret: np.ndarray, fut_ret: np.ndarray) -> np.ndarray:
         """EWMA beta, forward-filled over missing bars, warm-up value before it exists."""
         coin, fut = _returns(coin_ret, fut_ret)
-        lam = self.decay
-        if not lam < 1.0:  # halflife so long that lam rounds to 1: weights never decay
-            lam = math.nextafter(1.0, 0.0)
-        raw = kernels.ewma_beta_nb(fut, coin, lam, self.warmup_bars())
+        raw = kernels.ewma_beta_nb(fut, coin, self.decay, self.warmup_bars())
         return kernels.fill_hedge_nb(raw, _WARMUP_VALUE[self.warmup])
 
 
@@ -379,7 +377,7 @@ class Dynamic:
     ----------
     refit_bars : int
         Observations between re-estimations, >= 1. Cost grows as 1 / refit_bars:
-        on 35,000 hourly bars about 1 s for 720 and 2 s for 168.
+        on 39,000 bars (expanding window) about 0.45 s for 720 and 1.9 s for 168.
     min_periods : int, default 500
         Observations before the first fit, >= 100 (Gaussian QML of a GARCH is
         unreliable on shorter samples). Until then ``h`` is the warm-up value.
@@ -467,10 +465,11 @@ def make_rule(family: str, **params: object) -> HedgeRule:
     for param in params:
         if param not in names:
             options = ", ".join(repr(name) for name in names) if names else "no parameters"
-            raise ConfigError(_key(family, param), f"unknown parameter; expected {options}")
+            problem = f"unknown parameter {param!r} of rule {family!r}; expected {options}"
+            raise ConfigError(_key(family, param), problem)
     for f in accepted:
         if f.default is MISSING and f.default_factory is MISSING and f.name not in params:
-            raise ConfigError(_key(family, f.name), "missing required parameter")
+            raise ConfigError(_key(family, f.name), f"missing required parameter {f.name!r} of rule {family!r}")
     return cls(**params)
 
 

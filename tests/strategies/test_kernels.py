@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import math
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from scipy.optimize import approx_fprime, minimize
 
 from strategies import kernels as K
@@ -62,6 +67,37 @@ def _simulate_dcc_garch(
     return x, y
 
 
+def _slope_scale(x: np.ndarray, y: np.ndarray, weights_for: Callable[[int], tuple[np.ndarray, slice]]) -> np.ndarray:
+    """Condition number of each window's slope: ``(rms(x) rms(y) + ms(x)) / Var(x)`` (weighted).
+
+    Rounding errors of a slope ``Sxy / Sxx`` computed by any stable method are a few
+    ulps of the products summed, relative to ``Sxx``: ``~eps * (rms_x rms_y + |beta| ms_x) / Var_x``.
+    ``weights_for(k)`` gives the weights and the slice (in observation numbers) of
+    the window ending at observation ``k``.
+    """
+    valid = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
+    out = np.zeros(x.shape[0])
+    for k, t in enumerate(valid):
+        w, take = weights_for(k)
+        xw, yw = x[valid[take]], y[valid[take]]
+        w = w / w.sum()
+        var = float(w @ (xw - w @ xw) ** 2)
+        out[t] = np.inf if var == 0.0 else (np.sqrt((w @ xw**2) * (w @ yw**2)) + w @ xw**2) / var
+    return out
+
+
+def _assert_close_conditioned(fast: np.ndarray, ref: np.ndarray, scale: np.ndarray) -> None:
+    """Same NaN pattern; ``|fast - ref| <= 1e-10 |ref| + 1e-13 * scale * (1 + |ref|)``."""
+    np.testing.assert_array_equal(np.isnan(fast), np.isnan(ref))
+    keep = np.isfinite(ref)
+    bound = RTOL * np.abs(ref[keep]) + 1e-13 * scale[keep] * (1.0 + np.abs(ref[keep]))
+    assert np.all(np.abs(fast[keep] - ref[keep]) <= bound)
+
+
+_ELEMENTS = st.one_of(st.floats(-1.0, 1.0, allow_subnormal=False), st.just(np.nan))
+_PROPERTY = settings(max_examples=300, deadline=None, derandomize=True, database=None)
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -88,6 +124,27 @@ def test_valid_index(rng: np.random.Generator) -> None:
 def test_rolling_beta_matches_reference(rng: np.random.Generator, window: int, min_periods: int) -> None:
     x, y = _with_gaps(rng, 1500)
     _assert_same(K.rolling_beta_nb(x, y, window, min_periods), K.rolling_beta_ref(x, y, window, min_periods))
+
+
+@_PROPERTY
+@given(arrays(np.float64, st.integers(0, 60), elements=_ELEMENTS), st.integers(2, 12), st.data())
+def test_rolling_beta_property(x: np.ndarray, window: int, data: st.DataObject) -> None:
+    # arbitrary small inputs: repeated values, constant windows, y constant, NaN runs
+    y = data.draw(arrays(np.float64, x.shape, elements=_ELEMENTS))
+    min_periods = data.draw(st.integers(2, window))
+    scale = _slope_scale(x, y, lambda k: (np.ones(min(k + 1, window)), slice(max(0, k - window + 1), k + 1)))
+    _assert_close_conditioned(
+        K.rolling_beta_nb(x, y, window, min_periods), K.rolling_beta_ref(x, y, window, min_periods), scale
+    )
+
+
+def test_rolling_beta_constant_window_after_a_jump() -> None:
+    # a large value leaving the window must leave no rounding residue behind
+    x = np.array([1.0, 0.0, 0.0, 0.0, 1e-9, 0.0])
+    y = np.array([0.5, 0.0, 0.0, 0.0, 2e-9, 0.0])
+    out = K.rolling_beta_nb(x, y, 3, 2)
+    np.testing.assert_array_equal(np.isnan(out), [True, False, False, True, False, False])
+    np.testing.assert_allclose(out[[1, 2, 4, 5]], [0.5, 0.5, 2.0, 2.0], rtol=RTOL)
 
 
 def test_rolling_beta_long_series_matches_reference(rng: np.random.Generator) -> None:
@@ -156,6 +213,15 @@ def test_ewma_beta_matches_pandas(rng: np.random.Generator, halflife: float) -> 
     np.testing.assert_allclose(fast[valid], expected[valid], rtol=1e-9)
 
 
+@_PROPERTY
+@given(arrays(np.float64, st.integers(0, 60), elements=_ELEMENTS), st.floats(0.01, 0.999), st.data())
+def test_ewma_beta_property(x: np.ndarray, lam: float, data: st.DataObject) -> None:
+    y = data.draw(arrays(np.float64, x.shape, elements=_ELEMENTS))
+    min_periods = data.draw(st.integers(2, 10))
+    scale = _slope_scale(x, y, lambda k: (lam ** np.arange(k, -1, -1.0), slice(0, k + 1)))
+    _assert_close_conditioned(K.ewma_beta_nb(x, y, lam, min_periods), K.ewma_beta_ref(x, y, lam, min_periods), scale)
+
+
 def test_ewma_beta_is_stable_across_scales(rng: np.random.Generator) -> None:
     x, y = _with_gaps(rng, 3000)
     base = K.ewma_beta_nb(x, y, 0.99, 20)
@@ -177,7 +243,7 @@ def test_garch_filter_matches_reference(rng: np.random.Generator) -> None:
 def test_garch_nll_and_gradient(rng: np.random.Generator, persistence: float, share: float) -> None:
     eps = rng.standard_t(6, 2000) * 0.02
     vbar = float(np.mean(eps**2))
-    nll, gp, gs = K.garch11_nll_grad_nb(eps, persistence, share, vbar)
+    nll, _, gs = K.garch11_nll_grad_nb(eps, persistence, share, vbar)
     assert nll == pytest.approx(K.garch11_nll_ref(eps, persistence, share, vbar), rel=RTOL)
     if persistence == 0.0:  # share has no effect at p = 0
         assert gs == 0.0
