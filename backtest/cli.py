@@ -43,9 +43,10 @@ def _render(folder: Path) -> None:
 
 def _run_one(config_path: Path, out: Path, force: bool, *, quiet: bool = False, render: bool = True) -> dict:
     from backtest.config import load_config
-    from backtest.results import run, write_outputs
+    from backtest.results import atomic_output_dir, run, write_outputs
 
     started = time.perf_counter()
+    atomic_output_dir(out, force=force).check()
     config = load_config(config_path)
     result = run(config)
     write_outputs(result, out, force=force, render=_render if render else None)

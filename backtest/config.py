@@ -587,8 +587,21 @@ def _build_rules(items: Any) -> tuple[RuleSpec, ...]:
         if label is not None and not isinstance(label, str):
             raise ConfigError(f"{key}.label", f"expected a string, got {label!r}")
         params = tuple(sorted((k, v) for k, v in item.items() if k not in ("family", "label")))
+        _validate_rule(item["family"], params, key)
         out.append(RuleSpec(item["family"], params, label))
     return tuple(out)
+
+
+def _validate_rule(family: str, params: tuple[tuple[str, Any], ...], key: str) -> None:
+    """Build the rule once so a bad family or parameter fails when the config is read."""
+    from strategies.rules import make_rule
+
+    try:
+        make_rule(family, **dict(params))
+    except ConfigError as exc:
+        field = exc.key.rsplit(".", 1)[-1]
+        field = "family" if exc.key == f"rules.{family}" else field
+        raise ConfigError(f"{key}.{field}", str(exc).split(": ", 1)[-1]) from None
 
 
 def config_from_mapping(raw: Mapping[str, Any], *, base_dir: str | Path | None = None, source: str | None = None) -> Config:

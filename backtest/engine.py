@@ -215,6 +215,7 @@ def rule_objects(config: Config) -> tuple[tuple[HedgeRule, ...], tuple[str, ...]
 
 def prepare(config: Config) -> Prepared:
     """Load, validate and align all inputs of a scenario (no simulation yet)."""
+    rules, labels = rule_objects(config)  # fail fast on a bad rule, before loading data
     coins = config.position.coins
     constituents = _constituents(config)
     symbols = tuple(dict.fromkeys([*coins, *constituents]))
@@ -243,7 +244,12 @@ def prepare(config: Config) -> Prepared:
         caps_path = config.resolve(config.index.market_caps)
         caps = read_market_caps(caps_path, close=close[list(constituents)])
         inputs.append(InputFile("market_caps", str(caps_path), file_sha256(caps_path)))
-    index = build_index(close[list(constituents)], spec, high=high, market_caps=caps)
+    try:
+        index = build_index(close[list(constituents)], spec, high=high, market_caps=caps)
+    except DataError as exc:
+        if exc.file != "<close>":
+            raise
+        raise DataError(panel.path, f"index: {exc.problem}", column=exc.column, row=exc.row) from None
 
     # replay window: config bounds, index start, every coin priced
     ts_all = close.index
@@ -323,7 +329,6 @@ def prepare(config: Config) -> Prepared:
         alt_value=alt_value, alt_pnl=alt_pnl, alt_flow=alt_flow, alt_changed=alt_changed,
         hr=np.zeros((T, 1)), contract_size=fut.contract_size,
     )
-    rules, labels = rule_objects(config)
     coin_ret, fut_ret = coin_and_futures_returns(base)
     hr = np.column_stack([np.asarray(rule.hedge_ratio(coin_ret, fut_ret), dtype=float) for rule in rules])
     if not np.isfinite(hr).all():

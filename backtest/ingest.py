@@ -502,7 +502,10 @@ def _parse_yahoo(path: Path, data: bytes, symbol: str, shift_days: int) -> _Pars
     table = _table(path, lines, header, header_line)
     values = _values(path, table, {k: v for k, v in idx.items() if k != "date"})
     if "volume" in values:
-        values["volume"] = values["volume"] / values["close"]  # USD volume → base units (estimate)
+        # USD volume -> base units (estimate); a non-positive close is refused by validation
+        # afterwards, so divide only where it is meaningful instead of warning here
+        close = values["close"]
+        values["volume"] = np.divide(values["volume"], close, out=np.full_like(close, np.nan), where=close > 0)
     ts = _parse_dates(path, table, idx["date"], formats=("%Y-%m-%d",))
     ts = ts + np.int64(shift_days) * np.int64(86_400_000_000_000)
     return _Parsed(_frame(ts, symbol, values), np.arange(len(ts)), table.lines)

@@ -243,12 +243,17 @@ class atomic_output_dir:
         self.force = force
         self.tmp: Path | None = None
 
-    def __enter__(self) -> Path:
+    def check(self) -> None:
+        """Refuse an unsafe target now (call before expensive work)."""
         t = self.target
         if t.exists() and not t.is_dir():
             raise OutputError(f"{t}: output path is a file, expected a folder")
         if t.is_dir() and any(t.iterdir()) and not self.force:
             raise OutputError(f"{t}: output folder exists and is not empty; pass --force to replace it")
+
+    def __enter__(self) -> Path:
+        t = self.target
+        self.check()
         parent = t.resolve().parent
         if not parent.exists():
             try:

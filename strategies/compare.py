@@ -281,6 +281,7 @@ def write_compare_tables(table: pd.DataFrame, folder: Path, info: dict[str, Any]
 
 def run_compare_command(args: argparse.Namespace) -> int:
     """``hedgebt compare CONFIG --out DIR [--scheduler ...]``."""
+    atomic_output_dir(args.out, force=args.force).check()
     config = load_config(args.config)
     table = run_compare(config, scheduler=args.scheduler, progress=sys.stderr.isatty())
     spec = parse_compare(config)
