@@ -604,6 +604,15 @@ def _validate_rule(family: str, params: tuple[tuple[str, Any], ...], key: str) -
         raise ConfigError(f"{key}.{field}", str(exc).split(": ", 1)[-1]) from None
 
 
+def _iso(value: Any) -> Any:
+    """TOML dates and date-times as ISO strings (JSON-able, re-readable)."""
+    import datetime as _dt
+
+    if isinstance(value, (_dt.datetime, _dt.date)):
+        return value.isoformat()
+    return value
+
+
 def config_from_mapping(raw: Mapping[str, Any], *, base_dir: str | Path | None = None, source: str | None = None) -> Config:
     """Build a validated :class:`Config` from a parsed TOML mapping.
 
@@ -624,7 +633,8 @@ def config_from_mapping(raw: Mapping[str, Any], *, base_dir: str | Path | None =
                 if not isinstance(value, Mapping):
                     raise ConfigError("events", "expected tables [events.<name>] with start, end, title")
                 kwargs["events"] = tuple(
-                    (str(k), tuple(sorted(v.items())) if isinstance(v, Mapping) else v) for k, v in value.items()
+                    (str(k), tuple(sorted((kk, _iso(vv)) for kk, vv in v.items())) if isinstance(v, Mapping) else v)
+                    for k, v in value.items()
                 )
             elif name == "compare":
                 if not isinstance(value, Mapping):

@@ -383,3 +383,51 @@ def test_min_trade_size_skips_small_trades() -> None:
     traded = np.abs(np.diff(np.concatenate([[0.0], rows["contracts"]])))
     assert ((traded == 0) | (traded >= 5)).all()
     assert (traded == 0).sum() >= 1
+
+
+# -- properties over random price paths and configurations (hypothesis) ---------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), factor=st.sampled_from([0.5, 2.0, 3.0, 10.0]))
+def test_property_scaling_the_position_scales_all_pnl(seed: int, factor: float) -> None:
+    rng = np.random.default_rng(seed)
+    m = random_market(rng, int(rng.integers(50, 300)), perpetual=bool(rng.integers(0, 2)), grace=int(rng.integers(1, 3)))
+    v = replace(_random_variant(rng, m.hr.shape[1]), whole_contracts=False, min_trade_contracts=0.0)
+    scaled_m = replace(m, alt_value=factor * m.alt_value, alt_pnl=factor * m.alt_pnl, alt_flow=factor * m.alt_flow,
+                       volume_usd=factor * m.volume_usd)
+    scaled_v = replace(v, collateral_usd=factor * v.collateral_usd, reserve_usd=factor * v.reserve_usd)
+    a, sa = run_variant(m, v)
+    b, sb = run_variant(scaled_m, scaled_v)
+    for col in (*PNL_PARTS, "equity_hedged", "contracts"):
+        np.testing.assert_allclose(b[col], factor * a[col], rtol=1e-8, atol=1e-6 * factor, err_msg=col)
+    assert sb["margin_calls"] == sa["margin_calls"] and sb["liquidations"] == sa["liquidations"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_property_zero_hedge_equals_unhedged(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    m = random_market(rng, int(rng.integers(30, 300)), perpetual=bool(rng.integers(0, 2)))
+    m = replace(m, hr=np.zeros_like(m.hr))
+    v = _random_variant(rng, m.hr.shape[1])
+    rows, summary = run_variant(m, v)
+    for col in PNL_PARTS:
+        assert not rows[col].any(), col
+    np.testing.assert_allclose(rows["ret_hedged"][1:], rows["ret_unhedged"][1:], rtol=1e-9, atol=1e-15)
+    start = m.alt_value[0] + v.collateral_usd + v.reserve_usd
+    assert summary["final_equity_hedged"] - start == pytest.approx(summary["pnl_altcoin"], rel=1e-12, abs=1e-6)
+    assert summary["final_equity_hedged"] == pytest.approx(summary["final_equity_unhedged"], rel=1e-13)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_property_results_are_identical_across_runs(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    m = random_market(rng, 200)
+    v = _random_variant(rng, m.hr.shape[1])
+    a, sa = run_variant(m, v)
+    b, sb = run_variant(m, v)
+    for col in K.OUT:
+        assert np.array_equal(a[col], b[col], equal_nan=True), col
+    assert sa == pytest.approx(sb, nan_ok=True, rel=0, abs=0)
