@@ -36,6 +36,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, PercentFormatter  # noqa: E402
+from matplotlib.typing import RcKeyType  # noqa: E402
 
 from backtest.schema import PNL_COLUMN, PNL_COMPONENTS  # noqa: E402
 from reports import stats  # noqa: E402
@@ -44,6 +45,7 @@ from reports.events import Event, split_rules  # noqa: E402
 __all__ = [
     "DPI",
     "MAX_POINTS",
+    "MAX_TICKS",
     "STYLE",
     "atomic_output",
     "new_figure",
@@ -63,10 +65,12 @@ __all__ = [
 DPI: Final[int] = 150
 #: Most points drawn per line (see the module docstring).
 MAX_POINTS: Final[int] = 5000
+#: Most rebalancing bars marked individually in the hedge-ratio figure.
+MAX_TICKS: Final[int] = 300
 #: Default figure size in inches (1,500 x 900 px at 150 dpi).
 SIZE: Final[tuple[float, float]] = (10.0, 6.0)
 #: Matplotlib settings applied inside every figure function (never globally).
-STYLE: Final[dict[str, Any]] = {
+STYLE: Final[dict[RcKeyType, Any]] = {
     "font.size": 10,
     "axes.titlesize": 12,
     "axes.labelsize": 10,
@@ -269,7 +273,7 @@ def plot_drawdowns(ledger: pd.DataFrame, path: Path, *, rules: Sequence[str] | N
         ax.set_ylabel("drawdown (%)")
         ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
         _time_axis(ax)
-        ax.legend(loc="lower left")
+        ax.legend(loc="best")
         return _save(fig, path)
 
 
@@ -277,8 +281,9 @@ def plot_hedge_ratio(ledger: pd.DataFrame, path: Path, *, rules: Sequence[str] |
     """Held and target hedge ratio per rule, rebalances and rolls marked; contracts held.
 
     One panel per rule (held ratio, target ratio, a tick at the bottom for each
-    rebalancing bar, a dashed vertical line at each roll), then one panel with the
-    signed number of contracts of every rule.
+    rebalancing bar -- or, above :data:`MAX_TICKS` rebalances, their count and average
+    spacing in the legend -- and a dotted vertical line at each roll), then one panel with
+    the signed number of contracts of every rule.
     """
     frames = split_rules(ledger, rules)
     colours = _colours(list(frames))
@@ -292,9 +297,14 @@ def plot_hedge_ratio(ledger: pd.DataFrame, path: Path, *, rules: Sequence[str] |
             _line(ax, x, g["hedge_ratio_target"], color="black", lw=0.8, ls="--", alpha=0.7, label="target")
             lo, hi = ax.get_ylim()
             reb = g["rebalanced"].to_numpy(dtype=bool)
-            if reb.any():
-                ax.plot(x[reb], np.full(int(reb.sum()), lo + 0.04 * (hi - lo)), ls="none", marker="|",
-                        ms=8, color="tab:gray", label=f"rebalance ({int(reb.sum())})")
+            n_reb = int(reb.sum())
+            if 0 < n_reb <= MAX_TICKS:
+                ax.plot(x[reb], np.full(n_reb, lo + 0.04 * (hi - lo)), ls="none", marker="|",
+                        ms=8, color="tab:gray", label=f"rebalance ({n_reb})")
+            elif n_reb > MAX_TICKS:
+                # ticks this dense would merge into a solid bar: say how often instead
+                ax.plot([], [], ls="none", label=f"rebalances: {n_reb:,}, one every {len(g) / n_reb:,.0f} bars "
+                                                 "on average (too dense to mark)")
             rolls = x[g["rolled"].to_numpy(dtype=bool)]
             for i, t in enumerate(rolls):
                 ax.axvline(t, color="tab:red", ls=":", lw=1.0, label=f"roll ({rolls.size})" if i == 0 else None)
@@ -409,7 +419,7 @@ def plot_event_panels(
     ncols = min(3, n)
     nrows = math.ceil(n / ncols)
     with matplotlib.rc_context(STYLE):
-        fig = new_figure(4.2 * ncols + 0.6, 3.3 * nrows + 0.8)
+        fig = new_figure(max(10.0, 3.4 * ncols), 3.3 * nrows + 0.8)
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
         for ax in axes[len(events):]:
             ax.set_axis_off()
@@ -435,7 +445,7 @@ def plot_event_panels(
             ax.set_title(f"{ev.title}\n{ev.span()}", fontsize=10)
             ax.set_ylabel("cumulative P&L (USD)")
             ax.yaxis.set_major_formatter(_USD)
-            locator = mdates.AutoDateLocator(minticks=3, maxticks=5)
+            locator = mdates.AutoDateLocator(minticks=3, maxticks=7)
             ax.xaxis.set_major_locator(locator)
             ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
             ax.set_xlabel("time (UTC)")
@@ -547,7 +557,7 @@ def plot_compare_table(compare: pd.DataFrame, path: Path, *, max_rows: int = 25)
     """The compared variants ranked (best ``max_rows``), drawn as a table."""
     header, rows = compare_table_rows(compare, max_rows)
     with matplotlib.rc_context(STYLE):
-        fig = new_figure(11.0, max(3.0, 0.3 * (len(rows) + 1) + 1.2))
+        fig = new_figure(11.0, max(3.0, 0.29 * (len(rows) + 1) + 0.8))
         ax = fig.add_subplot()
         ax.set_axis_off()
         table = ax.table(cellText=rows or [[""] * len(header)], colLabels=header, loc="upper center",
@@ -555,6 +565,7 @@ def plot_compare_table(compare: pd.DataFrame, path: Path, *, max_rows: int = 25)
         table.auto_set_font_size(False)
         table.set_fontsize(9)
         table.scale(1.0, 1.25)
+        table.auto_set_column_width(list(range(len(header))))
         for (r, _c), cell in table.get_celld().items():
             if r == 0:
                 cell.set_text_props(weight="bold")

@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any, Final
 
 import matplotlib
-import matplotlib.image as mimage
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from PIL import Image
 
 from backtest.schema import PNL_COMPONENTS, RULE_METRICS
 from reports.events import Event
@@ -55,6 +55,8 @@ _BOTTOM: Final[float] = 0.55  # room for the footer
 #: Average advance of DejaVu Sans / DejaVu Sans Mono glyphs, in em (for wrapping).
 _SANS_EM: Final[float] = 0.56
 _MONO_EM: Final[float] = 0.602
+#: Lines of data provenance shown on the title page (the rest goes to the appendix).
+_TITLE_PROVENANCE_LINES: Final[int] = 14
 #: Most compared variants listed in the PDF table (the full list stays in compare.parquet).
 MAX_COMPARE_ROWS: Final[int] = 100
 
@@ -79,6 +81,18 @@ def fmt_usd(x: float) -> str:
     if x is None or not math.isfinite(float(x)):
         return "n/a"
     return f"{float(x):,.0f} USD"
+
+
+def _fmt_when(value: Any) -> str:
+    """An ISO time stamp as ``'2025-01-20 00:00 UTC'`` (unchanged when unparsable)."""
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if ts is pd.NaT:
+        return str(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _fmt_num(x: Any, spec: str) -> str:
@@ -274,9 +288,8 @@ class _Doc:
 
     def image_page(self, png: Path, caption: str) -> None:
         fig = self.new_page()
-        img = mimage.imread(str(png))
-        if img.ndim == 3 and img.shape[2] == 4:
-            img = img[:, :, :3]
+        with Image.open(png) as im:
+            img = np.asarray(im.convert("RGB"))  # uint8, embedded as is (the PNGs are opaque)
         box_w = PAGE_SIZE[0] - 2 * _MARGIN
         box_h = PAGE_SIZE[1] - _MARGIN - 1.2
         h_px, w_px = img.shape[:2]
@@ -336,7 +349,7 @@ def _short(text: str, width: int) -> str:
 
 
 def _event_rows(events_df: pd.DataFrame) -> tuple[list[str], list[list[str]], list[str]]:
-    header = ["event", "rule", "days", "coin", "index", "P&L unhedged", "P&L hedged", "HE",
+    header = ["event", "rule", "days", "coin", "index", "P&L unhedged", "P&L hedged", "of which div.", "HE",
               "maxDD unh.", "maxDD h.", "calls", "liq.", "basis share", "note"]
     rows, notes = [], []
     for _, r in events_df.iterrows():
@@ -346,9 +359,10 @@ def _event_rows(events_df: pd.DataFrame) -> tuple[list[str], list[list[str]], li
                 notes.append(r["note"])
             ref = f"[{notes.index(r['note']) + 1}]"
         rows.append([
-            _short(str(r["event"]), 24), _short(str(r["rule"]), 18), _fmt_num(r["days"], ".1f"),
+            _short(str(r["event"]), 24), _short(str(r["rule"]), 28), _fmt_num(r["days"], ".1f"),
             fmt_pct(r["coin_return"]), fmt_pct(r["index_return"]), _fmt_num(r["pnl_unhedged"], ",.0f"),
-            _fmt_num(r["pnl_hedged"], ",.0f"), fmt_pct(r["hedge_effectiveness"]),
+            _fmt_num(r["pnl_hedged"], ",.0f"), _fmt_num(r["pnl_divergence"], ",.0f"),
+            fmt_pct(r["hedge_effectiveness"]),
             fmt_pct(r["max_drawdown_unhedged"]), fmt_pct(r["max_drawdown_hedged"]),
             _fmt_num(r["margin_calls"], ",.0f"), _fmt_num(r["liquidations"], ",.0f"),
             fmt_pct(r["basis_share"], 0), ref,
@@ -369,10 +383,10 @@ def _title_page(doc: _Doc, summary: Mapping[str, Any]) -> None:
     doc.space(0.2)
     coins = ", ".join(map(str, sc.get("coins", [])))
     facts = [
-        ("Position", f"long {coins}, hedged with short {sc.get('futures_kind', '?')} futures on index "
-                     f"{sc.get('index', '?')}"),
-        ("Data period", f"{period.get('start', '?')} to {period.get('end', '?')} (UTC), {period.get('bars', '?')} "
-                        f"bars of {period.get('bar', '?')}"),
+        ("Position", f"long {coins}, hedged with short {sc.get('futures_kind', '?')} futures on an AI-token index"),
+        ("Index", str(sc.get("index", "?"))),
+        ("Data period", f"{_fmt_when(period.get('start', '?'))} to {_fmt_when(period.get('end', '?'))} (bar open "
+                        f"times), {period.get('bars', '?')} bars of {period.get('bar', '?')}"),
         ("Funding", str(sc.get("funding_source") or "none")),
         ("hedgebt version", str(summary.get("hedgebt_version", "?"))),
     ]
@@ -382,16 +396,18 @@ def _title_page(doc: _Doc, summary: Mapping[str, Any]) -> None:
         doc.space(0.1)
         doc.para("WARNING: the funding series is a proxy - it is not the funding history of the hedging "
                  "instrument itself, so funding P&L is an estimate.", size=11, weight="bold")
-    data = summary.get("data", {})
+    data = summary.get("data", {}) or {}
     doc.space(0.2)
     doc.line("Data provenance", size=12, weight="bold")
-    doc.para(str(data.get("provenance", "not recorded")), size=10)
+    text = " ".join(str(data.get("provenance") or "not recorded").split())
+    lines = textwrap.wrap(text, width=doc._width_chars(9, _SANS_EM)) or [""]
+    for ln in lines[:_TITLE_PROVENANCE_LINES]:
+        doc.line(ln, size=9)
+    if len(lines) > _TITLE_PROVENANCE_LINES:
+        doc.line("... (full text in Appendix B)", size=9)
     gaps = list(data.get("gaps", []) or [])
-    doc.para(f"Data gaps filled: {len(gaps)}" + (":" if gaps else "."), size=10)
-    for g in gaps[:12]:
-        doc.para(json.dumps(g, default=str) if not isinstance(g, str) else g, size=9, indent=0.3)
-    if len(gaps) > 12:
-        doc.para(f"... and {len(gaps) - 12} more (see summary.json).", size=9, indent=0.3)
+    doc.space(0.05)
+    doc.line(f"Data gaps filled: {len(gaps)}" + (" (listed in Appendix B)." if gaps else "."), size=10)
 
 
 def _executive_summary(doc: _Doc, summary: Mapping[str, Any], metrics: pd.DataFrame,
@@ -402,9 +418,11 @@ def _executive_summary(doc: _Doc, summary: Mapping[str, Any], metrics: pd.DataFr
     doc.heading("Executive summary")
     coins = ", ".join(map(str, sc.get("coins", [])))
     doc.para(
-        f"We replayed a long position in {coins} from {period.get('start', '?')} to {period.get('end', '?')} "
+        f"We replayed a long position in {coins} from {_fmt_when(period.get('start', '?'))} to "
+        f"{_fmt_when(period.get('end', '?'))} "
         f"({period.get('bars', '?')} bars of {period.get('bar', '?')}) and hedged it with short "
-        f"{sc.get('futures_kind', '?')} futures on the {sc.get('index', '?')} index. 'Variance reduction' is the "
+        f"{sc.get('futures_kind', '?')} futures on an AI-token index ({sc.get('index', '?')}). 'Variance "
+        "reduction' is the "
         "hedge effectiveness HE = 1 - Var(hedged returns) / Var(unhedged returns) of per-bar returns; 100 % "
         "would remove all risk, 0 % none. The best constant hedge in hindsight would have removed "
         f"{fmt_pct(summary.get('oracle_r2', math.nan))} (oracle ρ²)."
@@ -501,69 +519,130 @@ def write_pdf(
     metadata = {"Title": title, "Creator": "hedgebt", "Producer": "hedgebt (matplotlib)",
                 "CreationDate": None, "ModDate": None}
     path = Path(path)
-    with matplotlib.rc_context({**STYLE, "axes.grid": False}), atomic_output(path) as tmp:
-        with PdfPages(tmp, metadata=metadata) as pdf:
-            doc = _Doc(pdf, title)
-            _title_page(doc, summary)
-            _executive_summary(doc, summary, metrics_df, events_df, notes)
+    with (
+        matplotlib.rc_context({**STYLE, "axes.grid": False}),
+        atomic_output(path) as tmp,
+        PdfPages(tmp, metadata=metadata) as pdf,
+    ):
+        doc = _Doc(pdf, title)
+        _title_page(doc, summary)
+        _executive_summary(doc, summary, metrics_df, events_df, notes)
 
+        doc.new_page()
+        doc.heading("Metrics per rule")
+        header, rows = _metrics_rows(metrics_df)
+        doc.grid(header, rows, right=[False] + [True] * (len(header) - 1))
+        doc.heading("P&L and costs per rule")
+        header, rows = _cost_rows(metrics_df)
+        doc.grid(header, rows, right=[False] + [True] * (len(header) - 1))
+        doc.para("Costs (fees, slippage, roll, liquidation) are zero or negative; funding is received (+) or "
+                 "paid (-); total = change of hedged equity.", size=9)
+
+        doc.new_page()
+        doc.heading("Event windows")
+        if len(events_df):
+            header, rows, ev_notes = _event_rows(events_df)
+            doc.grid(header, rows, right=[False, False] + [True] * 12 + [False])
+            doc.para("coin / index: return over the window; P&L in USD; of which div.: hedged P&L due to the "
+                     "coin moving differently from the index, h x (coin return - index return) x notional "
+                     "summed over the bars; HE inside the window; basis share: that divergence P&L divided "
+                     "by the hedged P&L, shown only when the hedged P&L is a loss (above 100 % when other "
+                     "parts gained, negative when the divergence gained).", size=9)
+            for i, n in enumerate(ev_notes):
+                doc.para(n, size=9, hanging=f"[{i + 1}] ")
+            shown = [e for e in events if e.name in set(events_df["event"])]
+            if shown:
+                doc.space(0.1)
+                doc.line("About the windows", size=11, weight="bold")
+                for e in shown:
+                    doc.para(f"{e.title} ({e.span()}): {e.description}", size=9, hanging="- ")
+        else:
+            doc.para("No named event window falls inside the data period.")
+
+        if compare_df is not None and len(compare_df):
             doc.new_page()
-            doc.heading("Metrics per rule")
-            header, rows = _metrics_rows(metrics_df)
-            doc.grid(header, rows, right=[False] + [True] * (len(header) - 1))
-            doc.heading("P&L and costs per rule")
-            header, rows = _cost_rows(metrics_df)
-            doc.grid(header, rows, right=[False] + [True] * (len(header) - 1))
-            doc.para("Costs (fees, slippage, roll, liquidation) are zero or negative; funding is received (+) or "
-                     "paid (-); total = change of hedged equity.", size=9)
+            doc.heading("Rule comparison (ranked)")
+            header, rows = compare_table_rows(compare_df, MAX_COMPARE_ROWS)
+            text_cols = {"variant", "family", "rebalance"}
+            doc.grid(header, rows, right=[h not in text_cols for h in header])
+            if len(compare_df) > MAX_COMPARE_ROWS:
+                doc.para(f"Best {MAX_COMPARE_ROWS} of {len(compare_df)} variants; all are in compare.parquet.",
+                         size=9)
 
-            doc.new_page()
-            doc.heading("Event windows")
-            if len(events_df):
-                header, rows, ev_notes = _event_rows(events_df)
-                doc.grid(header, rows, right=[False, False] + [True] * 11 + [False])
-                doc.para("coin / index: return over the window; HE inside the window; basis share: part of the "
-                         "hedged loss due to the coin moving differently from the index (h x (coin return - "
-                         "index return) x notional, summed over the window, divided by the hedged P&L; shown "
-                         "only when the hedged P&L is a loss).", size=9)
-                for i, n in enumerate(ev_notes):
-                    doc.para(n, size=9, hanging=f"[{i + 1}] ")
-                shown = [e for e in events if e.name in set(events_df["event"])]
-                if shown:
-                    doc.space(0.1)
-                    doc.line("About the windows", size=11, weight="bold")
-                    for e in shown:
-                        doc.para(f"{e.title} ({e.span()}): {e.description}", size=9, hanging="- ")
-            else:
-                doc.para("No named event window falls inside the data period.")
+        for caption, png in figures.items():
+            doc.image_page(Path(png), caption)
 
-            if compare_df is not None and len(compare_df):
-                doc.new_page()
-                doc.heading("Rule comparison (ranked)")
-                header, rows = compare_table_rows(compare_df, MAX_COMPARE_ROWS)
-                text_cols = {"variant", "family", "rebalance"}
-                doc.grid(header, rows, right=[h not in text_cols for h in header])
-                if len(compare_df) > MAX_COMPARE_ROWS:
-                    doc.para(f"Best {MAX_COMPARE_ROWS} of {len(compare_df)} variants; all are in compare.parquet.",
-                             size=9)
-
-            for caption, png in figures.items():
-                doc.image_page(Path(png), caption)
-
-            doc.new_page()
-            doc.heading("Appendix A: resolved configuration")
-            for key, value in _flatten("", summary.get("config", {})):
-                doc.para(f"{key} = {value}", size=8, mono=True, hanging="")
-            doc.heading("Appendix B: inputs and software")
-            doc.line("Input files (SHA-256)", size=11, weight="bold")
-            for item in summary.get("inputs", []) or []:
-                doc.para(f"{item.get('role', '?')}: {item.get('path', '?')}", size=9, mono=True)
-                doc.para(f"sha256 {item.get('sha256', '?')}", size=9, mono=True, indent=0.3)
+        doc.new_page()
+        doc.heading("Appendix A: resolved configuration")
+        for key, value in _flatten("", summary.get("config", {})):
+            doc.para(f"{key} = {value}", size=9, mono=True, hanging="")
+        doc.heading("Appendix B: inputs and software")
+        doc.line("Input files (SHA-256)", size=11, weight="bold")
+        for item in summary.get("inputs", []) or []:
+            doc.para(f"{item.get('role', '?')}: {item.get('path', '?')}", size=9, mono=True)
+            doc.para(f"sha256 {item.get('sha256', '?')}", size=9, mono=True, indent=0.3)
+        data = summary.get("data", {}) or {}
+        doc.space(0.1)
+        doc.line("Data provenance", size=11, weight="bold")
+        doc.para(" ".join(str(data.get("provenance") or "not recorded").split()), size=9)
+        gaps = list(data.get("gaps", []) or [])
+        if gaps:
             doc.space(0.1)
-            doc.line("Package versions", size=11, weight="bold")
-            packages = {"hedgebt": summary.get("hedgebt_version", "?"), **dict(summary.get("packages", {}) or {})}
-            for name, version in packages.items():
-                doc.para(f"{name} {version}", size=9, mono=True)
-            doc.flush()
-            pages = doc.pages
+            doc.line(f"Data gaps filled ({len(gaps)})", size=11, weight="bold")
+            for g in gaps:
+                doc.para(g if isinstance(g, str) else json.dumps(g, default=str), size=9, mono=True)
+        doc.space(0.1)
+        doc.line("Package versions", size=11, weight="bold")
+        packages = {"hedgebt": summary.get("hedgebt_version", "?"), **dict(summary.get("packages", {}) or {})}
+        for name, version in packages.items():
+            doc.para(f"{name} {version}", size=9, mono=True)
+        doc.flush()
+        pages = doc.pages
+    return pages
+
+
+def write_compare_pdf(path: Path, compare: pd.DataFrame, info: Mapping[str, Any], figure_paths: Sequence[Path]) -> int:
+    """The rule-comparison PDF: what was compared, the ranking per scenario, the figures,
+    and an appendix with the config and package versions. Deterministic (no dates)."""
+    title = "hedgebt rule comparison"
+    metadata = {"Title": title, "Creator": "hedgebt", "Producer": "hedgebt (matplotlib)",
+                "CreationDate": None, "ModDate": None}
+    path = Path(path)
+    with (
+        matplotlib.rc_context({**STYLE, "axes.grid": False}),
+        atomic_output(path) as tmp,
+        PdfPages(tmp, metadata=metadata) as pdf,
+    ):
+        doc = _Doc(pdf, title)
+        doc.new_page()
+        doc.heading("Which hedge rule?", size=20)
+        doc.para(f"{len(compare)} variants (hedge rule x parameters x rebalance policy) ranked by "
+                 f"{info.get('rank_by', 'hedge_effectiveness')} within each scenario. Every variant is "
+                 "replayed with the same fees, slippage, rolls and margin; hedge effectiveness (HE) is the "
+                 "share of per-bar variance removed after all costs, out of sample. The oracle rho^2 is "
+                 "the most variance any constant linear hedge removes in sample: the bar to measure against.")
+        for scenario, oracle in sorted((info.get("oracle_r2") or {}).items()):
+            doc.para(f"{scenario}: oracle rho^2 = {oracle:.3f}", hanging="- ")
+        header = ["rank", "variant", "HE", "HE/oracle", "vol hedged", "cost bps/yr", "trades", "rolls", "calls"]
+        for (coin, window), g in compare.groupby(["coin", "window"], sort=True):
+            doc.heading(f"{coin}, {window}", size=12)
+            rows = [
+                [str(int(r["rank"])), _short(str(r["variant"]), 58), fmt_pct(r["hedge_effectiveness"]),
+                 _fmt_num(r["he_vs_oracle"], ".2f"), fmt_pct(r["vol_hedged_ann"], 0),
+                 _fmt_num(r["cost_drag_bps_per_year"], ",.0f"), str(int(r["trades"])), str(int(r["rolls"])),
+                 str(int(r["margin_calls"]))]
+                for _, r in g.sort_values("rank").iterrows()
+            ]
+            doc.grid(header, rows, right=[True, False] + [True] * 7)
+        for png in figure_paths:
+            doc.image_page(Path(png), f"Figure: {Path(png).stem.replace('_', ' ')}")
+        doc.new_page()
+        doc.heading("Appendix: configuration and versions")
+        for key, value in _flatten("", info.get("config", {})):
+            doc.para(f"{key} = {value}", size=8, mono=True)
+        doc.space(0.1)
+        for key, value in sorted((info.get("packages") or {}).items()):
+            doc.para(f"{key} {value}", size=8, mono=True)
+        doc.flush()
+        pages = doc.pages
     return pages

@@ -198,7 +198,8 @@ def build_ledger(
     ledger["ts"] = pd.to_datetime(ledger["ts"], utc=True).astype("datetime64[us, UTC]")
     for c in ("rebalanced", "rolled", "margin_call", "liquidated"):
         ledger[c] = ledger[c].astype(bool)
-    floats = [c for c in LEDGER_COLUMNS if c not in ("ts", "rule", "contract_id", "rebalanced", "rolled", "margin_call", "liquidated")]
+    not_float = ("ts", "rule", "contract_id", "rebalanced", "rolled", "margin_call", "liquidated")
+    floats = [c for c in LEDGER_COLUMNS if c not in not_float]
     ledger[floats] = ledger[floats].astype("float64")
     return ledger[list(LEDGER_COLUMNS)]
 
@@ -304,7 +305,8 @@ def build_result_dir(
             "futures_kind": "quarterly",
             "funding_source": "data/binance_usdm_perp_funding_8h.parquet" if funding_is_proxy else None,
             "funding_is_proxy": funding_is_proxy,
-            "description": "Long FET hedged with short quarterly futures on an equal-weight AI-token index (synthetic test data).",
+            "description": "Long FET hedged with short quarterly futures on an equal-weight AI-token index "
+            "(synthetic test data).",
         },
         "period": {
             "start": ledger["ts"].min().isoformat(),
@@ -319,7 +321,11 @@ def build_result_dir(
         },
         "config": {
             "scenario": {"name": "fet_vs_ai_index", "coins": ["FET"], "capital_usd": 100000.0},
-            "index": {"method": "equal_weight", "constituents": ["NEAR", "GRT", "INJ", "AR", "ICP", "FIL", "THETA", "ROSE", "LPT"], "rebalance": "monthly"},
+            "index": {
+                "method": "equal_weight",
+                "constituents": ["NEAR", "GRT", "INJ", "AR", "ICP", "FIL", "THETA", "ROSE", "LPT"],
+                "rebalance": "monthly",
+            },
             "futures": {"kind": "quarterly", "contract_size": 1.0, "carry_annual": CARRY},
             "fees": {"taker_bps": FEE_RATE * 1e4, "slippage_bps": SLIP_RATE * 1e4},
             "margin": {"initial": INITIAL_MARGIN, "maintenance": MAINT_MARGIN, "reserve_usd": RESERVE},

@@ -1,0 +1,358 @@
+"""Build the report of one result folder: CSV tables, PNG figures and a PDF.
+
+:func:`render_report` only reads what the simulator wrote (``summary.json``,
+``ledger.parquet`` and, after a rule-comparison grid, ``compare.parquet``); it never
+re-simulates. Outputs, written next to the inputs::
+
+    metrics.csv      one row per rule: summary metrics, P&L components, HE bootstrap
+                     interval, historical 95 % VaR / CVaR of hedged and unhedged returns
+    events.csv       one row per event window x rule (reports.events.event_table)
+    figures/*.png    one PNG per figure (reports.figures)
+    report.pdf       the multi-page report (reports.pdf)
+
+Every file is written to a temporary name in its folder and moved into place with
+:func:`os.replace`, so a reader never sees half a file. The CSVs are byte-deterministic:
+floats as ``%.10g``, rows in a fixed order (rules in ``summary.json`` order, events in
+the order given), ``\\n`` line ends.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+
+from backtest.errors import DataError, OutputError
+from backtest.schema import LEDGER_COLUMNS, PNL_COMPONENTS, RULE_METRICS
+from reports import figures as fig
+from reports import stats
+from reports.events import Event, event_table, events_in_period, load_events, split_rules
+from reports.pdf import write_compare_pdf, write_pdf
+
+__all__ = ["ReportFiles", "render_report", "metrics_table", "METRICS_COLUMNS", "BOOTSTRAP_SEED"]
+
+#: Seed of the hedge-effectiveness bootstrap (fixed, so reports are reproducible).
+BOOTSTRAP_SEED: Final[int] = 20250127
+#: Bootstrap resamples per rule.
+N_BOOT: Final[int] = 1000
+#: Confidence level of the HE interval and of VaR / CVaR.
+LEVEL: Final[float] = 0.95
+#: Columns of ``metrics.csv``, in order.
+METRICS_COLUMNS: Final[tuple[str, ...]] = (
+    "rule",
+    *RULE_METRICS,
+    *(f"pnl_{c}" for c in PNL_COMPONENTS),
+    "pnl_total",
+    *stats.REPORT_METRICS,
+)
+_FLOAT_FORMAT: Final[str] = "%.10g"
+_COMPARE_REQUIRED: Final[tuple[str, ...]] = ("variant", "family", "params", "rebalance", "rank",
+                                              "hedge_effectiveness", "cost_drag_bps_per_year")
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Paths written by :func:`render_report`.
+
+    Attributes
+    ----------
+    metrics_csv, events_csv, pdf : Path
+    figures : tuple of Path
+        The PNGs, in report order.
+    pages : int
+        Number of pages of the PDF.
+    """
+
+    metrics_csv: Path
+    events_csv: Path
+    figures: tuple[Path, ...]
+    pdf: Path
+    pages: int
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise DataError(path, "missing: not a hedgebt result folder (no summary.json)")
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"not valid JSON: {exc}") from exc
+    if not isinstance(summary, dict):
+        raise DataError(path, "expected a JSON object at the top level")
+    for key in ("scenario", "period", "rules", "oracle_r2"):
+        if key not in summary:
+            raise DataError(path, f"missing key '{key}'")
+    bpd = summary["period"].get("bars_per_day") if isinstance(summary["period"], dict) else None
+    if not isinstance(bpd, (int, float)) or not bpd > 0:
+        raise DataError(path, f"period.bars_per_day must be a positive number, got {bpd!r}")
+    if not isinstance(summary["rules"], dict) or not summary["rules"]:
+        raise DataError(path, "rules must be a non-empty object")
+    for rule, block in summary["rules"].items():
+        missing = [k for k in (*RULE_METRICS, "pnl") if k not in block]
+        if missing:
+            raise DataError(path, f"rules.{rule} lacks {', '.join(missing)}")
+        missing = [c for c in PNL_COMPONENTS if c not in block["pnl"]]
+        if missing:
+            raise DataError(path, f"rules.{rule}.pnl lacks {', '.join(missing)}")
+    return summary
+
+
+def _read_ledger(path: Path, rules: Sequence[str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(path, "missing: the result folder has no ledger")
+    ledger = pd.read_parquet(path)
+    if list(ledger.columns) != list(LEDGER_COLUMNS):
+        extra = [c for c in ledger.columns if c not in LEDGER_COLUMNS]
+        missing = [c for c in LEDGER_COLUMNS if c not in ledger.columns]
+        raise DataError(
+            path,
+            "columns differ from backtest.schema.LEDGER_COLUMNS"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; unexpected {extra}" if extra else "")
+            + ("; order differs" if not missing and not extra else ""),
+        )
+    if not isinstance(ledger["ts"].dtype, pd.DatetimeTZDtype) or str(ledger["ts"].dt.tz) != "UTC":
+        raise DataError(path, f"expected UTC timestamps, got dtype {ledger['ts'].dtype}", column="ts")
+    if ledger.empty:
+        raise DataError(path, "the ledger has no rows")
+    present = set(pd.unique(ledger["rule"]))
+    if present != set(rules):
+        raise DataError(path, f"rules {sorted(present)} differ from summary.json rules {sorted(rules)}",
+                        column="rule")
+    return ledger
+
+
+def _read_compare(path: Path) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    compare = pd.read_parquet(path)
+    missing = [c for c in _COMPARE_REQUIRED if c not in compare.columns]
+    if missing:
+        raise DataError(path, f"missing columns {missing}")
+    return compare.sort_values(["rank", "variant"], kind="stable").reset_index(drop=True)
+
+
+def metrics_table(
+    summary: Mapping[str, Any],
+    ledger: pd.DataFrame,
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = LEVEL,
+) -> pd.DataFrame:
+    """One row per rule: ``summary.json`` metrics and P&L plus ledger-based risk figures.
+
+    The HE interval is :func:`reports.stats.block_bootstrap_he` with
+    :func:`reports.stats.default_block_length`; VaR / CVaR are
+    :func:`reports.stats.var_cvar` (historical) of per-bar returns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`METRICS_COLUMNS`, rules in ``summary.json`` order.
+    """
+    bpd = float(summary["period"]["bars_per_day"])
+    frames = split_rules(ledger, list(summary["rules"]))
+    rows = []
+    for rule, block in summary["rules"].items():
+        g = frames[rule]
+        ret_h = g["ret_hedged"].to_numpy(dtype=float)
+        ret_u = g["ret_unhedged"].to_numpy(dtype=float)
+        n = int((np.isfinite(ret_h) & np.isfinite(ret_u)).sum())
+        block_len = stats.default_block_length(n, bpd)
+        _point, lo, hi = stats.block_bootstrap_he(ret_h, ret_u, block_len=block_len, n_boot=n_boot,
+                                                  level=level, seed=seed)
+        var_h, cvar_h = stats.var_cvar(ret_h, level)
+        var_u, cvar_u = stats.var_cvar(ret_u, level)
+        row: dict[str, Any] = {"rule": rule}
+        row.update({k: block[k] for k in RULE_METRICS})
+        row.update({f"pnl_{c}": float(block["pnl"][c]) for c in PNL_COMPONENTS})
+        total = block["pnl"].get("total")
+        row["pnl_total"] = float(total) if total is not None else math.fsum(row[f"pnl_{c}"] for c in PNL_COMPONENTS)
+        row.update({
+            "he_ci_lo": lo,
+            "he_ci_hi": hi,
+            "he_ci_level": level,
+            "he_block_len": block_len,
+            "he_n_boot": n_boot,
+            "var95_hedged": var_h,
+            "cvar95_hedged": cvar_h,
+            "var95_unhedged": var_u,
+            "cvar95_unhedged": cvar_u,
+        })
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(METRICS_COLUMNS))
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with fig.atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def _csv_bytes(df: pd.DataFrame) -> bytes:
+    out = df.copy()
+    for col in out.columns:
+        if isinstance(out[col].dtype, pd.DatetimeTZDtype):
+            out[col] = out[col].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    buf = io.StringIO()
+    out.to_csv(buf, index=False, float_format=_FLOAT_FORMAT, lineterminator="\n")
+    return buf.getvalue().encode("utf-8")
+
+
+#: Captions printed under each figure in the PDF (keyed by PNG stem).
+CAPTIONS: Final[dict[str, str]] = {
+    "equity": "Hedged equity of each rule against the same capital without futures (USD).",
+    "rolling_vol": "Rolling 30-day volatility of per-bar returns, annualised with 365 days: the hedge should "
+                   "keep the coloured lines below the grey one.",
+    "drawdowns": "Drawdown of the compounded per-bar returns from their running peak.",
+    "hedge_ratio": "Held vs target hedge ratio per rule (ticks: rebalancing bars; dotted lines: rolls) and the "
+                   "signed number of contracts held.",
+    "rolling_he": "Rolling 30-day hedge effectiveness against the full-sample oracle ρ² (dashed): the best any "
+                  "constant hedge could do in hindsight.",
+    "pnl_attribution": "Where the P&L came from over the whole period; costs on their own scale (USD).",
+    "events": "Cumulative P&L inside each named market window, hedged vs unhedged (USD).",
+    "margin": "Margin balance against maintenance and initial requirement; triangles mark margin calls, "
+              "crosses liquidations.",
+    "compare_scatter": "Every compared variant: hedge effectiveness against annual cost drag; the line joins the "
+                       "variants no other beats on both.",
+    "compare_table": "Compared variants in the grid's rank order.",
+}
+
+
+def _figures(result_dir: Path, summary: Mapping[str, Any], ledger: pd.DataFrame, events: Sequence[Event],
+             compare: pd.DataFrame | None) -> dict[str, Path]:
+    out = result_dir / "figures"
+    rules = list(summary["rules"])
+    bpd = float(summary["period"]["bars_per_day"])
+    paths = {
+        "equity": fig.plot_equity(ledger, out / "equity.png", rules=rules),
+        "rolling_vol": fig.plot_rolling_vol(ledger, out / "rolling_vol.png", bars_per_day=bpd, rules=rules),
+        "drawdowns": fig.plot_drawdowns(ledger, out / "drawdowns.png", rules=rules),
+        "hedge_ratio": fig.plot_hedge_ratio(ledger, out / "hedge_ratio.png", rules=rules),
+        "rolling_he": fig.plot_rolling_he(ledger, out / "rolling_he.png", bars_per_day=bpd,
+                                          oracle_r2=float(summary["oracle_r2"]), rules=rules),
+        "pnl_attribution": fig.plot_pnl_attribution({r: summary["rules"][r]["pnl"] for r in rules},
+                                                    out / "pnl_attribution.png"),
+        "events": fig.plot_event_panels(ledger, events, out / "events.png", rules=rules),
+        "margin": fig.plot_margin(ledger, out / "margin.png", rules=rules),
+    }
+    if compare is not None and len(compare):
+        paths["compare_scatter"] = fig.plot_compare_scatter(compare, out / "compare_scatter.png")
+        paths["compare_table"] = fig.plot_compare_table(compare, out / "compare_table.png")
+    return paths
+
+
+def render_report(
+    result_dir: Path,
+    *,
+    events: Sequence[Event] | None = None,
+    n_boot: int = N_BOOT,
+    seed: int = BOOTSTRAP_SEED,
+) -> ReportFiles:
+    """Write ``metrics.csv``, ``events.csv``, ``figures/*.png`` and ``report.pdf``.
+
+    Parameters
+    ----------
+    result_dir : Path
+        A result folder written by the simulator.
+    events : sequence of Event, optional
+        Event windows to analyse; each must overlap the data period. Default: the
+        bundled events (:func:`reports.events.load_events`) that overlap the period
+        (the others are named in the PDF's notes). Pass
+        ``select_events(load_events(config["events"]), names)`` for user windows.
+    n_boot : int, default 1000
+        Bootstrap resamples of the HE interval.
+    seed : int, default :data:`BOOTSTRAP_SEED`
+        Bootstrap seed.
+
+    Returns
+    -------
+    ReportFiles
+
+    Raises
+    ------
+    DataError
+        A result file is missing or does not follow ``backtest.schema``.
+    ConfigError
+        An explicitly requested event lies outside the data period.
+    OutputError
+        The result folder cannot be written.
+    """
+    result_dir = Path(result_dir)
+    if not result_dir.is_dir():
+        raise DataError(result_dir, "not a folder")
+    summary = _read_summary(result_dir / "summary.json")
+    rules = list(summary["rules"])
+    ledger = _read_ledger(result_dir / "ledger.parquet", rules)
+    compare = _read_compare(result_dir / "compare.parquet")
+    bpd = float(summary["period"]["bars_per_day"])
+
+    notes: list[str] = []
+    if events is None:
+        user = (summary.get("config") or {}).get("events") or None
+        inside, outside = events_in_period(load_events(user), ledger, bars_per_day=bpd)
+        chosen: Sequence[Event] = inside
+        if outside:
+            notes.append("Bundled event windows outside the data period (not analysed): "
+                         + ", ".join(e.name for e in outside) + ".")
+    else:
+        chosen = tuple(events)
+    events_df = event_table(ledger, chosen, bars_per_day=bpd, rules=rules)
+    metrics = metrics_table(summary, ledger, n_boot=n_boot, seed=seed)
+
+    try:
+        metrics_csv = result_dir / "metrics.csv"
+        events_csv = result_dir / "events.csv"
+        _write_bytes(metrics_csv, _csv_bytes(metrics))
+        _write_bytes(events_csv, _csv_bytes(events_df))
+        pngs = _figures(result_dir, summary, ledger, chosen, compare)
+        pdf_path = result_dir / "report.pdf"
+        captions = {f"{CAPTIONS[k]}": p for k, p in pngs.items()}
+        pages = write_pdf(pdf_path, summary, metrics, events_df, captions, compare, events=chosen, notes=notes)
+    except OSError as exc:
+        raise OutputError(f"{result_dir}: cannot write the report: {exc}") from exc
+    return ReportFiles(metrics_csv=metrics_csv, events_csv=events_csv, figures=tuple(pngs.values()),
+                       pdf=pdf_path, pages=pages)
+
+
+@dataclass(frozen=True)
+class CompareFiles:
+    """Files written by :func:`render_compare`."""
+
+    figures: tuple[Path, ...]
+    pdf: Path
+    pages: int
+
+
+def render_compare(folder: Path) -> CompareFiles:
+    """Figures and ``compare.pdf`` for a ``hedgebt compare`` folder (reads its tables only).
+
+    Writes ``figures/compare_scatter.png`` (HE vs annual cost, efficient frontier),
+    ``figures/compare_table.png`` (the ranking) and ``compare.pdf``.
+    """
+    folder = Path(folder)
+    compare = _read_compare(folder / "compare.parquet")
+    if compare is None or not len(compare):
+        raise DataError(folder / "compare.parquet", "missing or empty: not a compare result folder")
+    info_path = folder / "compare.json"
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(info_path, f"cannot read: {exc}") from None
+    out = folder / "figures"
+    try:
+        pngs = (
+            fig.plot_compare_scatter(compare, out / "compare_scatter.png"),
+            fig.plot_compare_table(compare, out / "compare_table.png"),
+        )
+        pages = write_compare_pdf(folder / "compare.pdf", compare, info, pngs)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot write the compare report: {exc}") from exc
+    return CompareFiles(figures=pngs, pdf=folder / "compare.pdf", pages=pages)

@@ -1,0 +1,135 @@
+"""Figures: valid 150-dpi PNGs, readable text, deterministic bytes, honest downsampling."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+from PIL import Image
+from synthetic import build_compare, build_result_dir
+
+from reports import figures as F
+from reports import load_events, select_events
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = build_result_dir(tmp_path_factory.mktemp("fig") / "result", compare=False)
+    summary = json.loads((folder / "summary.json").read_text())
+    ledger = pd.read_parquet(folder / "ledger.parquet")
+    extra = {"short": {"start": "2025-02-01T00:00:00Z", "end": "2025-02-01T10:00:00Z", "title": "A short window"}}
+    events = select_events(load_events(extra), ["deepseek_2025", "short"])
+    return {"summary": summary, "ledger": ledger, "events": events, "compare": build_compare()}
+
+
+def _figure_calls(inputs: dict[str, Any]) -> dict[str, Callable[[Path], Path]]:
+    led, s = inputs["ledger"], inputs["summary"]
+    return {
+        "equity": lambda p: F.plot_equity(led, p),
+        "rolling_vol": lambda p: F.plot_rolling_vol(led, p, bars_per_day=24),
+        "drawdowns": lambda p: F.plot_drawdowns(led, p),
+        "hedge_ratio": lambda p: F.plot_hedge_ratio(led, p),
+        "rolling_he": lambda p: F.plot_rolling_he(led, p, bars_per_day=24, oracle_r2=s["oracle_r2"]),
+        "pnl": lambda p: F.plot_pnl_attribution({r: v["pnl"] for r, v in s["rules"].items()}, p),
+        "events": lambda p: F.plot_event_panels(led, inputs["events"], p),
+        "margin": lambda p: F.plot_margin(led, p),
+        "compare_scatter": lambda p: F.plot_compare_scatter(inputs["compare"], p),
+        "compare_table": lambda p: F.plot_compare_table(inputs["compare"], p),
+    }
+
+
+NAMES = ["equity", "rolling_vol", "drawdowns", "hedge_ratio", "rolling_he", "pnl", "events", "margin",
+         "compare_scatter", "compare_table"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_figure_png_and_text(
+    inputs: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """A valid 150-dpi PNG, text >= 9 pt, titled, labelled, with a legend (byte-identity: test_render)."""
+    saved: list[Figure] = []
+    original = F._save
+
+    def keep(fig: Figure, path: Path) -> Path:
+        saved.append(fig)
+        return original(fig, path)
+
+    monkeypatch.setattr(F, "_save", keep)
+    call = _figure_calls(inputs)[name]
+    path = call(tmp_path / "sub" / f"{name}.png")
+
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    with Image.open(path) as img:
+        img.verify()
+    with Image.open(path) as img:
+        width, height = img.size
+        dpi = img.info.get("dpi")
+    assert dpi is not None and round(dpi[0]) == 150
+    assert width >= 1200 and height >= 400
+    if name in ("equity", "rolling_vol", "drawdowns", "rolling_he", "compare_scatter"):
+        assert (width, height) == (1500, 900)  # 10 x 6 in at 150 dpi
+    assert list(tmp_path.joinpath("sub").iterdir()) == [path]  # no temporary file left behind
+
+    fig = saved[0]
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    assert texts
+    small = [(t.get_text(), t.get_fontsize()) for t in texts if t.get_fontsize() < 9]
+    assert small == []
+    titled = bool(fig._suptitle and fig._suptitle.get_text()) or any(ax.get_title() for ax in fig.axes)
+    assert titled
+    for ax in fig.axes:
+        if (ax.lines or ax.collections or ax.patches) and ax.axison:
+            assert ax.get_ylabel(), f"{name}: y axis without label"
+    if name != "compare_table":
+        assert any(ax.get_legend() is not None for ax in fig.axes), f"{name}: no legend"
+
+
+def test_decimation_keeps_extremes(rng: np.random.Generator) -> None:
+    n = 39_000
+    x = np.arange(n)
+    y = np.cumsum(rng.normal(size=n))
+    y[12_345] = 1e6  # a one-bar spike must survive
+    xd, yd = F._decimate(x, y, max_points=5000)
+    assert len(xd) <= 5000
+    assert yd.max() == y.max() and yd.min() == y.min()
+    assert xd[0] == 0 and xd[-1] == n - 1
+    assert np.all(np.diff(xd) > 0)
+    np.testing.assert_array_equal(yd, y[xd])
+    # every bucket's envelope is kept: the max over any 16-bar span is drawn
+    width = int(np.ceil(2 * n / 5000))
+    for b in range(0, n, width * 97):
+        seg = slice(b, min(b + width, n))
+        assert y[seg].max() in yd and y[seg].min() in yd
+
+
+def test_decimation_leaves_short_series_and_drops_nan() -> None:
+    x = np.arange(6)
+    y = np.array([np.nan, 1.0, 2.0, np.nan, 3.0, 4.0])
+    xd, yd = F._decimate(x, y)
+    assert xd.tolist() == [1, 2, 4, 5] and yd.tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_compare_scatter_frontier_line(inputs: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    saved: list[Figure] = []
+    monkeypatch.setattr(F, "_save", lambda fig, path: saved.append(fig) or path)
+    compare = inputs["compare"]
+    F.plot_compare_scatter(compare, tmp_path / "c.png")
+    (ax,) = saved[0].axes
+    (line,) = [ln for ln in ax.lines if ln.get_label() == "efficient frontier"]
+    cost = compare["cost_drag_bps_per_year"].to_numpy()
+    he = compare["hedge_effectiveness"].to_numpy()
+    xs = line.get_xdata()
+    # frontier points, sorted by cost: each costs more and hedges better than the last
+    assert np.all(np.diff(xs) > 0) and np.all(np.diff(line.get_ydata()) > 0)
+    for xv, yv in zip(xs, line.get_ydata(), strict=True):
+        assert not np.any((cost <= xv) & (100 * he > yv) | (cost < xv) & (100 * he >= yv))

@@ -1,0 +1,249 @@
+"""render_report end to end on a synthetic result folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pypdf
+import pytest
+from PIL import Image
+from synthetic import build_result_dir
+
+from backtest.errors import ConfigError, DataError, OutputError
+from backtest.schema import PNL_COMPONENTS, RULE_METRICS
+from reports import ReportFiles, load_events, render_report, select_events, stats
+from reports.events import EVENT_COLUMNS
+from reports.pdf import RECOMMENDATION_CRITERION, fmt_pct, recommend_rule
+from reports.render import METRICS_COLUMNS
+
+OUTPUTS = ("report.pdf", "metrics.csv", "events.csv")
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReportFiles, dict[str, bytes], dict[str, str]]:
+    """One synthetic result folder rendered twice; the first render's bytes are kept."""
+    folder = build_result_dir(tmp_path_factory.mktemp("render") / "result")
+    inputs = {p.name: _digest(p) for p in folder.iterdir()}
+    first = render_report(folder)
+    first_bytes = {name: (folder / name).read_bytes() for name in OUTPUTS}
+    first_bytes.update({f"figures/{p.name}": p.read_bytes() for p in first.figures})
+    second = render_report(folder)
+    assert second == first
+    return folder, second, first_bytes, inputs
+
+
+def _pdf_text(path: Path) -> tuple[int, str]:
+    reader = pypdf.PdfReader(path)
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    return len(reader.pages), re.sub(r"\s+", " ", text)
+
+
+def test_outputs_exist_and_inputs_untouched(rendered) -> None:
+    folder, files, _, inputs = rendered
+    assert files.metrics_csv == folder / "metrics.csv"
+    assert files.events_csv == folder / "events.csv"
+    assert files.pdf == folder / "report.pdf"
+    assert [p.name for p in files.figures] == [
+        "equity.png", "rolling_vol.png", "drawdowns.png", "hedge_ratio.png", "rolling_he.png",
+        "pnl_attribution.png", "events.png", "margin.png", "compare_scatter.png", "compare_table.png",
+    ]
+    for name, digest in inputs.items():
+        assert _digest(folder / name) == digest  # render only reads its inputs
+    leftovers = [p.name for p in folder.rglob("*") if ".tmp-" in p.name]
+    assert leftovers == []
+
+
+def test_two_renders_are_byte_identical(rendered) -> None:
+    folder, _, first_bytes, _ = rendered
+    for name, data in first_bytes.items():
+        assert (folder / name).read_bytes() == data, name
+
+
+def test_render_in_another_process_is_byte_identical(rendered, tmp_path: Path) -> None:
+    """Same bytes from a fresh interpreter with another hash seed (no hidden process state)."""
+    folder, _, first_bytes, _ = rendered
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("summary.json", "ledger.parquet", "compare.parquet"):
+        shutil.copy2(folder / name, copy / name)
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(root)}
+    code = "import sys; from pathlib import Path; from reports import render_report; render_report(Path(sys.argv[1]))"
+    subprocess.run([sys.executable, "-c", code, str(copy)], check=True, env=env, cwd=root, timeout=120)
+    for name in OUTPUTS:
+        assert (copy / name).read_bytes() == first_bytes[name], name
+
+
+def test_metrics_csv(rendered) -> None:
+    folder, _, _, _ = rendered
+    summary = json.loads((folder / "summary.json").read_text())
+    ledger = pd.read_parquet(folder / "ledger.parquet")
+    raw = (folder / "metrics.csv").read_bytes()
+    assert b"\r" not in raw and raw.endswith(b"\n")
+    metrics = pd.read_csv(folder / "metrics.csv")
+    assert list(metrics.columns) == list(METRICS_COLUMNS)
+    assert list(metrics["rule"]) == list(summary["rules"])
+    for _, row in metrics.iterrows():
+        block = summary["rules"][row["rule"]]
+        for key in RULE_METRICS:
+            assert row[key] == pytest.approx(block[key], rel=1e-9), key
+        for comp in PNL_COMPONENTS:
+            assert row[f"pnl_{comp}"] == pytest.approx(block["pnl"][comp], rel=1e-9, abs=1e-9)
+        assert row["pnl_total"] == pytest.approx(block["pnl"]["total"], rel=1e-9)
+        assert row["he_ci_lo"] <= row["hedge_effectiveness"] <= row["he_ci_hi"]
+        assert row["he_block_len"] == stats.default_block_length(1999, 24) == 24
+        assert row["he_n_boot"] == 1000 and row["he_ci_level"] == 0.95
+        g = ledger[ledger["rule"] == row["rule"]]
+        var_h, cvar_h = stats.var_cvar(g["ret_hedged"].to_numpy(), 0.95)
+        var_u, cvar_u = stats.var_cvar(g["ret_unhedged"].to_numpy(), 0.95)
+        assert (row["var95_hedged"], row["cvar95_hedged"]) == pytest.approx((var_h, cvar_h), rel=1e-9)
+        assert (row["var95_unhedged"], row["cvar95_unhedged"]) == pytest.approx((var_u, cvar_u), rel=1e-9)
+        assert 0 < row["var95_hedged"] < row["var95_unhedged"]
+
+
+def test_events_csv(rendered) -> None:
+    folder, _, _, _ = rendered
+    events = pd.read_csv(folder / "events.csv", keep_default_na=False, na_values=[""])
+    assert list(events.columns) == list(EVENT_COLUMNS)
+    # the synthetic period (2025-01-01 .. 2025-03-25) holds only the DeepSeek window
+    assert list(zip(events["event"], events["rule"], strict=True)) == [
+        ("deepseek_2025", "static_ols"), ("deepseek_2025", "rolling_ols")]
+    assert list(events["start"]) == ["2025-01-20T00:00:00Z"] * 2
+    assert (events["bars"] == 504).all()
+
+
+def test_pdf_pages_and_numbers(rendered) -> None:
+    folder, files, _, _ = rendered
+    summary = json.loads((folder / "summary.json").read_text())
+    pages, text = _pdf_text(folder / "report.pdf")
+    # title, executive summary, metrics + costs, events, compare ranking, one per figure, appendix
+    assert pages == files.pages == 6 + len(files.figures) == 16
+    for rule, block in summary["rules"].items():
+        assert f"{rule}: variance reduced by {fmt_pct(block['hedge_effectiveness'])}" in text
+        assert fmt_pct(block["max_drawdown_hedged"]) in text
+    metrics = pd.read_csv(folder / "metrics.csv")
+    for _, row in metrics.iterrows():
+        assert f"interval {fmt_pct(row['he_ci_lo'])} to {fmt_pct(row['he_ci_hi'])}" in text
+    rule, _ = recommend_rule(metrics)
+    assert f"Recommendation: {rule}." in text
+    assert re.sub(r"\s+", " ", RECOMMENDATION_CRITERION) in text
+    assert "funding series is a proxy" in text
+    assert "DeepSeek sell-off" in text and "outside the data period" in text
+    assert "ab" * 32 in text and "margin.maintenance = 0.02" in text
+
+
+def test_pdf_metadata_has_no_dates(rendered) -> None:
+    folder, _, _, _ = rendered
+    meta = pypdf.PdfReader(folder / "report.pdf").metadata
+    assert "/CreationDate" not in meta and "/ModDate" not in meta
+    assert meta["/Title"] == "hedgebt report: fet_vs_ai_index"
+
+
+def test_pngs_are_valid(rendered) -> None:
+    _, files, _, _ = rendered
+    for path in files.figures:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(path) as img:
+            assert img.size[0] >= 1200 and img.size[1] >= 400
+            assert round(img.info["dpi"][0]) == 150
+
+
+def test_without_compare_and_with_chosen_events(tmp_path: Path) -> None:
+    folder = build_result_dir(tmp_path / "r", n_bars=800, compare=False, funding_is_proxy=False, shuffle=True)
+    extra = {"mine": {"start": "2025-01-10T00:00:00Z", "end": "2025-01-12T00:00:00Z", "title": "My window"}}
+    events = select_events(load_events(extra), ["mine"])
+    files = render_report(folder, events=events)
+    assert len(files.figures) == 8
+    pages, text = _pdf_text(files.pdf)
+    assert pages == files.pages == 5 + 8
+    assert "proxy" not in text
+    assert "My window" in text
+    table = pd.read_csv(files.events_csv)
+    assert list(table["event"]) == ["mine", "mine"] and (table["bars"] == 48).all()
+
+
+def test_explicit_event_outside_period_is_a_config_error(tmp_path: Path) -> None:
+    folder = build_result_dir(tmp_path / "r", n_bars=300, compare=False)
+    with pytest.raises(ConfigError, match="outside the data period"):
+        render_report(folder, events=select_events(load_events(), ["crash_2022"]))
+    assert not (folder / "report.pdf").exists()
+
+
+def test_bad_result_folders(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="summary.json"):
+        render_report(tmp_path)
+    folder = build_result_dir(tmp_path / "r", n_bars=200, compare=False)
+    ledger = pd.read_parquet(folder / "ledger.parquet")
+    ledger.drop(columns=["funding"]).to_parquet(folder / "ledger.parquet")
+    with pytest.raises(DataError, match="missing \\['funding'\\]"):
+        render_report(folder)
+    ledger[list(reversed(ledger.columns))].to_parquet(folder / "ledger.parquet")
+    with pytest.raises(DataError, match="order differs"):
+        render_report(folder)
+    ledger[ledger["rule"] == "static_ols"].to_parquet(folder / "ledger.parquet")
+    with pytest.raises(DataError, match="differ from summary.json rules"):
+        render_report(folder)
+    summary = json.loads((folder / "summary.json").read_text())
+    del summary["rules"]["static_ols"]["pnl"]["funding"]
+    (folder / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(DataError, match="rules.static_ols.pnl lacks funding"):
+        render_report(folder)
+
+
+def test_unwritable_output_is_an_output_error(tmp_path: Path) -> None:
+    folder = build_result_dir(tmp_path / "r", n_bars=200, compare=False)
+    (folder / "metrics.csv").mkdir()  # a folder where the CSV must go
+    with pytest.raises(OutputError, match="cannot write the report"):
+        render_report(folder)
+    assert [p.name for p in folder.iterdir() if ".tmp-" in p.name] == []
+
+
+def test_recommendation_criterion() -> None:
+    metrics = pd.DataFrame({
+        "rule": ["a", "b", "c", "d"],
+        "hedge_effectiveness": [0.50, 0.48, 0.40, 0.60],
+        "he_ci_lo": [0.46, 0.44, 0.35, 0.55],
+        "cost_drag_bps_per_year": [300.0, 120.0, 10.0, 50.0],
+        "liquidations": [0, 0, 0, 2],
+    })
+    # d is liquidated; a is best; b is inside a's interval (>= 0.46) and cheaper; c is not
+    rule, reason = recommend_rule(metrics)
+    assert rule == "b"
+    assert "within the 95 % interval" in reason and "a" in reason
+    rule, _ = recommend_rule(metrics.assign(he_ci_lo=[0.49, 0.44, 0.35, 0.55]))
+    assert rule == "a"
+    rule, reason = recommend_rule(metrics.assign(liquidations=[1, 1, 1, 1]))
+    assert rule == "d" and "liquidated" in reason
+    rule, _ = recommend_rule(metrics.assign(hedge_effectiveness=[math.nan] * 4))
+    assert rule is None
+
+
+@pytest.mark.slow
+def test_render_speed_39000_hourly_bars(tmp_path: Path) -> None:
+    folder = build_result_dir(tmp_path / "big", n_bars=39_000, rules=("static_ols", "rolling_ols", "ewma"),
+                              start="2021-01-01T00:00:00Z")
+    t0 = time.perf_counter()
+    files = render_report(folder)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 30.0
+    metrics = pd.read_csv(files.metrics_csv)
+    assert (metrics["he_block_len"] == 34).all()
+    assert np.isfinite(metrics["he_ci_lo"]).all()
+    events = pd.read_csv(files.events_csv)
+    assert list(pd.unique(events["event"])) == [e.name for e in load_events()]  # 2021-01 .. 2025-06
+    shutil.rmtree(folder)
