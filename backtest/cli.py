@@ -41,7 +41,9 @@ def _render(folder: Path) -> None:
     render_report(folder)
 
 
-def _run_one(config_path: Path, out: Path, force: bool, *, quiet: bool = False, render: bool = True) -> dict:
+def _run_one(
+    config_path: Path, out: Path, force: bool, *, render: bool = True, shown: Path | None = None
+) -> dict:
     from backtest.config import load_config
     from backtest.results import atomic_output_dir, run, write_outputs
 
@@ -51,8 +53,7 @@ def _run_one(config_path: Path, out: Path, force: bool, *, quiet: bool = False, 
     result = run(config)
     write_outputs(result, out, force=force, render=_render if render else None)
     summary = result.summary
-    if not quiet:
-        _print_summary(summary, out, time.perf_counter() - started)
+    _print_summary(summary, shown or out, time.perf_counter() - started)
     return summary
 
 
@@ -75,8 +76,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from backtest.results import atomic_output_dir
 
     with atomic_output_dir(out, force=args.force) as tmp:
-        _run_one(_demo_config_path(DEMO_CONFIGS[0]), tmp / "quarterly", False, render=not args.no_report)
-        _run_one(_demo_config_path(DEMO_CONFIGS[1]), tmp / "perpetual", False, render=not args.no_report)
+        for name, sub in zip(DEMO_CONFIGS, ("quarterly", "perpetual")):
+            _run_one(_demo_config_path(name), tmp / sub, False, render=not args.no_report, shown=out / sub)
     print(f"demo written to {out}/quarterly and {out}/perpetual")
     return 0
 

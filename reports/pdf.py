@@ -457,7 +457,7 @@ def _executive_summary(doc: _Doc, summary: Mapping[str, Any], metrics: pd.DataFr
         doc.para("No named event window falls inside the data period.")
     doc.space(0.08)
     rule, reason = recommend_rule(metrics)
-    doc.para(f"Recommendation: {rule if rule is not None else 'none'}. {reason}", weight="bold")
+    doc.para(f"Recommendation: {reason}" if rule is not None else f"Recommendation: none. {reason}", weight="bold")
     doc.para(f"Criterion: {RECOMMENDATION_CRITERION}", size=9)
     doc.space(0.08)
     caveats = list(notes)
