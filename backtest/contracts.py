@@ -48,6 +48,8 @@ __all__ = [
     "roll_schedule",
     "funding_times",
     "funding_per_bar",
+    "FundingInfo",
+    "check_coverage",
 ]
 
 YEAR = pd.Timedelta(days=365)
@@ -101,6 +103,14 @@ class ContractBook:
     exp_bar: np.ndarray
     kind: str
     source: str
+
+
+@dataclass(frozen=True)
+class FundingInfo:
+    """What the funding schedule of a replay looked like."""
+
+    funding_times: int
+    filled: int
 
 
 @dataclass(frozen=True)
@@ -277,7 +287,7 @@ def funding_per_bar(
     premium: float = 0.0,
     series: pd.Series | None = None,
     series_label: str = "funding series",
-) -> tuple[np.ndarray, dict[str, object]]:
+) -> tuple[np.ndarray, FundingInfo]:
     """Sum of funding rates settled inside each bar ``(open, open + bar]``.
 
     Returns
@@ -285,8 +295,8 @@ def funding_per_bar(
     rate : ndarray
         Per-bar summed funding rate (decimal); payment on bar t is
         ``-position * contract_size * mark[t] * rate[t]``.
-    info : dict
-        ``{"funding_times": n, "filled": n_filled}`` for the report.
+    info : FundingInfo
+        Number of funding times and of times filled with ``fill_rate_per_interval``.
     """
     close_times = open_times + bar
     times = funding_times(open_times[0], close_times[-1], cfg.interval_hours)
@@ -315,4 +325,4 @@ def funding_per_bar(
     bar_of = close_times.searchsorted(times, side="left")
     out = np.zeros(len(open_times))
     np.add.at(out, bar_of, rates)
-    return out, {"funding_times": int(len(times)), "filled": filled}
+    return out, FundingInfo(funding_times=int(len(times)), filled=filled)

@@ -17,13 +17,14 @@ import pandas as pd
 
 from backtest import contracts as C
 from backtest.config import Config
-from backtest.data import PricePanel, file_sha256, load_funding, load_panel
+from backtest.data import GapReport, PricePanel, file_sha256, load_funding, load_panel
 from backtest.errors import ConfigError, DataError
 from backtest.index import DEFAULT_AI_BASKET, IndexResult, IndexSpec, build_index, read_market_caps
 from backtest.market import Market, Variant, run_variant
 from strategies.rules import HedgeRule, make_rule, oracle_r2
 
-__all__ = ["Prepared", "InputFile", "prepare", "variant_for", "rule_objects", "coin_and_futures_returns"]
+__all__ = ["Prepared", "PrepareNotes", "FundingNotes", "InputFile", "prepare", "variant_for", "rule_objects",
+           "coin_and_futures_returns", "min_safe_collateral"]
 
 _OHLC_DEFAULT = {"1h": "binance_spot_1h_ohlcv_2021_2023.parquet", "1D": "binance_spot_1d_ohlcv_2021_2023.parquet"}
 
@@ -35,6 +36,42 @@ class InputFile:
     role: str
     path: str
     sha256: str
+
+
+@dataclass(frozen=True)
+class FundingNotes:
+    """Funding facts of a perpetual replay (for the summary and report)."""
+
+    source: str
+    is_proxy: bool
+    symbol: str | None
+    funding_times: int
+    filled: int
+
+
+@dataclass(frozen=True)
+class PrepareNotes:
+    """Facts about the prepared inputs that the summary reports.
+
+    Attributes
+    ----------
+    oracle_r2 : float
+        In-sample squared correlation of coin and futures returns.
+    gaps : tuple of GapReport
+        Symbols with forward-filled gaps.
+    intrabar_high_share : float
+        Share of bars with a known intrabar index high.
+    impact : str
+        ``"on"`` or ``"off (no volume)"``.
+    funding : FundingNotes or None
+        Perpetuals only.
+    """
+
+    oracle_r2: float
+    gaps: tuple[GapReport, ...]
+    intrabar_high_share: float
+    impact: str
+    funding: FundingNotes | None
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,7 +94,7 @@ class Prepared:
     rules : tuple of HedgeRule
     rule_labels : tuple of str
     inputs : tuple of InputFile
-    notes : dict
+    notes : PrepareNotes
         Facts for the summary (gaps, funding fills, intrabar coverage, ...).
     """
 
@@ -73,7 +110,7 @@ class Prepared:
     rules: tuple[HedgeRule, ...]
     rule_labels: tuple[str, ...]
     inputs: tuple[InputFile, ...]
-    notes: dict
+    notes: PrepareNotes
 
     @property
     def bars_per_day(self) -> float:
@@ -292,7 +329,7 @@ def prepare(config: Config) -> Prepared:
     idx = level.reindex(ts).to_numpy(dtype=float)
     idx_hi = index.high.reindex(ts).to_numpy(dtype=float)
     fut = config.futures
-    notes: dict = {}
+    funding_notes: FundingNotes | None = None
     if fut.kind == "perpetual":
         book = C.perpetual(idx, fut.premium)
         series = None
@@ -303,12 +340,13 @@ def prepare(config: Config) -> Prepared:
             inputs.append(InputFile("funding", str(fpath), file_sha256(fpath)))
             label = str(fpath)
         fund_rate, finfo = C.funding_per_bar(ts, bar, config.funding, premium=fut.premium, series=series, series_label=label)
-        notes["funding"] = {
-            "source": config.funding.source,
-            "is_proxy": config.funding.source == "series",
-            "symbol": config.funding.series_symbol if config.funding.source == "series" else None,
-            **finfo,
-        }
+        funding_notes = FundingNotes(
+            source=config.funding.source,
+            is_proxy=config.funding.source == "series",
+            symbol=config.funding.series_symbol if config.funding.source == "series" else None,
+            funding_times=finfo.funding_times,
+            filled=finfo.filled,
+        )
     else:
         if fut.price_file is not None:
             fpath = config.resolve(fut.price_file)
@@ -336,15 +374,13 @@ def prepare(config: Config) -> Prepared:
         raise ConfigError("rules", f"a rule returned a non-finite hedge ratio at {ts[bad]}")
     market = replace(base, hr=hr)
 
-    notes["oracle_r2"] = oracle_r2(coin_ret, fut_ret)
-    notes["gaps"] = [
-        {"symbol": g.symbol, "n_gaps": g.n_gaps, "missing_bars": g.n_missing_bars, "longest_gap_bars": g.longest_gap_bars,
-         "longest_gap_start": None if g.longest_gap_start is None else g.longest_gap_start.isoformat()}
-        for g in panel.gaps
-        if g.n_gaps
-    ]
-    notes["intrabar_high_share"] = float(np.isfinite(idx_hi).mean())
-    notes["impact"] = "on" if config.slippage.volume_usd_per_bar > 0 and config.slippage.impact_coef > 0 else "off (no volume)"
+    notes = PrepareNotes(
+        oracle_r2=oracle_r2(coin_ret, fut_ret),
+        gaps=tuple(g for g in panel.gaps if g.n_gaps),
+        intrabar_high_share=float(np.isfinite(idx_hi).mean()),
+        impact="on" if config.slippage.volume_usd_per_bar > 0 and config.slippage.impact_coef > 0 else "off (no volume)",
+        funding=funding_notes,
+    )
     return Prepared(
         market=market, ts=ts, bar=bar, coins=coins, coin_prices=prices, coin_units=units, book=book,
         schedule=schedule, index=index, rules=rules, rule_labels=labels, inputs=tuple(inputs), notes=notes,

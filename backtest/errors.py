@@ -15,7 +15,6 @@ __all__ = [
     "ConfigError",
     "OutputError",
     "HedgeBTWarning",
-    "DataGapWarning",
 ]
 
 
@@ -97,7 +96,3 @@ class OutputError(HedgeBTError):
 
 class HedgeBTWarning(UserWarning):
     """Base class of hedgebt's warnings."""
-
-
-class DataGapWarning(HedgeBTWarning):
-    """Missing bars were forward-filled under the configured gap policy."""

@@ -241,6 +241,11 @@ N_SUM = len(SUM)
 
 _EPS = 1e-12
 
+#: variants simulated by one parallel task; their hedged-return statistics are
+#: then computed together in one pass (independent chains, so the divisions of the
+#: running mean overlap instead of queueing behind each other)
+_GROUP = 16
+
 
 @njit(cache=True)
 def _round_half_away(x):
@@ -255,6 +260,526 @@ def _trade_cost(q, cs, p, fee, half_spread, impact, volume):
     if impact > 0.0 and volume > 0.0 and np.isfinite(volume):
         slip_rate += impact * np.sqrt(notional / volume)
     return notional * fee, notional * slip_rate
+
+
+@njit(cache=True, inline="always")
+def _bar_return(value, value_prev, base):
+    """Return of a bar on the coin notional at its start (hedged and unhedged alike)."""
+    return (value - value_prev) / base
+
+
+@njit(cache=True, error_model="numpy")
+def _market_prep(px, idx, idx_hi, idx_lo, exp_bar):
+    """Variant-independent per-bar quantities, computed once per market.
+
+    Returns ``pxT[k, t] = px[t, k]`` (contract-major, so one contract's prices are
+    contiguous), ``gT[k, t] = px[t, k] / idx[t]`` (a contract's price per index
+    point, exactly the division step 2 makes) and the adverse index levels of step 2:
+    ``xhi[t] = max(high or close, close)`` for a short-like book,
+    ``xlo[t] = min(low or close, close)`` for a long-like one; ``expiring[t]``:
+    some contract settles at bar ``t``.
+    """
+    T = px.shape[0]
+    K = px.shape[1]
+    pxT = np.empty((K, T))
+    gT = np.empty((K, T))
+    xhi = np.empty(T)
+    xlo = np.empty(T)
+    for t in range(T):
+        it = idx[t]
+        for k in range(K):
+            p = px[t, k]
+            pxT[k, t] = p
+            gT[k, t] = p / it
+        x = idx_hi[t] if np.isfinite(idx_hi[t]) else it
+        xhi[t] = max(x, it)
+        x = idx_lo[t] if np.isfinite(idx_lo[t]) else it
+        xlo[t] = min(x, it)
+    expiring = np.zeros(T, dtype=np.bool_)
+    for k in range(K):
+        e = exp_bar[k]
+        if 0 <= e < T:
+            expiring[e] = True
+    return pxT, gT, xhi, xlo, expiring
+
+
+@njit(cache=True)
+def _unhedged_stats(alt_value, alt_pnl, summary):
+    """Summary fields that do not depend on the variant (the unhedged coin holding).
+
+    Writes ``n_ret``, ``mean_u``, ``m2_u`` (Welford), ``max_dd_u``, ``pnl_altcoin``
+    and ``mean_notional``.
+    """
+    T = alt_value.shape[0]
+    n = 0.0
+    mean = 0.0
+    m2 = 0.0
+    wealth = 1.0
+    peak = 1.0
+    dd = 0.0
+    pnl = 0.0
+    notional = 0.0
+    for t in range(T):
+        if t > 0:
+            r = alt_pnl[t] / alt_value[t - 1]
+            n += 1.0
+            d = r - mean
+            mean += d / n
+            m2 += d * (r - mean)
+            wealth *= 1.0 + r
+            peak = max(peak, wealth)
+            dd = max(dd, 1.0 - wealth / peak)
+        pnl += alt_pnl[t]
+        notional += alt_value[t] / T
+    summary[S_N_RET] = n
+    summary[S_MEAN_U] = mean
+    summary[S_M2_U] = m2
+    summary[S_MAX_DD_U] = dd
+    summary[S_PNL_ALTCOIN] = pnl
+    summary[S_MEAN_NOTIONAL] = notional
+
+
+@njit(cache=True, error_model="numpy")
+def _return_stats(eq, alt_value, ng):
+    """Welford mean / M2 and maximum drawdown of the hedged bar returns of ``ng`` variants.
+
+    ``eq[j, t]`` is the hedged equity after bar ``t`` of variant ``j``. The variants'
+    recursions are independent, so they are run side by side (bars in tiles, variants
+    innermost), which lets the compiler use vector divisions; every variant still
+    sees exactly the operations of a one-variant loop. ``error_model="numpy"``
+    only drops the zero-divisor checks: the divisors are the bar count, the coin
+    value (checked non-zero by :func:`_unhedged_stats`) and the running peak (>= 1).
+    Returns ``st`` with ``st[j]`` = mean, ``st[ng + j]`` = M2, ``st[4 * ng + j]`` = max drawdown.
+    """
+    T = eq.shape[1]
+    tile = 64
+    # state of all variants in one array (mean, M2, wealth, peak, drawdown), so that
+    # a single overlap check lets the loop below vectorise
+    st = np.zeros(5 * ng)
+    for j in range(ng):
+        st[2 * ng + j] = 1.0
+        st[3 * ng + j] = 1.0
+    buf = np.empty((tile + 1, ng))
+    n = 0.0
+    for t0 in range(1, T, tile):
+        nt = min(tile, T - t0)
+        for j in range(ng):
+            for i in range(nt + 1):
+                buf[i, j] = eq[j, t0 - 1 + i]
+        for i in range(1, nt + 1):
+            n += 1.0
+            base = alt_value[t0 + i - 2]
+            for j in range(ng):
+                r = _bar_return(buf[i, j], buf[i - 1, j], base)
+                d = r - st[j]
+                mean = st[j] + d / n
+                st[j] = mean
+                st[ng + j] += d * (r - mean)
+                w = st[2 * ng + j] * (1.0 + r)
+                st[2 * ng + j] = w
+                p = max(st[3 * ng + j], w)
+                st[3 * ng + j] = p
+                st[4 * ng + j] = max(st[4 * ng + j], 1.0 - w / p)
+    return st
+
+
+@njit(cache=True, inline="always")
+def _simulate_core(
+    px, g, idx, xhi, xlo, expiring, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
+    alt_value, alt_pnl, alt_flow, alt_changed, h, cs, fp, ip, record, out, eq, jcol, summary,
+):
+    """The bar loop of one variant (steps 1-7 of the module docstring).
+
+    Writes the hedged equity after each bar to ``eq[:, jcol]``, the per-bar rows
+    to ``out`` when ``record``, and every summary field that depends on the
+    variant except the return statistics (see :func:`_return_stats`) to
+    ``summary``. Inlined into its two callers, so ``record=False`` compiles the
+    ledger writes away.
+    """
+    K = px.shape[0]
+    T = px.shape[1]
+    fee = fp[FP_FEE]
+    hs = fp[FP_HALF_SPREAD]
+    imp = fp[FP_IMPACT]
+    band = fp[FP_BAND]
+    min_trade = fp[FP_MIN_TRADE]
+    im = fp[FP_IM]
+    mm = fp[FP_MM]
+    collateral = fp[FP_COLLATERAL]
+    liq_fee = fp[FP_LIQ_FEE]
+    settle_fee = fp[FP_SETTLE_FEE]
+    every = ip[IP_EVERY]
+    mode = ip[IP_MODE]
+    whole = ip[IP_WHOLE] == 1
+    policy = ip[IP_POLICY]
+    margin_on = ip[IP_MARGIN_ON] == 1
+    vm_daily = ip[IP_VM_DAILY] == 1
+
+    pos = np.zeros(K)
+    tgt = np.zeros(K)
+    cand = np.empty(4, dtype=np.int64)
+    wallet = collateral
+    reserve = fp[FP_RESERVE]
+    unreal = 0.0
+    spot_cash = 0.0
+    equity_prev = alt_value[0] + wallet + reserve
+    eq_u_prev = equity_prev
+    # summary accumulators live in registers; written once at the end
+    s_pnl_f = 0.0
+    s_pnl_b = 0.0
+    s_fees = 0.0
+    s_slip = 0.0
+    s_roll = 0.0
+    s_fund = 0.0
+    s_liq = 0.0
+    s_trades = 0.0
+    s_rolls = 0.0
+    s_calls = 0.0
+    s_liqs = 0.0
+    s_capped = 0.0
+    s_turnover = 0.0
+    s_min_excess = np.inf
+    # margin_need tracks max(MM_adv - (MB_adv - collateral - top-ups)): the collateral
+    # that would have kept maintenance covered along this path with no calls
+    topped = 0.0
+    need = 0.0
+    # next scheduled rebalance bar (t % every == 0 without a division per bar)
+    next_sched = 0
+    # the candidate contracts only change when (c0, c1) of this or the last bar change
+    key_a0 = -2
+    key_a1 = -2
+    key_k0 = -2
+    key_k1 = -2
+    nc = 0
+
+    for t in range(T):
+        k0 = c0[t]
+        k1 = c1[t]
+        a0 = c0[t - 1] if t > 0 else -1
+        a1 = c1[t - 1] if t > 0 else -1
+        if a0 != key_a0 or a1 != key_a1 or k0 != key_k0 or k1 != key_k1:
+            key_a0 = a0
+            key_a1 = a1
+            key_k0 = k0
+            key_k1 = k1
+            # contracts that may hold a position or be targeted on this bar
+            nc = 0
+            for k in (a0, a1, k0, k1):
+                if k < 0:
+                    continue
+                dup = False
+                for j in range(nc):
+                    if cand[j] == k:
+                        dup = True
+                if not dup:
+                    cand[nc] = k
+                    nc += 1
+
+        pnl_f = 0.0
+        pnl_b = 0.0
+        fees = 0.0
+        slip = 0.0
+        roll = 0.0
+        fund = 0.0
+        liq = 0.0
+        trade_q = 0.0
+        roll_q = 0.0
+        rebal = False
+        rolled = False
+        call = False
+        liqd = False
+        # any cost, funding or trade this bar (otherwise those are all +0.0 and adding
+        # them changes nothing, so the additions are skipped)
+        busy = False
+
+        if t > 0:
+            # 1. mark to market, and 2. the book as a function of the index level x
+            i_t = idx[t]
+            i_p = idx[t - 1]
+            A = 0.0
+            B = 0.0
+            D = wallet + unreal
+            for j in range(nc):
+                k = cand[j]
+                pk = pos[k]
+                if pk != 0.0:
+                    p_t = px[k, t]
+                    p_p = px[k, t - 1]
+                    pnl_f += pk * cs * (p_t - p_p)
+                    pnl_b += pk * cs * ((p_t - i_t) - (p_p - i_p))
+                    gk = g[k, t]
+                    A += pk * cs * gk
+                    B += abs(pk) * cs * gk
+                    D -= pk * cs * p_p
+            # 2. margin check at the adverse intrabar price
+            if B > 0.0:
+                slope = A - mm * B  # d(MB - MM)/dx
+                if slope < 0.0:
+                    x_adv = xhi[t]
+                else:
+                    x_adv = xlo[t]
+                mb_adv = D + A * x_adv
+                mm_adv = mm * B * x_adv
+                need = max(need, mm_adv - (mb_adv - collateral - topped))
+                if margin_on and mb_adv < mm_adv:
+                    call = True
+                    busy = True
+                    s_calls += 1.0
+                    liquidate = False
+                    if policy == POLICY_TOP_UP:
+                        amount = min(reserve, im * B * x_adv - mb_adv)
+                        reserve -= amount
+                        wallet += amount
+                        topped += amount
+                        D += amount
+                        mb_adv += amount
+                        liquidate = mb_adv < mm_adv
+                    elif mb_adv <= 0.0:
+                        liquidate = True
+                    else:
+                        # cut the hedge to what the balance supports at initial margin
+                        scale = mb_adv / (im * B * x_adv)
+                        for j in range(nc):
+                            k = cand[j]
+                            if pos[k] != 0.0:
+                                new = pos[k] * scale
+                                if whole:
+                                    new = np.trunc(new)
+                                q = new - pos[k]
+                                p = g[k, t] * x_adv
+                                pnl_f += q * cs * (px[k, t] - p)
+                                f_, s_ = _trade_cost(q, cs, p, fee, hs, imp, volume_usd[t])
+                                fees -= f_
+                                slip -= s_
+                                trade_q += abs(q)
+                                pos[k] = new
+                        rebal = True
+                        s_trades += 1.0
+                    if liquidate:
+                        x_star = D / (mm * B - A)
+                        if slope < 0.0:
+                            x_star = min(max(x_star, i_p if i_p < x_adv else x_adv), x_adv)
+                        else:
+                            x_star = max(min(x_star, i_p if i_p > x_adv else x_adv), x_adv)
+                        for j in range(nc):
+                            k = cand[j]
+                            if pos[k] != 0.0:
+                                p = g[k, t] * x_star
+                                q = -pos[k]
+                                pnl_f += q * cs * (px[k, t] - p)
+                                liq -= abs(q) * cs * p * liq_fee
+                                pos[k] = 0.0
+                        liqd = True
+                        s_liqs += 1.0
+            unreal += pnl_f
+            # 3. funding at the close
+            rate = fund_rate[t]
+            if rate != 0.0:
+                busy = True
+                for j in range(nc):
+                    k = cand[j]
+                    if pos[k] != 0.0:
+                        fund -= pos[k] * cs * px[k, t] * rate
+
+        # 4. expiry settlement at the index
+        carried = 0.0
+        for j in range(nc if expiring[t] else 0):
+            k = cand[j]
+            if exp_bar[k] == t and pos[k] != 0.0:
+                roll -= abs(pos[k]) * cs * px[k, t] * settle_fee
+                busy = True
+                carried += pos[k]
+                pos[k] = 0.0
+                rolled = True
+                s_rolls += 1.0
+
+        # 5. roll: move the held total onto this bar's contract split
+        # (one contract, no split and nothing settled: the split is the holding itself)
+        if nc > 1 or k1 >= 0 or carried != 0.0:
+            total = carried
+            for j in range(nc):
+                total += pos[cand[j]]
+            for j in range(nc):
+                tgt[cand[j]] = 0.0
+            if k1 >= 0:
+                part = total * w1[t]
+                if whole:
+                    part = _round_half_away(part)
+                tgt[k1] = part
+                tgt[k0] = total - part
+            else:
+                tgt[k0] = total
+            for j in range(nc):
+                k = cand[j]
+                q = tgt[k] - pos[k]
+                if abs(q) > _EPS:
+                    f_, s_ = _trade_cost(q, cs, px[k, t], fee, hs, imp, volume_usd[t])
+                    roll -= f_ + s_
+                    roll_q += abs(q)
+                    busy = True
+                    if pos[k] != 0.0 and tgt[k] == 0.0 and carried == 0.0:
+                        s_rolls += 1.0
+                    pos[k] = tgt[k]
+                    rolled = True
+
+        # 6. rebalance to the rule's target
+        f0 = px[k0, t]
+        h_t = h[t]
+        held = 0.0
+        for j in range(nc):
+            held += pos[cand[j]]
+        scheduled = t == next_sched
+        if scheduled:
+            next_sched += every
+        if t == 0 or alt_changed[t]:
+            trigger = True
+        elif mode == MODE_EVERY:
+            trigger = scheduled
+        elif mode == MODE_BAND or scheduled:
+            h_held = -held * cs * f0 / alt_value[t]
+            trigger = abs(h_held - h_t) > band * abs(h_t) + _EPS
+        else:
+            trigger = False
+        if trigger:
+            n_star = -h_t * alt_value[t] / (cs * f0)
+            if whole:
+                n_star = _round_half_away(n_star)
+            if margin_on:
+                mb = wallet + unreal + fund + fees + slip + roll + liq
+                need_im = im * abs(n_star) * cs * f0
+                if need_im > mb and policy == POLICY_TOP_UP and reserve > 0.0:
+                    amount = min(reserve, need_im - mb)
+                    reserve -= amount
+                    wallet += amount
+                    topped += amount
+                    mb += amount
+                if need_im > mb:
+                    # the venue would reject an order beyond the available margin
+                    # largest position whose initial margin plus trading costs the balance covers
+                    # (impact bounded above by that of a trade of the whole balance / im)
+                    cost_rate = fee + hs
+                    if imp > 0.0 and volume_usd[t] > 0.0 and np.isfinite(volume_usd[t]):
+                        cost_rate += imp * np.sqrt(max(mb, 0.0) / im / volume_usd[t])
+                    cap = max(mb, 0.0) / (im * cs * f0 * (1.0 + cost_rate / im))
+                    if whole:
+                        cap = np.floor(cap)
+                    if abs(n_star) > cap:
+                        n_star = cap if n_star > 0 else -cap
+                        s_capped += 1.0
+            q_total = n_star - held
+            if abs(q_total) > _EPS and abs(q_total) >= min_trade:
+                if k1 >= 0:
+                    part = n_star * w1[t]
+                    if whole:
+                        part = _round_half_away(part)
+                    tgt[k1] = part
+                    tgt[k0] = n_star - part
+                else:
+                    tgt[k0] = n_star
+                for j in range(nc):
+                    k = cand[j]
+                    if k != k0 and k != k1:
+                        tgt[k] = 0.0
+                    q = tgt[k] - pos[k]
+                    if abs(q) > _EPS:
+                        f_, s_ = _trade_cost(q, cs, px[k, t], fee, hs, imp, volume_usd[t])
+                        fees -= f_
+                        slip -= s_
+                        trade_q += abs(q)
+                        pos[k] = tgt[k]
+                        busy = True
+                rebal = True
+                s_trades += 1.0
+
+        # 7. cash movements and variation margin
+        if busy:
+            wallet += fund + fees + slip + roll + liq
+        if not vm_daily or vm_bar[t]:
+            wallet += unreal
+            unreal = 0.0
+        spot_cash += alt_flow[t]
+        cash = spot_cash + wallet + reserve
+        equity = cash + alt_value[t] + unreal
+        eq_u = eq_u_prev + alt_pnl[t]
+
+        contracts = 0.0
+        gross = 0.0
+        for j in range(nc):
+            k = cand[j]
+            contracts += pos[k]
+            gross += abs(pos[k]) * cs * px[k, t]
+        mb = wallet + unreal
+        m_req = mm * gross
+        excess = mb - m_req
+        if gross > 0.0:
+            s_min_excess = min(s_min_excess, excess)
+            need = max(need, m_req - (mb - collateral - topped))
+
+        eq[jcol, t] = equity
+        s_pnl_f += pnl_f
+        s_pnl_b += pnl_b
+        if busy:
+            s_fees += fees
+            s_slip += slip
+            s_roll += roll
+            s_fund += fund
+            s_liq += liq
+            s_turnover += trade_q + roll_q
+
+        if record:
+            out[O_CONTRACTS, t] = contracts
+            out[O_PRIMARY, t] = k0
+            out[O_HR_TARGET, t] = h_t
+            out[O_HR_HELD, t] = -contracts * cs * f0 / alt_value[t]
+            out[O_TRADE, t] = trade_q
+            out[O_ROLL_Q, t] = roll_q
+            out[O_REBAL, t] = 1.0 if rebal else 0.0
+            out[O_ROLLED, t] = 1.0 if rolled else 0.0
+            out[O_CASH, t] = cash
+            out[O_UNREAL, t] = unreal
+            out[O_EQ_H, t] = equity
+            out[O_EQ_U, t] = eq_u
+            out[O_PNL_F, t] = pnl_f
+            out[O_PNL_B, t] = pnl_b
+            out[O_FEES, t] = fees
+            out[O_SLIP, t] = slip
+            out[O_ROLL, t] = roll
+            out[O_FUND, t] = fund
+            out[O_LIQ, t] = liq
+            out[O_MB, t] = mb
+            out[O_IM, t] = im * gross
+            out[O_MM, t] = m_req
+            out[O_EXCESS, t] = excess
+            out[O_RESERVE, t] = reserve
+            out[O_CALL, t] = 1.0 if call else 0.0
+            out[O_LIQD, t] = 1.0 if liqd else 0.0
+            if t > 0:
+                out[O_RET_H, t] = _bar_return(equity, equity_prev, alt_value[t - 1])
+                out[O_RET_U, t] = alt_pnl[t] / alt_value[t - 1]
+            else:
+                out[O_RET_H, t] = np.nan
+                out[O_RET_U, t] = np.nan
+            out[O_NEED, t] = need
+        equity_prev = equity
+        eq_u_prev = eq_u
+
+    summary[S_PNL_FUTURES] = s_pnl_f
+    summary[S_PNL_BASIS] = s_pnl_b
+    summary[S_FEES] = s_fees
+    summary[S_SLIPPAGE] = s_slip
+    summary[S_ROLL_COST] = s_roll
+    summary[S_FUNDING] = s_fund
+    summary[S_LIQUIDATION_COST] = s_liq
+    summary[S_TRADES] = s_trades
+    summary[S_ROLLS] = s_rolls
+    summary[S_MARGIN_CALLS] = s_calls
+    summary[S_LIQUIDATIONS] = s_liqs
+    summary[S_MARGIN_CAPPED] = s_capped
+    summary[S_TURNOVER_CONTRACTS] = s_turnover
+    summary[S_MIN_MARGIN_EXCESS] = s_min_excess if np.isfinite(s_min_excess) else np.nan
+    summary[S_FINAL_EQUITY_HEDGED] = equity_prev
+    summary[S_FINAL_EQUITY_UNHEDGED] = eq_u_prev
+    summary[S_MARGIN_NEED] = max(need, 0.0)
 
 
 @njit(cache=True)
@@ -319,358 +844,48 @@ def simulate_1d_nb(
         Filled with the variant's summary statistics.
     """
     T = px.shape[0]
-    K = px.shape[1]
-    fee = fp[FP_FEE]
-    hs = fp[FP_HALF_SPREAD]
-    imp = fp[FP_IMPACT]
-    band = fp[FP_BAND]
-    min_trade = fp[FP_MIN_TRADE]
-    im = fp[FP_IM]
-    mm = fp[FP_MM]
-    liq_fee = fp[FP_LIQ_FEE]
-    settle_fee = fp[FP_SETTLE_FEE]
-    every = ip[IP_EVERY]
-    mode = ip[IP_MODE]
-    whole = ip[IP_WHOLE] == 1
-    col = ip[IP_HR_COL]
-    policy = ip[IP_POLICY]
-    margin_on = ip[IP_MARGIN_ON] == 1
-    vm_daily = ip[IP_VM_DAILY] == 1
+    pxT, gT, xhi, xlo, expiring = _market_prep(px, idx, idx_hi, idx_lo, exp_bar)
+    eq = np.empty((1, T))
+    _simulate_core(
+        pxT, gT, idx, xhi, xlo, expiring, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
+        alt_value, alt_pnl, alt_flow, alt_changed, hr[:, ip[IP_HR_COL]], cs, fp, ip, record, out, eq, 0, summary,
+    )
+    _unhedged_stats(alt_value, alt_pnl, summary)
+    st = _return_stats(eq, alt_value, 1)
+    summary[S_MEAN_H] = st[0]
+    summary[S_M2_H] = st[1]
+    summary[S_MAX_DD_H] = st[4]
 
-    pos = np.zeros(K)
-    tgt = np.zeros(K)
-    cand = np.empty(4, dtype=np.int64)
-    wallet = fp[FP_COLLATERAL]
-    reserve = fp[FP_RESERVE]
-    unreal = 0.0
-    spot_cash = 0.0
-    equity_prev = alt_value[0] + wallet + reserve
-    eq_u_prev = equity_prev
-    peak_h = 1.0
-    wealth_h = 1.0
-    peak_u = 1.0
-    wealth_u = 1.0
-    for i in range(N_SUM):
-        summary[i] = 0.0
-    summary[S_MIN_MARGIN_EXCESS] = np.inf
-    # margin_need tracks max(MM_adv - (MB_adv - collateral - top-ups)): the collateral
-    # that would have kept maintenance covered along this path with no calls
-    topped = 0.0
-    need = 0.0
 
-    for t in range(T):
-        k0 = c0[t]
-        k1 = c1[t]
-        # contracts that may hold a position or be targeted on this bar
-        nc = 0
-        for k in (c0[t - 1] if t > 0 else -1, c1[t - 1] if t > 0 else -1, k0, k1):
-            if k < 0:
-                continue
-            dup = False
-            for j in range(nc):
-                if cand[j] == k:
-                    dup = True
-            if not dup:
-                cand[nc] = k
-                nc += 1
-
-        pnl_f = 0.0
-        pnl_b = 0.0
-        fees = 0.0
-        slip = 0.0
-        roll = 0.0
-        fund = 0.0
-        liq = 0.0
-        trade_q = 0.0
-        roll_q = 0.0
-        rebal = False
-        rolled = False
-        call = False
-        liqd = False
-
-        if t > 0:
-            # 1. mark to market
-            for j in range(nc):
-                k = cand[j]
-                if pos[k] != 0.0:
-                    pnl_f += pos[k] * cs * (px[t, k] - px[t - 1, k])
-                    pnl_b += pos[k] * cs * ((px[t, k] - idx[t]) - (px[t - 1, k] - idx[t - 1]))
-            # 2. margin check at the adverse intrabar price
-            A = 0.0
-            B = 0.0
-            D = wallet + unreal
-            for j in range(nc):
-                k = cand[j]
-                if pos[k] != 0.0:
-                    g = px[t, k] / idx[t]
-                    A += pos[k] * cs * g
-                    B += abs(pos[k]) * cs * g
-                    D -= pos[k] * cs * px[t - 1, k]
-            if B > 0.0:
-                slope = A - mm * B  # d(MB - MM)/dx
-                if slope < 0.0:
-                    x_adv = idx_hi[t] if np.isfinite(idx_hi[t]) else idx[t]
-                    x_adv = max(x_adv, idx[t])
-                else:
-                    x_adv = idx_lo[t] if np.isfinite(idx_lo[t]) else idx[t]
-                    x_adv = min(x_adv, idx[t])
-                mb_adv = D + A * x_adv
-                mm_adv = mm * B * x_adv
-                need = max(need, mm_adv - (mb_adv - fp[FP_COLLATERAL] - topped))
-                if margin_on and mb_adv < mm_adv:
-                    call = True
-                    summary[S_MARGIN_CALLS] += 1.0
-                    liquidate = False
-                    if policy == POLICY_TOP_UP:
-                        amount = min(reserve, im * B * x_adv - mb_adv)
-                        reserve -= amount
-                        wallet += amount
-                        topped += amount
-                        D += amount
-                        mb_adv += amount
-                        liquidate = mb_adv < mm_adv
-                    elif mb_adv <= 0.0:
-                        liquidate = True
-                    else:
-                        # cut the hedge to what the balance supports at initial margin
-                        scale = mb_adv / (im * B * x_adv)
-                        for j in range(nc):
-                            k = cand[j]
-                            if pos[k] != 0.0:
-                                new = pos[k] * scale
-                                if whole:
-                                    new = np.trunc(new)
-                                q = new - pos[k]
-                                p = px[t, k] / idx[t] * x_adv
-                                pnl_f += q * cs * (px[t, k] - p)
-                                f_, s_ = _trade_cost(q, cs, p, fee, hs, imp, volume_usd[t])
-                                fees -= f_
-                                slip -= s_
-                                trade_q += abs(q)
-                                pos[k] = new
-                        rebal = True
-                        summary[S_TRADES] += 1.0
-                    if liquidate:
-                        x_star = D / (mm * B - A)
-                        if slope < 0.0:
-                            x_star = min(max(x_star, idx[t - 1] if idx[t - 1] < x_adv else x_adv), x_adv)
-                        else:
-                            x_star = max(min(x_star, idx[t - 1] if idx[t - 1] > x_adv else x_adv), x_adv)
-                        for j in range(nc):
-                            k = cand[j]
-                            if pos[k] != 0.0:
-                                p = px[t, k] / idx[t] * x_star
-                                q = -pos[k]
-                                pnl_f += q * cs * (px[t, k] - p)
-                                liq -= abs(q) * cs * p * liq_fee
-                                pos[k] = 0.0
-                        liqd = True
-                        summary[S_LIQUIDATIONS] += 1.0
-            unreal += pnl_f
-            # 3. funding at the close
-            if fund_rate[t] != 0.0:
-                for j in range(nc):
-                    k = cand[j]
-                    if pos[k] != 0.0:
-                        fund -= pos[k] * cs * px[t, k] * fund_rate[t]
-
-        # 4. expiry settlement at the index
-        carried = 0.0
-        for j in range(nc):
-            k = cand[j]
-            if exp_bar[k] == t and pos[k] != 0.0:
-                roll -= abs(pos[k]) * cs * px[t, k] * settle_fee
-                carried += pos[k]
-                pos[k] = 0.0
-                rolled = True
-                summary[S_ROLLS] += 1.0
-
-        # 5. roll: move the held total onto this bar's contract split
-        total = carried
-        for j in range(nc):
-            total += pos[cand[j]]
-        for j in range(nc):
-            tgt[cand[j]] = 0.0
-        if k1 >= 0:
-            part = total * w1[t]
-            if whole:
-                part = _round_half_away(part)
-            tgt[k1] = part
-            tgt[k0] = total - part
-        else:
-            tgt[k0] = total
-        for j in range(nc):
-            k = cand[j]
-            q = tgt[k] - pos[k]
-            if abs(q) > _EPS:
-                f_, s_ = _trade_cost(q, cs, px[t, k], fee, hs, imp, volume_usd[t])
-                roll -= f_ + s_
-                roll_q += abs(q)
-                if pos[k] != 0.0 and tgt[k] == 0.0 and carried == 0.0:
-                    summary[S_ROLLS] += 1.0
-                pos[k] = tgt[k]
-                rolled = True
-
-        # 6. rebalance to the rule's target
-        f0 = px[t, k0]
-        h_t = hr[t, col]
-        held = 0.0
-        for j in range(nc):
-            held += pos[cand[j]]
-        h_held = -held * cs * f0 / alt_value[t]
-        drift = abs(h_held - h_t) > band * abs(h_t) + _EPS
-        if mode == MODE_EVERY:
-            trigger = t % every == 0
-        elif mode == MODE_BAND:
-            trigger = drift
-        else:
-            trigger = (t % every == 0) and drift
-        if t == 0 or alt_changed[t]:
-            trigger = True
-        if trigger:
-            n_star = -h_t * alt_value[t] / (cs * f0)
-            if whole:
-                n_star = _round_half_away(n_star)
-            if margin_on:
-                mb = wallet + unreal + fund + fees + slip + roll + liq
-                need_im = im * abs(n_star) * cs * f0
-                if need_im > mb and policy == POLICY_TOP_UP and reserve > 0.0:
-                    amount = min(reserve, need_im - mb)
-                    reserve -= amount
-                    wallet += amount
-                    topped += amount
-                    mb += amount
-                if need_im > mb:
-                    # the venue would reject an order beyond the available margin
-                    # largest position whose initial margin plus trading costs the balance covers
-                    # (impact bounded above by that of a trade of the whole balance / im)
-                    cost_rate = fee + hs
-                    if imp > 0.0 and volume_usd[t] > 0.0 and np.isfinite(volume_usd[t]):
-                        cost_rate += imp * np.sqrt(max(mb, 0.0) / im / volume_usd[t])
-                    cap = max(mb, 0.0) / (im * cs * f0 * (1.0 + cost_rate / im))
-                    if whole:
-                        cap = np.floor(cap)
-                    if abs(n_star) > cap:
-                        n_star = cap if n_star > 0 else -cap
-                        summary[S_MARGIN_CAPPED] += 1.0
-            q_total = n_star - held
-            if abs(q_total) > _EPS and abs(q_total) >= min_trade:
-                if k1 >= 0:
-                    part = n_star * w1[t]
-                    if whole:
-                        part = _round_half_away(part)
-                    tgt[k1] = part
-                    tgt[k0] = n_star - part
-                else:
-                    tgt[k0] = n_star
-                for j in range(nc):
-                    k = cand[j]
-                    if k != k0 and k != k1:
-                        tgt[k] = 0.0
-                    q = tgt[k] - pos[k]
-                    if abs(q) > _EPS:
-                        f_, s_ = _trade_cost(q, cs, px[t, k], fee, hs, imp, volume_usd[t])
-                        fees -= f_
-                        slip -= s_
-                        trade_q += abs(q)
-                        pos[k] = tgt[k]
-                rebal = True
-                summary[S_TRADES] += 1.0
-
-        # 7. cash movements and variation margin
-        wallet += fund + fees + slip + roll + liq
-        if not vm_daily or vm_bar[t]:
-            wallet += unreal
-            unreal = 0.0
-        spot_cash += alt_flow[t]
-        cash = spot_cash + wallet + reserve
-        equity = cash + alt_value[t] + unreal
-        eq_u = eq_u_prev + alt_pnl[t]
-
-        contracts = 0.0
-        gross = 0.0
-        for j in range(nc):
-            k = cand[j]
-            contracts += pos[k]
-            gross += abs(pos[k]) * cs * px[t, k]
-        mb = wallet + unreal
-        m_init = im * gross
-        m_req = mm * gross
-        excess = mb - m_req
-        if gross > 0.0:
-            summary[S_MIN_MARGIN_EXCESS] = min(summary[S_MIN_MARGIN_EXCESS], excess)
-            need = max(need, m_req - (mb - fp[FP_COLLATERAL] - topped))
-        h_after = -contracts * cs * f0 / alt_value[t]
-
-        ret_h = np.nan
-        ret_u = np.nan
-        if t > 0:
-            base = alt_value[t - 1]
-            ret_h = (equity - equity_prev) / base
-            ret_u = alt_pnl[t] / base
-            n = summary[S_N_RET] + 1.0
-            summary[S_N_RET] = n
-            d = ret_h - summary[S_MEAN_H]
-            summary[S_MEAN_H] += d / n
-            summary[S_M2_H] += d * (ret_h - summary[S_MEAN_H])
-            d = ret_u - summary[S_MEAN_U]
-            summary[S_MEAN_U] += d / n
-            summary[S_M2_U] += d * (ret_u - summary[S_MEAN_U])
-            wealth_h *= 1.0 + ret_h
-            wealth_u *= 1.0 + ret_u
-            peak_h = max(peak_h, wealth_h)
-            peak_u = max(peak_u, wealth_u)
-            summary[S_MAX_DD_H] = max(summary[S_MAX_DD_H], 1.0 - wealth_h / peak_h)
-            summary[S_MAX_DD_U] = max(summary[S_MAX_DD_U], 1.0 - wealth_u / peak_u)
-        summary[S_PNL_ALTCOIN] += alt_pnl[t]
-        summary[S_PNL_FUTURES] += pnl_f
-        summary[S_PNL_BASIS] += pnl_b
-        summary[S_FEES] += fees
-        summary[S_SLIPPAGE] += slip
-        summary[S_ROLL_COST] += roll
-        summary[S_FUNDING] += fund
-        summary[S_LIQUIDATION_COST] += liq
-        summary[S_TURNOVER_CONTRACTS] += trade_q + roll_q
-        summary[S_MEAN_NOTIONAL] += alt_value[t] / T
-
-        if record:
-            out[O_CONTRACTS, t] = contracts
-            out[O_PRIMARY, t] = k0
-            out[O_HR_TARGET, t] = h_t
-            out[O_HR_HELD, t] = h_after
-            out[O_TRADE, t] = trade_q
-            out[O_ROLL_Q, t] = roll_q
-            out[O_REBAL, t] = 1.0 if rebal else 0.0
-            out[O_ROLLED, t] = 1.0 if rolled else 0.0
-            out[O_CASH, t] = cash
-            out[O_UNREAL, t] = unreal
-            out[O_EQ_H, t] = equity
-            out[O_EQ_U, t] = eq_u
-            out[O_PNL_F, t] = pnl_f
-            out[O_PNL_B, t] = pnl_b
-            out[O_FEES, t] = fees
-            out[O_SLIP, t] = slip
-            out[O_ROLL, t] = roll
-            out[O_FUND, t] = fund
-            out[O_LIQ, t] = liq
-            out[O_MB, t] = mb
-            out[O_IM, t] = m_init
-            out[O_MM, t] = m_req
-            out[O_EXCESS, t] = excess
-            out[O_RESERVE, t] = reserve
-            out[O_CALL, t] = 1.0 if call else 0.0
-            out[O_LIQD, t] = 1.0 if liqd else 0.0
-            out[O_RET_H, t] = ret_h
-            out[O_RET_U, t] = ret_u
-            out[O_NEED, t] = need
-        equity_prev = equity
-        eq_u_prev = eq_u
-
-    summary[S_FINAL_EQUITY_HEDGED] = equity_prev
-    summary[S_FINAL_EQUITY_UNHEDGED] = eq_u_prev
-    summary[S_MARGIN_NEED] = max(need, 0.0)
-    if not np.isfinite(summary[S_MIN_MARGIN_EXCESS]):
-        summary[S_MIN_MARGIN_EXCESS] = np.nan
+@njit(cache=True)
+def _simulate_group_nb(
+    pxT, gT, idx, xhi, xlo, expiring, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
+    alt_value, alt_pnl, alt_flow, alt_changed, h_cols, cs, fps, ips, members, unhedged, summaries,
+):
+    """Variants ``members`` (at most ``_GROUP``) of :func:`simulate_many_nb`; summaries only."""
+    T = pxT.shape[1]
+    ng = members.shape[0]
+    eq = np.empty((ng, T))
+    dummy = np.empty((N_OUT, 1))
+    for j in range(ng):
+        v = members[j]
+        _simulate_core(
+            pxT, gT, idx, xhi, xlo, expiring, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
+            alt_value, alt_pnl, alt_flow, alt_changed, h_cols[ips[v, IP_HR_COL]], cs, fps[v], ips[v],
+            False, dummy, eq, j, summaries[v],
+        )
+    st = _return_stats(eq, alt_value, ng)
+    for j in range(ng):
+        s = summaries[members[j]]
+        s[S_N_RET] = unhedged[S_N_RET]
+        s[S_MEAN_U] = unhedged[S_MEAN_U]
+        s[S_M2_U] = unhedged[S_M2_U]
+        s[S_MAX_DD_U] = unhedged[S_MAX_DD_U]
+        s[S_PNL_ALTCOIN] = unhedged[S_PNL_ALTCOIN]
+        s[S_MEAN_NOTIONAL] = unhedged[S_MEAN_NOTIONAL]
+        s[S_MEAN_H] = st[j]
+        s[S_M2_H] = st[ng + j]
+        s[S_MAX_DD_H] = st[4 * ng + j]
 
 
 @njit(cache=True, parallel=True)
@@ -680,14 +895,23 @@ def simulate_many_nb(
 ):
     """Simulate many variants (rows of ``fps`` / ``ips``) over the same market; summaries only.
 
-    Memory is O(variants x N_SUM): no per-bar ledger is kept.
+    Memory is O(variants x N_SUM) plus O(bars) per running task: no per-bar
+    ledger is kept. Variant-independent work (``px / idx``, adverse index levels,
+    the unhedged statistics) is done once; variants run in groups of ``_GROUP``,
+    group ``i`` holding variants ``i, i + n_groups, ...`` so that each thread gets
+    a mix of cheap and expensive variants.
     """
     V = fps.shape[0]
     summaries = np.empty((V, N_SUM))
-    dummy = np.empty((N_OUT, 1))
-    for v in prange(V):
-        simulate_1d_nb(
-            px, idx, idx_hi, idx_lo, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
-            alt_value, alt_pnl, alt_flow, alt_changed, hr, cs, fps[v], ips[v], False, dummy, summaries[v],
+    pxT, gT, xhi, xlo, expiring = _market_prep(px, idx, idx_hi, idx_lo, exp_bar)
+    h_cols = np.ascontiguousarray(hr.T)
+    unhedged = np.zeros(N_SUM)
+    _unhedged_stats(alt_value, alt_pnl, unhedged)
+    n_groups = (V + _GROUP - 1) // _GROUP
+    for i in prange(n_groups):
+        members = np.arange(i, V, n_groups)
+        _simulate_group_nb(
+            pxT, gT, idx, xhi, xlo, expiring, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
+            alt_value, alt_pnl, alt_flow, alt_changed, h_cols, cs, fps, ips, members, unhedged, summaries,
         )
     return summaries

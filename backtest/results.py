@@ -9,6 +9,7 @@ Reports only read results; nothing here re-simulates.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import json
 import math
@@ -132,7 +133,7 @@ def _ledger_block(prepared: Prepared, label: str, rows: dict[str, np.ndarray]) -
 def run(config: Config, *, prepared: Prepared | None = None) -> RunResult:
     """Simulate every rule of ``config``; return the immutable result."""
     prepared = prepared if prepared is not None else prepare(config)
-    oracle = float(prepared.notes["oracle_r2"])
+    oracle = prepared.notes.oracle_r2
     blocks = []
     rules_out: dict[str, Any] = {}
     for col, (rule, label) in enumerate(zip(prepared.rules, prepared.rule_labels)):
@@ -155,7 +156,7 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
     from backtest.config import BUNDLED_DATA
 
     provenance = BUNDLED_DATA / "PROVENANCE.md"
-    funding = p.notes.get("funding")
+    funding = None if p.notes.funding is None else dataclasses.asdict(p.notes.funding)
     fut = config.futures
     index = p.index
     return {
@@ -177,7 +178,7 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
             "bar": config.scenario.bar,
             "bars_per_day": p.bars_per_day,
         },
-        "oracle_r2": p.notes["oracle_r2"],
+        "oracle_r2": p.notes.oracle_r2,
         "rules": rules_out,
         "index": {
             "constituents": list(index.spec.constituents),
@@ -186,7 +187,7 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
                 {"ts": pd.Timestamp(r.ts).isoformat(), "symbol": r.symbol, "event": r.event, "reason": r.reason}
                 for r in index.events.itertuples()
             ],
-            "intrabar_high_share": p.notes["intrabar_high_share"],
+            "intrabar_high_share": p.notes.intrabar_high_share,
         },
         "futures": {
             "kind": fut.kind,
@@ -194,14 +195,23 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
             "contract_size": fut.contract_size,
             "contracts_used": sorted({p.book.labels[int(k)] for k in np.unique(p.schedule.c0)}),
             "funding": funding,
-            "impact": p.notes["impact"],
+            "impact": p.notes.impact,
         },
         "config": config_to_dict(config),
         "inputs": [{"role": f.role, "path": Path(f.path).name, "sha256": f.sha256} for f in p.inputs],
         "packages": package_versions(),
         "data": {
             "provenance": provenance.read_text(encoding="utf-8") if provenance.exists() else "",
-            "gaps": p.notes["gaps"],
+            "gaps": [
+                {
+                    "symbol": g.symbol,
+                    "n_gaps": g.n_gaps,
+                    "missing_bars": g.n_missing_bars,
+                    "longest_gap_bars": g.longest_gap_bars,
+                    "longest_gap_start": None if g.longest_gap_start is None else g.longest_gap_start.isoformat(),
+                }
+                for g in p.notes.gaps
+            ],
         },
     }
 

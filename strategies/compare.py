@@ -243,7 +243,7 @@ def run_compare(config: Config, *, scheduler: str = "none", progress: bool = Fal
     i = 0
     for scen, combos in meta:
         p = scen.prepared
-        oracle = float(p.notes["oracle_r2"])
+        oracle = p.notes.oracle_r2
         for col, reb in combos:
             s = dict(zip(K.SUM, summaries[i].tolist()))
             i += 1

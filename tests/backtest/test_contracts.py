@@ -74,7 +74,7 @@ def test_funding_times_every_8h_across_month_end_and_leap_day() -> None:
     opens = pd.date_range("2024-02-27 00:00", "2024-03-02 23:00", freq="h", tz="UTC")
     rate, info = C.funding_per_bar(opens, pd.Timedelta(hours=1), FundingSection(rate_per_interval=0.0001))
     # (02-27 00:00, 03-03 00:00]: 08 and 16 on the 27th, 3 a day on 28, 29, 1, 2, and 00:00 on the 3rd
-    assert info["funding_times"] == 2 + 3 * 4 + 1
+    assert info.funding_times == 2 + 3 * 4 + 1
     closes = opens + pd.Timedelta(hours=1)
     paid = closes[rate != 0]
     assert set(paid.hour) == {0, 8, 16}
@@ -97,7 +97,7 @@ def test_funding_series_gap_is_an_error_unless_filled() -> None:
     rate, info = C.funding_per_bar(
         opens, pd.Timedelta(hours=1), FundingSection(source="series", fill_rate_per_interval=0.0), series=series
     )
-    assert info["filled"] == 2 and rate.sum() == pytest.approx(0.001)
+    assert info.filled == 2 and rate.sum() == pytest.approx(0.001)
 
 
 def test_formula_funding_is_the_clamped_premium() -> None:
