@@ -110,8 +110,9 @@ class DataSection:
 
     Attributes
     ----------
-    prices : str
-        Long-format Parquet of closes (``ts``, ``symbol``, ``close``) for coins and constituents.
+    prices : str or tuple of str
+        Long-format Parquet of closes (``ts``, ``symbol``, ``close``) for coins and constituents;
+        several files may be given (e.g. one per vendor), each symbol in exactly one of them.
     ohlc : str or None
         Long-format OHLCV Parquet whose highs give the index's intrabar high for margin
         checks on bars where every held constituent has one. ``None`` (default): the
@@ -121,7 +122,7 @@ class DataSection:
         forward-filled (and reported); longer gaps are an error.
     """
 
-    prices: str = "binance_spot_1h_close.parquet"
+    prices: str | tuple[str, ...] = "binance_spot_1h_close.parquet"
     ohlc: str | None = None
     max_fill_bars: int = 6
 

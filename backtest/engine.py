@@ -17,7 +17,7 @@ import pandas as pd
 
 from backtest import contracts as C
 from backtest.config import Config
-from backtest.data import GapReport, PricePanel, file_sha256, load_funding, load_panel
+from backtest.data import GapReport, file_sha256, load_funding, load_panel
 from backtest.errors import ConfigError, DataError
 from backtest.index import DEFAULT_AI_BASKET, IndexResult, IndexSpec, build_index, read_market_caps
 from backtest.market import Market, Variant, run_variant
@@ -129,15 +129,53 @@ def _constituents(config: Config) -> tuple[str, ...]:
     return chosen
 
 
-def _load_prices(config: Config, symbols: tuple[str, ...]) -> PricePanel:
-    path = config.resolve(config.data.prices)
-    return load_panel(
-        path,
-        list(symbols),
-        end=config.scenario.end_ts,
-        resample="1D" if config.scenario.bar == "1D" else None,
-        max_fill_bars=config.data.max_fill_bars,
-    )
+@dataclass(frozen=True, eq=False)
+class _Prices:
+    """Closes of every requested symbol on one grid, possibly read from several files."""
+
+    close: pd.DataFrame
+    freq: pd.Timedelta
+    gaps: tuple[GapReport, ...]
+    files: tuple[InputFile, ...]
+    label: str  # the file name(s), for messages
+
+
+def _load_prices(config: Config, symbols: tuple[str, ...]) -> _Prices:
+    """Load the symbols' closes; with several files each symbol must be in exactly one of them."""
+    from backtest.data import read_long
+
+    names = (config.data.prices,) if isinstance(config.data.prices, str) else tuple(config.data.prices)
+    paths = [config.resolve(n) for n in names]
+    resample = "1D" if config.scenario.bar == "1D" else None
+    if len(paths) == 1:
+        panel = load_panel(paths[0], list(symbols), end=config.scenario.end_ts, resample=resample,
+                           max_fill_bars=config.data.max_fill_bars)
+        return _Prices(panel.close, panel.freq, panel.gaps, (InputFile("prices", str(panel.path), panel.sha256),), str(panel.path))
+    owner: dict[str, Path] = {}
+    for path in paths:
+        for sym in sorted(set(read_long(path)["symbol"].astype(str)) & set(symbols)):
+            if sym in owner:
+                raise DataError(path, f"symbol '{sym}' is also in {owner[sym].name}; each symbol must come from one file", column="symbol")
+            owner[sym] = path
+    missing = [s for s in symbols if s not in owner]
+    if missing:
+        raise DataError(", ".join(p.name for p in paths), f"unknown symbol '{missing[0]}' (in none of data.prices)", column="symbol")
+    panels = [
+        load_panel(path, [s for s in symbols if owner[s] == path], end=config.scenario.end_ts, resample=resample,
+                   max_fill_bars=config.data.max_fill_bars)
+        for path in paths
+        if any(owner[s] == path for s in symbols)
+    ]
+    freqs = {p.freq for p in panels}
+    if len(freqs) > 1:
+        raise DataError(", ".join(p.path.name for p in panels), f"the price files have different bar lengths {sorted(map(str, freqs))}; use scenario.bar = '1D' to align them")
+    freq = freqs.pop()
+    start = min(p.close.index[0] for p in panels)
+    end = max(p.close.index[-1] for p in panels)
+    grid = pd.date_range(start, end, freq=freq, name="ts")
+    close = pd.concat([p.close.reindex(grid) for p in panels], axis=1)[list(symbols)]
+    files = tuple(InputFile("prices", str(p.path), p.sha256) for p in panels)
+    return _Prices(close, freq, tuple(g for p in panels for g in p.gaps), files, ", ".join(p.path.name for p in panels))
 
 
 def _load_highs(config: Config, close: pd.DataFrame, symbols: tuple[str, ...]) -> tuple[pd.DataFrame | None, InputFile | None]:
@@ -257,7 +295,7 @@ def prepare(config: Config) -> Prepared:
     constituents = _constituents(config)
     symbols = tuple(dict.fromkeys([*coins, *constituents]))
     panel = _load_prices(config, symbols)
-    inputs = [InputFile("prices", str(panel.path), panel.sha256)]
+    inputs = list(panel.files)
     close = panel.close
     # the replay cannot outlive the hedged coins: drop bars after the first coin's last price
     last = min(close[c].last_valid_index() for c in coins)
@@ -286,7 +324,7 @@ def prepare(config: Config) -> Prepared:
     except DataError as exc:
         if exc.file != "<close>":
             raise
-        raise DataError(panel.path, f"index: {exc.problem}", column=exc.column, row=exc.row) from None
+        raise DataError(panel.label, f"index: {exc.problem}", column=exc.column, row=exc.row) from None
 
     # replay window: config bounds, index start, every coin priced
     ts_all = close.index
@@ -305,7 +343,7 @@ def prepare(config: Config) -> Prepared:
         missing = coin_px[coin].isna().to_numpy()
         if missing.any():
             first = window[np.flatnonzero(missing)[0]]
-            raise DataError(panel.path, f"coin '{coin}' has no price at {first}, inside the replay window; move scenario.start/end", column="close")
+            raise DataError(panel.label, f"coin '{coin}' has no price at {first}, inside the replay window; move scenario.start/end", column="close")
     ts = window
     T = len(ts)
     bar = panel.freq

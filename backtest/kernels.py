@@ -241,10 +241,55 @@ N_SUM = len(SUM)
 
 _EPS = 1e-12
 
-#: variants simulated by one parallel task; their hedged-return statistics are
-#: then computed together in one pass (independent chains, so the divisions of the
-#: running mean overlap instead of queueing behind each other)
+# -- implementation ------------------------------------------------------------------------
+#
+# One source for the bar logic: :func:`_bar` runs steps 1-7 for one variant and one
+# bar, on a variant's state kept in a flat array (row ``r`` of variant ``j`` at
+# ``st[r * G + j]``). :func:`simulate_1d_nb` calls it on every bar.
+# :func:`simulate_many_nb` runs variants in groups of ``_GROUP`` side by side: on a
+# *quiet* bar (same single contract as the last bar, nothing expiring, no funding, no
+# change of the holding, see :func:`_market_prep`) :func:`_quiet_pass` computes, for
+# all variants of the group at once (vectorised), exactly the operations :func:`_bar`
+# performs on such a bar when nothing happens, and flags every variant for which
+# something does happen (a margin call, a scheduled or band rebalance); those
+# variants, and every variant on other bars, run :func:`_bar`. The tests hold
+# ``simulate_many_nb`` equal to ``simulate_1d_nb`` variant by variant.
+
+#: variants run side by side in :func:`simulate_many_nb` (one parallel task each group)
 _GROUP = 16
+
+# rows of the state array
+(
+    R_WALLET,
+    R_RESERVE,
+    R_UNREAL,
+    R_SPOT,
+    R_EQ_U,
+    R_TOPPED,
+    R_NEED,
+    R_PNL_F,
+    R_PNL_B,
+    R_FEES,
+    R_SLIP,
+    R_ROLL,
+    R_FUND,
+    R_LIQ,
+    R_TRADES,
+    R_ROLLS,
+    R_CALLS,
+    R_LIQS,
+    R_CAPPED,
+    R_TURNOVER,
+    R_MIN_EXCESS,
+    R_NEXT_SCHED,
+    R_MM,
+    R_COLLATERAL,
+    R_BAND,
+    R_MODE,
+    R_MARGIN_ON,
+    R_VM_DAILY,
+    R_POS,  # first of K rows: position per contract
+) = range(29)
 
 
 @njit(cache=True)
@@ -269,15 +314,21 @@ def _bar_return(value, value_prev, base):
 
 
 @njit(cache=True, error_model="numpy")
-def _market_prep(px, idx, idx_hi, idx_lo, exp_bar):
+def _market_prep(px, idx, idx_hi, idx_lo, c0, c1, exp_bar, fund_rate, alt_value, alt_changed):
     """Variant-independent per-bar quantities, computed once per market.
 
-    Returns ``pxT[k, t] = px[t, k]`` (contract-major, so one contract's prices are
-    contiguous), ``gT[k, t] = px[t, k] / idx[t]`` (a contract's price per index
-    point, exactly the division step 2 makes) and the adverse index levels of step 2:
-    ``xhi[t] = max(high or close, close)`` for a short-like book,
-    ``xlo[t] = min(low or close, close)`` for a long-like one; ``expiring[t]``:
-    some contract settles at bar ``t``.
+    Returns
+
+    * ``pxT[k, t] = px[t, k]`` (contract-major: one contract's prices are contiguous);
+    * ``gT[k, t] = px[t, k] / idx[t]``: a contract's price per index point (the
+      division step 2 makes);
+    * ``xhi[t] = max(high or close, close)`` and ``xlo[t] = min(low or close, close)``:
+      the adverse index levels of step 2 for a short-like and a long-like book;
+    * ``expiring[t]``: some contract settles at bar ``t``;
+    * ``quiet[t]``: ``t > 0``, the primary contract is the last bar's and nothing is
+      being rolled on either bar, nothing settles, no funding, the holding did not
+      change and is worth something. On a quiet bar steps 4 and 5 do nothing and
+      step 6 can only be triggered by the variant's own schedule or band.
     """
     T = px.shape[0]
     K = px.shape[1]
@@ -300,7 +351,517 @@ def _market_prep(px, idx, idx_hi, idx_lo, exp_bar):
         e = exp_bar[k]
         if 0 <= e < T:
             expiring[e] = True
-    return pxT, gT, xhi, xlo, expiring
+    quiet = np.zeros(T, dtype=np.bool_)
+    for t in range(1, T):
+        quiet[t] = (
+            c0[t] >= 0
+            and c0[t] == c0[t - 1]
+            and c1[t] < 0
+            and c1[t - 1] < 0
+            and not expiring[t]
+            and fund_rate[t] == 0.0
+            and not alt_changed[t]
+            and alt_value[t] != 0.0
+        )
+    return pxT, gT, xhi, xlo, expiring, quiet
+
+
+@njit(cache=True, inline="always")
+def _candidates(t, c0, c1, cand):
+    """Contracts that may hold a position or be targeted on bar ``t`` (into ``cand``); their count."""
+    nc = 0
+    for k in (c0[t - 1] if t > 0 else -1, c1[t - 1] if t > 0 else -1, c0[t], c1[t]):
+        if k < 0:
+            continue
+        dup = False
+        for j in range(nc):
+            if cand[j] == k:
+                dup = True
+        if not dup:
+            cand[nc] = k
+            nc += 1
+    return nc
+
+
+@njit(cache=True, inline="always")
+def _init_state(st, G, j, K, fp, ip, alt_value0):
+    """Starting state of a variant (column ``j`` of ``st``)."""
+    for r in range(R_POS + K):
+        st[r * G + j] = 0.0
+    st[R_WALLET * G + j] = fp[FP_COLLATERAL]
+    st[R_RESERVE * G + j] = fp[FP_RESERVE]
+    st[R_EQ_U * G + j] = alt_value0 + fp[FP_COLLATERAL] + fp[FP_RESERVE]
+    st[R_MIN_EXCESS * G + j] = np.inf
+    st[R_MM * G + j] = fp[FP_MM]
+    st[R_COLLATERAL * G + j] = fp[FP_COLLATERAL]
+    st[R_BAND * G + j] = fp[FP_BAND]
+    st[R_MODE * G + j] = ip[IP_MODE]
+    st[R_MARGIN_ON * G + j] = 1.0 if ip[IP_MARGIN_ON] == 1 else 0.0
+    st[R_VM_DAILY * G + j] = 1.0 if ip[IP_VM_DAILY] == 1 else 0.0
+
+
+@njit(cache=True, inline="always")
+def _write_summary(st, G, j, equity_final, summary):
+    """Summary fields kept in the state (all but the return statistics and the unhedged fields)."""
+    summary[S_PNL_FUTURES] = st[R_PNL_F * G + j]
+    summary[S_PNL_BASIS] = st[R_PNL_B * G + j]
+    summary[S_FEES] = st[R_FEES * G + j]
+    summary[S_SLIPPAGE] = st[R_SLIP * G + j]
+    summary[S_ROLL_COST] = st[R_ROLL * G + j]
+    summary[S_FUNDING] = st[R_FUND * G + j]
+    summary[S_LIQUIDATION_COST] = st[R_LIQ * G + j]
+    summary[S_TRADES] = st[R_TRADES * G + j]
+    summary[S_ROLLS] = st[R_ROLLS * G + j]
+    summary[S_MARGIN_CALLS] = st[R_CALLS * G + j]
+    summary[S_LIQUIDATIONS] = st[R_LIQS * G + j]
+    summary[S_MARGIN_CAPPED] = st[R_CAPPED * G + j]
+    summary[S_TURNOVER_CONTRACTS] = st[R_TURNOVER * G + j]
+    me = st[R_MIN_EXCESS * G + j]
+    summary[S_MIN_MARGIN_EXCESS] = me if np.isfinite(me) else np.nan
+    summary[S_FINAL_EQUITY_HEDGED] = equity_final
+    summary[S_FINAL_EQUITY_UNHEDGED] = st[R_EQ_U * G + j]
+    summary[S_MARGIN_NEED] = max(st[R_NEED * G + j], 0.0)
+
+
+@njit(cache=True, inline="always")
+def _bar(t, st, G, j, cand, nc, tgt, mkt, h_t, cs, fp, ip, record, out, eq):
+    """Steps 1-7 of the module docstring: bar ``t`` of variant ``j`` (state ``st[r * G + j]``).
+
+    ``mkt`` holds the market arrays (``pxT, gT, idx, xhi, xlo, expiring`` from
+    :func:`_market_prep`, then the kernel's own arguments ``c0`` .. ``alt_changed``). Writes the hedged
+    equity after the bar to ``eq[t, j]`` and, when ``record``, the bar's row of ``out``.
+    """
+    (pxT, g, idx, xhi, xlo, expiring, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
+     alt_value, alt_pnl, alt_flow, alt_changed) = mkt
+    fee = fp[FP_FEE]
+    hs = fp[FP_HALF_SPREAD]
+    imp = fp[FP_IMPACT]
+    band = fp[FP_BAND]
+    min_trade = fp[FP_MIN_TRADE]
+    im = fp[FP_IM]
+    mm = fp[FP_MM]
+    collateral = fp[FP_COLLATERAL]
+    liq_fee = fp[FP_LIQ_FEE]
+    settle_fee = fp[FP_SETTLE_FEE]
+    every = ip[IP_EVERY]
+    mode = ip[IP_MODE]
+    whole = ip[IP_WHOLE] == 1
+    policy = ip[IP_POLICY]
+    margin_on = ip[IP_MARGIN_ON] == 1
+    vm_daily = ip[IP_VM_DAILY] == 1
+    pb = R_POS * G + j  # position of contract k: st[pb + k * G]
+
+    wallet = st[R_WALLET * G + j]
+    reserve = st[R_RESERVE * G + j]
+    unreal = st[R_UNREAL * G + j]
+    topped = st[R_TOPPED * G + j]
+    need = st[R_NEED * G + j]
+    k0 = c0[t]
+    k1 = c1[t]
+
+    pnl_f = 0.0
+    pnl_b = 0.0
+    fees = 0.0
+    slip = 0.0
+    roll = 0.0
+    fund = 0.0
+    liq = 0.0
+    trade_q = 0.0
+    roll_q = 0.0
+    rebal = False
+    rolled = False
+    call = False
+    liqd = False
+    trades = 0.0
+    rolls = 0.0
+    capped = 0.0
+    # any cost, funding or trade this bar (otherwise those are all +0.0 and adding
+    # them changes nothing, so the additions are skipped)
+    busy = False
+
+    if t > 0:
+        # 1. mark to market, and 2. the book as a function of the index level x
+        i_t = idx[t]
+        i_p = idx[t - 1]
+        A = 0.0
+        B = 0.0
+        D = wallet + unreal
+        for jj in range(nc):
+            k = cand[jj]
+            pk = st[pb + k * G]
+            if pk != 0.0:
+                p_t = pxT[k, t]
+                p_p = pxT[k, t - 1]
+                pnl_f += pk * cs * (p_t - p_p)
+                pnl_b += pk * cs * ((p_t - i_t) - (p_p - i_p))
+                gk = g[k, t]
+                A += pk * cs * gk
+                B += abs(pk) * cs * gk
+                D -= pk * cs * p_p
+        # 2. margin check at the adverse intrabar price
+        if B > 0.0:
+            slope = A - mm * B  # d(MB - MM)/dx
+            if slope < 0.0:
+                x_adv = xhi[t]
+            else:
+                x_adv = xlo[t]
+            mb_adv = D + A * x_adv
+            mm_adv = mm * B * x_adv
+            # margin_need tracks max(MM_adv - (MB_adv - collateral - top-ups)): the collateral
+            # that would have kept maintenance covered along this path with no calls
+            need = max(need, mm_adv - (mb_adv - collateral - topped))
+            if margin_on and mb_adv < mm_adv:
+                call = True
+                busy = True
+                liquidate = False
+                if policy == POLICY_TOP_UP:
+                    amount = min(reserve, im * B * x_adv - mb_adv)
+                    reserve -= amount
+                    wallet += amount
+                    topped += amount
+                    D += amount
+                    mb_adv += amount
+                    liquidate = mb_adv < mm_adv
+                elif mb_adv <= 0.0:
+                    liquidate = True
+                else:
+                    # cut the hedge to what the balance supports at initial margin
+                    scale = mb_adv / (im * B * x_adv)
+                    for jj in range(nc):
+                        k = cand[jj]
+                        pk = st[pb + k * G]
+                        if pk != 0.0:
+                            new = pk * scale
+                            if whole:
+                                new = np.trunc(new)
+                            q = new - pk
+                            p = g[k, t] * x_adv
+                            pnl_f += q * cs * (pxT[k, t] - p)
+                            f_, s_ = _trade_cost(q, cs, p, fee, hs, imp, volume_usd[t])
+                            fees -= f_
+                            slip -= s_
+                            trade_q += abs(q)
+                            st[pb + k * G] = new
+                    rebal = True
+                    trades += 1.0
+                if liquidate:
+                    x_star = D / (mm * B - A)
+                    if slope < 0.0:
+                        x_star = min(max(x_star, i_p if i_p < x_adv else x_adv), x_adv)
+                    else:
+                        x_star = max(min(x_star, i_p if i_p > x_adv else x_adv), x_adv)
+                    for jj in range(nc):
+                        k = cand[jj]
+                        pk = st[pb + k * G]
+                        if pk != 0.0:
+                            p = g[k, t] * x_star
+                            q = -pk
+                            pnl_f += q * cs * (pxT[k, t] - p)
+                            liq -= abs(q) * cs * p * liq_fee
+                            st[pb + k * G] = 0.0
+                    liqd = True
+                    st[R_LIQS * G + j] += 1.0
+                st[R_CALLS * G + j] += 1.0
+        unreal += pnl_f
+        # 3. funding at the close
+        rate = fund_rate[t]
+        if rate != 0.0:
+            busy = True
+            for jj in range(nc):
+                k = cand[jj]
+                pk = st[pb + k * G]
+                if pk != 0.0:
+                    fund -= pk * cs * pxT[k, t] * rate
+
+    # 4. expiry settlement at the index
+    carried = 0.0
+    for jj in range(nc if expiring[t] else 0):
+        k = cand[jj]
+        pk = st[pb + k * G]
+        if exp_bar[k] == t and pk != 0.0:
+            roll -= abs(pk) * cs * pxT[k, t] * settle_fee
+            carried += pk
+            st[pb + k * G] = 0.0
+            rolled = True
+            busy = True
+            rolls += 1.0
+
+    # 5. roll: move the held total onto this bar's contract split
+    # (one contract, no split and nothing settled: the split is the holding itself)
+    if nc > 1 or k1 >= 0 or carried != 0.0:
+        total = carried
+        for jj in range(nc):
+            total += st[pb + cand[jj] * G]
+        for jj in range(nc):
+            tgt[cand[jj]] = 0.0
+        if k1 >= 0:
+            part = total * w1[t]
+            if whole:
+                part = _round_half_away(part)
+            tgt[k1] = part
+            tgt[k0] = total - part
+        else:
+            tgt[k0] = total
+        for jj in range(nc):
+            k = cand[jj]
+            pk = st[pb + k * G]
+            q = tgt[k] - pk
+            if abs(q) > _EPS:
+                f_, s_ = _trade_cost(q, cs, pxT[k, t], fee, hs, imp, volume_usd[t])
+                roll -= f_ + s_
+                roll_q += abs(q)
+                if pk != 0.0 and tgt[k] == 0.0 and carried == 0.0:
+                    rolls += 1.0
+                st[pb + k * G] = tgt[k]
+                rolled = True
+                busy = True
+
+    # 6. rebalance to the rule's target
+    f0 = pxT[k0, t]
+    held = 0.0
+    for jj in range(nc):
+        held += st[pb + cand[jj] * G]
+    next_sched = np.int64(st[R_NEXT_SCHED * G + j])
+    scheduled = t == next_sched  # t % every == 0, without a division per bar
+    if scheduled:
+        st[R_NEXT_SCHED * G + j] = next_sched + every
+    if t == 0 or alt_changed[t]:
+        trigger = True
+    elif mode == MODE_EVERY:
+        trigger = scheduled
+    elif mode == MODE_BAND or scheduled:
+        h_held = -held * cs * f0 / alt_value[t]
+        trigger = abs(h_held - h_t) > band * abs(h_t) + _EPS
+    else:
+        trigger = False
+    if trigger:
+        n_star = -h_t * alt_value[t] / (cs * f0)
+        if whole:
+            n_star = _round_half_away(n_star)
+        if margin_on:
+            mb = wallet + unreal + fund + fees + slip + roll + liq
+            need_im = im * abs(n_star) * cs * f0
+            if need_im > mb and policy == POLICY_TOP_UP and reserve > 0.0:
+                amount = min(reserve, need_im - mb)
+                reserve -= amount
+                wallet += amount
+                topped += amount
+                mb += amount
+            if need_im > mb:
+                # the venue would reject an order beyond the available margin
+                # largest position whose initial margin plus trading costs the balance covers
+                # (impact bounded above by that of a trade of the whole balance / im)
+                cost_rate = fee + hs
+                if imp > 0.0 and volume_usd[t] > 0.0 and np.isfinite(volume_usd[t]):
+                    cost_rate += imp * np.sqrt(max(mb, 0.0) / im / volume_usd[t])
+                cap = max(mb, 0.0) / (im * cs * f0 * (1.0 + cost_rate / im))
+                if whole:
+                    cap = np.floor(cap)
+                if abs(n_star) > cap:
+                    n_star = cap if n_star > 0 else -cap
+                    capped += 1.0
+        q_total = n_star - held
+        if abs(q_total) > _EPS and abs(q_total) >= min_trade:
+            if k1 >= 0:
+                part = n_star * w1[t]
+                if whole:
+                    part = _round_half_away(part)
+                tgt[k1] = part
+                tgt[k0] = n_star - part
+            else:
+                tgt[k0] = n_star
+            for jj in range(nc):
+                k = cand[jj]
+                if k != k0 and k != k1:
+                    tgt[k] = 0.0
+                pk = st[pb + k * G]
+                q = tgt[k] - pk
+                if abs(q) > _EPS:
+                    f_, s_ = _trade_cost(q, cs, pxT[k, t], fee, hs, imp, volume_usd[t])
+                    fees -= f_
+                    slip -= s_
+                    trade_q += abs(q)
+                    st[pb + k * G] = tgt[k]
+                    busy = True
+            rebal = True
+            trades += 1.0
+
+    # 7. cash movements and variation margin
+    if busy:
+        wallet += fund + fees + slip + roll + liq
+    if not vm_daily or vm_bar[t]:
+        wallet += unreal
+        unreal = 0.0
+    spot_cash = st[R_SPOT * G + j] + alt_flow[t]
+    cash = spot_cash + wallet + reserve
+    equity = cash + alt_value[t] + unreal
+    eq_u = st[R_EQ_U * G + j] + alt_pnl[t]
+
+    contracts = 0.0
+    gross = 0.0
+    for jj in range(nc):
+        k = cand[jj]
+        pk = st[pb + k * G]
+        contracts += pk
+        gross += abs(pk) * cs * pxT[k, t]
+    mb = wallet + unreal
+    m_req = mm * gross
+    excess = mb - m_req
+    if gross > 0.0:
+        st[R_MIN_EXCESS * G + j] = min(st[R_MIN_EXCESS * G + j], excess)
+        need = max(need, m_req - (mb - collateral - topped))
+
+    st[R_WALLET * G + j] = wallet
+    st[R_RESERVE * G + j] = reserve
+    st[R_UNREAL * G + j] = unreal
+    st[R_SPOT * G + j] = spot_cash
+    st[R_EQ_U * G + j] = eq_u
+    st[R_TOPPED * G + j] = topped
+    st[R_NEED * G + j] = need
+    st[R_PNL_F * G + j] += pnl_f
+    st[R_PNL_B * G + j] += pnl_b
+    st[R_TRADES * G + j] += trades
+    st[R_ROLLS * G + j] += rolls
+    st[R_CAPPED * G + j] += capped
+    if busy:
+        st[R_FEES * G + j] += fees
+        st[R_SLIP * G + j] += slip
+        st[R_ROLL * G + j] += roll
+        st[R_FUND * G + j] += fund
+        st[R_LIQ * G + j] += liq
+        st[R_TURNOVER * G + j] += trade_q + roll_q
+    if record:
+        equity_prev = eq[t - 1, j] if t > 0 else 0.0
+    eq[t, j] = equity
+
+    if record:
+        out[O_CONTRACTS, t] = contracts
+        out[O_PRIMARY, t] = k0
+        out[O_HR_TARGET, t] = h_t
+        out[O_HR_HELD, t] = -contracts * cs * f0 / alt_value[t]
+        out[O_TRADE, t] = trade_q
+        out[O_ROLL_Q, t] = roll_q
+        out[O_REBAL, t] = 1.0 if rebal else 0.0
+        out[O_ROLLED, t] = 1.0 if rolled else 0.0
+        out[O_CASH, t] = cash
+        out[O_UNREAL, t] = unreal
+        out[O_EQ_H, t] = equity
+        out[O_EQ_U, t] = eq_u
+        out[O_PNL_F, t] = pnl_f
+        out[O_PNL_B, t] = pnl_b
+        out[O_FEES, t] = fees
+        out[O_SLIP, t] = slip
+        out[O_ROLL, t] = roll
+        out[O_FUND, t] = fund
+        out[O_LIQ, t] = liq
+        out[O_MB, t] = mb
+        out[O_IM, t] = im * gross
+        out[O_MM, t] = m_req
+        out[O_EXCESS, t] = excess
+        out[O_RESERVE, t] = reserve
+        out[O_CALL, t] = 1.0 if call else 0.0
+        out[O_LIQD, t] = 1.0 if liqd else 0.0
+        if t > 0:
+            out[O_RET_H, t] = _bar_return(equity, equity_prev, alt_value[t - 1])
+            out[O_RET_U, t] = alt_pnl[t] / alt_value[t - 1]
+        else:
+            out[O_RET_H, t] = np.nan
+            out[O_RET_U, t] = np.nan
+        out[O_NEED, t] = need
+
+
+@njit(cache=True, error_model="numpy")
+def _quiet_pass(t, k, st, H, eq, ev, cs, p_t, p_p, i_t, i_p, g_t, x_hi, x_lo, vm_t, flow_t, av_t, pnl_t):
+    """Bar ``t`` of a group of ``_GROUP`` variants on a quiet bar (contract ``k``), side by side.
+
+    Performs the operations :func:`_bar` performs on a quiet bar when nothing
+    happens (steps 1, 2 and 7; steps 3-6 do nothing there), in the same order, for
+    every variant, and commits them where nothing happens. ``ev[j]`` is set where
+    something does: a margin call, a scheduled rebalance, a band breach; the state
+    of those variants is left untouched for :func:`_bar`. Returns the number of them.
+    Branch-free so that it vectorises; ``error_model="numpy"`` only removes the
+    zero check of ``av_t`` (non-zero on quiet bars).
+    """
+    G = _GROUP
+    tf = float(t)
+    n_ev = 0
+    for j in range(G):
+        pk = st[(R_POS + k) * G + j]
+        wallet = st[R_WALLET * G + j]
+        unreal = st[R_UNREAL * G + j]
+        reserve = st[R_RESERVE * G + j]
+        mm = st[R_MM * G + j]
+        collateral = st[R_COLLATERAL * G + j]
+        topped = st[R_TOPPED * G + j]
+        need = st[R_NEED * G + j]
+        min_excess = st[R_MIN_EXCESS * G + j]
+        # 1. mark to market, and 2. the book as a function of x (all zero when flat)
+        held = pk != 0.0
+        pc = pk * cs
+        D = wallet + unreal
+        pnl_f = 0.0 + pc * (p_t - p_p)
+        pnl_b = 0.0 + pc * ((p_t - i_t) - (p_p - i_p))
+        A = 0.0 + pc * g_t
+        B = 0.0 + abs(pk) * cs * g_t
+        D_held = D - pc * p_p
+        pnl_f = pnl_f if held else 0.0
+        pnl_b = pnl_b if held else 0.0
+        A = A if held else 0.0
+        B = B if held else 0.0
+        D = D_held if held else D
+        # 2. margin check at the adverse intrabar price
+        has_b = B > 0.0
+        slope = A - mm * B
+        x_adv = x_hi if slope < 0.0 else x_lo
+        mb_adv = D + A * x_adv
+        mm_adv = mm * B * x_adv
+        gap = mm_adv - (mb_adv - collateral - topped)
+        need_b = gap if gap > need else need
+        need = need_b if has_b else need
+        call = has_b and st[R_MARGIN_ON * G + j] != 0.0 and mb_adv < mm_adv
+        unreal = unreal + pnl_f
+        # 6. rebalance trigger: the variant's schedule, or its band in band mode
+        held_total = 0.0 + pk
+        h_t = H[t, j]
+        h_held = -held_total * cs * p_t / av_t
+        drift = abs(h_held - h_t) > st[R_BAND * G + j] * abs(h_t) + _EPS
+        scheduled = st[R_NEXT_SCHED * G + j] == tf
+        event = call or scheduled or (st[R_MODE * G + j] == MODE_BAND and drift)
+        # 7. variation margin, cash, equity, margin figures
+        vm = st[R_VM_DAILY * G + j] == 0.0 or vm_t
+        wallet_vm = wallet + unreal
+        wallet = wallet_vm if vm else wallet
+        unreal = 0.0 if vm else unreal
+        spot_cash = st[R_SPOT * G + j] + flow_t
+        cash = spot_cash + wallet + reserve
+        equity = cash + av_t + unreal
+        eq_u = st[R_EQ_U * G + j] + pnl_t
+        gross = 0.0 + abs(pk) * cs * p_t
+        mb = wallet + unreal
+        m_req = mm * gross
+        excess = mb - m_req
+        has_g = gross > 0.0
+        min_excess_g = excess if excess < min_excess else min_excess
+        min_excess_new = min_excess_g if has_g else min_excess
+        gap = m_req - (mb - collateral - topped)
+        need_g = gap if gap > need else need
+        need = need_g if has_g else need
+        # commit where nothing happened
+        keep = not event
+        st[R_WALLET * G + j] = wallet if keep else st[R_WALLET * G + j]
+        st[R_UNREAL * G + j] = unreal if keep else st[R_UNREAL * G + j]
+        st[R_SPOT * G + j] = spot_cash if keep else st[R_SPOT * G + j]
+        st[R_EQ_U * G + j] = eq_u if keep else st[R_EQ_U * G + j]
+        st[R_NEED * G + j] = need if keep else st[R_NEED * G + j]
+        st[R_MIN_EXCESS * G + j] = min_excess_new if keep else min_excess
+        pnl_f_sum = st[R_PNL_F * G + j] + pnl_f
+        st[R_PNL_F * G + j] = pnl_f_sum if keep else st[R_PNL_F * G + j]
+        pnl_b_sum = st[R_PNL_B * G + j] + pnl_b
+        st[R_PNL_B * G + j] = pnl_b_sum if keep else st[R_PNL_B * G + j]
+        eq[t, j] = equity
+        ev[j] = event
+        n_ev += 1 if event else 0
+    return n_ev
 
 
 @njit(cache=True)
@@ -340,446 +901,40 @@ def _unhedged_stats(alt_value, alt_pnl, summary):
 
 
 @njit(cache=True, error_model="numpy")
-def _return_stats(eq, alt_value, ng):
-    """Welford mean / M2 and maximum drawdown of the hedged bar returns of ``ng`` variants.
+def _return_stats(eq, alt_value):
+    """Welford mean / M2 and maximum drawdown of the hedged bar returns.
 
-    ``eq[j, t]`` is the hedged equity after bar ``t`` of variant ``j``. The variants'
-    recursions are independent, so they are run side by side (bars in tiles, variants
-    innermost), which lets the compiler use vector divisions; every variant still
-    sees exactly the operations of a one-variant loop. ``error_model="numpy"``
-    only drops the zero-divisor checks: the divisors are the bar count, the coin
-    value (checked non-zero by :func:`_unhedged_stats`) and the running peak (>= 1).
-    Returns ``st`` with ``st[j]`` = mean, ``st[ng + j]`` = M2, ``st[4 * ng + j]`` = max drawdown.
+    ``eq[t, j]`` is the hedged equity after bar ``t`` of variant ``j``. The
+    variants' recursions are independent and run side by side (vector divisions);
+    each variant still sees exactly the operations of a one-variant loop.
+    ``error_model="numpy"`` only drops zero-divisor checks: the divisors are the bar
+    count, the coin value (checked non-zero by :func:`_unhedged_stats`) and the
+    running peak (>= 1). Returns ``st``: ``st[j]`` mean, ``st[G + j]`` M2,
+    ``st[4 * G + j]`` maximum drawdown.
     """
-    T = eq.shape[1]
-    tile = 64
-    # state of all variants in one array (mean, M2, wealth, peak, drawdown), so that
-    # a single overlap check lets the loop below vectorise
-    st = np.zeros(5 * ng)
-    for j in range(ng):
-        st[2 * ng + j] = 1.0
-        st[3 * ng + j] = 1.0
-    buf = np.empty((tile + 1, ng))
+    T = eq.shape[0]
+    G = eq.shape[1]
+    # all state in one array, so that one overlap check lets the loop vectorise
+    st = np.zeros(5 * G)
+    for j in range(G):
+        st[2 * G + j] = 1.0
+        st[3 * G + j] = 1.0
     n = 0.0
-    for t0 in range(1, T, tile):
-        nt = min(tile, T - t0)
-        for j in range(ng):
-            for i in range(nt + 1):
-                buf[i, j] = eq[j, t0 - 1 + i]
-        for i in range(1, nt + 1):
-            n += 1.0
-            base = alt_value[t0 + i - 2]
-            for j in range(ng):
-                r = _bar_return(buf[i, j], buf[i - 1, j], base)
-                d = r - st[j]
-                mean = st[j] + d / n
-                st[j] = mean
-                st[ng + j] += d * (r - mean)
-                w = st[2 * ng + j] * (1.0 + r)
-                st[2 * ng + j] = w
-                p = max(st[3 * ng + j], w)
-                st[3 * ng + j] = p
-                st[4 * ng + j] = max(st[4 * ng + j], 1.0 - w / p)
+    for t in range(1, T):
+        n += 1.0
+        base = alt_value[t - 1]
+        for j in range(G):
+            r = _bar_return(eq[t, j], eq[t - 1, j], base)
+            d = r - st[j]
+            mean = st[j] + d / n
+            st[j] = mean
+            st[G + j] += d * (r - mean)
+            w = st[2 * G + j] * (1.0 + r)
+            st[2 * G + j] = w
+            p = max(st[3 * G + j], w)
+            st[3 * G + j] = p
+            st[4 * G + j] = max(st[4 * G + j], 1.0 - w / p)
     return st
-
-
-@njit(cache=True, inline="always")
-def _simulate_core(
-    px, g, idx, xhi, xlo, expiring, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
-    alt_value, alt_pnl, alt_flow, alt_changed, h, cs, fp, ip, record, out, eq, jcol, summary,
-):
-    """The bar loop of one variant (steps 1-7 of the module docstring).
-
-    Writes the hedged equity after each bar to ``eq[:, jcol]``, the per-bar rows
-    to ``out`` when ``record``, and every summary field that depends on the
-    variant except the return statistics (see :func:`_return_stats`) to
-    ``summary``. Inlined into its two callers, so ``record=False`` compiles the
-    ledger writes away.
-    """
-    K = px.shape[0]
-    T = px.shape[1]
-    fee = fp[FP_FEE]
-    hs = fp[FP_HALF_SPREAD]
-    imp = fp[FP_IMPACT]
-    band = fp[FP_BAND]
-    min_trade = fp[FP_MIN_TRADE]
-    im = fp[FP_IM]
-    mm = fp[FP_MM]
-    collateral = fp[FP_COLLATERAL]
-    liq_fee = fp[FP_LIQ_FEE]
-    settle_fee = fp[FP_SETTLE_FEE]
-    every = ip[IP_EVERY]
-    mode = ip[IP_MODE]
-    whole = ip[IP_WHOLE] == 1
-    policy = ip[IP_POLICY]
-    margin_on = ip[IP_MARGIN_ON] == 1
-    vm_daily = ip[IP_VM_DAILY] == 1
-
-    pos = np.zeros(K)
-    tgt = np.zeros(K)
-    cand = np.empty(4, dtype=np.int64)
-    wallet = collateral
-    reserve = fp[FP_RESERVE]
-    unreal = 0.0
-    spot_cash = 0.0
-    equity_prev = alt_value[0] + wallet + reserve
-    eq_u_prev = equity_prev
-    # summary accumulators live in registers; written once at the end
-    s_pnl_f = 0.0
-    s_pnl_b = 0.0
-    s_fees = 0.0
-    s_slip = 0.0
-    s_roll = 0.0
-    s_fund = 0.0
-    s_liq = 0.0
-    s_trades = 0.0
-    s_rolls = 0.0
-    s_calls = 0.0
-    s_liqs = 0.0
-    s_capped = 0.0
-    s_turnover = 0.0
-    s_min_excess = np.inf
-    # margin_need tracks max(MM_adv - (MB_adv - collateral - top-ups)): the collateral
-    # that would have kept maintenance covered along this path with no calls
-    topped = 0.0
-    need = 0.0
-    # next scheduled rebalance bar (t % every == 0 without a division per bar)
-    next_sched = 0
-    # the candidate contracts only change when (c0, c1) of this or the last bar change
-    key_a0 = -2
-    key_a1 = -2
-    key_k0 = -2
-    key_k1 = -2
-    nc = 0
-
-    for t in range(T):
-        k0 = c0[t]
-        k1 = c1[t]
-        a0 = c0[t - 1] if t > 0 else -1
-        a1 = c1[t - 1] if t > 0 else -1
-        if a0 != key_a0 or a1 != key_a1 or k0 != key_k0 or k1 != key_k1:
-            key_a0 = a0
-            key_a1 = a1
-            key_k0 = k0
-            key_k1 = k1
-            # contracts that may hold a position or be targeted on this bar
-            nc = 0
-            for k in (a0, a1, k0, k1):
-                if k < 0:
-                    continue
-                dup = False
-                for j in range(nc):
-                    if cand[j] == k:
-                        dup = True
-                if not dup:
-                    cand[nc] = k
-                    nc += 1
-
-        pnl_f = 0.0
-        pnl_b = 0.0
-        fees = 0.0
-        slip = 0.0
-        roll = 0.0
-        fund = 0.0
-        liq = 0.0
-        trade_q = 0.0
-        roll_q = 0.0
-        rebal = False
-        rolled = False
-        call = False
-        liqd = False
-        # any cost, funding or trade this bar (otherwise those are all +0.0 and adding
-        # them changes nothing, so the additions are skipped)
-        busy = False
-
-        if t > 0:
-            # 1. mark to market, and 2. the book as a function of the index level x
-            i_t = idx[t]
-            i_p = idx[t - 1]
-            A = 0.0
-            B = 0.0
-            D = wallet + unreal
-            for j in range(nc):
-                k = cand[j]
-                pk = pos[k]
-                if pk != 0.0:
-                    p_t = px[k, t]
-                    p_p = px[k, t - 1]
-                    pnl_f += pk * cs * (p_t - p_p)
-                    pnl_b += pk * cs * ((p_t - i_t) - (p_p - i_p))
-                    gk = g[k, t]
-                    A += pk * cs * gk
-                    B += abs(pk) * cs * gk
-                    D -= pk * cs * p_p
-            # 2. margin check at the adverse intrabar price
-            if B > 0.0:
-                slope = A - mm * B  # d(MB - MM)/dx
-                if slope < 0.0:
-                    x_adv = xhi[t]
-                else:
-                    x_adv = xlo[t]
-                mb_adv = D + A * x_adv
-                mm_adv = mm * B * x_adv
-                need = max(need, mm_adv - (mb_adv - collateral - topped))
-                if margin_on and mb_adv < mm_adv:
-                    call = True
-                    busy = True
-                    s_calls += 1.0
-                    liquidate = False
-                    if policy == POLICY_TOP_UP:
-                        amount = min(reserve, im * B * x_adv - mb_adv)
-                        reserve -= amount
-                        wallet += amount
-                        topped += amount
-                        D += amount
-                        mb_adv += amount
-                        liquidate = mb_adv < mm_adv
-                    elif mb_adv <= 0.0:
-                        liquidate = True
-                    else:
-                        # cut the hedge to what the balance supports at initial margin
-                        scale = mb_adv / (im * B * x_adv)
-                        for j in range(nc):
-                            k = cand[j]
-                            if pos[k] != 0.0:
-                                new = pos[k] * scale
-                                if whole:
-                                    new = np.trunc(new)
-                                q = new - pos[k]
-                                p = g[k, t] * x_adv
-                                pnl_f += q * cs * (px[k, t] - p)
-                                f_, s_ = _trade_cost(q, cs, p, fee, hs, imp, volume_usd[t])
-                                fees -= f_
-                                slip -= s_
-                                trade_q += abs(q)
-                                pos[k] = new
-                        rebal = True
-                        s_trades += 1.0
-                    if liquidate:
-                        x_star = D / (mm * B - A)
-                        if slope < 0.0:
-                            x_star = min(max(x_star, i_p if i_p < x_adv else x_adv), x_adv)
-                        else:
-                            x_star = max(min(x_star, i_p if i_p > x_adv else x_adv), x_adv)
-                        for j in range(nc):
-                            k = cand[j]
-                            if pos[k] != 0.0:
-                                p = g[k, t] * x_star
-                                q = -pos[k]
-                                pnl_f += q * cs * (px[k, t] - p)
-                                liq -= abs(q) * cs * p * liq_fee
-                                pos[k] = 0.0
-                        liqd = True
-                        s_liqs += 1.0
-            unreal += pnl_f
-            # 3. funding at the close
-            rate = fund_rate[t]
-            if rate != 0.0:
-                busy = True
-                for j in range(nc):
-                    k = cand[j]
-                    if pos[k] != 0.0:
-                        fund -= pos[k] * cs * px[k, t] * rate
-
-        # 4. expiry settlement at the index
-        carried = 0.0
-        for j in range(nc if expiring[t] else 0):
-            k = cand[j]
-            if exp_bar[k] == t and pos[k] != 0.0:
-                roll -= abs(pos[k]) * cs * px[k, t] * settle_fee
-                busy = True
-                carried += pos[k]
-                pos[k] = 0.0
-                rolled = True
-                s_rolls += 1.0
-
-        # 5. roll: move the held total onto this bar's contract split
-        # (one contract, no split and nothing settled: the split is the holding itself)
-        if nc > 1 or k1 >= 0 or carried != 0.0:
-            total = carried
-            for j in range(nc):
-                total += pos[cand[j]]
-            for j in range(nc):
-                tgt[cand[j]] = 0.0
-            if k1 >= 0:
-                part = total * w1[t]
-                if whole:
-                    part = _round_half_away(part)
-                tgt[k1] = part
-                tgt[k0] = total - part
-            else:
-                tgt[k0] = total
-            for j in range(nc):
-                k = cand[j]
-                q = tgt[k] - pos[k]
-                if abs(q) > _EPS:
-                    f_, s_ = _trade_cost(q, cs, px[k, t], fee, hs, imp, volume_usd[t])
-                    roll -= f_ + s_
-                    roll_q += abs(q)
-                    busy = True
-                    if pos[k] != 0.0 and tgt[k] == 0.0 and carried == 0.0:
-                        s_rolls += 1.0
-                    pos[k] = tgt[k]
-                    rolled = True
-
-        # 6. rebalance to the rule's target
-        f0 = px[k0, t]
-        h_t = h[t]
-        held = 0.0
-        for j in range(nc):
-            held += pos[cand[j]]
-        scheduled = t == next_sched
-        if scheduled:
-            next_sched += every
-        if t == 0 or alt_changed[t]:
-            trigger = True
-        elif mode == MODE_EVERY:
-            trigger = scheduled
-        elif mode == MODE_BAND or scheduled:
-            h_held = -held * cs * f0 / alt_value[t]
-            trigger = abs(h_held - h_t) > band * abs(h_t) + _EPS
-        else:
-            trigger = False
-        if trigger:
-            n_star = -h_t * alt_value[t] / (cs * f0)
-            if whole:
-                n_star = _round_half_away(n_star)
-            if margin_on:
-                mb = wallet + unreal + fund + fees + slip + roll + liq
-                need_im = im * abs(n_star) * cs * f0
-                if need_im > mb and policy == POLICY_TOP_UP and reserve > 0.0:
-                    amount = min(reserve, need_im - mb)
-                    reserve -= amount
-                    wallet += amount
-                    topped += amount
-                    mb += amount
-                if need_im > mb:
-                    # the venue would reject an order beyond the available margin
-                    # largest position whose initial margin plus trading costs the balance covers
-                    # (impact bounded above by that of a trade of the whole balance / im)
-                    cost_rate = fee + hs
-                    if imp > 0.0 and volume_usd[t] > 0.0 and np.isfinite(volume_usd[t]):
-                        cost_rate += imp * np.sqrt(max(mb, 0.0) / im / volume_usd[t])
-                    cap = max(mb, 0.0) / (im * cs * f0 * (1.0 + cost_rate / im))
-                    if whole:
-                        cap = np.floor(cap)
-                    if abs(n_star) > cap:
-                        n_star = cap if n_star > 0 else -cap
-                        s_capped += 1.0
-            q_total = n_star - held
-            if abs(q_total) > _EPS and abs(q_total) >= min_trade:
-                if k1 >= 0:
-                    part = n_star * w1[t]
-                    if whole:
-                        part = _round_half_away(part)
-                    tgt[k1] = part
-                    tgt[k0] = n_star - part
-                else:
-                    tgt[k0] = n_star
-                for j in range(nc):
-                    k = cand[j]
-                    if k != k0 and k != k1:
-                        tgt[k] = 0.0
-                    q = tgt[k] - pos[k]
-                    if abs(q) > _EPS:
-                        f_, s_ = _trade_cost(q, cs, px[k, t], fee, hs, imp, volume_usd[t])
-                        fees -= f_
-                        slip -= s_
-                        trade_q += abs(q)
-                        pos[k] = tgt[k]
-                        busy = True
-                rebal = True
-                s_trades += 1.0
-
-        # 7. cash movements and variation margin
-        if busy:
-            wallet += fund + fees + slip + roll + liq
-        if not vm_daily or vm_bar[t]:
-            wallet += unreal
-            unreal = 0.0
-        spot_cash += alt_flow[t]
-        cash = spot_cash + wallet + reserve
-        equity = cash + alt_value[t] + unreal
-        eq_u = eq_u_prev + alt_pnl[t]
-
-        contracts = 0.0
-        gross = 0.0
-        for j in range(nc):
-            k = cand[j]
-            contracts += pos[k]
-            gross += abs(pos[k]) * cs * px[k, t]
-        mb = wallet + unreal
-        m_req = mm * gross
-        excess = mb - m_req
-        if gross > 0.0:
-            s_min_excess = min(s_min_excess, excess)
-            need = max(need, m_req - (mb - collateral - topped))
-
-        eq[jcol, t] = equity
-        s_pnl_f += pnl_f
-        s_pnl_b += pnl_b
-        if busy:
-            s_fees += fees
-            s_slip += slip
-            s_roll += roll
-            s_fund += fund
-            s_liq += liq
-            s_turnover += trade_q + roll_q
-
-        if record:
-            out[O_CONTRACTS, t] = contracts
-            out[O_PRIMARY, t] = k0
-            out[O_HR_TARGET, t] = h_t
-            out[O_HR_HELD, t] = -contracts * cs * f0 / alt_value[t]
-            out[O_TRADE, t] = trade_q
-            out[O_ROLL_Q, t] = roll_q
-            out[O_REBAL, t] = 1.0 if rebal else 0.0
-            out[O_ROLLED, t] = 1.0 if rolled else 0.0
-            out[O_CASH, t] = cash
-            out[O_UNREAL, t] = unreal
-            out[O_EQ_H, t] = equity
-            out[O_EQ_U, t] = eq_u
-            out[O_PNL_F, t] = pnl_f
-            out[O_PNL_B, t] = pnl_b
-            out[O_FEES, t] = fees
-            out[O_SLIP, t] = slip
-            out[O_ROLL, t] = roll
-            out[O_FUND, t] = fund
-            out[O_LIQ, t] = liq
-            out[O_MB, t] = mb
-            out[O_IM, t] = im * gross
-            out[O_MM, t] = m_req
-            out[O_EXCESS, t] = excess
-            out[O_RESERVE, t] = reserve
-            out[O_CALL, t] = 1.0 if call else 0.0
-            out[O_LIQD, t] = 1.0 if liqd else 0.0
-            if t > 0:
-                out[O_RET_H, t] = _bar_return(equity, equity_prev, alt_value[t - 1])
-                out[O_RET_U, t] = alt_pnl[t] / alt_value[t - 1]
-            else:
-                out[O_RET_H, t] = np.nan
-                out[O_RET_U, t] = np.nan
-            out[O_NEED, t] = need
-        equity_prev = equity
-        eq_u_prev = eq_u
-
-    summary[S_PNL_FUTURES] = s_pnl_f
-    summary[S_PNL_BASIS] = s_pnl_b
-    summary[S_FEES] = s_fees
-    summary[S_SLIPPAGE] = s_slip
-    summary[S_ROLL_COST] = s_roll
-    summary[S_FUNDING] = s_fund
-    summary[S_LIQUIDATION_COST] = s_liq
-    summary[S_TRADES] = s_trades
-    summary[S_ROLLS] = s_rolls
-    summary[S_MARGIN_CALLS] = s_calls
-    summary[S_LIQUIDATIONS] = s_liqs
-    summary[S_MARGIN_CAPPED] = s_capped
-    summary[S_TURNOVER_CONTRACTS] = s_turnover
-    summary[S_MIN_MARGIN_EXCESS] = s_min_excess if np.isfinite(s_min_excess) else np.nan
-    summary[S_FINAL_EQUITY_HEDGED] = equity_prev
-    summary[S_FINAL_EQUITY_UNHEDGED] = eq_u_prev
-    summary[S_MARGIN_NEED] = max(need, 0.0)
 
 
 @njit(cache=True)
@@ -844,48 +999,87 @@ def simulate_1d_nb(
         Filled with the variant's summary statistics.
     """
     T = px.shape[0]
-    pxT, gT, xhi, xlo, expiring = _market_prep(px, idx, idx_hi, idx_lo, exp_bar)
-    eq = np.empty((1, T))
-    _simulate_core(
-        pxT, gT, idx, xhi, xlo, expiring, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
-        alt_value, alt_pnl, alt_flow, alt_changed, hr[:, ip[IP_HR_COL]], cs, fp, ip, record, out, eq, 0, summary,
+    K = px.shape[1]
+    pxT, gT, xhi, xlo, expiring, _ = _market_prep(
+        px, idx, idx_hi, idx_lo, c0, c1, exp_bar, fund_rate, alt_value, alt_changed
     )
+    st = np.empty(R_POS + K)
+    _init_state(st, 1, 0, K, fp, ip, alt_value[0])
+    eq = np.empty((T, 1))
+    cand = np.empty(4, dtype=np.int64)
+    tgt = np.zeros(K)
+    col = ip[IP_HR_COL]
+    mkt = (pxT, gT, idx, xhi, xlo, expiring, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
+           alt_value, alt_pnl, alt_flow, alt_changed)
+    for t in range(T):
+        nc = _candidates(t, c0, c1, cand)
+        _bar(t, st, 1, 0, cand, nc, tgt, mkt, hr[t, col], cs, fp, ip, record, out, eq)
+    _write_summary(st, 1, 0, eq[T - 1, 0], summary)
     _unhedged_stats(alt_value, alt_pnl, summary)
-    st = _return_stats(eq, alt_value, 1)
-    summary[S_MEAN_H] = st[0]
-    summary[S_M2_H] = st[1]
-    summary[S_MAX_DD_H] = st[4]
+    rs = _return_stats(eq, alt_value)
+    summary[S_MEAN_H] = rs[0]
+    summary[S_M2_H] = rs[1]
+    summary[S_MAX_DD_H] = rs[4]
 
 
 @njit(cache=True)
 def _simulate_group_nb(
-    pxT, gT, idx, xhi, xlo, expiring, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
+    pxT, gT, idx, xhi, xlo, expiring, quiet, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
     alt_value, alt_pnl, alt_flow, alt_changed, h_cols, cs, fps, ips, members, unhedged, summaries,
 ):
-    """Variants ``members`` (at most ``_GROUP``) of :func:`simulate_many_nb`; summaries only."""
+    """Variants ``members`` (at most ``_GROUP``) of :func:`simulate_many_nb`, side by side; summaries only.
+
+    A group with fewer members is padded with copies of its last member (results discarded).
+    """
+    G = _GROUP
+    K = pxT.shape[0]
     T = pxT.shape[1]
     ng = members.shape[0]
-    eq = np.empty((ng, T))
+    var = np.empty(G, dtype=np.int64)
+    for j in range(G):
+        var[j] = members[min(j, ng - 1)]
+    st = np.empty((R_POS + K) * G)
+    H = np.empty((T, G))
+    for j in range(G):
+        v = var[j]
+        _init_state(st, G, j, K, fps[v], ips[v], alt_value[0])
+        col = ips[v, IP_HR_COL]
+        for t in range(T):
+            H[t, j] = h_cols[col, t]
+    eq = np.empty((T, G))
+    ev = np.ones(G, dtype=np.bool_)
+    cand = np.empty(4, dtype=np.int64)
+    tgt = np.zeros(K)
     dummy = np.empty((N_OUT, 1))
+    mkt = (pxT, gT, idx, xhi, xlo, expiring, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
+           alt_value, alt_pnl, alt_flow, alt_changed)
+    for t in range(T):
+        nc = _candidates(t, c0, c1, cand)
+        if quiet[t]:
+            k = c0[t]
+            n_ev = _quiet_pass(
+                t, k, st, H, eq, ev, cs, pxT[k, t], pxT[k, t - 1], idx[t], idx[t - 1], gT[k, t], xhi[t], xlo[t],
+                vm_bar[t], alt_flow[t], alt_value[t], alt_pnl[t],
+            )
+            if n_ev == 0:
+                continue
+        for j in range(G):
+            if ev[j] or not quiet[t]:
+                v = var[j]
+                _bar(t, st, G, j, cand, nc, tgt, mkt, H[t, j], cs, fps[v], ips[v], False, dummy, eq)
+    rs = _return_stats(eq, alt_value)
     for j in range(ng):
-        v = members[j]
-        _simulate_core(
-            pxT, gT, idx, xhi, xlo, expiring, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
-            alt_value, alt_pnl, alt_flow, alt_changed, h_cols[ips[v, IP_HR_COL]], cs, fps[v], ips[v],
-            False, dummy, eq, j, summaries[v],
-        )
-    st = _return_stats(eq, alt_value, ng)
-    for j in range(ng):
-        s = summaries[members[j]]
+        s = summaries[var[j]]
+        _write_summary(st, G, j, eq[T - 1, j], s)
         s[S_N_RET] = unhedged[S_N_RET]
         s[S_MEAN_U] = unhedged[S_MEAN_U]
         s[S_M2_U] = unhedged[S_M2_U]
         s[S_MAX_DD_U] = unhedged[S_MAX_DD_U]
         s[S_PNL_ALTCOIN] = unhedged[S_PNL_ALTCOIN]
         s[S_MEAN_NOTIONAL] = unhedged[S_MEAN_NOTIONAL]
-        s[S_MEAN_H] = st[j]
-        s[S_M2_H] = st[ng + j]
-        s[S_MAX_DD_H] = st[4 * ng + j]
+        s[S_MEAN_H] = rs[j]
+        s[S_M2_H] = rs[G + j]
+        s[S_MAX_DD_H] = rs[4 * G + j]
 
 
 @njit(cache=True, parallel=True)
@@ -895,15 +1089,17 @@ def simulate_many_nb(
 ):
     """Simulate many variants (rows of ``fps`` / ``ips``) over the same market; summaries only.
 
-    Memory is O(variants x N_SUM) plus O(bars) per running task: no per-bar
-    ledger is kept. Variant-independent work (``px / idx``, adverse index levels,
-    the unhedged statistics) is done once; variants run in groups of ``_GROUP``,
-    group ``i`` holding variants ``i, i + n_groups, ...`` so that each thread gets
-    a mix of cheap and expensive variants.
+    Memory is O(variants x N_SUM) plus O(bars x ``_GROUP``) per running task: no
+    per-bar ledger is kept. Variant-independent work (``px / idx``, adverse index
+    levels, quiet bars, the unhedged statistics) is done once; group ``i`` holds
+    variants ``i, i + n_groups, ...``, so that each thread gets a mix of cheap and
+    expensive variants.
     """
     V = fps.shape[0]
     summaries = np.empty((V, N_SUM))
-    pxT, gT, xhi, xlo, expiring = _market_prep(px, idx, idx_hi, idx_lo, exp_bar)
+    pxT, gT, xhi, xlo, expiring, quiet = _market_prep(
+        px, idx, idx_hi, idx_lo, c0, c1, exp_bar, fund_rate, alt_value, alt_changed
+    )
     h_cols = np.ascontiguousarray(hr.T)
     unhedged = np.zeros(N_SUM)
     _unhedged_stats(alt_value, alt_pnl, unhedged)
@@ -911,7 +1107,7 @@ def simulate_many_nb(
     for i in prange(n_groups):
         members = np.arange(i, V, n_groups)
         _simulate_group_nb(
-            pxT, gT, idx, xhi, xlo, expiring, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
+            pxT, gT, idx, xhi, xlo, expiring, quiet, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
             alt_value, alt_pnl, alt_flow, alt_changed, h_cols, cs, fps, ips, members, unhedged, summaries,
         )
     return summaries

@@ -136,3 +136,38 @@ def test_fee_only_pnl_equals_vectorbt_from_orders(rng: np.random.Generator) -> N
     ours = np.cumsum(rows["pnl_futures"] + rows["fees"])
     np.testing.assert_allclose(value - 1e9, ours, rtol=1e-9, atol=1e-5)
     assert pf.orders.count() == int((orders != 0).sum())
+
+
+def _futures_file_from_model(prepared, path: Path) -> pd.DataFrame:
+    book = prepared.book
+    rows = []
+    for k, exp in enumerate(book.expiry):
+        live = np.isfinite(book.px[:, k])
+        rows.append(pd.DataFrame({"ts": prepared.ts[live], "expiry": exp, "close": book.px[live, k]}))
+    frame = pd.concat(rows, ignore_index=True)
+    frame.to_parquet(path, index=False)
+    return frame
+
+
+def test_user_futures_prices_replace_the_model(synthetic_prices: Path) -> None:
+    """A futures file holding exactly the modelled prices reproduces the modelled run; other prices change it."""
+    config = synthetic_config(synthetic_prices)
+    modelled = run(config)
+    frame = _futures_file_from_model(prepare(config), synthetic_prices.parent / "futures.parquet")
+    from_file = run(synthetic_config(synthetic_prices, futures={"price_file": "futures.parquet"}))
+    pd.testing.assert_frame_equal(modelled.ledger, from_file.ledger)
+    # a richer basis in the file shows up as futures P&L
+    frame.assign(close=frame["close"] * 1.01).to_parquet(synthetic_prices.parent / "rich.parquet", index=False)
+    rich = run(synthetic_config(synthetic_prices, futures={"price_file": "rich.parquet"}))
+    assert not np.allclose(rich.ledger["fut_price"], modelled.ledger["fut_price"])
+    assert rich.summary["futures"]["source"] == "user file rich.parquet"
+
+
+def test_user_futures_file_must_cover_held_bars(synthetic_prices: Path) -> None:
+    from backtest.errors import DataError
+
+    config = synthetic_config(synthetic_prices)
+    frame = _futures_file_from_model(prepare(config), synthetic_prices.parent / "futures.parquet")
+    frame.drop(index=300).to_parquet(synthetic_prices.parent / "holey.parquet", index=False)
+    with pytest.raises(DataError, match="no price for the primary contract"):
+        run(synthetic_config(synthetic_prices, futures={"price_file": "holey.parquet"}))
