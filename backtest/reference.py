@@ -121,6 +121,8 @@ def simulate_reference(m: Market, v: Variant) -> dict[str, np.ndarray]:
                         liquidate = True
                     else:
                         scale = balance(x_adv) / (im * B * x_adv)
+                        if scale < 1e-9:  # keep no dust: close the position
+                            scale = 0.0
                         for k, q in held.items():
                             new = math.trunc(q * scale) if v.whole_contracts else q * scale
                             trade = new - q
@@ -210,6 +212,8 @@ def simulate_reference(m: Market, v: Variant) -> dict[str, np.ndarray]:
                     cap = max(balance_now, 0.0) / (im * cs * f0 * (1 + cost_rate / im))
                     if v.whole_contracts:
                         cap = math.floor(cap)
+                    if cap < 1e-9 * abs(n_star):
+                        cap = 0.0
                     if abs(n_star) > cap:
                         n_star = math.copysign(cap, n_star)
             q_total = n_star - held_total
