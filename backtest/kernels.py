@@ -310,6 +310,13 @@ def _round_half_away(x):
     return np.floor(x + 0.5) if x >= 0 else -np.floor(-x + 0.5)
 
 
+@njit(cache=True, inline="always")
+def _split_part(total, w, whole):
+    """Contracts of ``total`` that sit in the contract being rolled into (fraction ``w``)."""
+    part = total * w
+    return _round_half_away(part) if whole else part
+
+
 @njit(cache=True)
 def _trade_cost(q, cs, p, fee, half_spread, impact, volume):
     """Fee and slippage (both >= 0, USD) of trading ``q`` contracts at price ``p``."""
@@ -647,9 +654,7 @@ def _run(
                 for jj in range(nc):
                     tgt[cand[jj]] = 0.0
                 if k1 >= 0:
-                    part = total * w1[t]
-                    if whole:
-                        part = _round_half_away(part)
+                    part = _split_part(total, w1[t], whole)
                     tgt[k1] = part
                     tgt[k0] = total - part
                 else:
@@ -717,9 +722,7 @@ def _run(
                 q_total = n_star - held
                 if abs(q_total) > _EPS and abs(q_total) >= min_trade:
                     if k1 >= 0:
-                        part = n_star * w1[t]
-                        if whole:
-                            part = _round_half_away(part)
+                        part = _split_part(n_star, w1[t], whole)
                         tgt[k1] = part
                         tgt[k0] = n_star - part
                     else:

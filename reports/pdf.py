@@ -23,7 +23,8 @@ from __future__ import annotations
 import json
 import math
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
@@ -473,6 +474,19 @@ def _executive_summary(doc: _Doc, summary: Mapping[str, Any], metrics: pd.DataFr
         doc.para(c, size=9, hanging="- ")
 
 
+@contextmanager
+def _pdf_doc(path: Path, title: str) -> Iterator[_Doc]:
+    """A :class:`_Doc` on a PDF written atomically, with fixed metadata (no dates: byte-identical reruns)."""
+    metadata = {"Title": title, "Creator": "hedgebt", "Producer": "hedgebt (matplotlib)",
+                "CreationDate": None, "ModDate": None}
+    with (
+        matplotlib.rc_context({**STYLE, "axes.grid": False}),
+        atomic_output(path) as tmp,
+        PdfPages(tmp, metadata=metadata) as pdf,
+    ):
+        yield _Doc(pdf, title)
+
+
 def write_pdf(
     path: Path,
     summary: Mapping[str, Any],
@@ -516,15 +530,7 @@ def write_pdf(
         figures = {f"Figure {i + 1}: {Path(p).stem}": Path(p) for i, p in enumerate(figure_paths)}
     sc = summary.get("scenario", {})
     title = f"hedgebt report: {sc.get('name', '')}"
-    metadata = {"Title": title, "Creator": "hedgebt", "Producer": "hedgebt (matplotlib)",
-                "CreationDate": None, "ModDate": None}
-    path = Path(path)
-    with (
-        matplotlib.rc_context({**STYLE, "axes.grid": False}),
-        atomic_output(path) as tmp,
-        PdfPages(tmp, metadata=metadata) as pdf,
-    ):
-        doc = _Doc(pdf, title)
+    with _pdf_doc(Path(path), title) as doc:
         _title_page(doc, summary)
         _executive_summary(doc, summary, metrics_df, events_df, notes)
 
@@ -605,15 +611,7 @@ def write_compare_pdf(path: Path, compare: pd.DataFrame, info: Mapping[str, Any]
     """The rule-comparison PDF: what was compared, the ranking per scenario, the figures,
     and an appendix with the config and package versions. Deterministic (no dates)."""
     title = "hedgebt rule comparison"
-    metadata = {"Title": title, "Creator": "hedgebt", "Producer": "hedgebt (matplotlib)",
-                "CreationDate": None, "ModDate": None}
-    path = Path(path)
-    with (
-        matplotlib.rc_context({**STYLE, "axes.grid": False}),
-        atomic_output(path) as tmp,
-        PdfPages(tmp, metadata=metadata) as pdf,
-    ):
-        doc = _Doc(pdf, title)
+    with _pdf_doc(Path(path), title) as doc:
         doc.new_page()
         doc.heading("Which hedge rule?", size=20)
         doc.para(f"{len(compare)} variants (hedge rule x parameters x rebalance policy) ranked by "

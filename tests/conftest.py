@@ -27,6 +27,26 @@ def data_dir() -> Path:
     return DATA
 
 
+#: A scenario on :func:`write_synthetic_prices` data (``prices.parquet`` next to the config);
+#: tests append ``[rebalance]`` / ``[[rules]]`` / ``[compare]`` tables as they need.
+SYNTHETIC_SCENARIO = """
+[scenario]
+name = "synthetic"
+start = "2024-01-01"
+[data]
+prices = "prices.parquet"
+ohlc = ""
+[position]
+coins = ["COIN"]
+units = [100000]
+[index]
+constituents = ["AAA", "BBB", "CCC", "DDD"]
+min_history_days = 3
+rebalance = "weekly"
+max_weight = 0.4
+"""
+
+
 def write_synthetic_prices(
     path: Path,
     *,

@@ -18,26 +18,9 @@ import pytest
 
 from backtest.cli import main
 
-from conftest import write_synthetic_prices
+from conftest import SYNTHETIC_SCENARIO, write_synthetic_prices
 
-BASE_CONFIG = """
-[scenario]
-name = "corpus"
-start = "2024-01-01"
-[data]
-prices = "prices.parquet"
-ohlc = ""
-[position]
-coins = ["COIN"]
-units = [100000]
-[index]
-constituents = ["AAA", "BBB", "CCC", "DDD"]
-min_history_days = 3
-rebalance = "weekly"
-max_weight = 0.4
-[[rules]]
-family = "notional"
-"""
+BASE_CONFIG = SYNTHETIC_SCENARIO + '[[rules]]\nfamily = "notional"\n'
 
 KLINE = "{t},1,2,0.5,{c},100,{t2},150,10,50,75,0\n"
 

@@ -13,27 +13,9 @@ import pytest
 
 from backtest.cli import main
 
-from conftest import write_synthetic_prices
+from conftest import SYNTHETIC_SCENARIO, write_synthetic_prices
 
-CONFIG = """
-[scenario]
-name = "cli test"
-start = "2024-01-01"
-[data]
-prices = "prices.parquet"
-ohlc = ""
-[position]
-coins = ["COIN"]
-units = [100000]
-[index]
-constituents = ["AAA", "BBB", "CCC", "DDD"]
-min_history_days = 3
-max_weight = 0.4
-[rebalance]
-every_bars = 24
-[[rules]]
-family = "notional"
-"""
+CONFIG = SYNTHETIC_SCENARIO + '[rebalance]\nevery_bars = 24\n[[rules]]\nfamily = "notional"\n'
 
 
 @pytest.fixture

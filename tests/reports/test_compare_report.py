@@ -9,7 +9,7 @@ import pytest
 from pypdf import PdfReader
 
 from backtest.cli import main
-from conftest import write_synthetic_prices
+from conftest import SYNTHETIC_SCENARIO, write_synthetic_prices
 
 GRID = """
 [compare]
@@ -25,21 +25,7 @@ mode = "every"
 every_bars = [1, 24]
 """
 
-BASE = """
-[scenario]
-start = "2024-01-01"
-[data]
-prices = "prices.parquet"
-ohlc = ""
-[position]
-coins = ["COIN"]
-units = [100000]
-[index]
-constituents = ["AAA", "BBB", "CCC", "DDD"]
-min_history_days = 3
-rebalance = "weekly"
-max_weight = 0.4
-"""
+BASE = SYNTHETIC_SCENARIO
 
 
 @pytest.fixture
