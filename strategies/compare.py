@@ -33,23 +33,29 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping
 
 import numpy as np
 import pandas as pd
 
 from backtest import kernels as K
-from backtest.config import Config, RebalanceSection, config_to_dict, load_config, PositionSection, ScenarioSection
+from backtest.config import (
+    Config,
+    PositionSection,
+    RebalanceSection,
+    RuleSpec,
+    ScenarioSection,
+    config_to_dict,
+    load_config,
+)
 from backtest.engine import Prepared, prepare, variant_for
 from backtest.errors import ConfigError, HedgeBTError
 from backtest.market import Market, pack_variants
 from backtest.metrics import summary_metrics
-from backtest.results import atomic_output_dir, package_versions, hedgebt_version
-from backtest.config import RuleSpec
+from backtest.results import atomic_output_dir, hedgebt_version, package_versions
 
 __all__ = ["CompareSpec", "parse_compare", "run_compare", "run_compare_command", "RANK_BY"]
 
@@ -67,7 +73,7 @@ class CompareSpec:
     coins: tuple[str, ...]
     notional_usd: float
     windows: tuple[tuple[str | None, str | None], ...]
-    rank_by: str
+    rank_by: RankBy
     chunk: int
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from backtest import schema
-from backtest.engine import prepare, variant_for
+from backtest.engine import prepare
 from backtest.market import Variant, run_variant
 from backtest.results import run
 
