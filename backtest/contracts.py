@@ -137,7 +137,8 @@ def modelled_quarterly(
     ``px[t, k] = I[t] * exp(basis_ann * tau)``, ``tau = max(expiry_k - close_time_t, 0) / 365 d``;
     the settlement bar's price is the index itself; after it, NaN.
     """
-    expiries = quarterly_expiries(close_times[0], close_times[-1])
+    # one quarter beyond the last bar: a replay ending inside a roll window holds the next contract
+    expiries = quarterly_expiries(close_times[0], close_times[-1] + pd.Timedelta(days=92))
     exp_bar = _settlement_bars(close_times, expiries)
     px = np.full((len(close_times), len(expiries)), np.nan)
     for k, exp in enumerate(expiries):

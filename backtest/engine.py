@@ -65,6 +65,8 @@ class PrepareNotes:
         ``"on"`` or ``"off (no volume)"``.
     funding : FundingNotes or None
         Perpetuals only.
+    not_listed : tuple of str
+        Index constituents left out because their data starts after ``scenario.end``.
     """
 
     oracle_r2: float
@@ -72,6 +74,7 @@ class PrepareNotes:
     intrabar_high_share: float
     impact: str
     funding: FundingNotes | None
+    not_listed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,30 +141,49 @@ class _Prices:
     gaps: tuple[GapReport, ...]
     files: tuple[InputFile, ...]
     label: str  # the file name(s), for messages
+    not_listed: tuple[str, ...] = ()  # constituents whose data starts after scenario.end
 
 
-def _load_prices(config: Config, symbols: tuple[str, ...]) -> _Prices:
-    """Load the symbols' closes; with several files each symbol must be in exactly one of them."""
-    from backtest.data import read_long
+def _first_bars(path: Path) -> dict[str, pd.Timestamp]:
+    """First bar per symbol, read from the ``ts``/``symbol`` columns only (no validation:
+    :func:`backtest.data.load_panel` validates what is then loaded)."""
+    try:
+        cols = pd.read_parquet(path, columns=["ts", "symbol"])
+        return {str(k): v for k, v in cols.groupby(cols["symbol"].astype(str))["ts"].min().items()}
+    except Exception:  # noqa: BLE001 - a bad file is reported by load_panel with file/column/row
+        return {}
 
+
+def _load_prices(config: Config, symbols: tuple[str, ...], optional: frozenset[str]) -> _Prices:
+    """Load the symbols' closes; with several files each symbol must be in exactly one of them.
+
+    Symbols in ``optional`` (index constituents) whose data starts after ``scenario.end``
+    are left out (they could never enter the index) and listed in ``_Prices.not_listed``.
+    """
     names = (config.data.prices,) if isinstance(config.data.prices, str) else tuple(config.data.prices)
     paths = [config.resolve(n) for n in names]
     resample = "1D" if config.scenario.bar == "1D" else None
-    if len(paths) == 1:
-        panel = load_panel(paths[0], list(symbols), end=config.scenario.end_ts, resample=resample,
-                           max_fill_bars=config.data.max_fill_bars)
-        return _Prices(panel.close, panel.freq, panel.gaps, (InputFile("prices", str(panel.path), panel.sha256),), str(panel.path))
+    end = config.scenario.end_ts
     owner: dict[str, Path] = {}
+    first: dict[str, pd.Timestamp] = {}
     for path in paths:
-        for sym in sorted(set(read_long(path)["symbol"].astype(str)) & set(symbols)):
-            if sym in owner:
+        for sym, ts in _first_bars(path).items():
+            if sym not in symbols:
+                continue
+            if sym in owner and len(paths) > 1:
                 raise DataError(path, f"symbol '{sym}' is also in {owner[sym].name}; each symbol must come from one file", column="symbol")
-            owner[sym] = path
+            owner[sym], first[sym] = path, ts
+    late = tuple(s for s in symbols if s in optional and end is not None and s in first and first[s] > end)
+    symbols = tuple(s for s in symbols if s not in late)
+    if len(paths) == 1:
+        panel = load_panel(paths[0], list(symbols), end=end, resample=resample, max_fill_bars=config.data.max_fill_bars)
+        files = (InputFile("prices", str(panel.path), panel.sha256),)
+        return _Prices(panel.close, panel.freq, panel.gaps, files, str(panel.path), late)
     missing = [s for s in symbols if s not in owner]
     if missing:
         raise DataError(", ".join(p.name for p in paths), f"unknown symbol '{missing[0]}' (in none of data.prices)", column="symbol")
     panels = [
-        load_panel(path, [s for s in symbols if owner[s] == path], end=config.scenario.end_ts, resample=resample,
+        load_panel(path, [s for s in symbols if owner[s] == path], end=end, resample=resample,
                    max_fill_bars=config.data.max_fill_bars)
         for path in paths
         if any(owner[s] == path for s in symbols)
@@ -171,11 +193,11 @@ def _load_prices(config: Config, symbols: tuple[str, ...]) -> _Prices:
         raise DataError(", ".join(p.path.name for p in panels), f"the price files have different bar lengths {sorted(map(str, freqs))}; use scenario.bar = '1D' to align them")
     freq = freqs.pop()
     start = min(p.close.index[0] for p in panels)
-    end = max(p.close.index[-1] for p in panels)
-    grid = pd.date_range(start, end, freq=freq, name="ts")
+    stop = max(p.close.index[-1] for p in panels)
+    grid = pd.date_range(start, stop, freq=freq, name="ts")
     close = pd.concat([p.close.reindex(grid) for p in panels], axis=1)[list(symbols)]
     files = tuple(InputFile("prices", str(p.path), p.sha256) for p in panels)
-    return _Prices(close, freq, tuple(g for p in panels for g in p.gaps), files, ", ".join(p.path.name for p in panels))
+    return _Prices(close, freq, tuple(g for p in panels for g in p.gaps), files, ", ".join(p.path.name for p in panels), late)
 
 
 def _load_highs(config: Config, close: pd.DataFrame, symbols: tuple[str, ...]) -> tuple[pd.DataFrame | None, InputFile | None]:
@@ -294,7 +316,8 @@ def prepare(config: Config) -> Prepared:
     coins = config.position.coins
     constituents = _constituents(config)
     symbols = tuple(dict.fromkeys([*coins, *constituents]))
-    panel = _load_prices(config, symbols)
+    panel = _load_prices(config, symbols, optional=frozenset(constituents) - set(coins))
+    constituents = tuple(c for c in constituents if c not in panel.not_listed)
     inputs = list(panel.files)
     close = panel.close
     # the replay cannot outlive the hedged coins: drop bars after the first coin's last price
@@ -418,6 +441,7 @@ def prepare(config: Config) -> Prepared:
         intrabar_high_share=float(np.isfinite(idx_hi).mean()),
         impact="on" if config.slippage.volume_usd_per_bar > 0 and config.slippage.impact_coef > 0 else "off (no volume)",
         funding=funding_notes,
+        not_listed=panel.not_listed,
     )
     return Prepared(
         market=market, ts=ts, bar=bar, coins=coins, coin_prices=prices, coin_units=units, book=book,

@@ -182,6 +182,7 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
         "rules": rules_out,
         "index": {
             "constituents": list(index.spec.constituents),
+            "not_listed_before_end": list(p.notes.not_listed),
             "start": index.start.isoformat(),
             "events": [
                 {"ts": pd.Timestamp(r.ts).isoformat(), "symbol": r.symbol, "event": r.event, "reason": r.reason}

@@ -106,3 +106,12 @@ def test_formula_funding_is_the_clamped_premium() -> None:
     rate, _ = C.funding_per_bar(opens, pd.Timedelta(hours=1), cfg, premium=0.002)
     # premium 0.2 % + clamp(0.01 % - 0.2 %, -0.05 %, 0.05 %) = 0.2 % - 0.05 % = 0.15 % per 8 h
     assert rate[rate != 0] == pytest.approx([0.0015] * 3)
+
+
+def test_a_replay_ending_inside_a_roll_window_holds_the_next_contract() -> None:
+    # ends 2023-12-28, inside the roll window of the 2023-12-29 contract (3 days before expiry)
+    close = pd.date_range("2023-12-01", "2023-12-28", freq="D", tz="UTC") + pd.Timedelta(days=1)
+    book = C.modelled_quarterly(close, np.full(len(close), 1000.0), 0.05)
+    sched = C.roll_schedule(close, book, RollSection(days_before_expiry=3, hour_utc=8))
+    assert book.labels[sched.c0[-1]] == "2024-03-29T08:00Z"
+    assert np.isfinite(book.px[np.arange(len(close)), sched.c0]).all()

@@ -171,3 +171,33 @@ def test_user_futures_file_must_cover_held_bars(synthetic_prices: Path) -> None:
     frame.drop(index=300).to_parquet(synthetic_prices.parent / "holey.parquet", index=False)
     with pytest.raises(DataError, match="no price for the primary contract"):
         run(synthetic_config(synthetic_prices, futures={"price_file": "holey.parquet"}))
+
+
+def test_constituent_listed_after_the_end_is_left_out_not_an_error(tmp_path: Path) -> None:
+    from backtest.errors import DataError
+
+    prices = write_synthetic_prices(tmp_path / "prices.parquet", symbols=("COIN", "AAA", "BBB", "CCC", "DDD", "EEE"))
+    raw = pd.read_parquet(prices)
+    late = (raw["symbol"] == "EEE") & (raw["ts"] < pd.Timestamp("2024-03-01", tz="UTC"))
+    raw[~late].to_parquet(prices, index=False)
+    config = synthetic_config(prices, scenario={"end": "2024-02-15"},
+                              index={"constituents": ["AAA", "BBB", "CCC", "DDD", "EEE"]})
+    summary = run(config).summary
+    assert summary["index"]["not_listed_before_end"] == ["EEE"]
+    assert "EEE" not in summary["index"]["constituents"]
+    # a hedged coin without data in the window stays an error
+    with pytest.raises(DataError, match="EEE"):
+        run(synthetic_config(prices, scenario={"end": "2024-02-15"}, position={"coins": ["EEE"]}))
+
+
+def test_bundled_daily_scenario_checks_margin_at_intrabar_highs() -> None:
+    from backtest.config import PROJECT_ROOT, load_config
+
+    result = run(load_config(PROJECT_ROOT / "backtest" / "scenarios" / "daily_2021_2023.toml"))
+    summary = result.summary
+    assert summary["period"]["bar"] == "1D"
+    assert summary["index"]["intrabar_high_share"] > 0.9
+    assert {"ohlc"} <= {i["role"] for i in summary["inputs"]}
+    assert summary["index"]["not_listed_before_end"] == ["RENDER", "TAO"]
+    for m in summary["rules"].values():
+        assert 0.3 < m["hedge_effectiveness"] < 0.6 and m["rolls"] > 0
