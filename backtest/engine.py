@@ -166,7 +166,9 @@ def _load_prices(config: Config, symbols: tuple[str, ...], optional: frozenset[s
     end = config.scenario.end_ts
     owner: dict[str, Path] = {}
     first: dict[str, pd.Timestamp] = {}
-    for path in paths:
+    # the first-bar scan is needed only to drop late constituents or to find each symbol's file
+    scan = paths if (end is not None and optional) or len(paths) > 1 else []
+    for path in scan:
         for sym, ts in _first_bars(path).items():
             if sym not in symbols:
                 continue

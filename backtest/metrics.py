@@ -15,16 +15,19 @@ the bar (see :mod:`backtest.schema`):
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Final, Mapping
 
 import pandas as pd
 
-__all__ = ["annualisation", "summary_metrics"]
+__all__ = ["DAYS_PER_YEAR", "annualisation", "summary_metrics"]
+
+#: Days per year for annualisation: crypto trades every day (never 252).
+DAYS_PER_YEAR: Final[float] = 365.0
 
 
 def annualisation(bar: pd.Timedelta) -> float:
     """``sqrt(365 x bars per day)``."""
-    return math.sqrt(365.0 * (pd.Timedelta(days=1) / bar))
+    return math.sqrt(DAYS_PER_YEAR * (pd.Timedelta(days=1) / bar))
 
 
 def summary_metrics(s: Mapping[str, float], *, n_bars: int, bar: pd.Timedelta, oracle: float) -> dict[str, Any]:
@@ -44,7 +47,7 @@ def summary_metrics(s: Mapping[str, float], *, n_bars: int, bar: pd.Timedelta, o
         "liquidation": s["liquidation_cost"],
     }
     pnl["total"] = sum(pnl.values())
-    years = n_bars / (365.0 * (pd.Timedelta(days=1) / bar))
+    years = n_bars / (DAYS_PER_YEAR * (pd.Timedelta(days=1) / bar))
     costs = -(pnl["fees"] + pnl["slippage"] + pnl["roll"] + pnl["liquidation"])
     drag = costs / s["mean_notional"] / years * 1e4 if years > 0 and s["mean_notional"] > 0 else math.nan
     return {

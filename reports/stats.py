@@ -21,6 +21,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from backtest.metrics import DAYS_PER_YEAR  # one definition of the 365-day year
+
 __all__ = [
     "DAYS_PER_YEAR",
     "MIN_BARS",
@@ -36,8 +38,6 @@ __all__ = [
     "efficient_frontier",
 ]
 
-#: Days per year used for annualisation.
-DAYS_PER_YEAR: Final[float] = 365.0
 
 #: Fewest bars of returns for which a variance-based statistic is reported without a warning note.
 MIN_BARS: Final[int] = 30
