@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
@@ -28,33 +27,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error message and exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"hedgebt: error: {message} (see 'hedgebt {self.prog.split()[-1]} --help')\n")
-
-
-def _demo_config_path(name: str) -> Path:
-    return Path(str(resources.files("backtest").joinpath("scenarios", name)))
-
-
-def _render(folder: Path) -> None:
-    from reports import render_report
-
-    render_report(folder)
-
-
-def _run_one(
-    config_path: Path, out: Path, force: bool, *, render: bool = True, shown: Path | None = None
-) -> dict:
-    from backtest.config import load_config
-    from backtest.results import atomic_output_dir, run, write_outputs
-
-    started = time.perf_counter()
-    atomic_output_dir(out, force=force).check()
-    config = load_config(config_path)
-    result = run(config)
-    write_outputs(result, out, force=force, render=_render if render else None)
-    summary = result.summary
-    _print_summary(summary, shown or out, time.perf_counter() - started)
-    return summary
+        words = self.prog.split()
+        command = "hedgebt" if len(words) < 2 else f"hedgebt {words[-1]}"
+        self.exit(2, f"hedgebt: error: {message} (see '{command} --help')\n")
 
 
 def _print_summary(summary: dict, out: Path, seconds: float) -> None:
@@ -71,53 +46,129 @@ def _print_summary(summary: dict, out: Path, seconds: float) -> None:
     print(f"  wrote {out}/ in {seconds:.1f} s")
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    out = Path(args.out)
+def _run_one(config_path: Path, out: Path, force: bool, *, report: bool = True, shown: Path | None = None) -> None:
+    from backtest import api
     from backtest.results import atomic_output_dir
 
+    started = time.perf_counter()
+    atomic_output_dir(out, force=force).check()
+    result = api.run(config_path)
+    result.save(out, force=force, report=report)
+    _print_summary(result.summary, shown or out, time.perf_counter() - started)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from backtest.api import bundled_scenario
+    from backtest.results import atomic_output_dir
+
+    out = Path(args.out)
     with atomic_output_dir(out, force=args.force) as tmp:
         for name, sub in zip(DEMO_CONFIGS, ("quarterly", "perpetual")):
-            _run_one(_demo_config_path(name), tmp / sub, False, render=not args.no_report, shown=out / sub)
+            _run_one(bundled_scenario(name), tmp / sub, False, report=not args.no_report, shown=out / sub)
     print(f"demo written to {out}/quarterly and {out}/perpetual")
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    _run_one(Path(args.config), Path(args.out), args.force, render=not args.no_report)
+    _run_one(Path(args.config), Path(args.out), args.force, report=not args.no_report)
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from reports import render_report
+    from backtest.api import CompareResult, Result
 
     folder = Path(args.result_dir)
+    if (folder / "compare.parquet").is_file() and not (folder / "summary.json").is_file():
+        files = CompareResult.load(folder).report(folder)
+        print(f"compare report re-rendered in {folder}: {Path(files.pdf).name}")
+        return 0
     if not (folder / "summary.json").is_file() or not (folder / "ledger.parquet").is_file():
-        raise HedgeBTError(f"{folder}: not a result folder (expected summary.json and ledger.parquet)")
-    files = render_report(folder)
-    print(f"report re-rendered in {folder}: {Path(files.pdf).name}")
+        raise HedgeBTError(f"{folder}: not a result folder (expected summary.json and ledger.parquet, "
+                           "or compare.parquet and compare.json)")
+    report = Result.load(folder).report(folder)
+    print(f"report re-rendered in {folder}: {Path(report.pdf).name}")
     return 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from strategies.compare import run_compare_command
+    from backtest import api
+    from backtest.results import atomic_output_dir
 
-    return run_compare_command(args)
+    out = Path(args.out)
+    atomic_output_dir(out, force=args.force).check()
+    result = api.compare(Path(args.config), scheduler=args.scheduler, progress=sys.stderr.isatty())
+    result.save(out, force=args.force, report=not args.no_report)
+    table = result.table
+    print(f"{len(table)} variants ranked by {result.info['rank_by']}; oracle rho^2 shown for context")
+    for r in result.best().itertuples():
+        print(f"  best for {r.coin} {r.window}: {r.variant}  HE {r.hedge_effectiveness:.3f} (oracle {r.oracle_r2:.3f}), "
+              f"cost {r.cost_drag_bps_per_year:.0f} bps/yr")
+    print(f"  wrote {out}/compare.csv, compare.parquet")
+    return 0
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from reports.replay import run_replay_command
+    from backtest import api
+    from backtest.results import atomic_output_dir
 
-    return run_replay_command(args)
+    out = Path(args.out)
+    atomic_output_dir(out, force=args.force).check()
+    result = api.run(Path(args.config))
+    table = result.events(args.event)  # unknown or out-of-period events fail before anything is written
+    result.save(out, force=args.force, events=args.event)
+    for r in table.itertuples(index=False):
+        note = f"  ({r.note})" if r.note else ""
+        print(
+            f"  {r.event} / {r.rule}: coin {r.coin_return:+.1%}, index {r.index_return:+.1%}; "
+            f"P&L unhedged {r.pnl_unhedged:+,.0f} vs hedged {r.pnl_hedged:+,.0f} USD; HE {r.hedge_effectiveness:.2f}{note}"
+        )
+    print(f"wrote {out}/events.csv and the report")
+    return 0
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from backtest.ingest import run_ingest_command
+    from backtest.ingest import ingest
 
-    return run_ingest_command(args)
+    report = ingest(
+        args.files,
+        symbol=args.symbol,
+        into=args.into,
+        format=args.format,
+        overwrite=args.overwrite,
+        yahoo_shift_days=args.yahoo_shift_days,
+    )
+    state = "written" if report.changed else "unchanged, not rewritten"
+    print(
+        f"ingest {args.symbol} -> {report.path}: {report.rows_added} added, {report.rows_unchanged} unchanged, "
+        f"{report.rows_overwritten} overwritten; dataset {state} ({len(report.symbols)} symbol(s))"
+    )
+    return 0
+
+
+def _add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
+    from backtest.ingest import FORMATS
+
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="vendor files of one symbol")
+    parser.add_argument("--symbol", required=True, help="symbol to store the bars under, e.g. FET")
+    parser.add_argument(
+        "--into", required=True, type=Path, metavar="DATASET.parquet", help="long Parquet dataset (created if missing)"
+    )
+    parser.add_argument("--format", default="auto", choices=FORMATS, help="vendor format (default: auto-detect)")
+    parser.add_argument("--overwrite", action="store_true", help="replace stored bars that conflict with the new ones")
+    parser.add_argument(
+        "--yahoo-shift-days",
+        type=int,
+        default=0,
+        metavar="N",
+        help="yahoo only: relabel each row to date + N days (-1 when the value on date D is the close of day D-1)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from backtest.results import hedgebt_version
+
     parser = _Parser(prog="hedgebt", description="Backtest a short AI-index futures hedge of AI-sector altcoins.")
+    parser.add_argument("--version", action="version", version=f"hedgebt {hedgebt_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("demo", help="run the bundled FET scenario (quarterly and perpetual) on the bundled data")
@@ -153,12 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("ingest", help="turn vendor files into the project's Parquet layout")
-    try:
-        from backtest.ingest import add_ingest_arguments
-
-        add_ingest_arguments(p)
-    except ImportError:  # pragma: no cover - ingest ships with the package
-        pass
+    _add_ingest_arguments(p)
     p.set_defaults(func=_cmd_ingest)
     return parser
 

@@ -41,12 +41,27 @@ __all__ = [
     "load_config",
     "config_from_mapping",
     "config_to_dict",
+    "merge_overrides",
     "PROJECT_ROOT",
     "BUNDLED_DATA",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-BUNDLED_DATA = PROJECT_ROOT / "data"
+
+
+def _bundled_data() -> Path:
+    """The folder of the bundled data: ``data/`` of a source checkout, else the installed
+    ``hedgebt_data`` package (the same files, shipped in the wheel)."""
+    source = PROJECT_ROOT / "data"
+    if (PROJECT_ROOT / "pyproject.toml").is_file() and source.is_dir():
+        return source
+    from importlib import resources
+
+    return Path(str(resources.files("hedgebt_data")))
+
+
+#: The bundled market data (Parquet files and ``PROVENANCE.md``).
+BUNDLED_DATA = _bundled_data()
 
 Bar = Literal["1h", "1D"]
 
@@ -653,13 +668,36 @@ def config_from_mapping(raw: Mapping[str, Any], *, base_dir: str | Path | None =
         raise
 
 
-def load_config(path: str | Path) -> Config:
+def merge_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``raw`` with ``overrides`` applied: a table given as a mapping updates that table's keys
+    (``margin={"reserve_usd": 0}`` keeps the other margin keys); any other value replaces the
+    whole entry (``rules=[{"family": "notional"}]``)."""
+    out = dict(raw)
+    for name, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(name), Mapping):
+            out[name] = {**out[name], **value}
+        else:
+            out[name] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, /, **overrides: Any) -> Config:
     """Read and validate a TOML scenario file (TOML only: no code is evaluated).
 
     Data paths in the file are relative to the file's folder; a path not found
     there falls back to the bundled ``data/`` folder (so ``prices =
     "binance_spot_1h_close.parquet"`` works from anywhere).
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        The scenario file; ``None`` starts from the documented defaults.
+    **overrides
+        Sections or keys to change, validated like the file's own (see
+        :func:`merge_overrides`), e.g. ``load_config(p, margin={"reserve_usd": 0})``.
     """
+    if path is None:
+        return config_from_mapping(merge_overrides({}, overrides))
     path = Path(path)
     if not path.is_file():
         raise ConfigError("<file>", f"config file not found: {path}", source=str(path))
@@ -667,7 +705,7 @@ def load_config(path: str | Path) -> Config:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError("<file>", f"not valid TOML: {exc}", source=str(path)) from None
-    return config_from_mapping(raw, base_dir=path.parent, source=str(path))
+    return config_from_mapping(merge_overrides(raw, overrides), base_dir=path.parent, source=str(path))
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

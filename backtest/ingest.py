@@ -56,7 +56,6 @@ and only after it passes :func:`backtest.data.validate_long_frame`.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import io
 import json
@@ -82,8 +81,7 @@ __all__ = [
     "IngestReport",
     "read_vendor_file",
     "ingest",
-    "add_ingest_arguments",
-    "run_ingest_command",
+    "FORMATS",
 ]
 
 Format = Literal["auto", "binance", "cryptodatadownload", "yahoo", "freqtrade", "ccxt"]
@@ -942,45 +940,3 @@ def ingest(
 # --------------------------------------------------------------------------------------------
 # CLI glue
 # --------------------------------------------------------------------------------------------
-
-
-def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``hedgebt ingest`` arguments to ``parser``.
-
-    ``FILE... --symbol SYM --into DATASET.parquet [--format F] [--overwrite] [--yahoo-shift-days N]``
-    """
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="vendor files of one symbol")
-    parser.add_argument("--symbol", required=True, help="symbol to store the bars under, e.g. FET")
-    parser.add_argument(
-        "--into", required=True, type=Path, metavar="DATASET.parquet", help="long Parquet dataset (created if missing)"
-    )
-    parser.add_argument("--format", default="auto", choices=FORMATS, help="vendor format (default: auto-detect)")
-    parser.add_argument("--overwrite", action="store_true", help="replace stored bars that conflict with the new ones")
-    parser.add_argument(
-        "--yahoo-shift-days",
-        type=int,
-        default=0,
-        metavar="N",
-        help="yahoo only: relabel each row to date + N days (-1 when the value on date D is the close of day D-1)",
-    )
-
-
-def run_ingest_command(args: argparse.Namespace) -> int:
-    """Run ``hedgebt ingest``; print a one-line summary and return 0.
-
-    Errors propagate as :class:`~backtest.errors.HedgeBTError` subclasses.
-    """
-    report = ingest(
-        args.files,
-        symbol=args.symbol,
-        into=args.into,
-        format=args.format,
-        overwrite=args.overwrite,
-        yahoo_shift_days=args.yahoo_shift_days,
-    )
-    state = "written" if report.changed else "unchanged, not rewritten"
-    print(
-        f"ingest {args.symbol} -> {report.path}: {report.rows_added} added, {report.rows_unchanged} unchanged, "
-        f"{report.rows_overwritten} overwritten; dataset {state} ({len(report.symbols)} symbol(s))"
-    )
-    return 0

@@ -1,10 +1,10 @@
-"""Immutable run results, their metrics, and writing them to an output folder.
+"""The engine's run: simulate every rule of a config into a ledger and a summary.
 
-:func:`run` simulates every rule of a config and returns a :class:`RunResult`;
-:func:`write_outputs` writes ``summary.json``, ``ledger.parquet`` and the
-report into a folder atomically (a temporary sibling folder renamed into place
-at the end), so an interrupted or failed run leaves nothing half-written.
-Reports only read results; nothing here re-simulates.
+:func:`run` returns a :class:`RunResult` (the per-bar ledger and ``summary.json``);
+:func:`write_result_files` writes those two files; :class:`atomic_output_dir` builds an
+output folder under a temporary name and renames it into place at the end, so an
+interrupted or failed run leaves nothing half-written. The user-facing result object,
+with metrics, events, figures and reports, is :class:`backtest.api.Result`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,7 @@ from backtest.metrics import summary_metrics
 from backtest.errors import OutputError
 from backtest.market import run_variant
 
-__all__ = ["RunResult", "run", "rule_metrics", "write_outputs", "atomic_output_dir", "package_versions", "hedgebt_version"]
+__all__ = ["RunResult", "run", "rule_metrics", "write_result_files", "atomic_output_dir", "package_versions", "hedgebt_version"]
 
 _PACKAGES = ("hedgebt", "numpy", "pandas", "numba", "pyarrow", "matplotlib", "vectorbt")
 
@@ -293,18 +293,3 @@ def write_result_files(result: RunResult, folder: Path) -> None:
     """``summary.json`` and ``ledger.parquet`` (deterministic bytes for the same inputs)."""
     (folder / "summary.json").write_text(result.summary_json + "\n", encoding="utf-8")
     result.ledger.to_parquet(folder / "ledger.parquet", index=False)
-
-
-def write_outputs(
-    result: RunResult,
-    out_dir: str | Path,
-    *,
-    force: bool = False,
-    render: Callable[[Path], Any] | None = None,
-) -> Path:
-    """Write a run's files (and its report, via ``render(folder)``) atomically into ``out_dir``."""
-    with atomic_output_dir(out_dir, force=force) as tmp:
-        write_result_files(result, tmp)
-        if render is not None:
-            render(tmp)
-    return Path(out_dir)

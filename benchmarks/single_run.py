@@ -58,9 +58,9 @@ class _TimedRule:
 def _phases(out_dir: Path) -> dict[str, float]:
     """One ``hedgebt run`` of the demo, in this process, with the time of each phase."""
     import backtest.engine as engine
-    from backtest.cli import _render
+    from backtest.api import Result
     from backtest.config import load_config
-    from backtest.results import run, write_outputs
+    from backtest.results import run
 
     index_clock = [0.0]
     rule_clock = [0.0]
@@ -86,7 +86,7 @@ def _phases(out_dir: Path) -> dict[str, float]:
         t1 = time.perf_counter()
         result = run(config, prepared=prepared)
         t2 = time.perf_counter()
-        write_outputs(result, out_dir, force=True, render=_render)
+        Result.from_run(result).save(out_dir, force=True)
         t3 = time.perf_counter()
     finally:
         engine.build_index = build_index

@@ -1,8 +1,12 @@
 """Report figures: one function per figure, each saved as its own PNG.
 
 Every function takes plain data (the ledger ``DataFrame``, dicts from ``summary.json``,
-the compare ``DataFrame``) and a path; none of them re-simulates anything. Figures are
-drawn on the Agg backend at 150 dpi with fonts of at least 9 pt, a title, axis labels
+the compare ``DataFrame``) and, optionally, a path; none of them re-simulates anything.
+With a path the figure is saved there as a PNG and the path returned; without one the
+:class:`~matplotlib.figure.Figure` itself is returned (a notebook shows it inline). The
+single-panel figures also take ``ax=`` to draw into the caller's axes. Nothing here
+touches matplotlib's global state: no ``pyplot``, no ``matplotlib.use``; figures are
+drawn on their own Agg canvas at 150 dpi with fonts of at least 9 pt, a title, axis labels
 with units and a legend, and saved without a ``Software`` tag so identical inputs give
 identical bytes.
 
@@ -25,9 +29,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import matplotlib
-
-matplotlib.use("Agg")
-
 import matplotlib.dates as mdates  # noqa: E402
 import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
@@ -123,6 +124,19 @@ def new_figure(width: float = SIZE[0], height: float = SIZE[1]) -> Figure:
     return fig
 
 
+def _figure_and_axes(ax: Axes | None) -> tuple[Figure, Axes]:
+    """A new single-axes figure, or the figure of the caller's ``ax`` (drawn into, not cleared)."""
+    if ax is not None:
+        return ax.figure, ax  # type: ignore[return-value]
+    fig = new_figure()
+    return fig, fig.add_subplot()
+
+
+def _finish(fig: Figure, path: Path | None) -> Path | Figure:
+    """Save ``fig`` as a PNG at ``path`` and return the path; with no path, return the figure."""
+    return fig if path is None else _save(fig, path)
+
+
 def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -190,7 +204,9 @@ def _full_span(ax: Axes, x: npt.NDArray[Any]) -> None:
 _USD = FuncFormatter(lambda v, _pos: f"{v:,.0f}")
 
 
-def plot_equity(ledger: pd.DataFrame, path: Path, *, rules: Sequence[str] | None = None) -> Path:
+def plot_equity(
+    ledger: pd.DataFrame, path: Path | None = None, *, rules: Sequence[str] | None = None, ax: Axes | None = None
+) -> Path | Figure:
     """Hedged equity of each rule against the unhedged equity (USD).
 
     The unhedged line is the same capital without futures (``equity_unhedged``); it is
@@ -199,8 +215,7 @@ def plot_equity(ledger: pd.DataFrame, path: Path, *, rules: Sequence[str] | None
     frames = split_rules(ledger, rules)
     colours = _colours(list(frames))
     with matplotlib.rc_context(STYLE):
-        fig = new_figure()
-        ax = fig.add_subplot()
+        fig, ax = _figure_and_axes(ax)
         first = next(iter(frames.values()))
         _line(ax, _times(first), first["equity_unhedged"], color=_UNHEDGED_COLOUR, lw=1.2, label="unhedged")
         for rule, g in frames.items():
@@ -210,7 +225,7 @@ def plot_equity(ledger: pd.DataFrame, path: Path, *, rules: Sequence[str] | None
         ax.yaxis.set_major_formatter(_USD)
         _time_axis(ax)
         ax.legend(loc="best")
-        return _save(fig, path)
+        return _finish(fig, path)
 
 
 def _window_bars(bars_per_day: float, window_days: float) -> int:
@@ -219,12 +234,13 @@ def _window_bars(bars_per_day: float, window_days: float) -> int:
 
 def plot_rolling_vol(
     ledger: pd.DataFrame,
-    path: Path,
+    path: Path | None = None,
     *,
     bars_per_day: float,
     window_days: float = 30.0,
     rules: Sequence[str] | None = None,
-) -> Path:
+    ax: Axes | None = None,
+) -> Path | Figure:
     """Rolling annualised volatility of hedged and unhedged per-bar returns (%).
 
     sd over the last ``window_days`` days of bars (at least 90 % of them present) times
@@ -236,8 +252,7 @@ def plot_rolling_vol(
     scale = math.sqrt(stats.DAYS_PER_YEAR * bars_per_day) * 100.0
     minp = max(2, int(0.9 * w))
     with matplotlib.rc_context(STYLE):
-        fig = new_figure()
-        ax = fig.add_subplot()
+        fig, ax = _figure_and_axes(ax)
         first = next(iter(frames.values()))
         vol_u = first["ret_unhedged"].rolling(w, min_periods=minp).std() * scale
         _line(ax, _times(first), vol_u, color=_UNHEDGED_COLOUR, lw=1.2, label="unhedged")
@@ -250,16 +265,17 @@ def plot_rolling_vol(
         ax.set_ylim(bottom=0)
         _time_axis(ax)
         ax.legend(loc="best")
-        return _save(fig, path)
+        return _finish(fig, path)
 
 
-def plot_drawdowns(ledger: pd.DataFrame, path: Path, *, rules: Sequence[str] | None = None) -> Path:
+def plot_drawdowns(
+    ledger: pd.DataFrame, path: Path | None = None, *, rules: Sequence[str] | None = None, ax: Axes | None = None
+) -> Path | Figure:
     """Drawdown of prod(1 + ret) for the unhedged and each hedged position (%)."""
     frames = split_rules(ledger, rules)
     colours = _colours(list(frames))
     with matplotlib.rc_context(STYLE):
-        fig = new_figure()
-        ax = fig.add_subplot()
+        fig, ax = _figure_and_axes(ax)
         first = next(iter(frames.values()))
         x = _times(first)
         dd_u = -100.0 * stats.drawdown(first["ret_unhedged"].to_numpy())
@@ -274,10 +290,10 @@ def plot_drawdowns(ledger: pd.DataFrame, path: Path, *, rules: Sequence[str] | N
         ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
         _time_axis(ax)
         ax.legend(loc="best")
-        return _save(fig, path)
+        return _finish(fig, path)
 
 
-def plot_hedge_ratio(ledger: pd.DataFrame, path: Path, *, rules: Sequence[str] | None = None) -> Path:
+def plot_hedge_ratio(ledger: pd.DataFrame, path: Path | None = None, *, rules: Sequence[str] | None = None) -> Path | Figure:
     """Held and target hedge ratio per rule, rebalances and rolls marked; contracts held.
 
     One panel per rule (held ratio, target ratio, a tick at the bottom for each
@@ -322,18 +338,19 @@ def plot_hedge_ratio(ledger: pd.DataFrame, path: Path, *, rules: Sequence[str] |
         ax.legend(loc="best")
         _time_axis(ax)
         fig.suptitle("Hedge ratio and futures position over time")
-        return _save(fig, path)
+        return _finish(fig, path)
 
 
 def plot_rolling_he(
     ledger: pd.DataFrame,
-    path: Path,
+    path: Path | None = None,
     *,
     bars_per_day: float,
     oracle_r2: float,
     window_days: float = 30.0,
     rules: Sequence[str] | None = None,
-) -> Path:
+    ax: Axes | None = None,
+) -> Path | Figure:
     """Rolling hedge effectiveness 1 - Var(hedged) / Var(unhedged) per rule (%).
 
     Variances over the last ``window_days`` days of bars (at least 90 % present); the
@@ -344,8 +361,7 @@ def plot_rolling_he(
     w = _window_bars(bars_per_day, window_days)
     minp = max(2, int(0.9 * w))
     with matplotlib.rc_context(STYLE):
-        fig = new_figure()
-        ax = fig.add_subplot()
+        fig, ax = _figure_and_axes(ax)
         for rule, g in frames.items():
             pair = g[["ret_hedged", "ret_unhedged"]].where(g[["ret_hedged", "ret_unhedged"]].notna().all(axis=1))
             var_h = pair["ret_hedged"].rolling(w, min_periods=minp).var()
@@ -362,10 +378,10 @@ def plot_rolling_he(
         ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
         _time_axis(ax)
         ax.legend(loc="best")
-        return _save(fig, path)
+        return _finish(fig, path)
 
 
-def plot_pnl_attribution(pnl: Mapping[str, Mapping[str, float]], path: Path) -> Path:
+def plot_pnl_attribution(pnl: Mapping[str, Mapping[str, float]], path: Path | None = None) -> Path | Figure:
     """P&L attribution per rule (USD): market legs and costs on separate scales.
 
     Parameters
@@ -401,12 +417,12 @@ def plot_pnl_attribution(pnl: Mapping[str, Mapping[str, float]], path: Path) -> 
         ax_c.set_title("Costs and funding (own scale)", fontsize=11)
         ax_m.legend(loc="best")
         fig.suptitle("P&L attribution over the whole period")
-        return _save(fig, path)
+        return _finish(fig, path)
 
 
 def plot_event_panels(
-    ledger: pd.DataFrame, events: Sequence[Event], path: Path, *, rules: Sequence[str] | None = None
-) -> Path:
+    ledger: pd.DataFrame, events: Sequence[Event], path: Path | None = None, *, rules: Sequence[str] | None = None
+) -> Path | Figure:
     """One small panel per event: cumulative hedged vs unhedged P&L inside the window (USD).
 
     Hedged P&L is the cumulative sum of all P&L columns (change of hedged equity),
@@ -454,10 +470,10 @@ def plot_event_panels(
             if handles:
                 axes[0].legend(handles, labels, loc="best")
         fig.suptitle("Event windows: cumulative P&L, hedged vs unhedged")
-        return _save(fig, path)
+        return _finish(fig, path)
 
 
-def plot_margin(ledger: pd.DataFrame, path: Path, *, rules: Sequence[str] | None = None) -> Path:
+def plot_margin(ledger: pd.DataFrame, path: Path | None = None, *, rules: Sequence[str] | None = None) -> Path | Figure:
     """Margin balance against maintenance and initial requirement, one panel per rule (USD).
 
     Margin calls are marked with triangles, liquidations with crosses.
@@ -488,10 +504,10 @@ def plot_margin(ledger: pd.DataFrame, path: Path, *, rules: Sequence[str] | None
             ax.legend(loc="upper left", ncols=3)
         _time_axis(axes[-1])
         fig.suptitle("Margin balance vs maintenance and initial requirement")
-        return _save(fig, path)
+        return _finish(fig, path)
 
 
-def plot_compare_scatter(compare: pd.DataFrame, path: Path) -> Path:
+def plot_compare_scatter(compare: pd.DataFrame, path: Path | None = None, *, ax: Axes | None = None) -> Path | Figure:
     """HE against annual cost drag for every compared variant, with the efficient frontier.
 
     Each variant is a point coloured by family; the frontier joins the variants that no
@@ -504,8 +520,7 @@ def plot_compare_scatter(compare: pd.DataFrame, path: Path) -> Path:
     colours = _colours(families)
     front = stats.efficient_frontier(he, cost)
     with matplotlib.rc_context(STYLE):
-        fig = new_figure()
-        ax = fig.add_subplot()
+        fig, ax = _figure_and_axes(ax)
         fam = compare["family"].astype(str).to_numpy()
         for f in families:
             m = fam == f
@@ -522,7 +537,7 @@ def plot_compare_scatter(compare: pd.DataFrame, path: Path) -> Path:
         ax.set_ylabel("hedge effectiveness (%)")
         ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
         ax.legend(loc="best")
-        return _save(fig, path)
+        return _finish(fig, path)
 
 
 #: Columns of the ranked compare table: (compare column, header, formatter).
@@ -553,7 +568,7 @@ def compare_table_rows(compare: pd.DataFrame, max_rows: int) -> tuple[list[str],
     return header, rows
 
 
-def plot_compare_table(compare: pd.DataFrame, path: Path, *, max_rows: int = 25) -> Path:
+def plot_compare_table(compare: pd.DataFrame, path: Path | None = None, *, max_rows: int = 25) -> Path | Figure:
     """The compared variants ranked (best ``max_rows``), drawn as a table."""
     header, rows = compare_table_rows(compare, max_rows)
     with matplotlib.rc_context(STYLE):
@@ -572,4 +587,4 @@ def plot_compare_table(compare: pd.DataFrame, path: Path, *, max_rows: int = 25)
                 cell.set_facecolor("0.9")
         shown = f"best {len(rows)} of {len(compare)}" if len(compare) > len(rows) else f"all {len(rows)}"
         ax.set_title(f"Rule comparison ranked by the grid's rank ({shown} variants)")
-        return _save(fig, path)
+        return _finish(fig, path)

@@ -36,7 +36,21 @@ from reports import stats
 from reports.events import Event, event_table, events_in_period, load_events, split_rules
 from reports.pdf import write_compare_pdf, write_pdf
 
-__all__ = ["ReportFiles", "render_report", "metrics_table", "METRICS_COLUMNS", "BOOTSTRAP_SEED"]
+__all__ = [
+    "ReportFiles",
+    "CompareFiles",
+    "read_result",
+    "read_compare_folder",
+    "choose_events",
+    "render_report",
+    "write_report",
+    "render_compare",
+    "write_compare_report",
+    "metrics_table",
+    "csv_bytes",
+    "METRICS_COLUMNS",
+    "BOOTSTRAP_SEED",
+]
 
 #: Seed of the hedge-effectiveness bootstrap (fixed, so reports are reproducible).
 BOOTSTRAP_SEED: Final[int] = 20250127
@@ -196,7 +210,8 @@ def _write_bytes(path: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def _csv_bytes(df: pd.DataFrame) -> bytes:
+def csv_bytes(df: pd.DataFrame) -> bytes:
+    """Byte-deterministic CSV: floats as ``%.10g``, UTC times as ISO ``...Z``, ``\\n`` line ends."""
     out = df.copy()
     for col in out.columns:
         if isinstance(out[col].dtype, pd.DatetimeTZDtype):
@@ -249,6 +264,43 @@ def _figures(result_dir: Path, summary: Mapping[str, Any], ledger: pd.DataFrame,
     return paths
 
 
+def read_result(result_dir: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame | None]:
+    """``summary.json``, ``ledger.parquet`` and (after a grid) ``compare.parquet`` of a result folder,
+    each checked against :mod:`backtest.schema`.
+
+    Raises
+    ------
+    DataError
+        A file is missing or does not follow the schema.
+    """
+    result_dir = Path(result_dir)
+    if not result_dir.is_dir():
+        raise DataError(result_dir, "not a folder")
+    summary = _read_summary(result_dir / "summary.json")
+    ledger = _read_ledger(result_dir / "ledger.parquet", list(summary["rules"]))
+    return summary, ledger, _read_compare(result_dir / "compare.parquet")
+
+
+def choose_events(
+    summary: Mapping[str, Any], ledger: pd.DataFrame, events: Sequence[Event] | None = None
+) -> tuple[tuple[Event, ...], list[str]]:
+    """The event windows a report analyses, and notes about the ones it leaves out.
+
+    ``events=None`` means the bundled windows plus the config's ``[events.<name>]`` that
+    overlap the data period; the others are named in a note.
+    """
+    if events is not None:
+        return tuple(events), []
+    bpd = float(summary["period"]["bars_per_day"])
+    user = (summary.get("config") or {}).get("events") or None
+    inside, outside = events_in_period(load_events(user), ledger, bars_per_day=bpd)
+    notes = []
+    if outside:
+        notes.append("Bundled event windows outside the data period (not analysed): "
+                     + ", ".join(e.name for e in outside) + ".")
+    return tuple(inside), notes
+
+
 def render_report(
     result_dir: Path,
     *,
@@ -256,17 +308,40 @@ def render_report(
     n_boot: int = N_BOOT,
     seed: int = BOOTSTRAP_SEED,
 ) -> ReportFiles:
-    """Write ``metrics.csv``, ``events.csv``, ``figures/*.png`` and ``report.pdf``.
+    """Re-render the report of a result folder from its files (:func:`read_result`, then
+    :func:`write_report` into the same folder). Nothing is re-simulated."""
+    summary, ledger, compare = read_result(Path(result_dir))
+    return write_report(Path(result_dir), summary, ledger, compare=compare, events=events, n_boot=n_boot,
+                        seed=seed)
+
+
+def write_report(
+    result_dir: Path,
+    summary: Mapping[str, Any],
+    ledger: pd.DataFrame,
+    *,
+    compare: pd.DataFrame | None = None,
+    events: Sequence[Event] | None = None,
+    metrics: pd.DataFrame | None = None,
+    n_boot: int = N_BOOT,
+    seed: int = BOOTSTRAP_SEED,
+) -> ReportFiles:
+    """Write ``metrics.csv``, ``events.csv``, ``figures/*.png`` and ``report.pdf`` into ``result_dir``.
 
     Parameters
     ----------
     result_dir : Path
-        A result folder written by the simulator.
+        The folder to write into (it must exist).
+    summary, ledger : mapping, DataFrame
+        A run's summary (the content of ``summary.json``) and per-bar ledger.
+    compare : DataFrame, optional
+        A rule-comparison table to add to the report.
     events : sequence of Event, optional
-        Event windows to analyse; each must overlap the data period. Default: the
-        bundled events (:func:`reports.events.load_events`) that overlap the period
-        (the others are named in the PDF's notes). Pass
-        ``select_events(load_events(config["events"]), names)`` for user windows.
+        Event windows to analyse; each must overlap the data period. Default: see
+        :func:`choose_events`. Pass ``select_events(load_events(config["events"]), names)``
+        for user windows.
+    metrics : DataFrame, optional
+        :func:`metrics_table` of the same run, when the caller already has it.
     n_boot : int, default 1000
         Bootstrap resamples of the HE interval.
     seed : int, default :data:`BOOTSTRAP_SEED`
@@ -278,40 +353,23 @@ def render_report(
 
     Raises
     ------
-    DataError
-        A result file is missing or does not follow ``backtest.schema``.
     ConfigError
         An explicitly requested event lies outside the data period.
     OutputError
         The result folder cannot be written.
     """
     result_dir = Path(result_dir)
-    if not result_dir.is_dir():
-        raise DataError(result_dir, "not a folder")
-    summary = _read_summary(result_dir / "summary.json")
     rules = list(summary["rules"])
-    ledger = _read_ledger(result_dir / "ledger.parquet", rules)
-    compare = _read_compare(result_dir / "compare.parquet")
     bpd = float(summary["period"]["bars_per_day"])
-
-    notes: list[str] = []
-    if events is None:
-        user = (summary.get("config") or {}).get("events") or None
-        inside, outside = events_in_period(load_events(user), ledger, bars_per_day=bpd)
-        chosen: Sequence[Event] = inside
-        if outside:
-            notes.append("Bundled event windows outside the data period (not analysed): "
-                         + ", ".join(e.name for e in outside) + ".")
-    else:
-        chosen = tuple(events)
+    chosen, notes = choose_events(summary, ledger, events)
     events_df = event_table(ledger, chosen, bars_per_day=bpd, rules=rules)
-    metrics = metrics_table(summary, ledger, n_boot=n_boot, seed=seed)
-
+    if metrics is None:
+        metrics = metrics_table(summary, ledger, n_boot=n_boot, seed=seed)
     try:
         metrics_csv = result_dir / "metrics.csv"
         events_csv = result_dir / "events.csv"
-        _write_bytes(metrics_csv, _csv_bytes(metrics))
-        _write_bytes(events_csv, _csv_bytes(events_df))
+        _write_bytes(metrics_csv, csv_bytes(metrics))
+        _write_bytes(events_csv, csv_bytes(events_df))
         pngs = _figures(result_dir, summary, ledger, chosen, compare)
         pdf_path = result_dir / "report.pdf"
         captions = {f"{CAPTIONS[k]}": p for k, p in pngs.items()}
@@ -331,12 +389,8 @@ class CompareFiles:
     pages: int
 
 
-def render_compare(folder: Path) -> CompareFiles:
-    """Figures and ``compare.pdf`` for a ``hedgebt compare`` folder (reads its tables only).
-
-    Writes ``figures/compare_scatter.png`` (HE vs annual cost, efficient frontier),
-    ``figures/compare_table.png`` (the ranking) and ``compare.pdf``.
-    """
+def read_compare_folder(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The ranked table (``compare.parquet``) and run facts (``compare.json``) of a compare folder."""
     folder = Path(folder)
     compare = _read_compare(folder / "compare.parquet")
     if compare is None or not len(compare):
@@ -346,13 +400,29 @@ def render_compare(folder: Path) -> CompareFiles:
         info = json.loads(info_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise DataError(info_path, f"cannot read: {exc}") from None
+    if not isinstance(info, dict):
+        raise DataError(info_path, "expected a JSON object at the top level")
+    return compare, info
+
+
+def render_compare(folder: Path) -> CompareFiles:
+    """Re-render the figures and ``compare.pdf`` of a ``hedgebt compare`` folder from its tables."""
+    compare, info = read_compare_folder(Path(folder))
+    return write_compare_report(Path(folder), compare, info)
+
+
+def write_compare_report(folder: Path, compare: pd.DataFrame, info: Mapping[str, Any]) -> CompareFiles:
+    """Write ``figures/compare_scatter.png`` (HE vs annual cost, efficient frontier),
+    ``figures/compare_table.png`` (the ranking) and ``compare.pdf`` into ``folder``."""
+    folder = Path(folder)
+    compare = compare.sort_values(["rank", "variant"], kind="stable").reset_index(drop=True)
     out = folder / "figures"
     try:
         pngs = (
             fig.plot_compare_scatter(compare, out / "compare_scatter.png"),
             fig.plot_compare_table(compare, out / "compare_table.png"),
         )
-        pages = write_compare_pdf(folder / "compare.pdf", compare, info, pngs)
+        pages = write_compare_pdf(folder / "compare.pdf", compare, dict(info), pngs)
     except OSError as exc:
         raise OutputError(f"{folder}: cannot write the compare report: {exc}") from exc
     return CompareFiles(figures=pngs, pdf=folder / "compare.pdf", pages=pages)

@@ -60,11 +60,11 @@ def test_no_step_sees_a_future_bar(tmp_path: Path) -> None:
 
 
 def test_same_inputs_give_byte_identical_tables(synthetic_prices: Path, tmp_path: Path) -> None:
-    from backtest.results import write_outputs
+    from backtest.api import run as api_run
 
     config = synthetic_config(synthetic_prices)
-    a = write_outputs(run(config), tmp_path / "a")
-    b = write_outputs(run(config), tmp_path / "b")
+    a = api_run(config).save(tmp_path / "a", report=False)
+    b = api_run(config).save(tmp_path / "b", report=False)
     for name in ("summary.json", "ledger.parquet"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 

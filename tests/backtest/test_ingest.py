@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import shutil
@@ -17,7 +16,8 @@ import pytest
 import backtest.ingest as ingest_mod
 from backtest.data import load_panel, read_long
 from backtest.errors import ConfigError, DataError, HedgeBTError
-from backtest.ingest import IngestReport, add_ingest_arguments, ingest, read_vendor_file, run_ingest_command
+from backtest.cli import main
+from backtest.ingest import IngestReport, ingest, read_vendor_file
 
 RAW = Path(__file__).resolve().parents[1] / "data" / "raw"
 CDD = RAW / "cryptodatadownload_Binance_FETUSDT_d.csv"
@@ -541,19 +541,17 @@ def test_missing_file_and_bad_arguments(tmp_path: Path) -> None:
 
 
 def test_cli_ingest_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    parser = argparse.ArgumentParser(prog="hedgebt ingest")
-    add_ingest_arguments(parser)
     dataset = tmp_path / "ds.parquet"
-    args = parser.parse_args([str(YAHOO), "--symbol", "RNDR", "--into", str(dataset), "--yahoo-shift-days", "-1"])
-    assert run_ingest_command(args) == 0
+    argv = ["ingest", str(YAHOO), "--symbol", "RNDR", "--into", str(dataset), "--yahoo-shift-days", "-1"]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     assert out.count("\n") == 1
     assert "1482 added, 0 unchanged, 0 overwritten" in out and "written" in out
     assert read_long(dataset)["ts"].iloc[0] == ts("2020-06-30")
-    assert run_ingest_command(args) == 0
+    assert main(argv) == 0
     assert "0 added, 1482 unchanged" in capsys.readouterr().out
-    args = parser.parse_args([str(FREQTRADE), "--symbol", "FET", "--into", str(dataset), "--format", "ccxt"])
-    with pytest.raises(HedgeBTError):
-        run_ingest_command(args)
-    with pytest.raises(SystemExit):
-        parser.parse_args([str(FREQTRADE), "--symbol", "FET", "--into", str(dataset), "--format", "excel"])
+    assert main(["ingest", str(FREQTRADE), "--symbol", "FET", "--into", str(dataset), "--format", "ccxt"]) == 2
+    assert capsys.readouterr().err.startswith("hedgebt: error: ")
+    with pytest.raises(SystemExit) as exc:
+        main(["ingest", str(FREQTRADE), "--symbol", "FET", "--into", str(dataset), "--format", "excel"])
+    assert exc.value.code == 2

@@ -30,10 +30,8 @@ variants do not interact.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -49,15 +47,15 @@ from backtest.config import (
     RuleSpec,
     ScenarioSection,
     config_to_dict,
-    load_config,
+
 )
 from backtest.engine import Prepared, prepare, variant_for
 from backtest.errors import ConfigError, HedgeBTError
 from backtest.market import Market, pack_variants
 from backtest.metrics import summary_metrics
-from backtest.results import atomic_output_dir, hedgebt_version, package_versions
+from backtest.results import hedgebt_version, package_versions
 
-__all__ = ["CompareSpec", "parse_compare", "run_compare", "run_compare_command", "RANK_BY"]
+__all__ = ["CompareSpec", "parse_compare", "run_compare", "compare_info", "write_compare_tables", "RANK_BY"]
 
 RankBy = Literal["hedge_effectiveness", "he_per_cost", "vol_hedged_ann", "cost_drag_bps_per_year"]
 RANK_BY: tuple[str, ...] = ("hedge_effectiveness", "he_per_cost", "vol_hedged_ann", "cost_drag_bps_per_year")
@@ -285,13 +283,11 @@ def write_compare_tables(table: pd.DataFrame, folder: Path, info: dict[str, Any]
     (folder / "compare.json").write_text(json.dumps(info, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
-def run_compare_command(args: argparse.Namespace) -> int:
-    """``hedgebt compare CONFIG --out DIR [--scheduler ...]``."""
-    atomic_output_dir(args.out, force=args.force).check()
-    config = load_config(args.config)
-    table = run_compare(config, scheduler=args.scheduler, progress=sys.stderr.isatty())
+def compare_info(config: Config, table: pd.DataFrame) -> dict[str, Any]:
+    """Facts about a grid run for ``compare.json``: rank criterion, scenarios, oracle per scenario,
+    the resolved config and package versions."""
     spec = parse_compare(config)
-    info = {
+    return {
         "hedgebt_version": hedgebt_version(),
         "rank_by": spec.rank_by,
         "variants": int(len(table)),
@@ -300,17 +296,3 @@ def run_compare_command(args: argparse.Namespace) -> int:
         "config": config_to_dict(config),
         "packages": package_versions(),
     }
-    out = Path(args.out)
-    with atomic_output_dir(out, force=args.force) as tmp:
-        write_compare_tables(table, tmp, info)
-        if not args.no_report:
-            from reports import render_compare
-
-            render_compare(tmp)
-    best = table[table["rank"] == 1]
-    print(f"{len(table)} variants ranked by {spec.rank_by}; oracle rho^2 shown for context")
-    for r in best.itertuples():
-        print(f"  best for {r.coin} {r.window}: {r.variant}  HE {r.hedge_effectiveness:.3f} (oracle {r.oracle_r2:.3f}), "
-              f"cost {r.cost_drag_bps_per_year:.0f} bps/yr")
-    print(f"  wrote {out}/compare.csv, compare.parquet")
-    return 0

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from backtest.errors import ConfigError
-from strategies.compare import parse_compare, run_compare
+from backtest.grid import parse_compare, run_compare
 
 from conftest import synthetic_config, write_synthetic_prices
 

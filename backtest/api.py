@@ -1,0 +1,416 @@
+"""hedgebt's Python API: load a scenario, run it, and read the outcome as pandas objects.
+
+This module is the top of the package, beside the command line (which is a thin
+layer over it): it composes the engine (:mod:`backtest.results`,
+:mod:`backtest.grid`) with the reports (:mod:`reports`), which only ever read a
+result. ::
+
+    import backtest as hb
+
+    res = hb.run("demo.toml")                       # a bundled scenario, or your own TOML file
+    res.metrics[["rule", "hedge_effectiveness", "he_ci_lo", "he_ci_hi"]]
+    res.ledger.query("rule == 'notional'")[["ts", "equity_hedged", "equity_unhedged"]]
+    res.events(["deepseek_2025"])
+    res.plot.equity()                               # a matplotlib Figure (inline in a notebook)
+    res.save("out/mine")                            # exactly what ``hedgebt run`` writes
+
+    cheaper = hb.run("demo.toml", margin={"reserve_usd": 0}, rebalance={"every_bars": 168})
+    grid = hb.compare("compare.toml")               # .table: one ranked row per variant
+
+:class:`Result` and :class:`CompareResult` are immutable: every accessor returns a
+fresh copy, so a caller cannot change the result it was given.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import pandas as pd
+
+from backtest import grid
+from backtest.config import Config, config_from_mapping, config_to_dict, load_config, merge_overrides
+from backtest.errors import ConfigError, DataError
+from backtest.results import RunResult, atomic_output_dir, write_result_files
+from backtest.results import run as _simulate
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from reports.render import CompareFiles, ReportFiles
+
+__all__ = [
+    "load_config",
+    "run",
+    "compare",
+    "Result",
+    "CompareResult",
+    "bundled_scenario",
+    "BUNDLED_SCENARIOS",
+]
+
+#: The scenario files shipped with hedgebt (``backtest/scenarios/``), usable by name.
+BUNDLED_SCENARIOS: tuple[str, ...] = ("demo.toml", "demo_perpetual.toml", "compare.toml", "daily_2021_2023.toml")
+
+
+def bundled_scenario(name: str) -> Path:
+    """Path of a bundled scenario file, e.g. ``bundled_scenario("demo.toml")``."""
+    path = Path(str(resources.files("backtest").joinpath("scenarios", name)))
+    if not path.is_file():
+        raise ConfigError("<file>", f"no bundled scenario {name!r}; bundled: {', '.join(BUNDLED_SCENARIOS)}")
+    return path
+
+
+def _scenario_path(path: str | Path) -> Path:
+    """``path`` itself when it exists, else a bundled scenario of that name."""
+    p = Path(path)
+    if p.is_file() or p.parent != Path("."):
+        return p
+    try:
+        return bundled_scenario(p.name)
+    except ConfigError:
+        return p  # load_config names the missing file
+
+
+def _as_config(config_or_path: Config | str | Path | None, overrides: Mapping[str, Any]) -> Config:
+    if isinstance(config_or_path, Config):
+        if not overrides:
+            return config_or_path
+        raw = merge_overrides(config_to_dict(config_or_path), overrides)
+        return config_from_mapping(raw, base_dir=config_or_path.base_dir)
+    if config_or_path is None:
+        return load_config(None, **overrides)
+    return load_config(_scenario_path(config_or_path), **overrides)
+
+
+def run(config_or_path: Config | str | Path | None = None, /, **overrides: Any) -> Result:
+    """Simulate every rule of a scenario and return its :class:`Result`.
+
+    Parameters
+    ----------
+    config_or_path : Config, str or Path, optional
+        A :class:`~backtest.config.Config`, a TOML file, or the name of a bundled
+        scenario (``"demo.toml"``); ``None`` runs the documented defaults.
+    **overrides
+        Sections or keys to change before running, validated like a file's own, e.g.
+        ``run("demo.toml", margin={"reserve_usd": 0})`` (see
+        :func:`backtest.config.merge_overrides`).
+    """
+    return Result.from_run(_simulate(_as_config(config_or_path, overrides)))
+
+
+def compare(
+    config_or_path: Config | str | Path,
+    /,
+    *,
+    scheduler: str = "none",
+    progress: bool = False,
+    **overrides: Any,
+) -> CompareResult:
+    """Run a scenario's ``[compare]`` grid and return the ranked :class:`CompareResult`.
+
+    ``scheduler`` is ``"none"`` (this process), ``"processes"`` (local Dask) or
+    ``"tcp://HOST:PORT"`` (a running ``dask.distributed`` scheduler).
+    """
+    config = _as_config(config_or_path, overrides)
+    table = grid.run_compare(config, scheduler=scheduler, progress=progress)
+    return CompareResult(config=config, _table=table, _info_json=json.dumps(grid.compare_info(config, table)))
+
+
+# -- the result of one run ---------------------------------------------------------------------
+
+
+class ResultPlots:
+    """The report's figures of a :class:`Result`, each returned as a matplotlib ``Figure``.
+
+    Single-panel figures (``equity``, ``rolling_vol``, ``drawdowns``, ``rolling_he``) also
+    draw into a caller's ``ax``; the others have several panels and always make their own
+    figure. Nothing touches matplotlib's global state (no ``pyplot``).
+    """
+
+    def __init__(self, result: Result) -> None:
+        self._result = result
+
+    def _frame(self) -> tuple[pd.DataFrame, dict[str, Any]]:
+        return self._result._ledger, self._result._summary
+
+    def equity(self, ax: Axes | None = None) -> Figure:
+        """Hedged equity of each rule against the unhedged equity (USD)."""
+        from reports import figures as F
+
+        ledger, s = self._frame()
+        return F.plot_equity(ledger, rules=list(s["rules"]), ax=ax)  # type: ignore[return-value]
+
+    def rolling_vol(self, ax: Axes | None = None, *, window_days: float = 30.0) -> Figure:
+        """Rolling annualised volatility, hedged vs unhedged."""
+        from reports import figures as F
+
+        ledger, s = self._frame()
+        return F.plot_rolling_vol(ledger, bars_per_day=float(s["period"]["bars_per_day"]),  # type: ignore[return-value]
+                                  window_days=window_days, rules=list(s["rules"]), ax=ax)
+
+    def drawdowns(self, ax: Axes | None = None) -> Figure:
+        """Drawdowns from the running peak, hedged vs unhedged."""
+        from reports import figures as F
+
+        ledger, s = self._frame()
+        return F.plot_drawdowns(ledger, rules=list(s["rules"]), ax=ax)  # type: ignore[return-value]
+
+    def rolling_he(self, ax: Axes | None = None, *, window_days: float = 30.0) -> Figure:
+        """Rolling hedge effectiveness against the full-sample oracle ρ²."""
+        from reports import figures as F
+
+        ledger, s = self._frame()
+        return F.plot_rolling_he(ledger, bars_per_day=float(s["period"]["bars_per_day"]),  # type: ignore[return-value]
+                                 oracle_r2=float(s["oracle_r2"]), window_days=window_days,
+                                 rules=list(s["rules"]), ax=ax)
+
+    def hedge_ratio(self) -> Figure:
+        """Held and target hedge ratio per rule, and contracts held."""
+        from reports import figures as F
+
+        ledger, s = self._frame()
+        return F.plot_hedge_ratio(ledger, rules=list(s["rules"]))  # type: ignore[return-value]
+
+    def pnl_attribution(self) -> Figure:
+        """Where the P&L came from, per rule (USD)."""
+        from reports import figures as F
+
+        _ledger, s = self._frame()
+        return F.plot_pnl_attribution({r: v["pnl"] for r, v in s["rules"].items()})  # type: ignore[return-value]
+
+    def events(self, names: Sequence[str] | None = None) -> Figure:
+        """Cumulative P&L inside each event window, hedged vs unhedged."""
+        from reports import figures as F
+
+        ledger, s = self._frame()
+        return F.plot_event_panels(ledger, self._result._events(names), rules=list(s["rules"]))  # type: ignore[return-value]
+
+    def margin(self) -> Figure:
+        """Margin balance against maintenance and initial requirement, per rule."""
+        from reports import figures as F
+
+        ledger, s = self._frame()
+        return F.plot_margin(ledger, rules=list(s["rules"]))  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    """The immutable outcome of one scenario run.
+
+    Attributes
+    ----------
+    config : Config
+        The validated scenario that produced it.
+    ledger : DataFrame
+        One row per bar and rule; columns :data:`backtest.schema.LEDGER_COLUMNS`.
+    summary : dict
+        The content of ``summary.json`` (parsed once; a fresh copy per access).
+    metrics : DataFrame
+        One row per rule, the columns of ``metrics.csv`` (summary figures, P&L parts,
+        HE interval, VaR / CVaR).
+    plot : ResultPlots
+        The report's figures as matplotlib ``Figure`` objects.
+    """
+
+    config: Config
+    _ledger: pd.DataFrame = field(repr=False)
+    _summary_json: str = field(repr=False)
+
+    @classmethod
+    def from_run(cls, run_result: RunResult) -> Result:
+        """Wrap the engine's :class:`~backtest.results.RunResult`."""
+        return cls(config=run_result.config, _ledger=run_result._ledger, _summary_json=run_result.summary_json)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Result:
+        """Read a result folder written by :meth:`save` or ``hedgebt run`` (no re-simulation)."""
+        from reports.render import read_result
+
+        folder = Path(folder)
+        summary, ledger, _compare = read_result(folder)
+        try:
+            config = config_from_mapping(summary.get("config") or {})
+        except ConfigError as exc:
+            raise DataError(folder / "summary.json", f"its config does not validate: {exc}") from None
+        return cls(config=config, _ledger=ledger,
+                   _summary_json=(folder / "summary.json").read_text(encoding="utf-8").rstrip("\n"))
+
+    def __repr__(self) -> str:
+        s = self._summary
+        p = s["period"]
+        return (f"Result({s['scenario']['name']!r}, {p['start'][:10]}..{p['end'][:10]}, {p['bars']} bars of "
+                f"{p['bar']}, rules={list(s['rules'])})")
+
+    @cached_property
+    def _summary(self) -> dict[str, Any]:
+        return json.loads(self._summary_json)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The content of ``summary.json`` (a fresh copy)."""
+        return copy.deepcopy(self._summary)
+
+    @property
+    def summary_json(self) -> str:
+        """``summary.json`` exactly as :meth:`save` writes it (without the final newline)."""
+        return self._summary_json
+
+    @property
+    def ledger(self) -> pd.DataFrame:
+        """One row per bar and rule (a fresh copy)."""
+        return self._ledger.copy()
+
+    @property
+    def rules(self) -> list[str]:
+        """Rule labels, in run order."""
+        return list(self._summary["rules"])
+
+    @cached_property
+    def _metrics(self) -> pd.DataFrame:
+        from reports.render import metrics_table
+
+        return metrics_table(self._summary, self._ledger)
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """One row per rule: the columns of ``metrics.csv`` (a fresh copy)."""
+        return self._metrics.copy()
+
+    def _events(self, names: Sequence[str] | None) -> tuple[Any, ...]:
+        from reports.events import load_events, select_events
+        from reports.render import choose_events
+
+        if names is None:
+            return choose_events(self._summary, self._ledger)[0]
+        user = {name: dict(spec) for name, spec in self.config.events}
+        return select_events(load_events(user or None), list(names))
+
+    def events(self, names: Sequence[str] | None = None) -> pd.DataFrame:
+        """What each rule did inside named market windows (the columns of ``events.csv``).
+
+        ``names=None`` takes the bundled and configured windows inside the data period;
+        otherwise the named ones (bundled, or ``[events.<name>]`` of the config).
+        """
+        from reports.events import event_table
+
+        return event_table(self._ledger, self._events(names),
+                           bars_per_day=float(self._summary["period"]["bars_per_day"]), rules=self.rules)
+
+    @property
+    def plot(self) -> ResultPlots:
+        """The report's figures (``res.plot.equity()``, ``res.plot.margin()``, ...)."""
+        return ResultPlots(self)
+
+    def save(
+        self,
+        folder: str | Path,
+        *,
+        force: bool = False,
+        report: bool = True,
+        events: Sequence[str] | None = None,
+    ) -> Path:
+        """Write ``summary.json``, ``ledger.parquet`` and (``report=True``) the report into ``folder``.
+
+        The same bytes as ``hedgebt run`` (``events`` as ``hedgebt replay --event``). The
+        folder is built under a temporary name and moved into place at the end; an
+        existing non-empty folder is replaced only with ``force=True``.
+        """
+        folder = Path(folder)
+        with atomic_output_dir(folder, force=force) as tmp:
+            write_result_files(RunResult(self._ledger, self._summary_json, self.config), tmp)
+            if report:
+                self._write_report(tmp, events)
+        return folder
+
+    def report(self, folder: str | Path, *, events: Sequence[str] | None = None) -> ReportFiles:
+        """Render ``metrics.csv``, ``events.csv``, ``figures/*.png`` and ``report.pdf`` into ``folder``
+        (created if missing) from this object: no re-simulation, no re-reading."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        return self._write_report(folder, events)
+
+    def _write_report(self, folder: Path, events: Sequence[str] | None) -> ReportFiles:
+        from reports.render import write_report
+
+        chosen = None if events is None else self._events(events)
+        return write_report(folder, self._summary, self._ledger, events=chosen, metrics=self._metrics)
+
+
+# -- the result of a comparison grid ------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class CompareResult:
+    """The immutable outcome of a ``[compare]`` grid: one ranked row per variant and scenario.
+
+    Attributes
+    ----------
+    config : Config
+        The scenario whose ``[compare]`` table was run.
+    table : DataFrame
+        The columns of ``compare.csv``, best first within each (coin, window).
+    info : dict
+        The content of ``compare.json`` (rank criterion, scenarios, oracle, config, versions).
+    """
+
+    config: Config
+    _table: pd.DataFrame = field(repr=False)
+    _info_json: str = field(repr=False)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> CompareResult:
+        """Read a folder written by :meth:`save` or ``hedgebt compare``."""
+        from reports.render import read_compare_folder
+
+        folder = Path(folder)
+        table, info = read_compare_folder(folder)
+        table = table.sort_values(["coin", "window", "rank"], kind="stable").reset_index(drop=True) \
+            if {"coin", "window"} <= set(table.columns) else table
+        try:
+            config = config_from_mapping(info.get("config") or {})
+        except ConfigError as exc:
+            raise DataError(folder / "compare.json", f"its config does not validate: {exc}") from None
+        return cls(config=config, _table=table, _info_json=json.dumps(info))
+
+    def __repr__(self) -> str:
+        return f"CompareResult({len(self._table)} variants, ranked by {self.info['rank_by']})"
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The ranked grid (a fresh copy)."""
+        return self._table.copy()
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """The content of ``compare.json`` (a fresh copy)."""
+        return json.loads(self._info_json)
+
+    def best(self) -> pd.DataFrame:
+        """The rank-1 variant of every scenario (coin × window)."""
+        return self._table[self._table["rank"] == 1].reset_index(drop=True)
+
+    def save(self, folder: str | Path, *, force: bool = False, report: bool = True) -> Path:
+        """Write ``compare.csv``, ``compare.parquet``, ``compare.json`` and (``report=True``) the
+        figures and ``compare.pdf`` into ``folder`` (atomically, as :meth:`Result.save`)."""
+        folder = Path(folder)
+        with atomic_output_dir(folder, force=force) as tmp:
+            grid.write_compare_tables(self._table, tmp, self.info)
+            if report:
+                self.report(tmp)
+        return folder
+
+    def report(self, folder: str | Path) -> CompareFiles:
+        """Render the compare figures and ``compare.pdf`` into ``folder`` from this object."""
+        from reports.render import write_compare_report
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        return write_compare_report(folder, self._table, self.info)
+
