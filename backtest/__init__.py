@@ -37,7 +37,7 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":
-        from backtest.results import hedgebt_version
+        from backtest.versions import hedgebt_version
 
         return hedgebt_version()
     if name in _LAZY:

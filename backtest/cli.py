@@ -165,7 +165,7 @@ def _add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from backtest.results import hedgebt_version
+    from backtest.versions import hedgebt_version
 
     parser = _Parser(prog="hedgebt", description="Backtest a short AI-index futures hedge of AI-sector altcoins.")
     parser.add_argument("--version", action="version", version=f"hedgebt {hedgebt_version()}")

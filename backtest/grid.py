@@ -53,7 +53,7 @@ from backtest.engine import Prepared, prepare, variant_for
 from backtest.errors import ConfigError, HedgeBTError
 from backtest.market import Market, pack_variants
 from backtest.metrics import summary_metrics
-from backtest.results import hedgebt_version, package_versions
+from backtest.versions import hedgebt_version, package_versions
 
 __all__ = ["CompareSpec", "parse_compare", "run_compare", "compare_info", "write_compare_tables", "RANK_BY"]
 

@@ -10,11 +10,9 @@ with metrics, events, figures and reports, is :class:`backtest.api.Result`.
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import json
 import math
 import os
-import platform
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -28,31 +26,11 @@ from backtest import schema
 from backtest.config import Config, config_to_dict
 from backtest.engine import Prepared, min_safe_collateral, prepare, variant_for
 from backtest.metrics import summary_metrics
+from backtest.versions import hedgebt_version, package_versions
 from backtest.errors import OutputError
 from backtest.market import run_variant
 
 __all__ = ["RunResult", "run", "rule_metrics", "write_result_files", "atomic_output_dir", "package_versions", "hedgebt_version"]
-
-_PACKAGES = ("hedgebt", "numpy", "pandas", "numba", "pyarrow", "matplotlib", "vectorbt")
-
-
-def hedgebt_version() -> str:
-    try:
-        return importlib.metadata.version("hedgebt")
-    except importlib.metadata.PackageNotFoundError:  # running from a source tree
-        return "0+unknown"
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of Python and the packages that shape results (read from metadata, no imports)."""
-    out = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
 
 @dataclass(frozen=True, eq=False)
 class RunResult:

@@ -1,0 +1,1 @@
+"""The bundled scenario files (TOML), found with importlib.resources."""

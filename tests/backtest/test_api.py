@@ -1,0 +1,159 @@
+"""The Python API: run / compare / load_config, the immutable Result and CompareResult."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import SYNTHETIC_SCENARIO
+
+import backtest as hb
+from backtest.cli import main
+from backtest.errors import ConfigError, DataError
+
+COMPARE = """
+[compare]
+[[compare.rules]]
+family = "min_variance"
+window = [48, 96]
+[[compare.rules]]
+family = "notional"
+[[compare.rebalance]]
+mode = "every"
+every_bars = [24, 72]
+"""
+
+
+@pytest.fixture
+def scenario(synthetic_prices: Path) -> Path:
+    path = synthetic_prices.parent / "s.toml"
+    path.write_text(SYNTHETIC_SCENARIO + '[[rules]]\nfamily = "notional"\n[[rules]]\nfamily = "ewma"\nhalflife = 48\n'
+                    + COMPARE, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def result(scenario: Path) -> hb.Result:
+    return hb.run(scenario)
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_result_views_are_pandas_and_immutable(result: hb.Result) -> None:
+    assert result.rules == ["notional", "ewma(halflife=48.0)"]
+    ledger = result.ledger
+    assert isinstance(ledger, pd.DataFrame) and set(ledger["rule"]) == set(result.rules)
+    ledger.loc[:, "equity_hedged"] = 0.0  # a caller's copy, not the result
+    assert result.ledger["equity_hedged"].abs().sum() > 0
+    summary = result.summary
+    summary["rules"].clear()
+    assert result.summary["rules"]
+    metrics = result.metrics
+    assert list(metrics["rule"]) == result.rules
+    assert {"hedge_effectiveness", "he_ci_lo", "he_ci_hi", "var95_hedged", "cvar95_hedged"} <= set(metrics)
+    assert (metrics["he_ci_lo"] <= metrics["hedge_effectiveness"]).all()
+    with pytest.raises(AttributeError):
+        result.config = None  # type: ignore[misc]
+
+
+def test_save_writes_the_same_bytes_as_the_cli(result: hb.Result, scenario: Path, tmp_path: Path) -> None:
+    assert main(["run", str(scenario), "--out", str(tmp_path / "cli")]) == 0
+    result.save(tmp_path / "api")
+    cli, api = _tree(tmp_path / "cli"), _tree(tmp_path / "api")
+    assert cli.keys() == api.keys() and "report.pdf" in cli
+    assert cli == api
+
+
+def test_load_and_report_need_no_simulation(result: hb.Result, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = result.save(tmp_path / "r", report=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["ledger.parquet", "summary.json"]
+    import backtest.results
+
+    def no_simulation(*_a, **_k):  # pragma: no cover - failing is the point
+        raise AssertionError("re-simulated")
+
+    monkeypatch.setattr(backtest.results, "run", no_simulation)
+    loaded = hb.Result.load(folder)
+    assert loaded.summary == result.summary
+    pd.testing.assert_frame_equal(loaded.ledger, result.ledger)
+    pd.testing.assert_frame_equal(loaded.metrics, result.metrics)
+    files = loaded.report(tmp_path / "rep")
+    assert files.pdf.is_file() and files.pages >= 5 and len(files.figures) == 8
+    assert (tmp_path / "rep" / "metrics.csv").read_bytes() == (tmp_path / "rep" / "metrics.csv").read_bytes()
+
+
+def test_events_and_figures(result: hb.Result) -> None:
+    from matplotlib.figure import Figure
+
+    assert set(result.events()["event"]) == {"nvidia_rally_2024"}  # the one bundled window overlapping 2024 Q1
+    fig = result.plot.equity()
+    assert isinstance(fig, Figure) and fig.axes[0].get_title()
+    external = Figure()
+    ax = external.add_subplot()
+    assert result.plot.rolling_he(ax=ax) is external and ax.lines
+    for name in ("rolling_vol", "drawdowns", "hedge_ratio", "pnl_attribution", "margin"):
+        assert isinstance(getattr(result.plot, name)(), Figure), name
+
+
+def test_overrides_are_validated_like_the_file(scenario: Path) -> None:
+    config = hb.load_config(scenario, margin={"reserve_usd": 0}, rebalance={"every_bars": 72})
+    assert config.margin.reserve_usd == 0 and config.margin.collateral_usd == 250_000  # other keys kept
+    assert config.rebalance.every_bars == 72
+    with pytest.raises(ConfigError, match="fees.taker_bps"):
+        hb.load_config(scenario, fees={"taker_bps": -5})
+    with pytest.raises(ConfigError, match="unknown key"):
+        hb.run(scenario, margin={"reserv_usd": 0})
+
+
+def test_run_accepts_a_config_with_overrides(scenario: Path) -> None:
+    a = hb.run(hb.load_config(scenario), rebalance={"every_bars": 72})
+    b = hb.run(hb.load_config(scenario, rebalance={"every_bars": 72}))
+    assert a.summary_json == b.summary_json
+    assert a.summary_json != hb.run(scenario).summary_json
+
+
+def test_bundled_scenario_by_name() -> None:
+    assert hb.bundled_scenario("demo.toml").is_file()
+    with pytest.raises(ConfigError, match="no bundled scenario"):
+        hb.bundled_scenario("nope.toml")
+
+
+def test_compare_result(scenario: Path, tmp_path: Path) -> None:
+    grid = hb.compare(scenario)
+    table = grid.table
+    assert len(table) == 3 * 2 and set(table["rank"]) == set(range(1, 7))
+    assert len(grid.best()) == 1 and grid.best()["rank"].iloc[0] == 1
+    assert grid.info["rank_by"] == "hedge_effectiveness"
+    folder = grid.save(tmp_path / "g")
+    assert {"compare.csv", "compare.parquet", "compare.json", "compare.pdf"} <= {p.name for p in folder.iterdir()}
+    again = hb.CompareResult.load(folder)
+    pd.testing.assert_frame_equal(again.table, table, check_dtype=False)
+    assert main(["compare", str(scenario), "--out", str(tmp_path / "cli"), "--no-report"]) == 0
+    assert (tmp_path / "cli" / "compare.csv").read_bytes() == (folder / "compare.csv").read_bytes()
+
+
+def test_report_cli_rerenders_a_compare_folder(scenario: Path, tmp_path: Path) -> None:
+    folder = hb.compare(scenario).save(tmp_path / "g", report=False)
+    assert main(["report", str(folder)]) == 0
+    assert (folder / "compare.pdf").is_file()
+
+
+def test_load_refuses_a_folder_that_is_not_a_result(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="summary.json"):
+        hb.Result.load(tmp_path)
+
+
+def test_import_is_light_and_leaves_matplotlib_alone() -> None:
+    code = (
+        "import sys, matplotlib; matplotlib.use('svg'); import backtest, reports, reports.figures; "
+        "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend(); "
+        "import backtest as hb; hb.__version__; "
+        "heavy = [m for m in ('numba', 'backtest.engine') if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
