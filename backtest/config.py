@@ -13,6 +13,8 @@ Units are spelled out in the names: ``_bps`` (basis points, 1 bp = 0.01 %),
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
+import re
 import tomllib
 import types
 import typing
@@ -42,6 +44,7 @@ __all__ = [
     "config_from_mapping",
     "config_to_dict",
     "merge_overrides",
+    "parse_utc",
     "PROJECT_ROOT",
     "BUNDLED_DATA",
 ]
@@ -94,10 +97,7 @@ class ScenarioSection:
         for key in ("start", "end"):
             value = getattr(self, key)
             if value is not None:
-                try:
-                    pd.Timestamp(value)
-                except (ValueError, TypeError):
-                    raise ConfigError(f"scenario.{key}", f"expected a date like '2021-01-01', got {value!r}") from None
+                parse_utc(value, f"scenario.{key}")
         if self.start is not None and self.end is not None:
             _check(
                 _utc(self.end) > _utc(self.start),
@@ -114,9 +114,44 @@ class ScenarioSection:
         return None if self.end is None else _utc(self.end)
 
 
+#: ISO 8601 calendar date, optionally with a time and a zone (``Z`` or ``±HH:MM``).
+_ISO_8601 = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
+)
+_ISO_EXAMPLE = "'2024-08-01' or '2024-08-01T08:00:00Z'"
+
+
+def parse_utc(value: Any, key: str, *, source: str | None = None) -> pd.Timestamp:
+    """The one reader of dates in configs: an ISO 8601 string or a TOML date / date-time, as UTC.
+
+    A calendar date is that UTC day's midnight; a date-time must carry its zone (``Z`` or
+    ``±HH:MM``) and is converted to UTC. Anything else -- a date-time without a zone, a
+    day-first or month-first form such as ``"01/08/2024"``, an empty string, a number --
+    raises :class:`ConfigError` with an example of the right form.
+    """
+    if isinstance(value, _dt.datetime):
+        ts = pd.Timestamp(value)
+    elif isinstance(value, _dt.date):
+        ts = pd.Timestamp(value.year, value.month, value.day)
+    elif isinstance(value, str) and _ISO_8601.fullmatch(value.strip()):
+        try:
+            ts = pd.Timestamp(value.strip())
+        except (ValueError, OverflowError):
+            raise ConfigError(key, f"not a valid date: {value!r}; write {_ISO_EXAMPLE}", source=source) from None
+    else:
+        raise ConfigError(key, f"expected an ISO 8601 date such as {_ISO_EXAMPLE}, got {value!r}", source=source)
+    if not 1970 <= ts.year <= 2100:
+        raise ConfigError(key, f"date {value!s} is outside 1970..2100", source=source)
+    if ts.tzinfo is None:
+        if isinstance(value, _dt.datetime) or (isinstance(value, str) and len(value.strip()) > 10):
+            raise ConfigError(key, f"date-time {value!s} has no time zone; write it in UTC, e.g. "
+                                   f"'{ts.strftime('%Y-%m-%dT%H:%M:%S')}Z'", source=source)
+        return ts.tz_localize("UTC")
+    return ts.tz_convert("UTC")
+
+
 def _utc(value: str) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return parse_utc(value, "<date>")
 
 
 @dataclass(frozen=True)
@@ -469,6 +504,8 @@ class RebalanceSection:
     def __post_init__(self) -> None:
         _check(self.every_bars >= 1, "rebalance.every_bars", f"expected >= 1 bar, got {self.every_bars}")
         _check(self.band >= 0, "rebalance.band", f"expected a fraction >= 0, got {self.band}")
+        _check(self.band <= 1, "rebalance.band",
+               f"expected a fraction (0.10 = 10 %), got {self.band:g}; for {self.band:g} % write {self.band / 100:g}")
         _check(self.min_trade_contracts >= 0, "rebalance.min_trade_contracts", f"expected >= 0, got {self.min_trade_contracts}")
 
 
@@ -585,7 +622,7 @@ def _build_section(cls: type, table: Any, prefix: str) -> Any:
     unknown = sorted(set(table) - names)
     if unknown:
         raise ConfigError(f"{prefix}.{unknown[0]}", f"unknown key; known keys of [{prefix}]: {', '.join(sorted(names))}")
-    kwargs = {name: _coerce(value, hints[name], f"{prefix}.{name}") for name, value in table.items()}
+    kwargs = {name: _coerce(_iso(value), hints[name], f"{prefix}.{name}") for name, value in table.items()}
     return cls(**kwargs)
 
 
@@ -622,8 +659,6 @@ def _validate_rule(family: str, params: tuple[tuple[str, Any], ...], key: str) -
 
 def _iso(value: Any) -> Any:
     """TOML dates and date-times as ISO strings (JSON-able, re-readable)."""
-    import datetime as _dt
-
     if isinstance(value, (_dt.datetime, _dt.date)):
         return value.isoformat()
     return value

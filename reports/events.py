@@ -55,6 +55,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from backtest.config import parse_utc
 from backtest.errors import ConfigError
 from backtest.schema import PNL_COLUMN
 from reports import stats
@@ -140,32 +141,8 @@ def _fmt_ts(ts: pd.Timestamp) -> str:
 
 
 def _parse_time(value: object, key: str, source: str | None) -> pd.Timestamp:
-    """A UTC timestamp from a TOML date-time, date or ISO string."""
-    example = "e.g. 2025-01-20T00:00:00Z"
-    if isinstance(value, dt.datetime):
-        ts = pd.Timestamp(value)
-    elif isinstance(value, dt.date):
-        # a bare calendar date is the UTC day's midnight
-        return pd.Timestamp(value.year, value.month, value.day, tz="UTC")
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            ts = pd.Timestamp(text)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(key, f"expected a UTC date-time ({example}), got {value!r}", source=source) from exc
-        if ts is pd.NaT:
-            raise ConfigError(key, f"expected a UTC date-time ({example}), got {value!r}", source=source)
-        if ts.tzinfo is None and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            return ts.tz_localize("UTC")
-    else:
-        raise ConfigError(
-            key, f"expected a UTC date-time ({example}), got {type(value).__name__} {value!r}", source=source
-        )
-    if ts.tzinfo is None:
-        raise ConfigError(
-            key, f"date-time {value!s} has no time zone; write it in UTC ({example})", source=source
-        )
-    return ts.tz_convert("UTC")
+    """A UTC timestamp from a TOML date-time, date or ISO string (:func:`backtest.config.parse_utc`)."""
+    return parse_utc(value, key, source=source)
 
 
 def _make_event(name: str, table: object, *, prefix: str, source: str | None) -> Event:

@@ -25,7 +25,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("[fees]\ntaker_bps = \"five\"\n", "fees.taker_bps", "expected a number"),
         ("[futures]\ncontract_size = 0\n", "futures.contract_size", "expected > 0"),
         ("[scenario]\nstart = \"2024-05-01\"\nend = \"2024-01-01\"\n", "scenario.end", "not after start"),
-        ("[scenario]\nstart = \"yesterday-ish\"\n", "scenario.start", "expected a date"),
+        ("[scenario]\nstart = \"yesterday-ish\"\n", "scenario.start", "expected an ISO 8601 date"),
         ("[scenario]\nbar = \"5m\"\n", "scenario.bar", "one of '1h', '1D'"),
         ("[margin]\nmaintenance_rate = 0.1\ninitial_rate = 0.05\n", "margin.initial_rate", "maintenance_rate"),
         ("[rebalance]\nevery_bars = 0\n", "rebalance.every_bars", ">= 1"),
@@ -70,3 +70,34 @@ def test_round_trip_through_dict_is_lossless(tmp_path: Path) -> None:
     assert config_to_dict(again) == as_dict
     assert as_dict["rules"] == [{"family": "ewma", "label": "fast", "halflife": 24}]
     assert tomllib  # the reader is TOML only
+
+
+@pytest.mark.parametrize("value", ["01/08/2024", "1.8.2024", "", "2024-8-1", "yesterday"])
+def test_dates_are_iso_8601_only(value: object) -> None:
+    from backtest.config import config_from_mapping
+
+    with pytest.raises(ConfigError, match=r"scenario.start.*ISO 8601 date such as '2024-08-01'"):
+        config_from_mapping({"scenario": {"start": value}})
+
+
+def test_toml_dates_and_datetimes_are_accepted_everywhere(tmp_path) -> None:
+    import pandas as pd
+
+    from backtest.config import load_config
+
+    path = tmp_path / "s.toml"
+    path.write_text("[scenario]\nstart = 2024-08-01\nend = 2024-09-01T12:00:00Z\n"
+                    "[events.mine]\ntitle = 'x'\nstart = 2024-08-02\nend = 2024-08-03T00:00:00+02:00\n")
+    config = load_config(path)
+    assert config.scenario.start_ts == pd.Timestamp("2024-08-01", tz="UTC")
+    assert config.scenario.end_ts == pd.Timestamp("2024-09-01 12:00", tz="UTC")
+    path.write_text("[scenario]\nstart = 2024-08-01T08:00:00\n")
+    with pytest.raises(ConfigError, match="no time zone; write it in UTC, e.g. '2024-08-01T08:00:00Z'"):
+        load_config(path)
+
+
+def test_band_given_as_percent_is_refused_with_the_hint() -> None:
+    from backtest.config import config_from_mapping
+
+    with pytest.raises(ConfigError, match=r"rebalance.band.*for 10 % write 0.1"):
+        config_from_mapping({"rebalance": {"mode": "band", "band": 10}})
