@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -32,61 +34,139 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"hedgebt: error: {message} (see '{command} --help')\n")
 
 
-def _print_summary(summary: dict, out: Path, seconds: float) -> None:
+class _Console:
+    """What a command tells its user: results and progress, and nothing but errors with ``--quiet``.
+
+    Each stage prints a line when it starts (so a slow stage never looks hung) and its
+    elapsed time when it ends: on a terminal both on one stderr line; otherwise (logs,
+    pipes, CI) as two lines on stdout, so that stderr keeps the error contract's single line.
+    """
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self._announced = False
+
+    def say(self, line: str = "") -> None:
+        if not self.quiet:
+            print(line, flush=True)
+
+    @contextmanager
+    def stage(self, what: str) -> Iterator[None]:
+        if self.quiet:
+            yield
+            return
+        stream = sys.stderr if self.tty else sys.stdout
+        started = time.perf_counter()
+        print(f"hedgebt: {what} ...", end="" if self.tty else "\n", file=stream, flush=True)
+        try:
+            yield
+        except BaseException:
+            if self.tty:
+                print(" failed", file=stream, flush=True)
+            raise
+        took = time.perf_counter() - started
+        print(f" {took:.1f} s" if self.tty else f"hedgebt: {what}: {took:.1f} s", file=stream, flush=True)
+
+    def announce_compile(self) -> None:
+        """Say once that numba compiles the kernels on the first run after an install."""
+        if self._announced or self.quiet or _kernels_cached():
+            return
+        self._announced = True
+        print("hedgebt: compiling the numba kernels, once after an install (about a minute on 2 cores); "
+              "later runs start in seconds", file=sys.stderr if self.tty else sys.stdout, flush=True)
+
+    def wrote(self, folder: Path) -> None:
+        """List every file under ``folder`` (relative names; figures grouped)."""
+        if self.quiet or not folder.is_dir():
+            return
+        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        figures = [f for f in files if f.startswith("figures/")]
+        rest = [f for f in files if not f.startswith("figures/")]
+        line = ", ".join(rest)
+        if figures:
+            line += f", figures/ ({len(figures)} PNG: " + ", ".join(Path(f).stem for f in figures) + ")"
+        print(f"  wrote {folder}/: {line}", flush=True)
+
+
+def _kernels_cached() -> bool:
+    """Whether numba has a cache of the bar-loop kernels (so the next run will not compile)."""
+    import os
+
+    import backtest
+
+    source = Path(backtest.__file__).parent
+    places = [source / "__pycache__"]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        places.append(Path(os.environ["NUMBA_CACHE_DIR"]))
+    return any(next(place.rglob("kernels.*.nbi"), None) is not None for place in places if place.is_dir())
+
+
+def _print_summary(console: _Console, summary: dict) -> None:
     period = summary["period"]
-    print(f"{summary['scenario']['name']}: {period['start'][:10]} .. {period['end'][:10]}, {period['bars']} bars of {period['bar']}")
-    print(f"  oracle rho^2 (best constant linear hedge, in sample): {summary['oracle_r2']:.3f}")
+    console.say(f"{summary['scenario']['name']}: {period['start'][:10]} .. {period['end'][:10]}, "
+                f"{period['bars']} bars of {period['bar']}")
+    console.say(f"  oracle rho^2 (best constant linear hedge, in sample): {summary['oracle_r2']:.3f}")
     for label, m in summary["rules"].items():
         he = m["hedge_effectiveness"]
-        print(
-            f"  {label:<32} HE {he:6.3f}  vol {m['vol_unhedged_ann']:.0%} -> {m['vol_hedged_ann']:.0%}  "
+        he_text = "n/a" if he is None else f"{he:6.3f}"
+        console.say(
+            f"  {label:<32} HE {he_text}  vol {m['vol_unhedged_ann']:.0%} -> {m['vol_hedged_ann']:.0%}  "
             f"cost {m['cost_drag_bps_per_year']:.0f} bps/yr  rolls {m['rolls']}  calls {m['margin_calls']}  "
             f"liquidations {m['liquidations']}"
         )
-    print(f"  wrote {out}/ in {seconds:.1f} s")
 
 
-def _run_one(config_path: Path, out: Path, force: bool, *, report: bool = True, shown: Path | None = None) -> None:
+def _run_one(console: _Console, config_path: Path, out: Path, force: bool, *, report: bool = True,
+             shown: Path | None = None) -> None:
     from backtest import api
     from backtest.results import atomic_output_dir
 
-    started = time.perf_counter()
     atomic_output_dir(out, force=force).check()
-    result = api.run(config_path)
-    result.save(out, force=force, report=report)
-    _print_summary(result.summary, shown or out, time.perf_counter() - started)
+    console.announce_compile()
+    with console.stage(f"simulating {config_path.name}"):
+        result = api.run(config_path)
+    with console.stage("writing results" + (" and the report" if report else "")):
+        result.save(out, force=force, report=report)
+    _print_summary(console, result.summary)
+    if shown is None:  # the demo lists its folders once they are in place
+        console.wrote(out)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from backtest.api import bundled_scenario
     from backtest.results import atomic_output_dir
 
+    console = _Console(args.quiet)
     out = Path(args.out)
     with atomic_output_dir(out, force=args.force) as tmp:
         for name, sub in zip(DEMO_CONFIGS, ("quarterly", "perpetual")):
-            _run_one(bundled_scenario(name), tmp / sub, False, report=not args.no_report, shown=out / sub)
-    print(f"demo written to {out}/quarterly and {out}/perpetual")
+            _run_one(console, bundled_scenario(name), tmp / sub, False, report=not args.no_report, shown=out / sub)
+    for sub in ("quarterly", "perpetual"):
+        console.wrote(out / sub)
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    _run_one(Path(args.config), Path(args.out), args.force, report=not args.no_report)
+    _run_one(_Console(args.quiet), Path(args.config), Path(args.out), args.force, report=not args.no_report)
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from backtest.api import CompareResult, Result
 
+    console = _Console(args.quiet)
     folder = Path(args.result_dir)
     if (folder / "compare.parquet").is_file() and not (folder / "summary.json").is_file():
-        files = CompareResult.load(folder).report(folder)
-        print(f"compare report re-rendered in {folder}: {Path(files.pdf).name}")
-        return 0
-    if not (folder / "summary.json").is_file() or not (folder / "ledger.parquet").is_file():
+        with console.stage(f"re-rendering the compare report in {folder}"):
+            CompareResult.load(folder).report(folder)
+    elif not (folder / "summary.json").is_file() or not (folder / "ledger.parquet").is_file():
         raise HedgeBTError(f"{folder}: not a result folder (expected summary.json and ledger.parquet, "
                            "or compare.parquet and compare.json)")
-    report = Result.load(folder).report(folder)
-    print(f"report re-rendered in {folder}: {Path(report.pdf).name}")
+    else:
+        with console.stage(f"re-rendering the report in {folder}"):
+            Result.load(folder).report(folder)
+    console.wrote(folder)
     return 0
 
 
@@ -94,16 +174,20 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from backtest import api
     from backtest.results import atomic_output_dir
 
+    console = _Console(args.quiet)
     out = Path(args.out)
     atomic_output_dir(out, force=args.force).check()
-    result = api.compare(Path(args.config), scheduler=args.scheduler, progress=sys.stderr.isatty())
-    result.save(out, force=args.force, report=not args.no_report)
+    console.announce_compile()
+    with console.stage(f"running the grid of {Path(args.config).name}"):
+        result = api.compare(Path(args.config), scheduler=args.scheduler, progress=console.tty and not args.quiet)
+    with console.stage("writing tables" + ("" if args.no_report else " and the report")):
+        result.save(out, force=args.force, report=not args.no_report)
     table = result.table
-    print(f"{len(table)} variants ranked by {result.info['rank_by']}; oracle rho^2 shown for context")
+    console.say(f"{len(table)} variants ranked by {result.info['rank_by']}; oracle rho^2 shown for context")
     for r in result.best().itertuples():
-        print(f"  best for {r.coin} {r.window}: {r.variant}  HE {r.hedge_effectiveness:.3f} (oracle {r.oracle_r2:.3f}), "
-              f"cost {r.cost_drag_bps_per_year:.0f} bps/yr")
-    print(f"  wrote {out}/compare.csv, compare.parquet")
+        console.say(f"  best for {r.coin} {r.window}: {r.variant}  HE {r.hedge_effectiveness:.3f} "
+                    f"(oracle {r.oracle_r2:.3f}), cost {r.cost_drag_bps_per_year:.0f} bps/yr")
+    console.wrote(out)
     return 0
 
 
@@ -111,18 +195,22 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from backtest import api
     from backtest.results import atomic_output_dir
 
+    console = _Console(args.quiet)
     out = Path(args.out)
     atomic_output_dir(out, force=args.force).check()
-    result = api.run(Path(args.config))
+    console.announce_compile()
+    with console.stage(f"simulating {Path(args.config).name}"):
+        result = api.run(Path(args.config))
     table = result.events(args.event)  # unknown or out-of-period events fail before anything is written
-    result.save(out, force=args.force, events=args.event)
+    with console.stage("writing results and the report"):
+        result.save(out, force=args.force, events=args.event)
     for r in table.itertuples(index=False):
         note = f"  ({r.note})" if r.note else ""
-        print(
+        console.say(
             f"  {r.event} / {r.rule}: coin {r.coin_return:+.1%}, index {r.index_return:+.1%}; "
             f"P&L unhedged {r.pnl_unhedged:+,.0f} vs hedged {r.pnl_hedged:+,.0f} USD; HE {r.hedge_effectiveness:.2f}{note}"
         )
-    print(f"wrote {out}/events.csv and the report")
+    console.wrote(out)
     return 0
 
 
@@ -138,7 +226,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         yahoo_shift_days=args.yahoo_shift_days,
     )
     state = "written" if report.changed else "unchanged, not rewritten"
-    print(
+    _Console(args.quiet).say(
         f"ingest {args.symbol} -> {report.path}: {report.rows_added} added, {report.rows_unchanged} unchanged, "
         f"{report.rows_overwritten} overwritten; dataset {state} ({len(report.symbols)} symbol(s))"
     )
@@ -169,26 +257,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="hedgebt", description="Backtest a short AI-index futures hedge of AI-sector altcoins.")
     parser.add_argument("--version", action="version", version=f"hedgebt {hedgebt_version()}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("demo", help="run the bundled FET scenario (quarterly and perpetual) on the bundled data")
+    p = sub.add_parser("demo", parents=[common], help="run the bundled FET scenario (quarterly and perpetual) on the bundled data")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     p.add_argument("--no-report", action="store_true", help="write summary.json and ledger.parquet only")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("run", help="run a scenario from a TOML config")
+    p = sub.add_parser("run", parents=[common], help="run a scenario from a TOML config")
     p.add_argument("config", help="scenario TOML file")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     p.add_argument("--no-report", action="store_true", help="write summary.json and ledger.parquet only")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("report", help="re-render the report of a result folder (no re-simulation)")
+    p = sub.add_parser("report", parents=[common], help="re-render the report of a result folder (no re-simulation)")
     p.add_argument("result_dir")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("compare", help="rank a grid of hedge rules x parameters x rebalance policies")
+    p = sub.add_parser("compare", parents=[common], help="rank a grid of hedge rules x parameters x rebalance policies")
     p.add_argument("config", help="scenario TOML file with a [compare] section")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
@@ -196,14 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="write tables only")
     p.set_defaults(func=_cmd_compare)
 
-    p = sub.add_parser("replay", help="hedge figures inside named AI-market swings")
+    p = sub.add_parser("replay", parents=[common], help="hedge figures inside named AI-market swings")
     p.add_argument("config", help="scenario TOML file")
     p.add_argument("--event", action="append", required=True, help="event name (repeatable); see reports/events.toml")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(func=_cmd_replay)
 
-    p = sub.add_parser("ingest", help="turn vendor files into the project's Parquet layout")
+    p = sub.add_parser("ingest", parents=[common], help="turn vendor files into the project's Parquet layout")
     _add_ingest_arguments(p)
     p.set_defaults(func=_cmd_ingest)
     return parser

@@ -203,3 +203,26 @@ family = "notional"
     r = both[1:] / both[:-1] - 1
     he_hand = 1 - np.var(r[:, 0] - r[:, 1], ddof=1) / np.var(r[:, 0], ddof=1)
     assert summary["rules"]["notional"]["hedge_effectiveness"] == pytest.approx(he_hand, abs=0.01)
+
+
+def test_version_quiet_progress_and_file_list(scenario: Path, tmp_path: Path, capsys) -> None:
+    from backtest.versions import hedgebt_version
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"hedgebt {hedgebt_version()}"
+    assert main(["run", str(scenario), "--out", str(tmp_path / "q"), "--no-report", "--quiet"]) == 0
+    quiet = capsys.readouterr()
+    assert quiet.out == "" and quiet.err == ""
+    assert main(["run", str(scenario), "--out", str(tmp_path / "o"), "--no-report"]) == 0
+    loud = capsys.readouterr()
+    assert loud.err == ""  # off a terminal, stages go to stdout: stderr is for the one error line
+    assert "hedgebt: simulating scenario.toml ...\n" in loud.out and "hedgebt: simulating scenario.toml: " in loud.out
+    assert loud.out.strip().splitlines()[-1] == f"  wrote {tmp_path / 'o'}/: ledger.parquet, summary.json"
+
+
+def test_bad_flag_names_the_command(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--bogus"])
+    assert exc.value.code == 2
+    assert "(see 'hedgebt run --help')" in capsys.readouterr().err
