@@ -1,4 +1,4 @@
-"""Every exception and warning hedgebt raises, in one place.
+"""Every exception hedgebt raises, in one place.
 
 User errors (bad data, bad configuration, bad command-line usage) derive from
 :class:`HedgeBTError`; the CLI turns them into a one-line message and exit code 2.
@@ -14,7 +14,6 @@ __all__ = [
     "DataError",
     "ConfigError",
     "OutputError",
-    "HedgeBTWarning",
 ]
 
 
@@ -92,7 +91,3 @@ class ConfigError(HedgeBTError):
 
 class OutputError(HedgeBTError):
     """The output location cannot be written safely (exists, is a file, ...)."""
-
-
-class HedgeBTWarning(UserWarning):
-    """Base class of hedgebt's warnings."""
