@@ -9,7 +9,10 @@ the bar (see :mod:`backtest.schema`):
   every day, so never 252;
 * maximum drawdown of the compounded returns ``prod(1 + r)``;
 * cost drag ``-(fees + slippage + roll + liquidation) / mean coin notional / years * 1e4``
-  in basis points of notional per year.
+  in basis points of notional per year;
+* ``min_safe_collateral`` is the summary's ``margin_need``, which ``run`` and
+  ``compare`` replace by :func:`backtest.engine.min_safe_collaterals` (the smallest
+  starting collateral with no margin call, no capped re-size, no liquidation, reserve 0).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import pandas as pd
 
 from backtest import schema
 from backtest.config import Config, config_to_dict
-from backtest.engine import Prepared, min_safe_collateral, prepare, variant_for
+from backtest.engine import Prepared, min_safe_collaterals, prepare, variant_for
 from backtest.metrics import summary_metrics
 from backtest.errors import OutputError
 from backtest.market import run_variant
@@ -136,12 +136,12 @@ def run(config: Config, *, prepared: Prepared | None = None) -> RunResult:
     oracle = prepared.notes.oracle_r2
     blocks = []
     rules_out: dict[str, Any] = {}
+    variants = [variant_for(config, col) for col in range(len(prepared.rules))]
+    safe = min_safe_collaterals(prepared.market, variants)
     for col, (rule, label) in enumerate(zip(prepared.rules, prepared.rule_labels)):
-        variant = variant_for(config, col)
+        variant = variants[col]
         rows, summ = run_variant(prepared.market, variant)
-        if summ["margin_calls"] or summ["liquidations"] or summ["margin_capped"]:
-            # with margin events the path depends on the collateral; measure on a free path
-            summ = {**summ, "margin_need": min_safe_collateral(prepared, variant)}
+        summ = {**summ, "margin_need": float(safe[col])}  # min_safe_collateral: margin on, reserve 0
         metrics = rule_metrics(rows, summ, bar=prepared.bar, oracle=oracle)
         metrics["family"] = rule.family
         metrics["warmup_bars"] = int(rule.warmup_bars())

@@ -96,7 +96,7 @@ RULE_METRICS: Final[dict[str, str]] = {
     "margin_calls": "number of margin calls",
     "liquidations": "number of liquidations",
     "min_margin_excess": "smallest margin_excess over the replay (USD)",
-    "min_safe_collateral": "smallest initial collateral that avoids every liquidation (USD)",
+    "min_safe_collateral": "smallest starting collateral with no margin call, no capped re-size, no liquidation, reserve 0 (USD, bisection on the margin-on replay to $1, rounded up)",
     "turnover_contracts": "sum of |trade_contracts| + |roll_contracts|",
     "cost_drag_bps_per_year": "-(fees + slippage + roll + liquidation) / mean coin notional / years x 1e4",
     "futures_basis_pnl": "sum of pnl_basis (USD, part of pnl.futures)",

@@ -125,7 +125,7 @@ _METRIC_FORMAT: Final[dict[str, tuple[str, str]]] = {
     "margin_calls": ("margin calls", "int"),
     "liquidations": ("liquidations", "int"),
     "min_margin_excess": ("smallest margin excess (USD)", "usd"),
-    "min_safe_collateral": ("smallest collateral avoiding liquidation (USD)", "usd"),
+    "min_safe_collateral": ("smallest starting collateral with no margin call, no capped re-size, no liquidation, reserve 0 (USD)", "usd"),
     "cost_drag_bps_per_year": ("cost drag (bps of coin notional per year)", "bps"),
     "futures_basis_pnl": ("futures basis P&L (USD)", "usd"),
 }
