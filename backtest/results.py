@@ -27,7 +27,7 @@ import pandas as pd
 from backtest import schema
 from backtest.config import Config, config_to_dict
 from backtest.engine import Prepared, min_safe_collaterals, prepare, variant_for
-from backtest.metrics import summary_metrics
+from backtest.metrics import he_by_horizon, summary_metrics
 from backtest.errors import OutputError
 from backtest.market import run_variant
 
@@ -97,11 +97,15 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def rule_metrics(rows: dict[str, np.ndarray], summary: dict[str, float], *, bar: pd.Timedelta, oracle: float) -> dict[str, Any]:
+def rule_metrics(rows: dict[str, np.ndarray], summary: dict[str, float], *, bar: pd.Timedelta, oracle: float,
+                 alt_value: np.ndarray, futures_kind: str) -> dict[str, Any]:
     """Per-rule figures of ``summary.json``: :func:`backtest.metrics.summary_metrics` plus
-    the mean held hedge ratio from the per-bar rows."""
-    out = summary_metrics(summary, n_bars=len(rows["equity_hedged"]), bar=bar, oracle=oracle)
+    the mean held hedge ratio and :func:`backtest.metrics.he_by_horizon` from the per-bar rows."""
+    out = summary_metrics(summary, n_bars=len(rows["equity_hedged"]), bar=bar, oracle=oracle, futures_kind=futures_kind)
     out["mean_hedge_ratio_held"] = float(np.mean(rows["hedge_ratio_held"]))
+    pnl_h = np.diff(rows["equity_hedged"], prepend=rows["equity_hedged"][0])
+    pnl_u = np.diff(rows["equity_unhedged"], prepend=rows["equity_unhedged"][0])
+    out["he_by_horizon"] = he_by_horizon(pnl_h, pnl_u, alt_value, bar)
     return out
 
 
@@ -142,7 +146,8 @@ def run(config: Config, *, prepared: Prepared | None = None) -> RunResult:
         variant = variants[col]
         rows, summ = run_variant(prepared.market, variant)
         summ = {**summ, "margin_need": float(safe[col])}  # min_safe_collateral: margin on, reserve 0
-        metrics = rule_metrics(rows, summ, bar=prepared.bar, oracle=oracle)
+        metrics = rule_metrics(rows, summ, bar=prepared.bar, oracle=oracle, alt_value=prepared.market.alt_value,
+                               futures_kind=config.futures.kind)
         metrics["family"] = rule.family
         metrics["warmup_bars"] = int(rule.warmup_bars())
         rules_out[label] = metrics

@@ -275,7 +275,7 @@ def run_compare(config: Config, *, scheduler: str = "none", progress: bool = Fal
         for col, reb in combos:
             s = dict(zip(K.SUM, summaries[i].tolist()))
             i += 1
-            m = summary_metrics(s, n_bars=len(p.ts), bar=p.bar, oracle=oracle)
+            m = summary_metrics(s, n_bars=len(p.ts), bar=p.bar, oracle=oracle, futures_kind=scen.config.futures.kind)
             pnl = m.pop("pnl")
             rule = p.rules[col]
             rows.append({
