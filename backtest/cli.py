@@ -61,12 +61,14 @@ def _print_summary(summary: dict, out: Path, seconds: float) -> None:
     period = summary["period"]
     print(f"{summary['scenario']['name']}: {period['start'][:10]} .. {period['end'][:10]}, {period['bars']} bars of {period['bar']}")
     print(f"  oracle rho^2 (best constant linear hedge, in sample): {summary['oracle_r2']:.3f}")
+    horizon = summary["config"]["report"]["horizon"]
     for label, m in summary["rules"].items():
-        he = m["hedge_effectiveness"]
+        he = m["he_by_horizon"][horizon]
         print(
-            f"  {label:<32} HE {he:6.3f}  vol {m['vol_unhedged_ann']:.0%} -> {m['vol_hedged_ann']:.0%}  "
-            f"cost {m['cost_drag_bps_per_year']:.0f} bps/yr  rolls {m['rolls']}  calls {m['margin_calls']}  "
-            f"liquidations {m['liquidations']}"
+            f"  {label:<32} HE({horizon}) {he:6.3f}  vol {m['vol_unhedged_ann']:.0%} -> {m['vol_hedged_ann']:.0%}  "
+            f"cost {m['cost_drag_bps_per_year']:.0f} bps/yr  carry {m['carry_bps_per_year']:+.0f} bps/yr  "
+            f"rolls {m['rolls']}  calls {m['margin_calls']}  liquidations {m['liquidations']}  "
+            f"min safe collateral ${m['min_safe_collateral']:,.0f}"
         )
     print(f"  wrote {out}/ in {seconds:.1f} s")
 

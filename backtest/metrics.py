@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["DAYS_PER_YEAR", "HORIZONS", "Horizon", "annualisation", "summary_metrics", "horizon_bars",
-           "horizon_returns", "he_by_horizon"]
+           "horizon_returns", "he_by_horizon", "describe_index_held"]
 
 #: Horizons of :func:`he_by_horizon`: one bar, one day, one week.
 Horizon = Literal["bar", "1D", "7D"]
@@ -154,3 +154,33 @@ def summary_metrics(s: Mapping[str, float], *, n_bars: int, bar: pd.Timedelta, o
         "net_cost_bps_per_year": (costs - carry) * scale,
         "pnl": pnl,
     }
+
+
+def describe_index_held(index: Any, start: pd.Timestamp, end: pd.Timestamp) -> str:
+    """What the index held during the replay ``[start, end]``, in words, from its rebalance rows.
+
+    The rows in effect are the last rebalance at or before ``start`` and every later one up to
+    ``end``. Reports the number of constituents held at once (range), the largest weight, and
+    whether the weight cap bound (some weight equal to the cap, to 1e-9).
+
+    Parameters
+    ----------
+    index : backtest.index.IndexResult
+    start, end : Timestamp
+        First and last bar of the replay.
+    """
+    spec = index.spec
+    w = index.weights
+    w = w[w.index <= end]
+    before = w.index[w.index <= start]
+    if len(before):
+        w = w[w.index >= before[-1]]
+    held = (w > 0).sum(axis=1)
+    top = float(w.to_numpy().max()) if w.size else math.nan
+    text = (f"{spec.weighting}-weighted AI index of {len(spec.constituents)} listed tokens, {spec.rebalance} rebalance; "
+            f"held {int(held.min())}-{int(held.max())} at once during the replay, largest weight {top:.1%}")
+    if spec.max_weight:
+        bound = int((np.abs(w.to_numpy() - spec.max_weight) < 1e-9).any(axis=1).sum())
+        text += (f"; weight cap {spec.max_weight:.0%} bound at {bound} of {len(w)} rebalances" if bound
+                 else f"; weight cap {spec.max_weight:.0%} never bound")
+    return text

@@ -27,7 +27,7 @@ import pandas as pd
 from backtest import schema
 from backtest.config import Config, config_to_dict
 from backtest.engine import Prepared, min_safe_collaterals, prepare, variant_for
-from backtest.metrics import he_by_horizon, summary_metrics
+from backtest.metrics import describe_index_held, he_by_horizon, summary_metrics
 from backtest.errors import OutputError
 from backtest.market import run_variant
 
@@ -169,8 +169,7 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
         "scenario": {
             "name": config.scenario.name,
             "coins": list(p.coins),
-            "index": f"{index.spec.weighting}-weighted AI index of {len(index.spec.constituents)} tokens, "
-            f"{index.spec.rebalance} rebalance" + (f", cap {index.spec.max_weight:.0%}" if index.spec.max_weight else ""),
+            "index": describe_index_held(index, p.ts[0], p.ts[-1]),
             "futures_kind": fut.kind,
             "funding_source": None if funding is None else funding["source"],
             "funding_is_proxy": bool(funding and funding["is_proxy"]),
@@ -194,6 +193,8 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
                 for r in index.events.itertuples()
             ],
             "intrabar_high_share": p.notes.intrabar_high_share,
+            "intrabar_high": "upper bound of the intrabar index high: sum of units x constituent highs (the "
+            "constituents' highs need not coincide), so margin checked at it overstates margin calls",
         },
         "futures": {
             "kind": fut.kind,

@@ -486,6 +486,7 @@ def _recommended_paragraph(doc: _Doc, summary: Mapping[str, Any], r: pd.Series, 
     hedged = float(r["pnl_total"])
     coin = float(r["pnl_altcoin"])
     carry = float(r["carry_usd"])
+    net = float(r["net_cost_bps_per_year"])
     doc.para(
         f"For the recommended rule {r['rule']}: the hedge removed {fmt_pct(r[f'he_{horizon}'])} of the variance of "
         f"{horizon} returns ({level} interval {fmt_pct(r['he_ci_lo'])} to {fmt_pct(r['he_ci_hi'])}). The hedged "
@@ -494,7 +495,7 @@ def _recommended_paragraph(doc: _Doc, summary: Mapping[str, Any], r: pd.Series, 
         f"{_fmt_num(r['cost_trading_bps_per_year'], ',.1f')} bps of the coin notional a year. Carry was "
         f"{fmt_usd(carry)} ({_fmt_num(r['carry_bps_per_year'], '+,.1f')} bps a year, "
         f"{'earned by' if carry >= 0 else 'paid by'} the short), from the {carry_source(summary)}; net of carry the "
-        f"hedge cost {_fmt_num(r['net_cost_bps_per_year'], '+,.1f')} bps a year. The hedge needed a margin account "
+        f"hedge {'cost' if net >= 0 else 'earned'} {_fmt_num(abs(net), ',.1f')} bps a year. The hedge needed a margin account "
         f"of {fmt_usd(r['min_safe_collateral'])}: the smallest starting collateral with no margin call, no capped "
         f"re-size and no liquidation, with no reserve; with the configured collateral and reserve it had "
         f"{int(r['margin_calls'])} margin calls and {int(r['liquidations'])} liquidations."
@@ -547,6 +548,13 @@ def _executive_summary(doc: _Doc, summary: Mapping[str, Any], metrics: pd.DataFr
     caveats = list(notes)
     if sc.get("funding_is_proxy"):
         caveats.append("The funding series is a proxy, so funding P&L is an estimate.")
+    share = float((summary.get("index", {}) or {}).get("intrabar_high_share") or 0.0)
+    if share > 0:
+        caveats.append(
+            f"On {fmt_pct(share)} of bars margin was checked at an upper bound of the intrabar index high (units x "
+            "each constituent's own high, summed; the highs need not fall in the same hour), so margin calls and "
+            "the margin the hedge needed are overstated there."
+        )
     if len(metrics):
         blocks = ", ".join(f"{r} {int(b)}" for r, b in zip(metrics["rule"], metrics["he_block_len"], strict=True))
         caveats.append(
