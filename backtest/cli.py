@@ -107,13 +107,15 @@ def _print_summary(console: _Console, summary: dict) -> None:
     console.say(f"{summary['scenario']['name']}: {period['start'][:10]} .. {period['end'][:10]}, "
                 f"{period['bars']} bars of {period['bar']}")
     console.say(f"  oracle rho^2 (best constant linear hedge, in sample): {summary['oracle_r2']:.3f}")
+    horizon = summary["config"]["report"]["horizon"]
     for label, m in summary["rules"].items():
-        he = m["hedge_effectiveness"]
-        he_text = "n/a" if he is None else f"{he:6.3f}"
+        he = m["he_by_horizon"][horizon]
+        he_text = "  n/a" if he is None else f"{he:6.3f}"
         console.say(
-            f"  {label:<32} HE {he_text}  vol {m['vol_unhedged_ann']:.0%} -> {m['vol_hedged_ann']:.0%}  "
-            f"cost {m['cost_drag_bps_per_year']:.0f} bps/yr  rolls {m['rolls']}  calls {m['margin_calls']}  "
-            f"liquidations {m['liquidations']}"
+            f"  {label:<32} HE({horizon}) {he_text}  vol {m['vol_unhedged_ann']:.0%} -> {m['vol_hedged_ann']:.0%}  "
+            f"cost {m['cost_drag_bps_per_year']:.0f} bps/yr  carry {m['carry_bps_per_year']:+.0f} bps/yr  "
+            f"rolls {m['rolls']}  calls {m['margin_calls']}  liquidations {m['liquidations']}  "
+            f"min safe collateral ${m['min_safe_collateral']:,.0f}"
         )
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "SlippageSection",
     "MarginSection",
     "RebalanceSection",
+    "ReportSection",
     "RuleSpec",
     "Config",
     "load_config",
@@ -509,6 +510,27 @@ class RebalanceSection:
         _check(self.min_trade_contracts >= 0, "rebalance.min_trade_contracts", f"expected >= 0, got {self.min_trade_contracts}")
 
 
+ReportHorizon = Literal["bar", "1D", "7D"]
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """``[report]``: how results are summed up.
+
+    Attributes
+    ----------
+    horizon : {"bar", "1D", "7D"}
+        Horizon of the headline hedge effectiveness, its bootstrap interval and the
+        recommendation: returns summed over non-overlapping spans of one bar, one day or
+        seven days (see :func:`backtest.metrics.he_by_horizon`).
+    """
+
+    horizon: ReportHorizon = "1D"
+
+    def __post_init__(self) -> None:
+        _check(self.horizon in ("bar", "1D", "7D"), "report.horizon", f"expected 'bar', '1D' or '7D', got {self.horizon!r}")
+
+
 @dataclass(frozen=True)
 class RuleSpec:
     """One ``[[rules]]`` entry: a hedge-ratio rule family and its parameters."""
@@ -540,6 +562,7 @@ class Config:
     events: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     compare: Mapping[str, Any] | None = None
     base_dir: str = str(BUNDLED_DATA)
+    report: ReportSection = field(default_factory=ReportSection)
 
     def resolve(self, relpath: str) -> Path:
         """Absolute path of a data file named in the config."""
@@ -563,6 +586,7 @@ _SECTIONS: dict[str, type] = {
     "slippage": SlippageSection,
     "margin": MarginSection,
     "rebalance": RebalanceSection,
+    "report": ReportSection,
 }
 
 

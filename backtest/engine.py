@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,11 +21,13 @@ from backtest.config import Config
 from backtest.data import GapReport, file_sha256, load_funding, load_panel
 from backtest.errors import ConfigError, DataError
 from backtest.index import DEFAULT_AI_BASKET, IndexResult, IndexSpec, build_index, read_market_caps
-from backtest.market import Market, Variant, run_variant
+from backtest import kernels as K
+from backtest.market import Market, Variant, run_variant, run_variants
 from strategies.rules import HedgeRule, make_rule, oracle_r2
 
 __all__ = ["Prepared", "PrepareNotes", "FundingNotes", "InputFile", "prepare", "variant_for", "rule_objects",
-           "coin_and_futures_returns", "min_safe_collateral"]
+           "coin_and_futures_returns", "min_safe_collateral",
+           "min_safe_collaterals", "MIN_SAFE_COLLATERAL_LABEL", "MIN_SAFE_TOL_USD"]
 
 _OHLC_DEFAULT = {"1h": "binance_spot_1h_ohlcv_2021_2023.parquet", "1D": "binance_spot_1d_ohlcv_2021_2023.parquet"}
 
@@ -477,13 +480,76 @@ def variant_for(config: Config, hr_col: int, *, margin_enabled: bool | None = No
     )
 
 
-def min_safe_collateral(prepared: Prepared, variant: Variant) -> float:
-    """Smallest starting collateral (no reserve) that never breaches maintenance.
+#: Label of ``min_safe_collateral`` wherever it is shown (summary, compare, PDF, README).
+MIN_SAFE_COLLATERAL_LABEL = "smallest starting collateral with no margin call, no capped re-size, no liquidation, reserve 0"
 
-    Computed on a replay with margin checks off, where the path does not depend
-    on the collateral: ``max_t (MM_t - cumulative futures cash flows_t)`` at each
-    bar's adverse intrabar price.
+#: Absolute tolerance of the bisection of :func:`min_safe_collaterals` (USD).
+MIN_SAFE_TOL_USD = 1.0
+
+
+def _margin_events(summaries: np.ndarray) -> np.ndarray:
+    """True for summary rows with a margin call, a capped re-size or a liquidation."""
+    cols = [K.SUM.index(name) for name in ("margin_calls", "liquidations", "margin_capped")]
+    return (summaries[:, cols] > 0).any(axis=1)
+
+
+def min_safe_collaterals(market: Market, variants: Sequence[Variant], *, tol_usd: float = MIN_SAFE_TOL_USD) -> np.ndarray:
+    """Smallest starting collateral per variant for which the margin-on replay with reserve 0
+    has no margin call, no capped re-size and no liquidation (USD, rounded up to whole dollars).
+
+    Each variant is replayed with ``margin_enabled = True``, ``reserve_usd = 0`` and a trial
+    ``collateral_usd = c``. The set of event-free ``c`` is ``[c*, inf)``: as long as no event
+    happens, the trades, costs and futures cash flows do not depend on ``c`` (the margin
+    wallet is ``c + flows_t``), and each event condition (``MB_adv < MM_adv`` at a bar's
+    adverse intrabar price, ``IM(target) > MB`` at a re-size) is ``c < threshold_t - flows_t``;
+    so a collateral above an event-free one is event-free too. ``c*`` is found by bisection
+    to within ``tol_usd``, all variants of a step in one call of the parallel many-variant
+    kernel, starting from the margin-off maintenance need (a lower bound: the margin-on path
+    breaches maintenance below it) and doubling an upper bound until it is event-free.
+
+    Returns
+    -------
+    ndarray, shape (n_variants,)
+        ``ceil(c_hi)`` with ``c_hi`` event-free and ``c_hi - tol_usd`` (or less) not.
     """
-    free = replace(variant, margin_enabled=False, collateral_usd=0.0, reserve_usd=0.0)
-    _, summary = run_variant(prepared.market, free)
-    return float(summary["margin_need"])
+    if not variants:
+        return np.zeros(0)
+    base = [replace(v, margin_enabled=True, reserve_usd=0.0) for v in variants]
+
+    def events(cs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return _margin_events(run_variants(market, [replace(base[i], collateral_usd=float(c)) for i, c in zip(rows, cs)]))
+
+    n = len(base)
+    free = run_variants(market, [replace(v, margin_enabled=False, collateral_usd=0.0) for v in base])
+    need = np.maximum(free[:, K.SUM.index("margin_need")], 0.0)
+    lo = np.full(n, -1.0)  # largest collateral known to have an event (-1: none yet)
+    hi = np.maximum(need, 1.0)
+    all_rows = np.arange(n)
+    zero_ok = ~events(np.zeros(n), all_rows)
+    hi[zero_ok] = 0.0
+    open_ = ~zero_ok
+    lo[open_] = 0.0
+    for _ in range(200):  # grow the upper bound
+        rows = all_rows[open_]
+        if rows.size == 0:
+            break
+        bad = events(hi[rows], rows)
+        lo[rows[bad]] = hi[rows[bad]]
+        hi[rows[bad]] *= 2.0
+        open_[rows[~bad]] = False
+    else:
+        raise RuntimeError("min_safe_collaterals: no event-free collateral found")
+    while True:
+        rows = all_rows[(hi - lo > tol_usd) & ~zero_ok]
+        if rows.size == 0:
+            break
+        mid = 0.5 * (lo[rows] + hi[rows])
+        bad = events(mid, rows)
+        lo[rows[bad]] = mid[bad]
+        hi[rows[~bad]] = mid[~bad]
+    return np.ceil(hi)
+
+
+def min_safe_collateral(prepared: Prepared, variant: Variant) -> float:
+    """:func:`min_safe_collaterals` of one variant (see there for the definition)."""
+    return float(min_safe_collaterals(prepared.market, [variant])[0])

@@ -6,7 +6,8 @@ to their Cartesian product::
     [compare]
     rank_by = "hedge_effectiveness"        # or "he_per_cost", "vol_hedged_ann", "cost_drag_bps_per_year"
     coins = ["FET", "RNDR"]                # optional: one single-coin scenario per coin ...
-    notional_usd = 1_000_000               # ... each holding this constant USD notional
+    notional_usd = 1_000_000               # ... each holding this constant USD notional,
+    reset_days = 30                        # ... reset to it every 30 days (the same schedule for every variant)
     windows = [{start = "2022-01-01", end = "2022-12-31"}]   # optional time windows
 
     [[compare.rules]]
@@ -17,6 +18,15 @@ to their Cartesian product::
     mode = "every"
     every_bars = [1, 24, 168]
     whole_contracts = [true]
+
+In coins mode the holding is reset to ``notional_usd`` on one schedule, every
+``reset_days`` days from the first bar, identical across variants; a reset re-sizes
+the hedge in every variant (the holding changed), and between resets each variant
+trades by its own rebalance policy only, so policies change trades.
+
+``min_safe_collateral`` is computed per variant exactly as ``run`` does
+(:func:`backtest.engine.min_safe_collaterals`: bisection on the margin-on replay with
+reserve 0), all variants of a scenario in each bisection step in one kernel call.
 
 Every rule is estimated once per scenario (one hedge-ratio column); every
 variant then runs in a single call of the parallel many-variant kernel
@@ -49,7 +59,7 @@ from backtest.config import (
     config_to_dict,
 
 )
-from backtest.engine import Prepared, prepare, variant_for
+from backtest.engine import Prepared, min_safe_collaterals, prepare, variant_for
 from backtest.errors import ConfigError, HedgeBTError
 from backtest.market import Market, pack_variants
 from backtest.metrics import summary_metrics
@@ -70,6 +80,7 @@ class CompareSpec:
     rebalances: tuple[RebalanceSection, ...]
     coins: tuple[str, ...]
     notional_usd: float
+    reset_days: float
     windows: tuple[tuple[str | None, str | None], ...]
     rank_by: RankBy
     chunk: int
@@ -97,7 +108,7 @@ def parse_compare(config: Config) -> CompareSpec:
     raw = dict(config.compare or {})
     if not raw:
         raise ConfigError("compare", "the config has no [compare] table; see the README for its keys")
-    known = {"rules", "rebalance", "coins", "notional_usd", "windows", "rank_by", "chunk"}
+    known = {"rules", "rebalance", "coins", "notional_usd", "reset_days", "windows", "rank_by", "chunk"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"compare.{unknown[0]}", f"unknown key; known keys: {', '.join(sorted(known))}")
@@ -136,6 +147,9 @@ def parse_compare(config: Config) -> CompareSpec:
     notional = raw.get("notional_usd", 1_000_000.0)
     if not isinstance(notional, (int, float)) or isinstance(notional, bool) or notional <= 0:
         raise ConfigError("compare.notional_usd", f"expected a positive USD amount, got {notional!r}")
+    reset_days = raw.get("reset_days", 30.0)
+    if not isinstance(reset_days, (int, float)) or isinstance(reset_days, bool) or not reset_days > 0:
+        raise ConfigError("compare.reset_days", f"expected a positive number of days, got {reset_days!r}")
     windows: list[tuple[str | None, str | None]] = []
     for i, w in enumerate(raw.get("windows", [])):
         if not isinstance(w, Mapping) or set(w) - {"start", "end"}:
@@ -151,7 +165,8 @@ def parse_compare(config: Config) -> CompareSpec:
     chunk = raw.get("chunk", 256)
     if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
         raise ConfigError("compare.chunk", f"expected a positive integer, got {chunk!r}")
-    return CompareSpec(tuple(rules), tuple(rebalances), tuple(coins), float(notional), tuple(windows), rank_by, chunk)
+    return CompareSpec(tuple(rules), tuple(rebalances), tuple(coins), float(notional), float(reset_days),
+                       tuple(windows), rank_by, chunk)
 
 
 def _rebalance_label(r: RebalanceSection) -> str:
@@ -182,7 +197,11 @@ def _scenarios(config: Config, spec: CompareSpec) -> list[_Scenario]:
     for coins in coin_sets:
         cfg = base
         if spec.coins:
-            cfg = replace(cfg, position=PositionSection(coins=coins, kind="notional", notional_usd=(spec.notional_usd,), units=()))
+            # the notional holding resets every rebalance.every_bars of the prepared config: set it to
+            # the reset schedule (variants take their own rebalance section in run_compare)
+            reset_bars = max(1, round(spec.reset_days * (pd.Timedelta(days=1) / pd.Timedelta(config.scenario.bar))))
+            cfg = replace(cfg, position=PositionSection(coins=coins, kind="notional", notional_usd=(spec.notional_usd,), units=()),
+                          rebalance=replace(cfg.rebalance, every_bars=reset_bars))
         for start, end in windows:
             scen = replace(cfg, scenario=replace(cfg.scenario, start=start, end=end))
             label = f"{start or 'start'}..{end or 'end'}"
@@ -234,6 +253,7 @@ def run_compare(config: Config, *, scheduler: str = "none", progress: bool = Fal
     scenarios = _scenarios(config, spec)
     tasks: list[tuple[Market, np.ndarray, np.ndarray]] = []
     meta: list[tuple[_Scenario, list[tuple[int, RebalanceSection]]]] = []
+    safe: list[np.ndarray] = []
     for scen in scenarios:
         combos = [(col, reb) for col in range(len(spec.rules)) for reb in spec.rebalances]
         variants = [variant_for(replace(scen.config, rebalance=reb), col) for col, reb in combos]
@@ -241,7 +261,9 @@ def run_compare(config: Config, *, scheduler: str = "none", progress: bool = Fal
         for lo in range(0, len(variants), spec.chunk):
             tasks.append((scen.prepared.market, fps[lo : lo + spec.chunk], ips[lo : lo + spec.chunk]))
         meta.append((scen, combos))
+        safe.append(min_safe_collaterals(scen.prepared.market, variants))
     summaries = np.concatenate(_run_tasks(tasks, scheduler, progress), axis=0)
+    summaries[:, K.SUM.index("margin_need")] = np.concatenate(safe)
 
     rows = []
     i = 0
@@ -251,7 +273,7 @@ def run_compare(config: Config, *, scheduler: str = "none", progress: bool = Fal
         for col, reb in combos:
             s = dict(zip(K.SUM, summaries[i].tolist()))
             i += 1
-            m = summary_metrics(s, n_bars=len(p.ts), bar=p.bar, oracle=oracle)
+            m = summary_metrics(s, n_bars=len(p.ts), bar=p.bar, oracle=oracle, futures_kind=scen.config.futures.kind)
             pnl = m.pop("pnl")
             rule = p.rules[col]
             rows.append({

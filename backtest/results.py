@@ -24,8 +24,8 @@ import pandas as pd
 
 from backtest import schema
 from backtest.config import Config, config_to_dict
-from backtest.engine import Prepared, min_safe_collateral, prepare, variant_for
-from backtest.metrics import summary_metrics
+from backtest.engine import Prepared, min_safe_collaterals, prepare, variant_for
+from backtest.metrics import describe_index_held, he_by_horizon, summary_metrics
 from backtest.versions import hedgebt_version, package_versions
 from backtest.errors import OutputError
 from backtest.market import run_variant
@@ -75,11 +75,15 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def rule_metrics(rows: dict[str, np.ndarray], summary: dict[str, float], *, bar: pd.Timedelta, oracle: float) -> dict[str, Any]:
+def rule_metrics(rows: dict[str, np.ndarray], summary: dict[str, float], *, bar: pd.Timedelta, oracle: float,
+                 alt_value: np.ndarray, futures_kind: str) -> dict[str, Any]:
     """Per-rule figures of ``summary.json``: :func:`backtest.metrics.summary_metrics` plus
-    the mean held hedge ratio from the per-bar rows."""
-    out = summary_metrics(summary, n_bars=len(rows["equity_hedged"]), bar=bar, oracle=oracle)
+    the mean held hedge ratio and :func:`backtest.metrics.he_by_horizon` from the per-bar rows."""
+    out = summary_metrics(summary, n_bars=len(rows["equity_hedged"]), bar=bar, oracle=oracle, futures_kind=futures_kind)
     out["mean_hedge_ratio_held"] = float(np.mean(rows["hedge_ratio_held"]))
+    pnl_h = np.diff(rows["equity_hedged"], prepend=rows["equity_hedged"][0])
+    pnl_u = np.diff(rows["equity_unhedged"], prepend=rows["equity_unhedged"][0])
+    out["he_by_horizon"] = he_by_horizon(pnl_h, pnl_u, alt_value, bar)
     return out
 
 
@@ -114,13 +118,14 @@ def run(config: Config, *, prepared: Prepared | None = None) -> RunResult:
     oracle = prepared.notes.oracle_r2
     blocks = []
     rules_out: dict[str, Any] = {}
+    variants = [variant_for(config, col) for col in range(len(prepared.rules))]
+    safe = min_safe_collaterals(prepared.market, variants)
     for col, (rule, label) in enumerate(zip(prepared.rules, prepared.rule_labels)):
-        variant = variant_for(config, col)
+        variant = variants[col]
         rows, summ = run_variant(prepared.market, variant)
-        if summ["margin_calls"] or summ["liquidations"] or summ["margin_capped"]:
-            # with margin events the path depends on the collateral; measure on a free path
-            summ = {**summ, "margin_need": min_safe_collateral(prepared, variant)}
-        metrics = rule_metrics(rows, summ, bar=prepared.bar, oracle=oracle)
+        summ = {**summ, "margin_need": float(safe[col])}  # min_safe_collateral: margin on, reserve 0
+        metrics = rule_metrics(rows, summ, bar=prepared.bar, oracle=oracle, alt_value=prepared.market.alt_value,
+                               futures_kind=config.futures.kind)
         metrics["family"] = rule.family
         metrics["warmup_bars"] = int(rule.warmup_bars())
         rules_out[label] = metrics
@@ -142,8 +147,7 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
         "scenario": {
             "name": config.scenario.name,
             "coins": list(p.coins),
-            "index": f"{index.spec.weighting}-weighted AI index of {len(index.spec.constituents)} tokens, "
-            f"{index.spec.rebalance} rebalance" + (f", cap {index.spec.max_weight:.0%}" if index.spec.max_weight else ""),
+            "index": describe_index_held(index, p.ts[0], p.ts[-1]),
             "futures_kind": fut.kind,
             "funding_source": None if funding is None else funding["source"],
             "funding_is_proxy": bool(funding and funding["is_proxy"]),
@@ -167,6 +171,8 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
                 for r in index.events.itertuples()
             ],
             "intrabar_high_share": p.notes.intrabar_high_share,
+            "intrabar_high": "upper bound of the intrabar index high: sum of units x constituent highs (the "
+            "constituents' highs need not coincide), so margin checked at it overstates margin calls",
         },
         "futures": {
             "kind": fut.kind,

@@ -96,8 +96,19 @@ RULE_METRICS: Final[dict[str, str]] = {
     "margin_calls": "number of margin calls",
     "liquidations": "number of liquidations",
     "min_margin_excess": "smallest margin_excess over the replay (USD)",
-    "min_safe_collateral": "smallest initial collateral that avoids every liquidation (USD)",
+    "min_safe_collateral": "smallest starting collateral with no margin call, no capped re-size, no liquidation, reserve 0 (USD, bisection on the margin-on replay to $1, rounded up)",
     "turnover_contracts": "sum of |trade_contracts| + |roll_contracts|",
     "cost_drag_bps_per_year": "-(fees + slippage + roll + liquidation) / mean coin notional / years x 1e4",
     "futures_basis_pnl": "sum of pnl_basis (USD, part of pnl.futures)",
+    "cost_trading_usd": "-(fees + slippage + roll + liquidation) (USD, >= 0)",
+    "cost_trading_bps_per_year": "cost_trading_usd / mean coin notional / years x 1e4 (= cost_drag_bps_per_year)",
+    "carry_usd": "basis P&L of dated futures (futures_basis_pnl) or perpetual funding (pnl.funding); "
+                 "positive = the short earned it (USD)",
+    "carry_bps_per_year": "carry_usd / mean coin notional / years x 1e4",
+    "net_cost_usd": "cost_trading_usd - carry_usd (USD; negative = carry paid for the trading)",
+    "net_cost_bps_per_year": "cost_trading_bps_per_year - carry_bps_per_year",
 }
+
+#: Per-rule ``summary.json`` key ``he_by_horizon``: HE at each horizon, from non-overlapping
+#: sums of per-bar hedged / unhedged P&L over the horizon divided by the coin notional at its start.
+HE_HORIZONS: Final[tuple[str, ...]] = ("bar", "1D", "7D")

@@ -4,9 +4,10 @@ Layout (A4 landscape):
 
 1. title page: scenario, data period, data provenance (with a warning when the
    funding series is a proxy);
-2. executive summary in plain words: variance reduction per rule with its bootstrap
-   interval, annual cost, worst event window, and a recommended rule by the criterion of
-   :func:`recommend_rule`;
+2. executive summary in plain words: variance removed per rule at the headline horizon
+   with its bootstrap interval, a recommended rule by the paired-bootstrap criterion of
+   :func:`recommend_rule`, and for that rule the hedged vs unhedged dollar P&L, trading
+   cost, carry (with its source), the margin the hedge needed and its worst event window;
 3. tables (real text in a monospaced grid, not images): metrics per rule, P&L and costs
    per rule, the event windows (with each event's description), and the rule comparison
    when a grid was run;
@@ -38,6 +39,7 @@ from PIL import Image
 
 from backtest.schema import PNL_COMPONENTS, RULE_METRICS
 from reports.events import Event
+from reports.stats import BOOTSTRAP_METHOD
 from reports.figures import STYLE, atomic_output, compare_table_rows
 
 __all__ = [
@@ -63,10 +65,12 @@ MAX_COMPARE_ROWS: Final[int] = 100
 
 #: The recommendation rule, stated in the report.
 RECOMMENDATION_CRITERION: Final[str] = (
-    "Among the rules that were never liquidated, take the rule with the highest hedge "
-    "effectiveness (HE); recommend the cheapest rule (lowest cost drag) whose HE is not below the "
-    "lower bound of that best rule's 95 % bootstrap interval - that is, do not pay for a gain in "
-    "effectiveness the data cannot tell apart from noise. Ties go to the higher HE."
+    "Among the rules that were never liquidated, the best rule is the one with the highest hedge "
+    "effectiveness (HE) at the headline horizon. Every other rule is compared with it by a paired "
+    "circular block bootstrap (arch; both rules resampled on the same spans) of the HE difference and "
+    "of the trading-cost difference. Recommend the cheapest rule whose HE is not significantly below the "
+    "best rule's (the 95 % interval of the difference contains 0) and whose trading cost is significantly "
+    "lower (the interval of the cost difference lies below 0); otherwise the best rule."
 )
 
 
@@ -108,7 +112,10 @@ def _fmt_num(x: Any, spec: str) -> str:
 
 #: How each per-rule metric is labelled and formatted in the metrics table.
 _METRIC_FORMAT: Final[dict[str, tuple[str, str]]] = {
-    "hedge_effectiveness": ("hedge effectiveness HE = 1 - Var(h)/Var(u)", "pct"),
+    "hedge_effectiveness": ("hedge effectiveness HE = 1 - Var(h)/Var(u), per bar", "pct"),
+    "he_bar": ("HE per bar", "pct"),
+    "he_1D": ("HE of 1-day returns", "pct"),
+    "he_7D": ("HE of 7-day returns", "pct"),
     "oracle_r2": ("oracle ρ² (best constant hedge in hindsight)", "pct"),
     "he_vs_oracle": ("HE / oracle ρ²", "ratio"),
     "vol_unhedged_ann": ("volatility unhedged, per year", "pct"),
@@ -125,8 +132,14 @@ _METRIC_FORMAT: Final[dict[str, tuple[str, str]]] = {
     "margin_calls": ("margin calls", "int"),
     "liquidations": ("liquidations", "int"),
     "min_margin_excess": ("smallest margin excess (USD)", "usd"),
-    "min_safe_collateral": ("smallest collateral avoiding liquidation (USD)", "usd"),
+    "min_safe_collateral": ("smallest starting collateral with no margin call, no capped re-size, no liquidation, reserve 0 (USD)", "usd"),
     "cost_drag_bps_per_year": ("cost drag (bps of coin notional per year)", "bps"),
+    "cost_trading_usd": ("trading cost: fees, slippage, rolls, liquidation (USD)", "usd"),
+    "cost_trading_bps_per_year": ("trading cost (bps of coin notional per year)", "bps"),
+    "carry_usd": ("carry: basis or funding, + = earned by the short (USD)", "usd"),
+    "carry_bps_per_year": ("carry (bps of coin notional per year)", "bps"),
+    "net_cost_usd": ("net cost = trading cost - carry (USD)", "usd"),
+    "net_cost_bps_per_year": ("net cost (bps of coin notional per year)", "bps"),
     "futures_basis_pnl": ("futures basis P&L (USD)", "usd"),
 }
 
@@ -151,43 +164,61 @@ def recommend_rule(metrics: pd.DataFrame) -> tuple[str | None, str]:
     Parameters
     ----------
     metrics : pandas.DataFrame
-        One row per rule with ``rule``, ``hedge_effectiveness``, ``he_ci_lo``,
-        ``cost_drag_bps_per_year`` and ``liquidations``.
+        One row per rule (the ``metrics.csv`` table) with ``rule``, ``best_rule``,
+        ``he_horizon``, ``he_<horizon>``, ``he_diff_vs_best``/``_lo``/``_hi``,
+        ``cost_diff_vs_best_bps_per_year``, ``cost_diff_lo``/``_hi`` and ``liquidations``.
 
     Returns
     -------
     rule, reason : str or None, str
         The recommended rule (None when no rule has a finite HE) and a plain-words reason.
     """
-    m = metrics[np.isfinite(metrics["hedge_effectiveness"].to_numpy(dtype=float))]
-    if m.empty:
+    if not len(metrics) or not str(metrics["best_rule"].iloc[0]):
         return None, "No rule has a measurable hedge effectiveness, so none is recommended."
-    safe = m[m["liquidations"].to_numpy(dtype=float) == 0]
+    horizon = str(metrics["he_horizon"].iloc[0])
+    he_col = f"he_{horizon}"
+    best_name = str(metrics["best_rule"].iloc[0])
+    best = metrics[metrics["rule"] == best_name].iloc[0]
     caveat = ""
-    if safe.empty:
-        safe = m
+    if int(best["liquidations"]) > 0:
         caveat = " Every rule was liquidated at least once, so all rules were considered; add collateral."
-    best = safe.sort_values(["hedge_effectiveness", "rule"], ascending=[False, True], kind="stable").iloc[0]
-    floor = float(best["he_ci_lo"]) if math.isfinite(float(best["he_ci_lo"])) else float(best["hedge_effectiveness"])
-    close = safe[safe["hedge_effectiveness"].to_numpy(dtype=float) >= floor]
-    cost = close["cost_drag_bps_per_year"].to_numpy(dtype=float)
-    close = close.assign(_cost=np.where(np.isfinite(cost), cost, np.inf))
-    pick = close.sort_values(["_cost", "hedge_effectiveness", "rule"], ascending=[True, False, True],
-                             kind="stable").iloc[0]
-    if pick["rule"] == best["rule"]:
-        reason = (
-            f"{pick['rule']} has the highest HE ({fmt_pct(pick['hedge_effectiveness'])}) and no rule within "
-            f"its interval is cheaper (cost drag {_fmt_num(pick['cost_drag_bps_per_year'], ',.1f')} bps a year)."
+    ok = metrics[(metrics["rule"] != best_name) & (metrics["liquidations"].to_numpy(dtype=float) == 0)
+                 & ~(metrics["he_diff_hi"].to_numpy(dtype=float) < 0.0)
+                 & (metrics["cost_diff_hi"].to_numpy(dtype=float) < 0.0)]
+    level = fmt_pct(float(metrics["he_ci_level"].iloc[0]), 0)
+    if ok.empty:
+        others = metrics[metrics["rule"] != best_name]
+        detail = "; ".join(
+            f"{r['rule']}: HE {_fmt_pp(r['he_diff_vs_best'])} ({level} interval {_fmt_pp(r['he_diff_lo'])} to "
+            f"{_fmt_pp(r['he_diff_hi'])}), cost {_fmt_num(r['cost_diff_vs_best_bps_per_year'], '+,.1f')} bps a year "
+            f"({_fmt_num(r['cost_diff_lo'], '+,.1f')} to {_fmt_num(r['cost_diff_hi'], '+,.1f')})"
+            for _, r in others.iterrows()
         )
-    else:
         reason = (
-            f"{pick['rule']} (HE {fmt_pct(pick['hedge_effectiveness'])}, cost drag "
-            f"{_fmt_num(pick['cost_drag_bps_per_year'], ',.1f')} bps a year) is within the 95 % interval of the "
-            f"most effective rule {best['rule']} (HE {fmt_pct(best['hedge_effectiveness'])}, interval from "
-            f"{fmt_pct(best['he_ci_lo'])}) and cheaper than it "
-            f"({_fmt_num(best['cost_drag_bps_per_year'], ',.1f')} bps a year)."
+            f"{best_name} has the highest HE at the {horizon} horizon ({fmt_pct(best[he_col])}); no other rule is "
+            f"both not significantly less effective and significantly cheaper (paired bootstrap against "
+            f"{best_name}" + (f": {detail})." if detail else ").")
         )
+        return best_name, reason + caveat
+    pick = ok.sort_values(["cost_diff_vs_best_bps_per_year", "rule"], kind="stable").iloc[0]
+    reason = (
+        f"{pick['rule']} (HE {fmt_pct(pick[he_col])} at the {horizon} horizon) is not significantly less effective "
+        f"than the most effective rule {best_name} (HE {fmt_pct(best[he_col])}; paired difference "
+        f"{_fmt_pp(pick['he_diff_vs_best'])}, {level} interval {_fmt_pp(pick['he_diff_lo'])} to "
+        f"{_fmt_pp(pick['he_diff_hi'])}) and significantly cheaper (trading cost "
+        f"{_fmt_num(pick['cost_diff_vs_best_bps_per_year'], '+,.1f')} bps a year, interval "
+        f"{_fmt_num(pick['cost_diff_lo'], '+,.1f')} to {_fmt_num(pick['cost_diff_hi'], '+,.1f')})."
+    )
     return str(pick["rule"]), reason + caveat
+
+
+def _fmt_pp(x: Any) -> str:
+    """A difference of fractions in percentage points, signed: ``0.0083 -> '+0.83 pp'``."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"{100.0 * v:+.2f} pp" if math.isfinite(v) else "n/a"
 
 
 class _Doc:
@@ -318,16 +349,17 @@ def _metrics_rows(metrics: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     rules = list(metrics["rule"])
     header = ["metric", *rules]
     keys: list[str] = []
-    for key in (*RULE_METRICS, "var95_unhedged", "var95_hedged", "cvar95_unhedged", "cvar95_hedged"):
+    for key in (*RULE_METRICS, "he_bar", "he_1D", "he_7D", "var95_unhedged", "var95_hedged", "cvar95_unhedged",
+                "cvar95_hedged"):
         if key in metrics.columns and key not in keys:
             keys.append(key)
     rows: list[list[str]] = []
     for key in keys:
         label, kind = _METRIC_FORMAT.get(key, (key, "general"))
         rows.append([label, *(_fmt_metric(v, kind) for v in metrics[key])])
-        if key == "hedge_effectiveness" and {"he_ci_lo", "he_ci_hi"} <= set(metrics.columns):
+        if key == "he_7D" and {"he_ci_lo", "he_ci_hi"} <= set(metrics.columns):
             level = metrics["he_ci_level"].iloc[0] if "he_ci_level" in metrics.columns else 0.95
-            rows.append([f"  {fmt_pct(level, 0)} bootstrap interval of HE",
+            rows.append([f"  {fmt_pct(level, 0)} bootstrap interval of HE at {metrics['he_horizon'].iloc[0]}",
                          *(f"{fmt_pct(lo)} .. {fmt_pct(hi)}" for lo, hi in
                            zip(metrics["he_ci_lo"], metrics["he_ci_hi"], strict=True))])
     return header, rows
@@ -342,6 +374,10 @@ def _cost_rows(metrics: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
             rows.append([comp, *(_fmt_num(v, ",.0f") for v in metrics[col])])
     if "cost_drag_bps_per_year" in metrics.columns:
         rows.append(["cost drag (bps per year)", *(_fmt_num(v, ",.1f") for v in metrics["cost_drag_bps_per_year"])])
+    for col, label in (("carry_usd", "carry, + = earned by the short"), ("carry_bps_per_year", "carry (bps per year)"),
+                       ("net_cost_bps_per_year", "net cost after carry (bps per year)")):
+        if col in metrics.columns:
+            rows.append([label, *(_fmt_num(v, ",.1f" if "bps" in col else ",.0f") for v in metrics[col])])
     return header, rows
 
 
@@ -411,10 +447,81 @@ def _title_page(doc: _Doc, summary: Mapping[str, Any]) -> None:
     doc.line(f"Data gaps filled: {len(gaps)}" + (" (listed in Appendix B)." if gaps else "."), size=10)
 
 
+def carry_source(summary: Mapping[str, Any]) -> str:
+    """Where the carry figure comes from, in plain words (assumption, real series or proxy)."""
+    fut = summary.get("futures", {}) or {}
+    if fut.get("kind") == "perpetual":
+        funding = fut.get("funding") or {}
+        source = funding.get("source", "?")
+        if source != "series":
+            return f"funding of the perpetual from an assumed {source} rate (no real series)"
+        times, filled = int(funding.get("funding_times", 0)), int(funding.get("filled", 0))
+        share = filled / times if times else math.nan
+        kind = "a proxy series" if funding.get("is_proxy") else "a real series"
+        return (f"funding of the perpetual from {kind} ({funding.get('symbol') or '?'}); {filled:,} of {times:,} "
+                f"funding times ({fmt_pct(share)}) had no value and were filled")
+    src = str(fut.get("source", "?"))
+    if src.startswith("modelled"):
+        return f"basis of the dated futures under an assumed basis ({src})"
+    return f"basis of the dated futures from a real price series ({src})"
+
+
+def _rule_lines(doc: _Doc, metrics: pd.DataFrame, horizon: str, level: str) -> None:
+    for _, r in metrics.iterrows():
+        doc.para(
+            f"{r['rule']}: variance reduced by {fmt_pct(r[f'he_{horizon}'])} at the {horizon} horizon "
+            f"({level} interval {fmt_pct(r.get('he_ci_lo', math.nan))} to {fmt_pct(r.get('he_ci_hi', math.nan))}; "
+            f"per bar {fmt_pct(r['he_bar'])}, 1D {fmt_pct(r['he_1D'])}, 7D {fmt_pct(r['he_7D'])}); volatility "
+            f"{fmt_pct(r['vol_unhedged_ann'])} -> {fmt_pct(r['vol_hedged_ann'])} a year; worst drawdown "
+            f"{fmt_pct(r['max_drawdown_unhedged'])} -> {fmt_pct(r['max_drawdown_hedged'])}; trading cost "
+            f"{_fmt_num(r['cost_trading_bps_per_year'], ',.1f')} bps a year, carry "
+            f"{_fmt_num(r['carry_bps_per_year'], '+,.1f')} bps a year; {int(r['margin_calls'])} margin calls, "
+            f"{int(r['liquidations'])} liquidations.",
+            hanging="- ",
+        )
+
+
+def _recommended_paragraph(doc: _Doc, summary: Mapping[str, Any], r: pd.Series, horizon: str, level: str,
+                           events_df: pd.DataFrame) -> None:
+    hedged = float(r["pnl_total"])
+    coin = float(r["pnl_altcoin"])
+    carry = float(r["carry_usd"])
+    net = float(r["net_cost_bps_per_year"])
+    doc.para(
+        f"For the recommended rule {r['rule']}: the hedge removed {fmt_pct(r[f'he_{horizon}'])} of the variance of "
+        f"{horizon} returns ({level} interval {fmt_pct(r['he_ci_lo'])} to {fmt_pct(r['he_ci_hi'])}). The hedged "
+        f"position made {fmt_usd(hedged)} against {fmt_usd(coin)} for the coin alone. Trading cost (fees, "
+        f"slippage, rolls, liquidations) was {fmt_usd(r['cost_trading_usd'])}, "
+        f"{_fmt_num(r['cost_trading_bps_per_year'], ',.1f')} bps of the coin notional a year. Carry was "
+        f"{fmt_usd(carry)} ({_fmt_num(r['carry_bps_per_year'], '+,.1f')} bps a year, "
+        f"{'earned by' if carry >= 0 else 'paid by'} the short), from the {carry_source(summary)}; net of carry the "
+        f"hedge {'cost' if net >= 0 else 'earned'} {_fmt_num(abs(net), ',.1f')} bps a year. The hedge needed a margin account "
+        f"of {fmt_usd(r['min_safe_collateral'])}: the smallest starting collateral with no margin call, no capped "
+        f"re-size and no liquidation, with no reserve; with the configured collateral and reserve it had "
+        f"{int(r['margin_calls'])} margin calls and {int(r['liquidations'])} liquidations."
+    )
+    own = events_df[events_df["rule"] == r["rule"]] if len(events_df) else events_df
+    if len(own):
+        worst = own.sort_values(["pnl_hedged", "event"], kind="stable").iloc[0]
+        share = worst["basis_share"]
+        basis = (f" The coin drifting away from the index caused {fmt_pct(share, 0)} of that loss."
+                 if math.isfinite(float(share)) else "")
+        doc.para(
+            f"Worst event window for {r['rule']}: {worst['title']} ({worst['start']:%Y-%m-%d} to "
+            f"{worst['end']:%Y-%m-%d}): hedged P&L {fmt_usd(worst['pnl_hedged'])} against "
+            f"{fmt_usd(worst['pnl_unhedged'])} unhedged (coin {fmt_pct(worst['coin_return'])}, index "
+            f"{fmt_pct(worst['index_return'])}).{basis}"
+        )
+    else:
+        doc.para("No named event window falls inside the data period.")
+
+
 def _executive_summary(doc: _Doc, summary: Mapping[str, Any], metrics: pd.DataFrame,
                        events_df: pd.DataFrame, notes: Sequence[str]) -> None:
     sc = summary.get("scenario", {})
     period = summary.get("period", {})
+    horizon = str(metrics["he_horizon"].iloc[0]) if len(metrics) else "bar"
+    level = fmt_pct(float(metrics["he_ci_level"].iloc[0]), 0) if len(metrics) else "95 %"
     doc.new_page()
     doc.heading("Executive summary")
     coins = ", ".join(map(str, sc.get("coins", [])))
@@ -423,52 +530,38 @@ def _executive_summary(doc: _Doc, summary: Mapping[str, Any], metrics: pd.DataFr
         f"{_fmt_when(period.get('end', '?'))} "
         f"({period.get('bars', '?')} bars of {period.get('bar', '?')}) and hedged it with short "
         f"{sc.get('futures_kind', '?')} futures on an AI-token index ({sc.get('index', '?')}). 'Variance "
-        "reduction' is the "
-        "hedge effectiveness HE = 1 - Var(hedged returns) / Var(unhedged returns) of per-bar returns; 100 % "
-        "would remove all risk, 0 % none. The best constant hedge in hindsight would have removed "
-        f"{fmt_pct(summary.get('oracle_r2', math.nan))} (oracle ρ²)."
+        f"removed' is the hedge effectiveness HE = 1 - Var(hedged returns) / Var(unhedged returns); the headline "
+        f"horizon is {horizon}: returns are P&L summed over non-overlapping {horizon} spans divided by the coin "
+        "notional at the start of the span. 100 % would remove all risk, 0 % none. The best constant hedge in "
+        f"hindsight would have removed {fmt_pct(summary.get('oracle_r2', math.nan))} of per-bar variance (oracle ρ²)."
     )
     doc.space(0.08)
-    level = float(metrics["he_ci_level"].iloc[0]) if "he_ci_level" in metrics.columns and len(metrics) else 0.95
-    for _, r in metrics.iterrows():
-        doc.para(
-            f"{r['rule']}: variance reduced by {fmt_pct(r['hedge_effectiveness'])} "
-            f"({fmt_pct(level, 0)} interval {fmt_pct(r.get('he_ci_lo', math.nan))} to "
-            f"{fmt_pct(r.get('he_ci_hi', math.nan))}); volatility {fmt_pct(r['vol_unhedged_ann'])} -> "
-            f"{fmt_pct(r['vol_hedged_ann'])} a year; worst drawdown {fmt_pct(r['max_drawdown_unhedged'])} -> "
-            f"{fmt_pct(r['max_drawdown_hedged'])}. Cost {_fmt_num(r['cost_drag_bps_per_year'], ',.1f')} bps of "
-            f"the coin notional a year (fees, slippage, rolls, liquidations); funding "
-            f"{fmt_usd(r.get('pnl_funding', math.nan))}; {int(r['margin_calls'])} margin calls, "
-            f"{int(r['liquidations'])} liquidations.",
-            hanging="- ",
-        )
-    doc.space(0.08)
-    if len(events_df):
-        worst = events_df.sort_values(["pnl_hedged", "event", "rule"], kind="stable").iloc[0]
-        share = worst["basis_share"]
-        basis = (f" The coin drifting away from the index caused {fmt_pct(share, 0)} of that loss."
-                 if math.isfinite(float(share)) else "")
-        doc.para(
-            f"Worst event window for the hedged position: {worst['title']} ({worst['start']:%Y-%m-%d} to "
-            f"{worst['end']:%Y-%m-%d}) under {worst['rule']}: hedged P&L {fmt_usd(worst['pnl_hedged'])} against "
-            f"{fmt_usd(worst['pnl_unhedged'])} unhedged (coin {fmt_pct(worst['coin_return'])}, index "
-            f"{fmt_pct(worst['index_return'])}).{basis}"
-        )
-    else:
-        doc.para("No named event window falls inside the data period.")
+    _rule_lines(doc, metrics, horizon, level)
     doc.space(0.08)
     rule, reason = recommend_rule(metrics)
     doc.para(f"Recommendation: {reason}" if rule is not None else f"Recommendation: none. {reason}", weight="bold")
     doc.para(f"Criterion: {RECOMMENDATION_CRITERION}", size=9)
     doc.space(0.08)
+    if rule is not None:
+        _recommended_paragraph(doc, summary, metrics[metrics["rule"] == rule].iloc[0], horizon, level, events_df)
+    doc.space(0.08)
     caveats = list(notes)
     if sc.get("funding_is_proxy"):
         caveats.append("The funding series is a proxy, so funding P&L is an estimate.")
-    if "he_block_len" in metrics.columns and len(metrics):
+    share = float((summary.get("index", {}) or {}).get("intrabar_high_share") or 0.0)
+    if share > 0:
         caveats.append(
-            f"Intervals: circular moving-block bootstrap of the paired per-bar returns, blocks of "
-            f"{int(metrics['he_block_len'].iloc[0])} bars, {int(metrics['he_n_boot'].iloc[0])} resamples, "
-            "percentile method. Past hedge effectiveness is no promise: rules fall short of the oracle out of sample."
+            f"On {fmt_pct(share)} of bars margin was checked at an upper bound of the intrabar index high (units x "
+            "each constituent's own high, summed; the highs need not fall in the same hour), so margin calls and "
+            "the margin the hedge needed are overstated there."
+        )
+    if len(metrics):
+        blocks = ", ".join(f"{r} {int(b)}" for r, b in zip(metrics["rule"], metrics["he_block_len"], strict=True))
+        caveats.append(
+            f"Intervals: {BOOTSTRAP_METHOD}; {horizon} spans, block lengths (spans) {blocks}; "
+            f"{int(metrics['he_n_boot'].iloc[0])} resamples, seed {int(metrics['he_boot_seed'].iloc[0])}. Rules are "
+            f"compared with {metrics['best_rule'].iloc[0]} by a paired bootstrap (same resampled spans for both). Past "
+            "hedge effectiveness is no promise: rules fall short of the oracle out of sample."
         )
     for c in caveats:
         doc.para(c, size=9, hanging="- ")

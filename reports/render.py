@@ -153,6 +153,21 @@ def _read_compare(path: Path) -> pd.DataFrame | None:
     return compare.sort_values(["rank", "variant"], kind="stable").reset_index(drop=True)
 
 
+def _span_series(g: pd.DataFrame, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hedged and unhedged returns and trading cost (fraction of notional) over spans of ``n`` bars."""
+    from backtest.metrics import horizon_returns
+
+    eq_h = g["equity_hedged"].to_numpy(dtype=float)
+    eq_u = g["equity_unhedged"].to_numpy(dtype=float)
+    value = g["alt_value"].to_numpy(dtype=float)
+    cost = -(g["fees"] + g["slippage"] + g["roll_cost"] + g["liquidation_cost"]).to_numpy(dtype=float)
+    pnl_h = np.diff(eq_h, prepend=eq_h[0])
+    pnl_u = np.diff(eq_u, prepend=eq_u[0])
+    r_h, r_u = horizon_returns(pnl_h, pnl_u, value, n)
+    c, _ = horizon_returns(cost, cost, value, n)
+    return r_h, r_u, c
+
+
 def metrics_table(
     summary: Mapping[str, Any],
     ledger: pd.DataFrame,
@@ -163,8 +178,13 @@ def metrics_table(
 ) -> pd.DataFrame:
     """One row per rule: ``summary.json`` metrics and P&L plus ledger-based risk figures.
 
-    The HE interval is :func:`reports.stats.block_bootstrap_he` with
-    :func:`reports.stats.default_block_length`; VaR / CVaR are
+    HE at each horizon is :func:`backtest.metrics.he_by_horizon` of the ledger's equity
+    changes. At the headline horizon (``config.report.horizon``, default ``"1D"``):
+    the HE interval is :func:`reports.stats.he_interval` (arch circular block bootstrap,
+    block length :func:`reports.stats.block_length`), and every rule is compared with the
+    best never-liquidated rule by :func:`reports.stats.paired_he_difference` and
+    :func:`reports.stats.paired_mean_difference` of the trading cost per span (one block
+    length, that of the best rule, for all pairs). VaR / CVaR are
     :func:`reports.stats.var_cvar` (historical) of per-bar returns.
 
     Returns
@@ -172,30 +192,57 @@ def metrics_table(
     pandas.DataFrame
         Columns :data:`METRICS_COLUMNS`, rules in ``summary.json`` order.
     """
+    from backtest.metrics import DAYS_PER_YEAR, HORIZONS, he_by_horizon, horizon_bars
+
     bpd = float(summary["period"]["bars_per_day"])
+    bar = pd.Timedelta(days=1) / bpd
+    horizon = str(((summary.get("config") or {}).get("report") or {}).get("horizon", "1D"))
+    n = horizon_bars(horizon, bar)
+    spans_per_year = DAYS_PER_YEAR * bpd / n
     frames = split_rules(ledger, list(summary["rules"]))
+    series = {rule: _span_series(frames[rule], n) for rule in summary["rules"]}
+    head = {rule: stats.hedge_effectiveness(r_h, r_u) for rule, (r_h, r_u, _) in series.items()}
+    safe = [r for r in summary["rules"] if int(summary["rules"][r]["liquidations"]) == 0 and math.isfinite(head[r])]
+    pool = safe or [r for r in summary["rules"] if math.isfinite(head[r])]
+    best = sorted(pool, key=lambda r: (-head[r], r))[0] if pool else None
+    best_len = stats.block_length(*series[best][:2]) if best is not None and len(series[best][0]) >= 3 else 1
     rows = []
     for rule, block in summary["rules"].items():
         g = frames[rule]
         ret_h = g["ret_hedged"].to_numpy(dtype=float)
         ret_u = g["ret_unhedged"].to_numpy(dtype=float)
-        n = int((np.isfinite(ret_h) & np.isfinite(ret_u)).sum())
-        block_len = stats.default_block_length(n, bpd)
-        _point, lo, hi = stats.block_bootstrap_he(ret_h, ret_u, block_len=block_len, n_boot=n_boot,
-                                                  level=level, seed=seed)
+        r_h, r_u, cost = series[rule]
+        ci = stats.he_interval(r_h, r_u, reps=n_boot, level=level, seed=seed)
         var_h, cvar_h = stats.var_cvar(ret_h, level)
         var_u, cvar_u = stats.var_cvar(ret_u, level)
+        hz = he_by_horizon(np.diff(g["equity_hedged"].to_numpy(dtype=float), prepend=g["equity_hedged"].iloc[0]),
+                           np.diff(g["equity_unhedged"].to_numpy(dtype=float), prepend=g["equity_unhedged"].iloc[0]),
+                           g["alt_value"].to_numpy(dtype=float), bar)
         row: dict[str, Any] = {"rule": rule}
         row.update({k: block[k] for k in RULE_METRICS})
         row.update({f"pnl_{c}": float(block["pnl"][c]) for c in PNL_COMPONENTS})
         total = block["pnl"].get("total")
         row["pnl_total"] = float(total) if total is not None else math.fsum(row[f"pnl_{c}"] for c in PNL_COMPONENTS)
+        row.update({f"he_{h}": hz[h] for h in HORIZONS})
         row.update({
-            "he_ci_lo": lo,
-            "he_ci_hi": hi,
+            "he_horizon": horizon,
+            "he_ci_lo": ci.lo,
+            "he_ci_hi": ci.hi,
             "he_ci_level": level,
-            "he_block_len": block_len,
+            "he_block_len": ci.block_len,
             "he_n_boot": n_boot,
+            "he_boot_seed": seed,
+            "best_rule": best if best is not None else "",
+        })
+        if best is not None:
+            b_h, _, b_cost = series[best]
+            d_he = stats.paired_he_difference(r_h, b_h, r_u, block_len=best_len, reps=n_boot, level=level, seed=seed)
+            d_cost = stats.paired_mean_difference(cost, b_cost, block_len=best_len, reps=n_boot, level=level, seed=seed)
+            scale = spans_per_year * 1e4
+            row.update({"he_diff_vs_best": d_he.point, "he_diff_lo": d_he.lo, "he_diff_hi": d_he.hi,
+                        "cost_diff_vs_best_bps_per_year": d_cost.point * scale,
+                        "cost_diff_lo": d_cost.lo * scale, "cost_diff_hi": d_cost.hi * scale})
+        row.update({
             "var95_hedged": var_h,
             "cvar95_hedged": cvar_h,
             "var95_unhedged": var_u,

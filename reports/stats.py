@@ -3,7 +3,7 @@
 Every function takes per-bar simple returns (``ret_hedged`` / ``ret_unhedged`` of the
 ledger, i.e. P&L over the bar divided by the coin notional at the start of the bar)
 and ignores NaN entries (each rule's first bar has no return). Paired functions
-(:func:`hedge_effectiveness`, :func:`block_bootstrap_he`) drop a bar when either
+(:func:`hedge_effectiveness`, :func:`he_interval`) drop a bar when either
 member of the pair is NaN, so both variances are taken over the same bars.
 
 Conventions
@@ -16,6 +16,8 @@ Conventions
 from __future__ import annotations
 
 import math
+import warnings
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -28,8 +30,12 @@ __all__ = [
     "MIN_BARS",
     "REPORT_METRICS",
     "hedge_effectiveness",
-    "default_block_length",
-    "block_bootstrap_he",
+    "Interval",
+    "BOOTSTRAP_METHOD",
+    "block_length",
+    "he_interval",
+    "paired_he_difference",
+    "paired_mean_difference",
     "var_cvar",
     "max_drawdown",
     "drawdown",
@@ -44,11 +50,23 @@ MIN_BARS: Final[int] = 30
 
 #: Per-rule columns the report adds to ``metrics.csv`` (computed from the ledger), with meaning.
 REPORT_METRICS: Final[dict[str, str]] = {
-    "he_ci_lo": "lower bound of the hedge-effectiveness bootstrap interval",
-    "he_ci_hi": "upper bound of the hedge-effectiveness bootstrap interval",
-    "he_ci_level": "confidence level of that interval (0.95)",
-    "he_block_len": "bootstrap block length (bars)",
+    "he_bar": "HE of per-bar returns",
+    "he_1D": "HE of returns over non-overlapping 1-day spans (P&L summed over the span / coin notional at its start)",
+    "he_7D": "HE of returns over non-overlapping 7-day spans",
+    "he_horizon": "headline horizon ([report] horizon): the horizon of the interval and the paired tests",
+    "he_ci_lo": "lower bound of the HE bootstrap interval at the headline horizon",
+    "he_ci_hi": "upper bound of the HE bootstrap interval at the headline horizon",
+    "he_ci_level": "confidence level of the intervals (0.95)",
+    "he_block_len": "bootstrap block length (spans of the headline horizon; arch optimal_block_length)",
     "he_n_boot": "number of bootstrap resamples",
+    "he_boot_seed": "seed of the bootstrap generator",
+    "best_rule": "rule with the highest headline HE among those never liquidated (the paired tests' reference)",
+    "he_diff_vs_best": "HE(rule) - HE(best_rule) at the headline horizon",
+    "he_diff_lo": "lower bound of the paired bootstrap interval of he_diff_vs_best",
+    "he_diff_hi": "upper bound of the paired bootstrap interval of he_diff_vs_best",
+    "cost_diff_vs_best_bps_per_year": "mean trading cost per span of rule minus best_rule, annualised (bps of notional)",
+    "cost_diff_lo": "lower bound of the paired bootstrap interval of cost_diff_vs_best_bps_per_year",
+    "cost_diff_hi": "upper bound of the paired bootstrap interval of cost_diff_vs_best_bps_per_year",
     "var95_hedged": "historical 95 % VaR of ret_hedged (loss per bar, fraction of coin notional)",
     "cvar95_hedged": "historical 95 % CVaR of ret_hedged",
     "var95_unhedged": "historical 95 % VaR of ret_unhedged",
@@ -109,130 +127,172 @@ def hedge_effectiveness(ret_h: ArrayLike, ret_u: ArrayLike) -> float:
     return 1.0 - float(np.var(h, ddof=1)) / var_u
 
 
-def default_block_length(n: int, bars_per_day: float) -> int:
-    r"""Default block length of :func:`block_bootstrap_he`, in bars.
+@dataclass(frozen=True)
+class Interval:
+    """A statistic with its bootstrap interval.
 
-    .. math:: L = \max\left(\lceil n^{1/3} \rceil,\ \operatorname{round}(\text{bars per day})\right)
+    Attributes
+    ----------
+    point : float
+        The statistic on the sample.
+    lo, hi : float
+        Percentile interval bounds (NaN when the sample is too short or degenerate).
+    level : float
+        Two-sided confidence level.
+    block_len : int
+        Block length of the circular block bootstrap (observations).
+    reps : int
+        Bootstrap resamples.
+    seed : int
+        Seed of the ``numpy.random.default_rng`` generator handed to arch.
+    """
 
-    :math:`n^{1/3}` is the rate at which the mean-squared-error-optimal block length of
-    a block bootstrap of a variance-type statistic grows (Hall, Horowitz & Jing 1995);
-    the floor of one day keeps the intraday volatility pattern and short-lived volatility
-    clusters inside a block for hourly bars. Examples: 39,000 hourly bars give 34 bars,
-    2,000 hourly bars give 24 bars, 1,600 daily bars give 12 bars.
+    point: float
+    lo: float
+    hi: float
+    level: float
+    block_len: int
+    reps: int
+    seed: int
+
+    @property
+    def excludes_zero(self) -> bool:
+        """True when the interval lies entirely above or below 0 (a significant difference)."""
+        return bool(self.lo > 0.0 or self.hi < 0.0)
+
+
+#: How the intervals are computed, for the report.
+BOOTSTRAP_METHOD: Final[str] = (
+    "circular block bootstrap (arch.bootstrap.CircularBlockBootstrap), block length from "
+    "arch.bootstrap.optimal_block_length (Politis-White, circular), percentile intervals"
+)
+
+
+def block_length(*series: ArrayLike) -> int:
+    r"""Data-driven block length for a bootstrap of variances of ``series``.
+
+    Variances are means of squared deviations, so the dependence that matters is that of
+    :math:`(x_t - \bar x)^2`: the block length is the largest ``circular`` optimal block
+    length of :func:`arch.bootstrap.optimal_block_length` (Politis & White 2004, with the
+    Patton, Politis & White 2009 correction) over the squared demeaned series, rounded up,
+    within ``[1, n]`` (1 when no column gives a finite estimate).
 
     Parameters
     ----------
-    n : int
-        Number of paired bars.
-    bars_per_day : float
-        Bars per day (24 for hourly, 1 for daily).
+    *series : array_like
+        Equal-length 1-D series without NaN.
 
     Returns
     -------
     int
-        Block length, at least 1 and at most ``n`` (1 when ``n < 1``).
     """
-    if n < 1:
+    from arch.bootstrap import optimal_block_length
+
+    cols = [_as_float(x) for x in series]
+    n = cols[0].size
+    if n < 3:
         return 1
-    length = max(math.ceil(round(n ** (1.0 / 3.0), 9)), int(round(bars_per_day)), 1)
-    return min(length, n)
+    sq = np.column_stack([(x - x.mean()) ** 2 for x in cols])
+    sq = sq[:, sq.std(axis=0) > 0]
+    if sq.shape[1] == 0:
+        return 1
+    with warnings.catch_warnings():
+        # arch divides by a zero sum of squares when a series is constant over a tail; such a
+        # column's estimate is NaN or inf and is skipped below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        est = optimal_block_length(sq)["circular"].to_numpy(dtype=float)
+    est = est[np.isfinite(est)]
+    if est.size == 0:
+        return 1
+    return int(min(max(math.ceil(float(est.max())), 1), n))
 
 
-def block_bootstrap_he(
-    ret_h: ArrayLike,
-    ret_u: ArrayLike,
-    *,
-    block_len: int,
-    n_boot: int = 1000,
-    level: float = 0.95,
-    seed: int,
-) -> tuple[float, float, float]:
-    r"""Hedge effectiveness with a circular moving-block bootstrap percentile interval.
+def _he_of(h: FloatArray, u: FloatArray) -> float:
+    return 1.0 - float(np.var(h, ddof=1)) / float(np.var(u, ddof=1))
 
-    Variant: the *circular moving-block bootstrap* (Künsch 1989; Politis & Romano 1992).
-    The paired bars :math:`(r^h_t, r^u_t)` are resampled jointly, so the cross-dependence
-    of hedged and unhedged returns is kept. Each resample is built from
-    :math:`k = \lceil n / L \rceil` blocks of :math:`L` consecutive bars whose start bars
-    are drawn uniformly from the :math:`n` bars, wrapping around the end of the sample
-    (so every bar is equally likely to be drawn); the last block is cut so the resample
-    has exactly :math:`n` bars. HE is computed on each resample, and the interval is the
-    ``(1 - level) / 2`` and ``(1 + level) / 2`` percentiles of the ``n_boot`` values
-    (percentile method). A suitable block length is :func:`default_block_length`.
 
-    The variances of a resample are computed from block sums of :math:`r` and
-    :math:`r^2` (after centring both series on their sample means, which leaves
-    variances unchanged and keeps the sums well conditioned), so the cost is
-    :math:`O(n + n_{boot} \cdot k)`.
+def _bootstrap(func, data: tuple[FloatArray, ...], point: float, *, block_len: int | None, reps: int,
+               level: float, seed: int) -> Interval:
+    """Percentile interval of ``func(*data)`` from arch's circular block bootstrap."""
+    from arch.bootstrap import CircularBlockBootstrap
+
+    if reps < 1:
+        raise ValueError(f"reps must be at least 1, got {reps}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if block_len is not None and block_len < 1:
+        raise ValueError(f"block_len must be at least 1, got {block_len}")
+    n = data[0].size
+    length = block_length(*data) if block_len is None else min(block_len, max(n, 1))
+    if n < MIN_BARS or not math.isfinite(point):
+        return Interval(point, math.nan, math.nan, level, length, reps, seed)
+    bs = CircularBlockBootstrap(length, *data, seed=np.random.default_rng(seed))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ci = bs.conf_int(lambda *x: np.array([func(*x)]), reps=reps, method="percentile", size=level)
+    return Interval(point, float(ci[0, 0]), float(ci[1, 0]), level, length, reps, seed)
+
+
+def he_interval(ret_h: ArrayLike, ret_u: ArrayLike, *, block_len: int | None = None, reps: int = 1000,
+                level: float = 0.95, seed: int) -> Interval:
+    r"""Hedge effectiveness with a circular block bootstrap percentile interval (arch).
+
+    The pairs :math:`(r^h_t, r^u_t)` are resampled jointly in blocks of consecutive
+    observations (wrapping around the end) by
+    :class:`arch.bootstrap.CircularBlockBootstrap`; HE is computed on each resample and
+    the interval is the ``(1 - level) / 2`` and ``(1 + level) / 2`` percentiles.
 
     Parameters
     ----------
     ret_h, ret_u : array_like
-        Per-bar returns of the hedged and the unhedged position (same length); bars
-        where either is NaN are dropped first.
-    block_len : int
-        Block length :math:`L` in bars, ``1 <= L``; values above ``n`` are cut to ``n``.
-    n_boot : int, default 1000
-        Number of bootstrap resamples.
+        Hedged and unhedged returns at one horizon; pairs with a NaN are dropped.
+    block_len : int, optional
+        Block length; default :func:`block_length` of the pair.
+    reps : int, default 1000
     level : float, default 0.95
-        Two-sided confidence level of the interval, in (0, 1).
     seed : int
-        Seed of the ``numpy.random.default_rng`` generator (results are reproducible).
+        Seed of the generator handed to arch (results are reproducible).
 
     Returns
     -------
-    point, lo, hi : float
-        HE of the sample and the interval bounds; ``lo`` and ``hi`` are NaN when fewer
-        than :data:`MIN_BARS` paired bars exist or the sample is degenerate.
+    Interval
+        ``lo``/``hi`` NaN with fewer than :data:`MIN_BARS` pairs.
     """
-    if block_len < 1:
-        raise ValueError(f"block_len must be at least 1, got {block_len}")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}")
     h, u = _paired(ret_h, ret_u)
-    point = hedge_effectiveness(h, u)
-    n = h.size
-    if n < MIN_BARS or not math.isfinite(point):
-        return point, math.nan, math.nan
-    length = min(block_len, n)
-    k = math.ceil(n / length)
-    last = n - (k - 1) * length  # length of the final, cut block (1..length)
+    return _bootstrap(_he_of, (h, u), hedge_effectiveness(h, u), block_len=block_len, reps=reps, level=level,
+                      seed=seed)
 
-    # circular block sums of x and x^2 for every start bar, full and cut length
-    def block_sums(x: FloatArray, width: int) -> FloatArray:
-        ext = np.concatenate([x, x[: width - 1]]) if width > 1 else x
-        csum = np.concatenate([[0.0], np.cumsum(ext)])
-        return csum[width : width + n] - csum[:n]
 
-    sums = {}
-    for name, x in (("h", h - h.mean()), ("u", u - u.mean())):
-        sums[name] = (
-            block_sums(x, length),
-            block_sums(x * x, length),
-            block_sums(x, last),
-            block_sums(x * x, last),
-        )
+def paired_he_difference(ret_a: ArrayLike, ret_b: ArrayLike, ret_u: ArrayLike, *, block_len: int | None = None,
+                         reps: int = 1000, level: float = 0.95, seed: int) -> Interval:
+    r"""``HE(a) - HE(b)`` with a *paired* circular block bootstrap interval.
 
-    rng = np.random.default_rng(seed)
-    starts = rng.integers(0, n, size=(n_boot, k))
-    full, cut = starts[:, : k - 1], starts[:, k - 1]
+    .. math:: HE_a - HE_b = \frac{\operatorname{Var}(r^b) - \operatorname{Var}(r^a)}{\operatorname{Var}(r^u)}
 
-    def resample_var(name: str) -> FloatArray:
-        s1, s2, c1, c2 = sums[name]
-        total = s1[full].sum(axis=1) + c1[cut]
-        total_sq = s2[full].sum(axis=1) + c2[cut]
-        return (total_sq - total * total / n) / (n - 1)
+    Both rules hedge the same holding, so the triples :math:`(r^a_t, r^b_t, r^u_t)` are
+    resampled together: the common noise cancels and the interval measures only how
+    differently the two rules hedged. An interval that excludes 0 is a significant
+    difference (:attr:`Interval.excludes_zero`).
+    """
+    a, b, u = (_as_float(x) for x in (ret_a, ret_b, ret_u))
+    ok = np.isfinite(a) & np.isfinite(b) & np.isfinite(u)
+    a, b, u = a[ok], b[ok], u[ok]
 
-    var_h = resample_var("h")
-    var_u = resample_var("u")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        he = 1.0 - var_h / var_u
-    he = he[np.isfinite(he)]
-    if he.size == 0:
-        return point, math.nan, math.nan
-    lo, hi = np.quantile(he, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
-    return point, float(lo), float(hi)
+    def diff(x: FloatArray, y: FloatArray, z: FloatArray) -> float:
+        return (float(np.var(y, ddof=1)) - float(np.var(x, ddof=1))) / float(np.var(z, ddof=1))
+
+    point = diff(a, b, u) if a.size >= 2 and np.var(u) > 0 else math.nan
+    return _bootstrap(diff, (a, b, u), point, block_len=block_len, reps=reps, level=level, seed=seed)
+
+
+def paired_mean_difference(x_a: ArrayLike, x_b: ArrayLike, *, block_len: int | None = None, reps: int = 1000,
+                           level: float = 0.95, seed: int) -> Interval:
+    """``mean(x_a - x_b)`` with a paired circular block bootstrap interval (e.g. cost per span)."""
+    a, b = _paired(x_a, x_b)
+    d = a - b
+    point = float(d.mean()) if d.size else math.nan
+    if d.size and np.all(d == d[0]):
+        return Interval(point, point, point, level, 1, reps, seed)
+    return _bootstrap(lambda x: float(x.mean()), (d,), point, block_len=block_len, reps=reps, level=level, seed=seed)
 
 
 def var_cvar(ret: ArrayLike, level: float = 0.95) -> tuple[float, float]:

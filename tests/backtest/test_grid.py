@@ -106,3 +106,25 @@ def test_dask_distributed_cluster_equals_local(grid_config) -> None:
                       dashboard_address=None, silence_logs=50) as cluster:
         remote = run_compare(grid_config, scheduler=cluster.scheduler_address)
     pd.testing.assert_frame_equal(local, remote)
+
+
+def test_coins_mode_longer_rebalance_periods_give_fewer_trades(tmp_path: Path) -> None:
+    """The constant-notional holding resets on one schedule (compare.reset_days) for every
+    variant, so the rebalance policy decides the trades in between."""
+    prices = write_synthetic_prices(tmp_path / "prices.parquet", n_days=60)
+    config = synthetic_config(prices, compare={
+        "coins": ["COIN"], "notional_usd": 1_000_000, "reset_days": 30,
+        "rules": [{"family": "notional"}],
+        "rebalance": [{"mode": "every", "every_bars": [24, 168, 720]}, {"mode": "band", "band": [0.2]}],
+    })
+    table = run_compare(config).set_index("rebalance")["trades"]
+    t24, t168, t720 = (table[f"every {n} bars, fractional"] for n in (24, 168, 720))
+    assert t24 > t168 > t720 > 0
+    assert table["band 20%, fractional"] < t24
+
+
+def test_reset_days_must_be_positive(grid_config) -> None:
+    from dataclasses import replace
+
+    with pytest.raises(ConfigError, match="compare.reset_days"):
+        parse_compare(replace(grid_config, compare={"rules": [{"family": "none"}], "reset_days": 0}))

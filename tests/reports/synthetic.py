@@ -229,6 +229,16 @@ def rule_metrics(g: pd.DataFrame, bars_per_day: float, oracle_r2: float) -> dict
         "cost_drag_bps_per_year": float(costs / g["alt_value"].mean() / years * 1e4),
         "futures_basis_pnl": float(g["pnl_basis"].sum()),
     }
+    scale = 1e4 / g["alt_value"].mean() / years
+    carry = float(g["pnl_basis"].sum())  # quarterly futures: the carry is the basis P&L
+    out.update({
+        "cost_trading_usd": float(costs),
+        "cost_trading_bps_per_year": float(costs * scale),
+        "carry_usd": carry,
+        "carry_bps_per_year": carry * scale,
+        "net_cost_usd": float(costs - carry),
+        "net_cost_bps_per_year": float((costs - carry) * scale),
+    })
     assert set(out) == set(RULE_METRICS)
     pnl = {c: float(g[PNL_COLUMN[c]].sum()) for c in PNL_COMPONENTS}
     pnl["total"] = float(sum(pnl.values()))

@@ -23,8 +23,8 @@ from backtest.errors import ConfigError, DataError, OutputError
 from backtest.schema import PNL_COMPONENTS, RULE_METRICS
 from reports import ReportFiles, load_events, render_report, select_events, stats
 from reports.events import EVENT_COLUMNS
-from reports.pdf import RECOMMENDATION_CRITERION, fmt_pct, recommend_rule
-from reports.render import METRICS_COLUMNS
+from reports.pdf import RECOMMENDATION_CRITERION, fmt_pct, fmt_usd, recommend_rule
+from reports.render import METRICS_COLUMNS, _span_series
 
 OUTPUTS = ("report.pdf", "metrics.csv", "events.csv")
 
@@ -104,10 +104,15 @@ def test_metrics_csv(rendered) -> None:
         for comp in PNL_COMPONENTS:
             assert row[f"pnl_{comp}"] == pytest.approx(block["pnl"][comp], rel=1e-9, abs=1e-9)
         assert row["pnl_total"] == pytest.approx(block["pnl"]["total"], rel=1e-9)
-        assert row["he_ci_lo"] <= row["hedge_effectiveness"] <= row["he_ci_hi"]
-        assert row["he_block_len"] == stats.default_block_length(1999, 24) == 24
-        assert row["he_n_boot"] == 1000 and row["he_ci_level"] == 0.95
         g = ledger[ledger["rule"] == row["rule"]]
+        # headline horizon 1D (the default): the interval is arch's on the daily spans
+        assert row["he_horizon"] == "1D"
+        assert row["he_ci_lo"] <= row["he_1D"] <= row["he_ci_hi"]
+        assert row["he_bar"] == pytest.approx(row["hedge_effectiveness"], rel=1e-9)
+        r_h, r_u, _ = _span_series(g.reset_index(drop=True), 24)
+        assert row["he_1D"] == pytest.approx(stats.hedge_effectiveness(r_h, r_u), rel=1e-9)
+        assert row["he_block_len"] == stats.block_length(r_h, r_u)
+        assert row["he_n_boot"] == 1000 and row["he_ci_level"] == 0.95
         var_h, cvar_h = stats.var_cvar(g["ret_hedged"].to_numpy(), 0.95)
         var_u, cvar_u = stats.var_cvar(g["ret_unhedged"].to_numpy(), 0.95)
         assert (row["var95_hedged"], row["cvar95_hedged"]) == pytest.approx((var_h, cvar_h), rel=1e-9)
@@ -130,16 +135,20 @@ def test_pdf_pages_and_numbers(rendered) -> None:
     folder, files, _, _ = rendered
     summary = json.loads((folder / "summary.json").read_text())
     pages, text = _pdf_text(folder / "report.pdf")
-    # title, executive summary, metrics + costs, events, compare ranking, one per figure, appendix
-    assert pages == files.pages == 6 + len(files.figures) == 16
-    for rule, block in summary["rules"].items():
-        assert f"{rule}: variance reduced by {fmt_pct(block['hedge_effectiveness'])}" in text
-        assert fmt_pct(block["max_drawdown_hedged"]) in text
+    # title, executive summary (2 pages), metrics + costs, events, compare ranking, one per figure, appendix
+    assert pages == files.pages == 7 + len(files.figures) == 17
     metrics = pd.read_csv(folder / "metrics.csv")
     for _, row in metrics.iterrows():
+        assert f"{row['rule']}: variance reduced by {fmt_pct(row['he_1D'])} at the 1D horizon" in text
+        assert fmt_pct(row["max_drawdown_hedged"]) in text
         assert f"interval {fmt_pct(row['he_ci_lo'])} to {fmt_pct(row['he_ci_hi'])}" in text
     rule, _ = recommend_rule(metrics)
     assert f"Recommendation: {rule} " in text
+    pick = metrics[metrics["rule"] == rule].iloc[0]
+    assert f"For the recommended rule {rule}" in text
+    assert f"made {fmt_usd(pick['pnl_total'])} against {fmt_usd(pick['pnl_altcoin'])}" in text
+    assert f"margin account of {fmt_usd(pick['min_safe_collateral'])}" in text
+    assert "paired bootstrap" in text
     assert re.sub(r"\s+", " ", RECOMMENDATION_CRITERION) in text
     assert "funding series is a proxy" in text
     assert "DeepSeek sell-off" in text and "outside the data period" in text
@@ -169,7 +178,7 @@ def test_without_compare_and_with_chosen_events(tmp_path: Path) -> None:
     files = render_report(folder, events=events)
     assert len(files.figures) == 8
     pages, text = _pdf_text(files.pdf)
-    assert pages == files.pages == 5 + 8
+    assert pages == files.pages == 6 + 8
     assert "proxy" not in text
     assert "My window" in text
     table = pd.read_csv(files.events_csv)
@@ -212,24 +221,59 @@ def test_unwritable_output_is_an_output_error(tmp_path: Path) -> None:
     assert [p.name for p in folder.iterdir() if ".tmp-" in p.name] == []
 
 
-def test_recommendation_criterion() -> None:
-    metrics = pd.DataFrame({
+def _recommendation_table(**over: list) -> pd.DataFrame:
+    base = {
         "rule": ["a", "b", "c", "d"],
-        "hedge_effectiveness": [0.50, 0.48, 0.40, 0.60],
-        "he_ci_lo": [0.46, 0.44, 0.35, 0.55],
-        "cost_drag_bps_per_year": [300.0, 120.0, 10.0, 50.0],
+        "best_rule": ["a"] * 4,
+        "he_horizon": ["1D"] * 4,
+        "he_1D": [0.50, 0.49, 0.40, 0.60],
+        "he_ci_level": [0.95] * 4,
+        "he_diff_vs_best": [0.0, -0.01, -0.10, 0.10],
+        "he_diff_lo": [0.0, -0.03, -0.14, 0.05],
+        "he_diff_hi": [0.0, 0.01, -0.06, 0.15],
+        "cost_diff_vs_best_bps_per_year": [0.0, -150.0, -290.0, -250.0],
+        "cost_diff_lo": [0.0, -180.0, -300.0, -260.0],
+        "cost_diff_hi": [0.0, -120.0, -280.0, -240.0],
         "liquidations": [0, 0, 0, 2],
-    })
-    # d is liquidated; a is best; b is inside a's interval (>= 0.46) and cheaper; c is not
-    rule, reason = recommend_rule(metrics)
+    }
+    base.update(over)
+    return pd.DataFrame(base)
+
+
+def test_recommendation_criterion() -> None:
+    # d is liquidated; a is best; b is not significantly worse and significantly cheaper; c is worse
+    rule, reason = recommend_rule(_recommendation_table())
     assert rule == "b"
-    assert "within the 95 % interval" in reason and "a" in reason
-    rule, _ = recommend_rule(metrics.assign(he_ci_lo=[0.49, 0.44, 0.35, 0.55]))
+    assert "not significantly less effective" in reason and "a" in reason
+    # b's cost difference not significant -> the best rule
+    rule, reason = recommend_rule(_recommendation_table(cost_diff_hi=[0.0, 10.0, -280.0, -240.0]))
+    assert rule == "a" and "paired bootstrap" in reason
+    # b significantly worse -> the best rule
+    rule, _ = recommend_rule(_recommendation_table(he_diff_hi=[0.0, -0.001, -0.06, 0.15]))
     assert rule == "a"
-    rule, reason = recommend_rule(metrics.assign(liquidations=[1, 1, 1, 1]))
+    rule, reason = recommend_rule(_recommendation_table(best_rule=["d"] * 4, liquidations=[1, 1, 1, 1],
+                                                         he_diff_hi=[-0.1, -0.1, -0.1, 0.0],
+                                                         cost_diff_hi=[1.0, 1.0, 1.0, 0.0]))
     assert rule == "d" and "liquidated" in reason
-    rule, _ = recommend_rule(metrics.assign(hedge_effectiveness=[math.nan] * 4))
+    rule, _ = recommend_rule(_recommendation_table(best_rule=[""] * 4))
     assert rule is None
+
+
+def test_recommendation_from_paired_tests_on_a_ledger(tmp_path: Path) -> None:
+    """The metrics table's paired columns: identical rules -> zero difference, not significant."""
+    folder = build_result_dir(tmp_path / "r", n_bars=2000, rules=("static_ols", "rolling_ols"))
+    summary = json.loads((folder / "summary.json").read_text())
+    ledger = pd.read_parquet(folder / "ledger.parquet")
+    twin = ledger[ledger["rule"] == "static_ols"].assign(rule="twin")
+    summary["rules"]["twin"] = summary["rules"]["static_ols"]
+    from reports.render import metrics_table
+
+    m = metrics_table(summary, pd.concat([ledger, twin], ignore_index=True), n_boot=200).set_index("rule")
+    best = m["best_rule"].iloc[0]
+    other = "twin" if best == "static_ols" else ("static_ols" if best == "twin" else None)
+    if other is not None:
+        assert m.loc[other, "he_diff_vs_best"] == 0.0
+        assert m.loc[other, "he_diff_lo"] <= 0.0 <= m.loc[other, "he_diff_hi"]
 
 
 @pytest.mark.slow

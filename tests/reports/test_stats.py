@@ -50,69 +50,67 @@ def _paired_sample(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.nda
     return h, u
 
 
-def _reference_bootstrap(h: np.ndarray, u: np.ndarray, block_len: int, n_boot: int, level: float,
-                         seed: int) -> tuple[float, float]:
-    """Slow, obvious circular moving-block bootstrap with the same random draws."""
-    n = h.size
-    k = math.ceil(n / block_len)
-    starts = np.random.default_rng(seed).integers(0, n, size=(n_boot, k))
-    he = []
-    for b in range(n_boot):
-        idx = np.concatenate([(s + np.arange(block_len)) % n for s in starts[b]])[:n]
-        he.append(1 - np.var(h[idx], ddof=1) / np.var(u[idx], ddof=1))
-    lo, hi = np.quantile(he, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+def test_he_interval_equals_arch_on_the_same_seed(rng: np.random.Generator) -> None:
+    from arch.bootstrap import CircularBlockBootstrap, optimal_block_length
+
+    h, u = _paired_sample(rng, 700)
+    ci = stats.he_interval(h, u, reps=300, seed=11)
+    # independently: block length from arch on the squared demeaned pair, then arch's interval
+    opt = optimal_block_length(np.column_stack([(h - h.mean()) ** 2, (u - u.mean()) ** 2]))["circular"].max()
+    assert ci.block_len == math.ceil(opt)
+    bs = CircularBlockBootstrap(ci.block_len, h, u, seed=np.random.default_rng(11))
+    ref = bs.conf_int(lambda x, y: np.array([1 - np.var(x, ddof=1) / np.var(y, ddof=1)]), reps=300,
+                      method="percentile", size=0.95)
+    assert ci.point == pytest.approx(stats.hedge_effectiveness(h, u), abs=1e-15)
+    assert (ci.lo, ci.hi) == pytest.approx((ref[0, 0], ref[1, 0]), abs=1e-12)
+    assert ci.lo <= ci.point <= ci.hi
 
 
-@pytest.mark.parametrize("n, block_len", [(500, 8), (733, 24), (64, 64)])
-def test_bootstrap_matches_reference(rng: np.random.Generator, n: int, block_len: int) -> None:
-    h, u = _paired_sample(rng, n)
-    point, lo, hi = stats.block_bootstrap_he(h, u, block_len=block_len, n_boot=200, seed=11)
-    ref_lo, ref_hi = _reference_bootstrap(h, u, block_len, 200, 0.95, 11)
-    assert point == pytest.approx(stats.hedge_effectiveness(h, u), abs=1e-15)
-    assert lo == pytest.approx(ref_lo, abs=1e-10)
-    assert hi == pytest.approx(ref_hi, abs=1e-10)
+def test_he_interval_is_seeded_and_narrows(rng: np.random.Generator) -> None:
+    h, u = _paired_sample(rng, 6000)
+    a = stats.he_interval(h, u, block_len=10, reps=300, seed=1)
+    b = stats.he_interval(h, u, block_len=10, reps=300, seed=1)
+    c = stats.he_interval(h, u, block_len=10, reps=300, seed=2)
+    assert a == b and (a.lo, a.hi) != (c.lo, c.hi)
+    small = stats.he_interval(h[:400], u[:400], block_len=10, reps=300, seed=1)
+    assert a.hi - a.lo < 0.5 * (small.hi - small.lo)
 
 
-def test_bootstrap_contains_point_and_narrows(rng: np.random.Generator) -> None:
-    h_big, u_big = _paired_sample(rng, 8000)
-    h_small, u_small = h_big[:500], u_big[:500]
-    p_s, lo_s, hi_s = stats.block_bootstrap_he(h_small, u_small, block_len=24, seed=5)
-    p_b, lo_b, hi_b = stats.block_bootstrap_he(h_big, u_big, block_len=24, seed=5)
-    assert lo_s <= p_s <= hi_s
-    assert lo_b <= p_b <= hi_b
-    assert hi_b - lo_b < 0.5 * (hi_s - lo_s)
+def test_paired_test_flags_a_planted_difference(rng: np.random.Generator) -> None:
+    n = 1500
+    f = rng.standard_t(4, n) * 0.01
+    u = f + rng.normal(0, 0.007, n)
+    good = u - 0.95 * f
+    worse = u - 0.80 * f
+    d = stats.paired_he_difference(worse, good, u, reps=400, seed=3)
+    assert d.point == pytest.approx(stats.hedge_effectiveness(worse, u) - stats.hedge_effectiveness(good, u), abs=1e-12)
+    assert d.point < 0 and d.hi < 0 and d.excludes_zero
+    same = stats.paired_he_difference(good, good.copy(), u, reps=400, seed=3)
+    assert same.point == 0.0 and same.lo <= 0.0 <= same.hi and not same.excludes_zero
 
 
-def test_bootstrap_is_seeded(rng: np.random.Generator) -> None:
-    h, u = _paired_sample(rng, 1000)
-    a = stats.block_bootstrap_he(h, u, block_len=10, n_boot=300, seed=1)
-    b = stats.block_bootstrap_he(h, u, block_len=10, n_boot=300, seed=1)
-    c = stats.block_bootstrap_he(h, u, block_len=10, n_boot=300, seed=2)
-    assert a == b
-    assert a[1:] != c[1:]
+def test_paired_mean_difference(rng: np.random.Generator) -> None:
+    x = rng.normal(0.001, 0.0005, 800)
+    d = stats.paired_mean_difference(x + 0.0004, x, reps=200, seed=1)
+    assert d.point == pytest.approx(0.0004) and d.excludes_zero
+    noisy = stats.paired_mean_difference(x, rng.permutation(x), reps=400, seed=1)
+    assert not noisy.excludes_zero
+    same = stats.paired_mean_difference(x, x, seed=1)
+    assert same.point == 0.0 and not same.excludes_zero
 
 
 def test_bootstrap_short_sample_gives_no_interval() -> None:
     u = np.linspace(-0.01, 0.01, 20)
-    point, lo, hi = stats.block_bootstrap_he(u / 2, u, block_len=5, seed=0)
-    assert point == pytest.approx(0.75)
-    assert math.isnan(lo) and math.isnan(hi)
+    ci = stats.he_interval(u / 2, u, block_len=5, seed=0)
+    assert ci.point == pytest.approx(0.75)
+    assert math.isnan(ci.lo) and math.isnan(ci.hi)
 
 
-@pytest.mark.parametrize("kwargs", [{"block_len": 0}, {"block_len": 5, "n_boot": 0}, {"block_len": 5, "level": 1.0}])
+@pytest.mark.parametrize("kwargs", [{"block_len": 0}, {"block_len": 5, "reps": 0}, {"block_len": 5, "level": 1.0}])
 def test_bootstrap_rejects_bad_arguments(kwargs: dict) -> None:
     u = np.linspace(-0.01, 0.01, 100)
     with pytest.raises(ValueError):
-        stats.block_bootstrap_he(u, u, seed=0, **kwargs)
-
-
-@pytest.mark.parametrize(
-    "n, bars_per_day, expected",
-    [(39000, 24, 34), (2000, 24, 24), (1600, 1, 12), (8000, 1, 20), (10, 24, 10), (0, 24, 1)],
-)
-def test_default_block_length(n: int, bars_per_day: float, expected: int) -> None:
-    assert stats.default_block_length(n, bars_per_day) == expected
+        stats.he_interval(u, u * 0.5, seed=0, **kwargs)
 
 
 # -- VaR / CVaR ------------------------------------------------------------------------
