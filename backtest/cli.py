@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Sequence
@@ -41,41 +42,77 @@ def _render(folder: Path) -> None:
     render_report(folder)
 
 
+def config_input_paths(config) -> list[Path]:
+    """Every existing file a config names (its data inputs), resolved; ``--force`` never deletes them."""
+    from backtest.config import config_to_dict
+
+    found: list[Path] = []
+
+    def walk(value) -> None:
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str) and value and len(value) < 4096 and "\n" not in value:
+            try:
+                path = config.resolve(value)
+                if path.is_file():
+                    found.append(path)
+            except (OSError, ValueError, HedgeBTError):
+                pass
+
+    walk(config_to_dict(config))
+    return found
+
+
 def _run_one(
     config_path: Path, out: Path, force: bool, *, render: bool = True, shown: Path | None = None
 ) -> dict:
+    from backtest.atomic import OutputDir
     from backtest.config import load_config
-    from backtest.results import atomic_output_dir, run, write_outputs
+    from backtest.results import run, write_outputs
 
     started = time.perf_counter()
-    atomic_output_dir(out, force=force).check()
+    claim = OutputDir(out, force=force, protect=[config_path])
+    claim.check()
     config = load_config(config_path)
+    claim.protect(config_input_paths(config))
     result = run(config)
-    write_outputs(result, out, force=force, render=_render if render else None)
+    write_outputs(result, claim, render=_render if render else None)
     summary = result.summary
     _print_summary(summary, shown or out, time.perf_counter() - started)
     return summary
 
 
+def fmt(value, spec: str) -> str:
+    """``format(value, spec)``, or ``n/a`` for an undefined (``None``/NaN) figure."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "n/a"
+    return format(value, spec)
+
+
 def _print_summary(summary: dict, out: Path, seconds: float) -> None:
     period = summary["period"]
     print(f"{summary['scenario']['name']}: {period['start'][:10]} .. {period['end'][:10]}, {period['bars']} bars of {period['bar']}")
-    print(f"  oracle rho^2 (best constant linear hedge, in sample): {summary['oracle_r2']:.3f}")
+    print(f"  oracle rho^2 (best constant linear hedge, in sample): {fmt(summary['oracle_r2'], '.3f')}")
     for label, m in summary["rules"].items():
-        he = m["hedge_effectiveness"]
         print(
-            f"  {label:<32} HE {he:6.3f}  vol {m['vol_unhedged_ann']:.0%} -> {m['vol_hedged_ann']:.0%}  "
-            f"cost {m['cost_drag_bps_per_year']:.0f} bps/yr  rolls {m['rolls']}  calls {m['margin_calls']}  "
-            f"liquidations {m['liquidations']}"
+            f"  {label:<32} HE {fmt(m['hedge_effectiveness'], '6.3f')}  vol {fmt(m['vol_unhedged_ann'], '.0%')} -> "
+            f"{fmt(m['vol_hedged_ann'], '.0%')}  cost {fmt(m['cost_drag_bps_per_year'], '.0f')} bps/yr  "
+            f"rolls {m['rolls']}  calls {m['margin_calls']}  liquidations {m['liquidations']}"
         )
+        for key, reason in (m.get("undefined") or {}).items():
+            print(f"    {key} undefined: {reason}")
     print(f"  wrote {out}/ in {seconds:.1f} s")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    from backtest.results import atomic_output_dir
+    from backtest.atomic import OutputDir
 
-    with atomic_output_dir(out, force=args.force) as tmp:
+    with OutputDir(args.out, force=args.force) as tmp:
         for name, sub in zip(DEMO_CONFIGS, ("quarterly", "perpetual")):
             _run_one(_demo_config_path(name), tmp / sub, False, render=not args.no_report, shown=out / sub)
     print(f"demo written to {out}/quarterly and {out}/perpetual")
@@ -83,7 +120,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    _run_one(Path(args.config), Path(args.out), args.force, render=not args.no_report)
+    _run_one(Path(args.config), args.out, args.force, render=not args.no_report)
     return 0
 
 
@@ -93,9 +130,36 @@ def _cmd_report(args: argparse.Namespace) -> int:
     folder = Path(args.result_dir)
     if not (folder / "summary.json").is_file() or not (folder / "ledger.parquet").is_file():
         raise HedgeBTError(f"{folder}: not a result folder (expected summary.json and ledger.parquet)")
+    verify_ledger(folder)
     files = render_report(folder)
     print(f"report re-rendered in {folder}: {Path(files.pdf).name}")
     return 0
+
+
+def verify_ledger(folder: Path) -> None:
+    """Refuse a result folder whose ``ledger.parquet`` does not match ``summary.json``'s ``ledger_sha256``."""
+    import hashlib
+    import json
+
+    from backtest.errors import DataError
+
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(folder / "summary.json", f"not valid JSON ({exc})") from None
+    expected = summary.get("ledger_sha256") if isinstance(summary, dict) else None
+    if not isinstance(expected, str):
+        raise DataError(
+            folder / "summary.json",
+            "has no ledger_sha256 (written by an older hedgebt?); re-run the scenario to re-create the folder",
+        )
+    digest = hashlib.sha256((folder / "ledger.parquet").read_bytes()).hexdigest()
+    if digest != expected:
+        raise DataError(
+            folder / "ledger.parquet",
+            f"SHA-256 {digest[:12]}... does not match summary.json's ledger_sha256 {expected[:12]}...; "
+            f"the ledger was changed or corrupted after the run",
+        )
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -165,16 +229,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hedgebt`` console script; returns the exit code."""
+    from backtest.atomic import terminate_as_exit
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        # library warnings are held back: after an error they are dropped (the error line is the
+        # only output), after success each is printed as one line
+        with terminate_as_exit(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            code = int(args.func(args) or 0)
+        for w in caught:
+            print("hedgebt: warning: " + " ".join(str(w.message).split()), file=sys.stderr)
+        return code
     except HedgeBTError as exc:
         print("hedgebt: error: " + " ".join(str(exc).split()), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("hedgebt: interrupted; no output was written", file=sys.stderr)
         return 130
+    except SystemExit as exc:
+        if exc.code == 143:
+            print("hedgebt: terminated (SIGTERM); no output was written", file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

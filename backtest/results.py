@@ -10,13 +10,13 @@ Reports only read results; nothing here re-simulates.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.metadata
+import io
 import json
 import math
 import os
 import platform
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -28,10 +28,13 @@ from backtest import schema
 from backtest.config import Config, config_to_dict
 from backtest.engine import Prepared, min_safe_collateral, prepare, variant_for
 from backtest.metrics import summary_metrics
-from backtest.errors import OutputError
+from backtest.atomic import OutputDir, write_bytes, write_text
 from backtest.market import run_variant
 
-__all__ = ["RunResult", "run", "rule_metrics", "write_outputs", "atomic_output_dir", "package_versions", "hedgebt_version"]
+#: the output-folder claim (kept under its old name; see :mod:`backtest.atomic`)
+atomic_output_dir = OutputDir
+
+__all__ = ["RunResult", "run", "rule_metrics", "write_outputs", "atomic_output_dir", "ledger_bytes", "package_versions", "hedgebt_version"]
 
 _PACKAGES = ("hedgebt", "numpy", "pandas", "numba", "pyarrow", "matplotlib", "vectorbt")
 
@@ -105,6 +108,43 @@ def rule_metrics(rows: dict[str, np.ndarray], summary: dict[str, float], *, bar:
     return out
 
 
+#: why a metric can come out undefined (written next to its ``null`` in ``summary.json``)
+FLAT_COIN_REASON = "unhedged variance is zero: the coin's price never moved"
+
+
+def undefined_reasons(metrics: dict[str, Any], summ: dict[str, float]) -> dict[str, str]:
+    """``{metric: reason}`` for every per-rule figure that is not a finite number.
+
+    The variance-based figures (HE, volatilities, HE / oracle) are undefined with fewer than two
+    returns or a zero unhedged variance (a coin whose price never moved); ratios with a zero or
+    undefined denominator are undefined; anything else non-finite overflowed.
+    """
+    n, m2_u = summ["n_ret"], summ["m2_u"]
+    if n < 2:
+        variance = f"fewer than two bar returns ({int(n)})"
+    elif not m2_u > 0:
+        variance = FLAT_COIN_REASON
+    else:
+        variance = None
+    out: dict[str, str] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict) or value is None or isinstance(value, (str, bool)):
+            continue
+        if math.isfinite(float(value)):
+            continue
+        if key in ("hedge_effectiveness", "vol_unhedged_ann", "vol_hedged_ann") and variance:
+            out[key] = variance
+        elif key == "oracle_r2":
+            out[key] = "the oracle rho^2 needs non-zero variance of both the coin's and the futures' returns"
+        elif key == "he_vs_oracle":
+            out[key] = variance or "the oracle rho^2 is zero or undefined"
+        elif key == "cost_drag_bps_per_year":
+            out[key] = "the mean coin notional or the period length is zero"
+        else:
+            out[key] = "not a finite number (zero denominator or overflow)"
+    return out
+
+
 def _ledger_block(prepared: Prepared, label: str, rows: dict[str, np.ndarray]) -> pd.DataFrame:
     T = len(prepared.ts)
     single = len(prepared.coins) == 1
@@ -143,6 +183,9 @@ def run(config: Config, *, prepared: Prepared | None = None) -> RunResult:
             # with margin events the path depends on the collateral; measure on a free path
             summ = {**summ, "margin_need": min_safe_collateral(prepared, variant)}
         metrics = rule_metrics(rows, summ, bar=prepared.bar, oracle=oracle)
+        undefined = undefined_reasons(metrics, summ)
+        if undefined:
+            metrics["undefined"] = undefined
         metrics["family"] = rule.family
         metrics["warmup_bars"] = int(rule.warmup_bars())
         rules_out[label] = metrics
@@ -241,70 +284,41 @@ def _describe(config: Config, p: Prepared) -> str:
 # -- writing ------------------------------------------------------------------------------
 
 
-class atomic_output_dir:
-    """Context manager: build outputs in a temporary sibling folder, rename into place on success.
-
-    An existing non-empty folder is refused unless ``force``; a path that is a
-    file is refused. On error the temporary folder is removed and the target is
-    untouched.
-    """
-
-    def __init__(self, target: str | Path, *, force: bool = False) -> None:
-        self.target = Path(target)
-        self.force = force
-        self.tmp: Path | None = None
-
-    def check(self) -> None:
-        """Refuse an unsafe target now (call before expensive work)."""
-        t = self.target
-        if t.exists() and not t.is_dir():
-            raise OutputError(f"{t}: output path is a file, expected a folder")
-        if t.is_dir() and any(t.iterdir()) and not self.force:
-            raise OutputError(f"{t}: output folder exists and is not empty; pass --force to replace it")
-
-    def __enter__(self) -> Path:
-        t = self.target
-        self.check()
-        parent = t.resolve().parent
-        if not parent.exists():
-            try:
-                parent.mkdir(parents=True)
-            except OSError as exc:
-                raise OutputError(f"{parent}: cannot create output folder: {exc.strerror}") from None
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{t.name}.tmp-", dir=parent))
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        assert self.tmp is not None
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        os.chmod(self.tmp, 0o755)
-        if self.target.exists():
-            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
-            os.replace(self.target, old)
-            os.replace(self.tmp, self.target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self.tmp, self.target)
+def ledger_bytes(ledger: pd.DataFrame) -> bytes:
+    """``ledger.parquet``'s bytes (deterministic for the same frame)."""
+    buf = io.BytesIO()
+    ledger.to_parquet(buf, index=False)
+    return buf.getvalue()
 
 
 def write_result_files(result: RunResult, folder: Path) -> None:
-    """``summary.json`` and ``ledger.parquet`` (deterministic bytes for the same inputs)."""
-    (folder / "summary.json").write_text(result.summary_json + "\n", encoding="utf-8")
-    result.ledger.to_parquet(folder / "ledger.parquet", index=False)
+    """``summary.json`` and ``ledger.parquet`` (deterministic bytes for the same inputs).
+
+    ``summary.json`` gains ``ledger_sha256``, the SHA-256 of ``ledger.parquet``'s bytes, which
+    ``hedgebt report`` checks before rendering.
+    """
+    data = ledger_bytes(result.ledger)
+    summary = json.loads(result.summary_json)
+    summary["ledger_sha256"] = hashlib.sha256(data).hexdigest()
+    write_text(folder / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    write_bytes(folder / "ledger.parquet", data)
 
 
 def write_outputs(
     result: RunResult,
-    out_dir: str | Path,
+    out_dir: str | Path | OutputDir,
     *,
     force: bool = False,
     render: Callable[[Path], Any] | None = None,
 ) -> Path:
-    """Write a run's files (and its report, via ``render(folder)``) atomically into ``out_dir``."""
-    with atomic_output_dir(out_dir, force=force) as tmp:
+    """Write a run's files (and its report, via ``render(folder)``) atomically into ``out_dir``.
+
+    ``out_dir`` may be an :class:`~backtest.atomic.OutputDir` already checked at the start of
+    the run (so a folder appearing meanwhile is detected); a path is checked now.
+    """
+    claim = out_dir if isinstance(out_dir, OutputDir) else OutputDir(out_dir, force=force)
+    with claim as tmp:
         write_result_files(result, tmp)
         if render is not None:
             render(tmp)
-    return Path(out_dir)
+    return claim.target

@@ -12,7 +12,8 @@ import argparse
 from pathlib import Path
 
 from backtest.config import load_config
-from backtest.results import atomic_output_dir, run, write_result_files
+from backtest.atomic import OutputDir
+from backtest.results import run, write_result_files
 from reports.events import event_table, load_events, select_events
 
 __all__ = ["run_replay_command"]
@@ -21,22 +22,28 @@ __all__ = ["run_replay_command"]
 def run_replay_command(args: argparse.Namespace) -> int:
     """Run the scenario and report each requested event window."""
     out = Path(args.out)
-    atomic_output_dir(out, force=args.force).check()
+    claim = OutputDir(args.out, force=args.force, protect=[args.config])
+    claim.check()
     config = load_config(args.config)
+    from backtest.cli import config_input_paths
+
+    claim.protect(config_input_paths(config))
     events = select_events(load_events({name: dict(spec) for name, spec in config.events}), args.event)
     result = run(config)
     summary = result.summary
     table = event_table(result.ledger, events, bars_per_day=float(summary["period"]["bars_per_day"]))
-    with atomic_output_dir(out, force=args.force) as tmp:
+    with claim as tmp:
         write_result_files(result, tmp)
         from reports import render_report
 
         render_report(tmp, events=events)
+    from backtest.cli import fmt
+
     for r in table.itertuples(index=False):
         note = f"  ({r.note})" if r.note else ""
         print(
             f"  {r.event} / {r.rule}: coin {r.coin_return:+.1%}, index {r.index_return:+.1%}; "
-            f"P&L unhedged {r.pnl_unhedged:+,.0f} vs hedged {r.pnl_hedged:+,.0f} USD; HE {r.hedge_effectiveness:.2f}{note}"
+            f"P&L unhedged {r.pnl_unhedged:+,.0f} vs hedged {r.pnl_hedged:+,.0f} USD; HE {fmt(r.hedge_effectiveness, '.2f')}{note}"
         )
     print(f"wrote {out}/events.csv and the report")
     return 0

@@ -31,6 +31,7 @@ variants do not interact.
 from __future__ import annotations
 
 import argparse
+import io
 import itertools
 import json
 import sys
@@ -55,7 +56,8 @@ from backtest.engine import Prepared, prepare, variant_for
 from backtest.errors import ConfigError, HedgeBTError
 from backtest.market import Market, pack_variants
 from backtest.metrics import summary_metrics
-from backtest.results import atomic_output_dir, hedgebt_version, package_versions
+from backtest.atomic import OutputDir, write_bytes, write_text
+from backtest.results import hedgebt_version, package_versions
 
 __all__ = ["CompareSpec", "parse_compare", "run_compare", "run_compare_command", "RANK_BY"]
 
@@ -280,15 +282,21 @@ def run_compare(config: Config, *, scheduler: str = "none", progress: bool = Fal
 
 def write_compare_tables(table: pd.DataFrame, folder: Path, info: dict[str, Any]) -> None:
     """``compare.csv`` (fixed float format, byte-deterministic), ``compare.parquet`` and ``compare.json``."""
-    table.to_csv(folder / "compare.csv", index=False, float_format="%.10g", lineterminator="\n")
-    table.to_parquet(folder / "compare.parquet", index=False)
-    (folder / "compare.json").write_text(json.dumps(info, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    write_text(folder / "compare.csv", table.to_csv(index=False, float_format="%.10g", lineterminator="\n"))
+    buf = io.BytesIO()
+    table.to_parquet(buf, index=False)
+    write_bytes(folder / "compare.parquet", buf.getvalue())
+    write_text(folder / "compare.json", json.dumps(info, indent=2, allow_nan=False) + "\n")
 
 
 def run_compare_command(args: argparse.Namespace) -> int:
     """``hedgebt compare CONFIG --out DIR [--scheduler ...]``."""
-    atomic_output_dir(args.out, force=args.force).check()
+    claim = OutputDir(args.out, force=args.force, protect=[args.config])
+    claim.check()
     config = load_config(args.config)
+    from backtest.cli import config_input_paths
+
+    claim.protect(config_input_paths(config))
     table = run_compare(config, scheduler=args.scheduler, progress=sys.stderr.isatty())
     spec = parse_compare(config)
     info = {
@@ -301,16 +309,18 @@ def run_compare_command(args: argparse.Namespace) -> int:
         "packages": package_versions(),
     }
     out = Path(args.out)
-    with atomic_output_dir(out, force=args.force) as tmp:
+    with claim as tmp:
         write_compare_tables(table, tmp, info)
         if not args.no_report:
             from reports import render_compare
 
             render_compare(tmp)
+    from backtest.cli import fmt
+
     best = table[table["rank"] == 1]
     print(f"{len(table)} variants ranked by {spec.rank_by}; oracle rho^2 shown for context")
     for r in best.itertuples():
-        print(f"  best for {r.coin} {r.window}: {r.variant}  HE {r.hedge_effectiveness:.3f} (oracle {r.oracle_r2:.3f}), "
-              f"cost {r.cost_drag_bps_per_year:.0f} bps/yr")
+        print(f"  best for {r.coin} {r.window}: {r.variant}  HE {fmt(r.hedge_effectiveness, '.3f')} "
+              f"(oracle {fmt(r.oracle_r2, '.3f')}), cost {fmt(r.cost_drag_bps_per_year, '.0f')} bps/yr")
     print(f"  wrote {out}/compare.csv, compare.parquet")
     return 0
