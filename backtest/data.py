@@ -84,6 +84,22 @@ __all__ = [
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 """Columns holding prices (finite, > 0)."""
 
+MAX_PRICE = 1e9
+"""Largest accepted price (USD per unit, index level or futures price): beyond it a value is a
+unit or parsing mistake, and products of prices with positions would lose precision."""
+
+MAX_VOLUME = 1e18
+"""Largest accepted bar volume (base units)."""
+
+MAX_FUNDING_RATE = 0.05
+"""Largest accepted ``|funding_rate|`` per settlement interval (5 %; exchanges cap far lower)."""
+
+TS_MIN = pd.Timestamp("2009-01-01", tz="UTC")
+"""Earliest accepted bar time in an input file (no crypto market before 2009)."""
+
+TS_MAX = pd.Timestamp("2100-01-01", tz="UTC")
+"""Latest accepted bar time in an input file."""
+
 REL_TOL = 1e-12
 """Relative tolerance of the ``low <= price <= high`` checks."""
 
@@ -184,6 +200,44 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def check_input_file(path: Path, expected: str) -> None:
+    """Refuse anything but an existing regular file, with a message saying what was found.
+
+    Distinguishes a missing file, a dangling or looping symbolic link, a folder, a device
+    (``/dev/zero``), a FIFO and a socket, so none is read (a FIFO would block, a device never ends).
+    """
+    import errno
+    import os
+    import stat
+
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DataError(path, "symbolic link loop; expected " + expected) from None
+        if os.path.islink(path):
+            raise DataError(path, f"dangling symbolic link (to {os.readlink(path)}); expected {expected}") from None
+        if exc.errno == errno.ENOENT:
+            raise DataError(path, "file not found") from None
+        if exc.errno == errno.ENAMETOOLONG:
+            raise DataError(str(path)[:60] + "...", "file name too long") from None
+        raise DataError(path, f"cannot read ({exc.strerror}); expected {expected}") from None
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        if not os.access(path, os.R_OK):
+            raise DataError(path, f"permission denied; expected a readable {expected}")
+        return
+    kind = (
+        "a directory" if stat.S_ISDIR(mode)
+        else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+        else "a character device" if stat.S_ISCHR(mode)
+        else "a block device" if stat.S_ISBLK(mode)
+        else "a socket" if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
+    raise DataError(path, f"expected {expected}, found {kind}")
+
+
 def read_long(path: str | Path, *, required: Sequence[str] = ("ts", "symbol", "close")) -> pd.DataFrame:
     """Read a long-format Parquet file and validate it.
 
@@ -207,10 +261,7 @@ def read_long(path: str | Path, *, required: Sequence[str] = ("ts", "symbol", "c
         validation rule (see the module docstring).
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError(path, "file not found")
-    if not path.is_file():
-        raise DataError(path, "expected a Parquet file, found a directory")
+    check_input_file(path, "a Parquet file")
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
@@ -286,6 +337,10 @@ def _check_long_frame(
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             ctx.fail(col, i, f"expected a finite price > 0, found {float(values[i])!r}")
+        bad = values > MAX_PRICE
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            ctx.fail(col, i, f"expected a price <= {MAX_PRICE:g}, found {float(values[i])!r}")
     if "high" in df.columns and "low" in df.columns:
         high = _numeric(ctx, "high")
         low = _numeric(ctx, "low")
@@ -301,6 +356,10 @@ def _check_long_frame(
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             ctx.fail("volume", i, f"expected a finite volume >= 0, found {float(volume[i])!r}")
+        bad = volume > MAX_VOLUME
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            ctx.fail("volume", i, f"expected a volume <= {MAX_VOLUME:g}, found {float(volume[i])!r}")
     _check_unique_and_order(ctx, ts, codes, check_order=check_order)
 
 
@@ -364,7 +423,23 @@ def _check_ts(ctx: _Ctx) -> np.ndarray:
     nat = col.isna().to_numpy()
     if nat.any():
         ctx.fail("ts", int(np.flatnonzero(nat)[0]), "expected a timestamp, found a missing value (NaT)")
+    raw = col.array.asi8  # in the column's own unit: checked before any conversion can overflow
+    unit = col.array.unit
+    per = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[unit]
+    lo, hi = TS_MIN.value // per, TS_MAX.value // per
+    bad = (raw < lo) | (raw >= hi)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        ctx.fail("ts", i, f"expected a time between {TS_MIN.date()} and {TS_MAX.date()}, found {_fmt_raw(raw[i], unit)}")
     return col.array.as_unit("ns").asi8
+
+
+def _fmt_raw(value: int, unit: str) -> str:
+    """A raw datetime64 value in ``unit`` as an ISO time when representable, else the number."""
+    try:
+        return pd.Timestamp(np.datetime64(int(value), unit)).isoformat()
+    except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime):
+        return f"{int(value)} {unit} since 1970"
 
 
 def _check_symbol(ctx: _Ctx) -> np.ndarray:
@@ -807,6 +882,10 @@ def load_funding(path: str | Path, symbol: str) -> pd.Series:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         ctx.fail("funding_rate", i, f"expected a finite funding rate, found {float(rate[i])!r}")
+    bad = np.abs(rate) > MAX_FUNDING_RATE
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        ctx.fail("funding_rate", i, f"expected |funding_rate| <= {MAX_FUNDING_RATE:g} per interval, found {float(rate[i])!r}")
     interval = _numeric(ctx, "interval_h")
     bad = ~(np.isfinite(interval) & (interval > 0) & (interval == np.round(interval)))
     if bad.any():

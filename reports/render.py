@@ -285,7 +285,7 @@ def render_report(
     OutputError
         The result folder cannot be written.
     """
-    result_dir = Path(result_dir)
+    result_dir = Path(result_dir).resolve()  # the folder itself may be reached through a link; nothing below it
     if not result_dir.is_dir():
         raise DataError(result_dir, "not a folder")
     summary = _read_summary(result_dir / "summary.json")
