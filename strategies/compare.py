@@ -49,6 +49,8 @@ from backtest.config import (
     RebalanceSection,
     RuleSpec,
     ScenarioSection,
+    check_rule_params,
+    coerce_fields,
     config_to_dict,
     load_config,
 )
@@ -114,6 +116,7 @@ def parse_compare(config: Config) -> CompareSpec:
             family = combo.pop("family", None)
             if not isinstance(family, str):
                 raise ConfigError(f"{key}.family", "required: the rule family")
+            check_rule_params(family, combo, key)
             try:
                 make_rule(family, **combo)
             except ConfigError as exc:
@@ -129,7 +132,7 @@ def parse_compare(config: Config) -> CompareSpec:
             if bad:
                 raise ConfigError(f"{key}.{bad[0]}", f"unknown key; known: {', '.join(_REBALANCE_KEYS)}")
             try:
-                rebalances.append(replace(config.rebalance, **combo))
+                rebalances.append(replace(config.rebalance, **coerce_fields(RebalanceSection, combo, key)))
             except ConfigError as exc:
                 raise ConfigError(key, str(exc).split(": ", 1)[-1]) from None
             except TypeError as exc:
