@@ -201,7 +201,40 @@ def _simulate_chunk(market: Market, fps: np.ndarray, ips: np.ndarray) -> np.ndar
     return K.simulate_many_nb(*market.kernel_args(), fps, ips)
 
 
+def check_scheduler(scheduler: str) -> None:
+    """``none``, ``processes`` or ``tcp://HOST:PORT`` (port 1..65535), else a one-line ConfigError."""
+    import urllib.parse
+
+    if scheduler in ("none", "processes"):
+        return
+    expected = "expected 'none', 'processes' or tcp://HOST:PORT"
+    if scheduler.startswith("tls://"):
+        raise ConfigError("--scheduler", f"tls:// schedulers need TLS certificates, which hedgebt does not configure; {expected}")
+    if not scheduler.startswith("tcp://"):
+        raise ConfigError("--scheduler", f"{expected}, got {scheduler!r}")
+    try:
+        parts = urllib.parse.urlsplit(scheduler)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError("--scheduler", f"{expected}, got {scheduler!r} ({exc})") from None
+    if not parts.hostname or port is None or not 1 <= port <= 65535 or parts.path not in ("", "/"):
+        raise ConfigError("--scheduler", f"{expected} with a host and a port 1..65535, got {scheduler!r}")
+
+
 def _run_tasks(tasks: list[tuple[Market, np.ndarray, np.ndarray]], scheduler: str, progress: bool) -> list[np.ndarray]:
+    check_scheduler(scheduler)
+    try:
+        return _dispatch(tasks, scheduler, progress)
+    except HedgeBTError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - worker deaths surface as many library types
+        name = type(exc).__name__
+        if name in ("BrokenProcessPool", "FutureCancelledError", "CancelledError", "KilledWorker", "CommClosedError"):
+            raise HedgeBTError(f"the {scheduler} scheduler lost its workers ({name}); no output was written") from None
+        raise
+
+
+def _dispatch(tasks: list[tuple[Market, np.ndarray, np.ndarray]], scheduler: str, progress: bool) -> list[np.ndarray]:
     if scheduler == "none":
         from tqdm import tqdm
 
@@ -294,6 +327,7 @@ def write_compare_tables(table: pd.DataFrame, folder: Path, info: dict[str, Any]
 
 def run_compare_command(args: argparse.Namespace) -> int:
     """``hedgebt compare CONFIG --out DIR [--scheduler ...]``."""
+    check_scheduler(args.scheduler)
     claim = OutputDir(args.out, force=args.force, protect=[args.config])
     claim.check()
     config = load_config(args.config)
