@@ -428,6 +428,9 @@ def _executive_summary(doc: _Doc, summary: Mapping[str, Any], metrics: pd.DataFr
         "would remove all risk, 0 % none. The best constant hedge in hindsight would have removed "
         f"{fmt_pct(summary.get('oracle_r2', math.nan))} (oracle ρ²)."
     )
+    for rule, block in (summary.get("rules") or {}).items():
+        for key, reason in ((block or {}).get("undefined") or {}).items():
+            doc.para(f"{rule}: {key} is undefined ({reason}).")
     doc.space(0.08)
     level = float(metrics["he_ci_level"].iloc[0]) if "he_ci_level" in metrics.columns and len(metrics) else 0.95
     for _, r in metrics.iterrows():

@@ -101,6 +101,15 @@ def _read_summary(path: Path) -> dict[str, Any]:
         missing = [c for c in PNL_COMPONENTS if c not in block["pnl"]]
         if missing:
             raise DataError(path, f"rules.{rule}.pnl lacks {', '.join(missing)}")
+        # an undefined figure is written as null (with its reason under "undefined"): NaN here
+        for k in RULE_METRICS:
+            if block[k] is None:
+                block[k] = math.nan
+        for c in list(block["pnl"]):
+            if block["pnl"][c] is None:
+                block["pnl"][c] = math.nan
+    if summary["oracle_r2"] is None:
+        summary["oracle_r2"] = math.nan
     return summary
 
 
