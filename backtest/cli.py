@@ -131,9 +131,23 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if not (folder / "summary.json").is_file() or not (folder / "ledger.parquet").is_file():
         raise HedgeBTError(f"{folder}: not a result folder (expected summary.json and ledger.parquet)")
     verify_ledger(folder)
+    _refuse_links(folder)
     files = render_report(folder)
     print(f"report re-rendered in {folder}: {Path(files.pdf).name}")
     return 0
+
+
+def _refuse_links(folder: Path) -> None:
+    """A result folder to re-render must hold no symbolic links (outputs never follow links out)."""
+    import os
+
+    for dirpath, dirs, files in os.walk(folder, followlinks=False):
+        for name in [*dirs, *files]:
+            p = Path(dirpath, name)
+            if p.is_symlink():
+                from backtest.errors import OutputError
+
+                raise OutputError(f"{p}: is a symbolic link (to {os.readlink(p)}); hedgebt does not write through links")
 
 
 def verify_ledger(folder: Path) -> None:

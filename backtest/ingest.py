@@ -419,13 +419,17 @@ def _check_ts_range(path: Path, ts_ns: np.ndarray, *, column: str, lines: np.nda
 def _parse_dates(path: Path, table: _Table, col: int, *, formats: Sequence[str]) -> np.ndarray:
     """Date strings → int64 ns UTC; naive values are UTC. Tries ``formats`` in order per row."""
     raw = table.cells[col]
-    result = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
+    # microseconds hold any year 1..9999, so out-of-range dates are range-checked, not wrapped
+    result = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
     todo = np.ones(len(raw), dtype=bool)
     for fmt in formats:
         if not todo.any():
             break
-        parsed = pd.to_datetime(raw[todo], format=fmt, errors="coerce", utc=True)
-        result[todo] = parsed.dt.as_unit("ns")
+        try:
+            parsed = pd.to_datetime(raw[todo], format=fmt, errors="coerce", utc=True)
+        except (ValueError, OverflowError):  # e.g. mixed offsets in one column
+            continue
+        result[todo] = parsed.dt.as_unit("us")
         todo = result.isna().to_numpy()
     if todo.any():
         i = int(np.flatnonzero(todo)[0])
@@ -436,7 +440,19 @@ def _parse_dates(path: Path, table: _Table, col: int, *, formats: Sequence[str])
             row=i,
             detail=table.where(i),
         )
-    return result.array.asi8
+    us = result.array.asi8
+    lo_ns, hi_ns = _ts_bounds_ns()
+    out = np.flatnonzero((us < lo_ns // 1000) | (us > hi_ns // 1000))
+    if out.size:
+        i = int(out[0])
+        raise DataError(
+            path,
+            f"date {raw.iloc[i]!r} is outside {_ns_str(lo_ns)} .. {_ns_str(hi_ns)} (2009 to now + 1 day)",
+            column=table.names[col],
+            row=i,
+            detail=table.where(i),
+        )
+    return us * 1000
 
 
 # --------------------------------------------------------------------------------------------
@@ -1127,7 +1143,7 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="vendor files of one symbol")
     parser.add_argument("--symbol", required=True, help="symbol to store the bars under, e.g. FET")
     parser.add_argument(
-        "--into", required=True, type=Path, metavar="DATASET.parquet", help="long Parquet dataset (created if missing)"
+        "--into", required=True, type=str, metavar="DATASET.parquet", help="long Parquet dataset (created if missing)"
     )
     parser.add_argument("--format", default="auto", choices=FORMATS, help="vendor format (default: auto-detect)")
     parser.add_argument("--overwrite", action="store_true", help="replace stored bars that conflict with the new ones")
