@@ -910,3 +910,76 @@ def load_funding(path: str | Path, symbol: str) -> pd.Series:
     series = pd.Series(rate[idx], index=index, name="funding_rate", dtype=np.float64)
     series.attrs["interval_h"] = int(iv[0])
     return series
+
+
+MAX_UNITS = 1e15
+"""Largest accepted holding (coin units) in a holdings file, as for ``position.units``."""
+
+
+def holdings_times(ts: pd.Series, path: Path) -> pd.Series:
+    """A holdings file's ``ts`` column as UTC times.
+
+    Every value must carry its time zone: a tz-aware Parquet column, or CSV strings ending in
+    ``Z`` or an offset (mixed offsets are each converted to UTC); within 2009 .. 2100.
+
+    Raises
+    ------
+    DataError
+        Naming the first row that is missing, unparseable, without a time zone or out of range.
+    """
+    if isinstance(ts.dtype, pd.DatetimeTZDtype):
+        stamps = ts.dt.tz_convert("UTC")
+        if stamps.isna().any():
+            r = int(np.flatnonzero(stamps.isna().to_numpy())[0])
+            raise DataError(path, "expected a timestamp, found a missing value (NaT)", column="ts", row=r)
+    elif pd.api.types.is_datetime64_dtype(ts.dtype):
+        raise DataError(path, "timestamps must be tz-aware UTC (e.g. 2024-01-01T00:00:00Z)", column="ts", row=0)
+    else:
+        text = ts.astype(str).str.strip()
+        naive = np.flatnonzero(~text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$").to_numpy())
+        if naive.size:
+            r = int(naive[0])
+            raise DataError(path, f"timestamp {text.iloc[r]!r} has no time zone; write it as 2024-01-01T00:00:00Z",
+                            column="ts", row=r)
+        stamps = pd.Series(pd.NaT, index=ts.index, dtype="datetime64[us, UTC]")
+        for i, value in enumerate(text):  # per row: offsets may differ between rows
+            try:
+                stamps.iat[i] = pd.Timestamp(value).tz_convert("UTC").as_unit("us")
+            except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
+                raise DataError(path, f"unparseable timestamp {value!r}", column="ts", row=i) from None
+    lo, hi = TS_MIN, TS_MAX
+    bad = np.flatnonzero(((stamps < lo) | (stamps >= hi)).to_numpy())
+    if bad.size:
+        r = int(bad[0])
+        raise DataError(path, f"expected a time between {lo.date()} and {hi.date()}, found {stamps.iloc[r]}", column="ts", row=r)
+    return stamps
+
+
+def holdings_units(units: pd.Series, path: Path) -> np.ndarray:
+    """A holdings file's ``units`` as float64: finite, ``>= 0`` and ``<= MAX_UNITS``."""
+    values = pd.to_numeric(units, errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isfinite(values) | (values < 0) | (values > MAX_UNITS))
+    if bad.size:
+        raise DataError(path, f"expected finite units in [0, {MAX_UNITS:g}], got {units.iloc[bad[0]]!r}",
+                        column="units", row=int(bad[0]))
+    return values
+
+
+def check_futures_frame(raw: pd.DataFrame, path: Path) -> None:
+    """A user futures price file: no missing ``ts``/``expiry``, times 2009 .. 2100, ``0 < close <= MAX_PRICE``."""
+    for col in ("ts", "expiry"):
+        nat = np.flatnonzero(raw[col].isna().to_numpy())
+        if nat.size:
+            raise DataError(path, "expected a timestamp, found a missing value (NaT)", column=col, row=int(nat[0]))
+        raw_values = raw[col].array.asi8
+        per = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[raw[col].array.unit]
+        bad = np.flatnonzero((raw_values < TS_MIN.value // per) | (raw_values >= TS_MAX.value // per))
+        if bad.size:
+            r = int(bad[0])
+            raise DataError(path, f"expected a time between {TS_MIN.date()} and {TS_MAX.date()}, found "
+                            f"{_fmt_raw(raw_values[r], raw[col].array.unit)}", column=col, row=r)
+    close = pd.to_numeric(raw["close"], errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isfinite(close) | (close <= 0) | (close > MAX_PRICE))
+    if bad.size:
+        raise DataError(path, f"expected a finite price in (0, {MAX_PRICE:g}], got {close[bad[0]]!r}",
+                        column="close", row=int(bad[0]))

@@ -440,6 +440,26 @@ def _bounded_gzip(tmp: Path) -> Path:
     return tmp / "bomb.json.gz"
 
 
+def _holdings(text: str) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        args = _run_with_config(lambda t: t.replace("units = [100000]", 'kind = "file"\nholdings_file = "holdings.csv"\nunits = []'))(tmp)
+        (tmp / "holdings.csv").write_text("ts,symbol,units\n" + text, encoding="utf-8")
+        return args
+
+    return build
+
+
+def _futures_file(corrupt: Callable[[pd.DataFrame], pd.DataFrame]) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        args = _cfg('[futures]\nprice_file = "futures.parquet"')(tmp)
+        ts = pd.date_range("2024-01-01", periods=30 * 24, freq="h", tz="UTC")
+        frame = pd.DataFrame({"ts": ts, "expiry": pd.Timestamp("2024-03-29 08:00", tz="UTC"), "close": 100.0})
+        corrupt(frame).to_parquet(tmp / "futures.parquet", index=False)
+        return args
+
+    return build
+
+
 NESTED = "a = " + "[" * 5000 + "]" * 5000 + "\n"
 
 HOSTILE = [
@@ -514,6 +534,14 @@ HOSTILE = [
     Case("funding_value_nan", _funding(np.nan), ("funding.parquet", "column 'funding_rate'", "row 5")),
     Case("funding_value_minus_1", _funding(-1.0), ("funding.parquet", "column 'funding_rate'")),
     Case("funding_interval_zero", _funding(0.0, "interval_h"), ("funding.parquet", "column 'interval_h'")),
+    Case("holdings_naive_and_aware", _holdings("2024-01-01T00:00:00Z,COIN,100\n2024-01-05 00:00,COIN,200\n"), ("holdings.csv", "column 'ts'", "row 1", "no time zone")),
+    Case("holdings_unparseable", _holdings("2024-01-01T00:00:00Z,COIN,100\n2024-13-45T00:00:00Z,COIN,200\n"), ("holdings.csv", "row 1", "unparseable")),
+    Case("holdings_year_1600", _holdings("1600-01-01T00:00:00Z,COIN,100\n"), ("holdings.csv", "column 'ts'", "row 0")),
+    Case("holdings_units_1e300", _holdings("2024-01-01T00:00:00Z,COIN,1e300\n"), ("holdings.csv", "column 'units'", "1e+15")),
+    Case("holdings_units_inf", _holdings("2024-01-01T00:00:00Z,COIN,inf\n"), ("holdings.csv", "column 'units'")),
+    Case("futures_file_nat_expiry", _futures_file(lambda f: _set(f, 4, "expiry", pd.NaT)), ("futures.parquet", "column 'expiry'", "row 4", "NaT")),
+    Case("futures_file_close_1e300", _futures_file(lambda f: _set(f, 5, "close", 1e300)), ("futures.parquet", "column 'close'", "row 5")),
+    Case("futures_file_expiry_2300", _futures_file(lambda f: f.assign(expiry=pd.Series([pd.Timestamp("2300-01-01", tz="UTC").as_unit("us")] * len(f)))), ("futures.parquet", "column 'expiry'", "2300")),
     # -- ingest: times range-checked before conversion, shift bounded, bar size, limits
     Case("ingest_ms_9999999999999", _ingest("w.csv", _klines(first=9_999_999_999_999), "binance"), ("w.csv", "column 'open_time'", "row 0", "9999999999999", "2286")),
     Case("ingest_ms_before_2009", _ingest("e.csv", _klines(first=1_000_000_000_000), "binance"), ("e.csv", "row 0", "2001")),
