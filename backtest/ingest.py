@@ -181,10 +181,12 @@ class IngestReport:
 # --------------------------------------------------------------------------------------------
 
 
-MAX_INPUT_BYTES = 256 * 1024 * 1024
-"""Largest accepted vendor file, in bytes after decompression (256 MiB: about 2.5 million kline
-rows; split larger downloads, e.g. by month). Compressed members are read in chunks up to this
-bound, so a small archive that expands to gigabytes is refused without being expanded."""
+MAX_INPUT_BYTES = 64 * 1024 * 1024
+"""Largest accepted vendor file, in bytes after decompression (64 MiB: about 900,000 Binance kline
+rows, 20 months of 1-minute bars; split larger downloads, e.g. by month). Parsing peaks near 25
+bytes of memory per input byte (a 23 MB file: 630 MB), so this bounds an ingest near 1.7 GB.
+Compressed members are read up to this bound, so a small archive that expands to gigabytes is
+refused without being expanded."""
 
 
 def _too_large(path: Path, what: str) -> DataError:
