@@ -36,7 +36,8 @@ import pandas as pd
 from backtest import grid
 from backtest.config import Config, config_from_mapping, config_to_dict, load_config, merge_overrides
 from backtest.errors import ConfigError, DataError
-from backtest.results import RunResult, atomic_output_dir, write_result_files
+from backtest.atomic import OutputDir
+from backtest.results import RunResult, write_result_files
 from backtest.results import run as _simulate
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -118,6 +119,7 @@ def compare(
     ``scheduler`` is ``"none"`` (this process), ``"processes"`` (local Dask) or
     ``"tcp://HOST:PORT"`` (a running ``dask.distributed`` scheduler).
     """
+    grid.check_scheduler(scheduler)
     config = _as_config(config_or_path, overrides)
     table = grid.run_compare(config, scheduler=scheduler, progress=progress)
     return CompareResult(config=config, _table=table, _info_json=json.dumps(grid.compare_info(config, table)))
@@ -310,7 +312,7 @@ class Result:
 
     def save(
         self,
-        folder: str | Path,
+        folder: str | Path | OutputDir,
         *,
         force: bool = False,
         report: bool = True,
@@ -319,15 +321,17 @@ class Result:
         """Write ``summary.json``, ``ledger.parquet`` and (``report=True``) the report into ``folder``.
 
         The same bytes as ``hedgebt run`` (``events`` as ``hedgebt replay --event``). The
-        folder is built under a temporary name and moved into place at the end; an
-        existing non-empty folder is replaced only with ``force=True``.
+        folder is built under a temporary name and claimed atomically at the end
+        (:class:`backtest.atomic.OutputDir`); an existing non-empty folder is replaced only
+        with ``force=True``. ``folder`` may be a claim made before a long run, so that a
+        folder appearing meanwhile is detected.
         """
-        folder = Path(folder)
-        with atomic_output_dir(folder, force=force) as tmp:
+        claim = folder if isinstance(folder, OutputDir) else OutputDir(folder, force=force)
+        with claim as tmp:
             write_result_files(RunResult(self._ledger, self._summary_json, self.config), tmp)
             if report:
                 self._write_report(tmp, events)
-        return folder
+        return claim.target
 
     def report(self, folder: str | Path, *, events: Sequence[str] | None = None) -> ReportFiles:
         """Render ``metrics.csv``, ``events.csv``, ``figures/*.png`` and ``report.pdf`` into ``folder``
@@ -396,15 +400,15 @@ class CompareResult:
         """The rank-1 variant of every scenario (coin × window)."""
         return self._table[self._table["rank"] == 1].reset_index(drop=True)
 
-    def save(self, folder: str | Path, *, force: bool = False, report: bool = True) -> Path:
+    def save(self, folder: str | Path | OutputDir, *, force: bool = False, report: bool = True) -> Path:
         """Write ``compare.csv``, ``compare.parquet``, ``compare.json`` and (``report=True``) the
         figures and ``compare.pdf`` into ``folder`` (atomically, as :meth:`Result.save`)."""
-        folder = Path(folder)
-        with atomic_output_dir(folder, force=force) as tmp:
+        claim = folder if isinstance(folder, OutputDir) else OutputDir(folder, force=force)
+        with claim as tmp:
             grid.write_compare_tables(self._table, tmp, self.info)
             if report:
                 self.report(tmp)
-        return folder
+        return claim.target
 
     def report(self, folder: str | Path) -> CompareFiles:
         """Render the compare figures and ``compare.pdf`` into ``folder`` from this object."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -102,46 +103,90 @@ def _kernels_cached() -> bool:
     return any(next(place.rglob("kernels.*.nbi"), None) is not None for place in places if place.is_dir())
 
 
+def config_input_paths(config) -> list[Path]:
+    """Every existing file a config names (its data inputs), resolved; ``--force`` never deletes them."""
+    from backtest.config import config_to_dict
+
+    found: list[Path] = []
+
+    def walk(value) -> None:
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str) and value and len(value) < 4096 and "\n" not in value:
+            try:
+                path = config.resolve(value)
+                if path.is_file():
+                    found.append(path)
+            except (OSError, ValueError, HedgeBTError):
+                pass
+
+    walk(config_to_dict(config))
+    return found
+
+
+def fmt(value, spec: str) -> str:
+    """``format(value, spec)``, or ``n/a`` for an undefined (``None``/NaN) figure."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "n/a"
+    return format(value, spec)
+
+
 def _print_summary(console: _Console, summary: dict) -> None:
     period = summary["period"]
     console.say(f"{summary['scenario']['name']}: {period['start'][:10]} .. {period['end'][:10]}, "
                 f"{period['bars']} bars of {period['bar']}")
-    console.say(f"  oracle rho^2 (best constant linear hedge, in sample): {summary['oracle_r2']:.3f}")
+    console.say(f"  oracle rho^2 (best constant linear hedge, in sample): {fmt(summary['oracle_r2'], '.3f')}")
     horizon = summary["config"]["report"]["horizon"]
     for label, m in summary["rules"].items():
-        he = m["he_by_horizon"][horizon]
-        he_text = "  n/a" if he is None else f"{he:6.3f}"
         console.say(
-            f"  {label:<32} HE({horizon}) {he_text}  vol {m['vol_unhedged_ann']:.0%} -> {m['vol_hedged_ann']:.0%}  "
-            f"cost {m['cost_drag_bps_per_year']:.0f} bps/yr  carry {m['carry_bps_per_year']:+.0f} bps/yr  "
+            f"  {label:<32} HE({horizon}) {fmt(m['he_by_horizon'][horizon], '6.3f')}  "
+            f"vol {fmt(m['vol_unhedged_ann'], '.0%')} -> {fmt(m['vol_hedged_ann'], '.0%')}  "
+            f"cost {fmt(m['cost_drag_bps_per_year'], '.0f')} bps/yr  carry {fmt(m['carry_bps_per_year'], '+.0f')} bps/yr  "
             f"rolls {m['rolls']}  calls {m['margin_calls']}  liquidations {m['liquidations']}  "
-            f"min safe collateral ${m['min_safe_collateral']:,.0f}"
+            f"min safe collateral ${fmt(m['min_safe_collateral'], ',.0f')}"
         )
+        for key, reason in (m.get("undefined") or {}).items():
+            console.say(f"    {key} undefined: {reason}")
 
 
-def _run_one(console: _Console, config_path: Path, out: Path, force: bool, *, report: bool = True,
+def _claim(out: str | Path, force: bool, config_path: Path):
+    """Claim the output folder now (refused if unsafe); ``--force`` never touches the config."""
+    from backtest.atomic import OutputDir
+
+    claim = OutputDir(out, force=force, protect=[config_path])
+    claim.check()
+    return claim
+
+
+def _run_one(console: _Console, config_path: Path, out: str | Path, force: bool, *, report: bool = True,
              shown: Path | None = None) -> None:
     from backtest import api
-    from backtest.results import atomic_output_dir
+    from backtest.config import load_config
 
-    atomic_output_dir(out, force=force).check()
+    claim = _claim(out, force, config_path)
+    config = load_config(config_path)
+    claim.protect(config_input_paths(config))
     console.announce_compile()
     with console.stage(f"simulating {config_path.name}"):
-        result = api.run(config_path)
+        result = api.run(config)
     with console.stage("writing results" + (" and the report" if report else "")):
-        result.save(out, force=force, report=report)
+        result.save(claim, report=report)
     _print_summary(console, result.summary)
     if shown is None:  # the demo lists its folders once they are in place
-        console.wrote(out)
+        console.wrote(claim.target)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from backtest.api import bundled_scenario
-    from backtest.results import atomic_output_dir
+    from backtest.atomic import OutputDir
 
     console = _Console(args.quiet)
     out = Path(args.out)
-    with atomic_output_dir(out, force=args.force) as tmp:
+    with OutputDir(args.out, force=args.force) as tmp:
         for name, sub in zip(DEMO_CONFIGS, ("quarterly", "perpetual")):
             _run_one(console, bundled_scenario(name), tmp / sub, False, report=not args.no_report, shown=out / sub)
     for sub in ("quarterly", "perpetual"):
@@ -150,7 +195,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    _run_one(_Console(args.quiet), Path(args.config), Path(args.out), args.force, report=not args.no_report)
+    _run_one(_Console(args.quiet), Path(args.config), args.out, args.force, report=not args.no_report)
     return 0
 
 
@@ -160,59 +205,106 @@ def _cmd_report(args: argparse.Namespace) -> int:
     console = _Console(args.quiet)
     folder = Path(args.result_dir)
     if (folder / "compare.parquet").is_file() and not (folder / "summary.json").is_file():
+        _refuse_links(folder)
         with console.stage(f"re-rendering the compare report in {folder}"):
             CompareResult.load(folder).report(folder)
     elif not (folder / "summary.json").is_file() or not (folder / "ledger.parquet").is_file():
         raise HedgeBTError(f"{folder}: not a result folder (expected summary.json and ledger.parquet, "
                            "or compare.parquet and compare.json)")
     else:
+        verify_ledger(folder)
+        _refuse_links(folder)
         with console.stage(f"re-rendering the report in {folder}"):
             Result.load(folder).report(folder)
     console.wrote(folder)
     return 0
 
 
+def _refuse_links(folder: Path) -> None:
+    """A result folder to re-render must hold no symbolic links (outputs never follow links out)."""
+    import os
+
+    for dirpath, dirs, files in os.walk(folder, followlinks=False):
+        for name in [*dirs, *files]:
+            p = Path(dirpath, name)
+            if p.is_symlink():
+                from backtest.errors import OutputError
+
+                raise OutputError(f"{p}: is a symbolic link (to {os.readlink(p)}); hedgebt does not write through links")
+
+
+def verify_ledger(folder: Path) -> None:
+    """Refuse a result folder whose ``ledger.parquet`` does not match ``summary.json``'s ``ledger_sha256``."""
+    import hashlib
+    import json
+
+    from backtest.errors import DataError
+
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(folder / "summary.json", f"not valid JSON ({exc})") from None
+    expected = summary.get("ledger_sha256") if isinstance(summary, dict) else None
+    if not isinstance(expected, str):
+        raise DataError(
+            folder / "summary.json",
+            "has no ledger_sha256 (written by an older hedgebt?); re-run the scenario to re-create the folder",
+        )
+    digest = hashlib.sha256((folder / "ledger.parquet").read_bytes()).hexdigest()
+    if digest != expected:
+        raise DataError(
+            folder / "ledger.parquet",
+            f"SHA-256 {digest[:12]}... does not match summary.json's ledger_sha256 {expected[:12]}...; "
+            f"the ledger was changed or corrupted after the run",
+        )
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from backtest import api
-    from backtest.results import atomic_output_dir
+    from backtest.config import load_config
+    from backtest.grid import check_scheduler
 
     console = _Console(args.quiet)
-    out = Path(args.out)
-    atomic_output_dir(out, force=args.force).check()
+    check_scheduler(args.scheduler)
+    claim = _claim(args.out, args.force, Path(args.config))
+    config = load_config(args.config)
+    claim.protect(config_input_paths(config))
     console.announce_compile()
     with console.stage(f"running the grid of {Path(args.config).name}"):
-        result = api.compare(Path(args.config), scheduler=args.scheduler, progress=console.tty and not args.quiet)
+        result = api.compare(config, scheduler=args.scheduler, progress=console.tty and not args.quiet)
     with console.stage("writing tables" + ("" if args.no_report else " and the report")):
-        result.save(out, force=args.force, report=not args.no_report)
+        result.save(claim, report=not args.no_report)
     table = result.table
     console.say(f"{len(table)} variants ranked by {result.info['rank_by']}; oracle rho^2 shown for context")
     for r in result.best().itertuples():
-        console.say(f"  best for {r.coin} {r.window}: {r.variant}  HE {r.hedge_effectiveness:.3f} "
-                    f"(oracle {r.oracle_r2:.3f}), cost {r.cost_drag_bps_per_year:.0f} bps/yr")
-    console.wrote(out)
+        console.say(f"  best for {r.coin} {r.window}: {r.variant}  HE {fmt(r.hedge_effectiveness, '.3f')} "
+                    f"(oracle {fmt(r.oracle_r2, '.3f')}), cost {fmt(r.cost_drag_bps_per_year, '.0f')} bps/yr")
+    console.wrote(claim.target)
     return 0
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     from backtest import api
-    from backtest.results import atomic_output_dir
+    from backtest.config import load_config
 
     console = _Console(args.quiet)
-    out = Path(args.out)
-    atomic_output_dir(out, force=args.force).check()
+    claim = _claim(args.out, args.force, Path(args.config))
+    config = load_config(args.config)
+    claim.protect(config_input_paths(config))
     console.announce_compile()
     with console.stage(f"simulating {Path(args.config).name}"):
-        result = api.run(Path(args.config))
+        result = api.run(config)
     table = result.events(args.event)  # unknown or out-of-period events fail before anything is written
     with console.stage("writing results and the report"):
-        result.save(out, force=args.force, events=args.event)
+        result.save(claim, events=args.event)
     for r in table.itertuples(index=False):
         note = f"  ({r.note})" if r.note else ""
         console.say(
             f"  {r.event} / {r.rule}: coin {r.coin_return:+.1%}, index {r.index_return:+.1%}; "
-            f"P&L unhedged {r.pnl_unhedged:+,.0f} vs hedged {r.pnl_hedged:+,.0f} USD; HE {r.hedge_effectiveness:.2f}{note}"
+            f"P&L unhedged {r.pnl_unhedged:+,.0f} vs hedged {r.pnl_hedged:+,.0f} USD; "
+            f"HE {fmt(r.hedge_effectiveness, '.2f')}{note}"
         )
-    console.wrote(out)
+    console.wrote(claim.target)
     return 0
 
 
@@ -228,9 +320,10 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         yahoo_shift_days=args.yahoo_shift_days,
     )
     state = "written" if report.changed else "unchanged, not rewritten"
+    gaps = f"; {report.missing_bars} bar(s) missing in the added range" if report.missing_bars else ""
     _Console(args.quiet).say(
         f"ingest {args.symbol} -> {report.path}: {report.rows_added} added, {report.rows_unchanged} unchanged, "
-        f"{report.rows_overwritten} overwritten; dataset {state} ({len(report.symbols)} symbol(s))"
+        f"{report.rows_overwritten} overwritten; dataset {state} ({len(report.symbols)} symbol(s)){gaps}"
     )
     return 0
 
@@ -241,7 +334,7 @@ def _add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="vendor files of one symbol")
     parser.add_argument("--symbol", required=True, help="symbol to store the bars under, e.g. FET")
     parser.add_argument(
-        "--into", required=True, type=Path, metavar="DATASET.parquet", help="long Parquet dataset (created if missing)"
+        "--into", required=True, type=str, metavar="DATASET.parquet", help="long Parquet dataset (created if missing)"
     )
     parser.add_argument("--format", default="auto", choices=FORMATS, help="vendor format (default: auto-detect)")
     parser.add_argument("--overwrite", action="store_true", help="replace stored bars that conflict with the new ones")
@@ -303,16 +396,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hedgebt`` console script; returns the exit code."""
+    from backtest.atomic import terminate_as_exit
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        # library warnings are held back: after an error they are dropped (the error line is the
+        # only output), after success each is printed as one line
+        with terminate_as_exit(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            code = int(args.func(args) or 0)
+        for w in caught:
+            print("hedgebt: warning: " + " ".join(str(w.message).split()), file=sys.stderr)
+        return code
     except HedgeBTError as exc:
         print("hedgebt: error: " + " ".join(str(exc).split()), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("hedgebt: interrupted; no output was written", file=sys.stderr)
         return 130
+    except SystemExit as exc:
+        if exc.code == 143:
+            print("hedgebt: terminated (SIGTERM); no output was written", file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

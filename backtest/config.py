@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import math
 import re
 import tomllib
 import types
@@ -73,6 +74,85 @@ Bar = Literal["1h", "1D"]
 def _check(cond: bool, key: str, problem: str) -> None:
     if not cond:
         raise ConfigError(key, problem)
+
+
+#: Upper bounds of numeric config keys (absolute value; lower bounds are in each section's
+#: checks). Beyond them a value is a typo or a unit mistake, and products such as units x
+#: price x contract size would overflow or lose the hedge to rounding. Every float is also
+#: required to be finite.
+BOUNDS: dict[str, float] = {
+    "data.max_fill_bars": 100_000,
+    "position.units": 1e15,
+    "position.notional_usd": 1e12,
+    "index.min_history_days": 3650,
+    "index.vol_lookback_days": 3650,
+    "index.min_constituents": 10_000,
+    "futures.contract_size": 1e9,
+    "roll.grace_bars": 100_000,
+    "funding.interest_per_interval": 0.05,
+    "funding.clamp_per_interval": 0.05,
+    "funding.fill_rate_per_interval": 0.05,
+    "slippage.impact_coef": 100.0,
+    "slippage.volume_usd_per_bar": 1e15,
+    "margin.initial_rate": 1.0,
+    "margin.collateral_usd": 1e15,
+    "margin.reserve_usd": 1e15,
+    "rebalance.every_bars": 1_000_000,
+    "rebalance.band": 100.0,
+    "rebalance.min_trade_contracts": 1e15,
+}
+
+#: Bounds of numeric ``[[rules]]`` parameters by name (absolute value), and for any other one.
+RULE_PARAM_BOUNDS: dict[str, float] = {
+    "ratio": 100.0,
+    "fraction": 100.0,
+    "halflife": 1_000_000.0,
+    "window": 10_000_000,
+    "min_periods": 10_000_000,
+    "refit_bars": 10_000_000,
+    "fit_window": 10_000_000,
+}
+RULE_PARAM_DEFAULT_BOUND = 1e9
+
+#: Largest accepted config file.
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+#: Accepted range of ``scenario.start`` / ``scenario.end``.
+DATE_RANGE = ("2009-01-01", "2100-01-01")
+
+
+def check_bounds(key: str, value: Any, bound: float | None) -> None:
+    """A number (or each number of a list) must be finite and ``|value| <= bound``."""
+    values = value if isinstance(value, tuple) else (value,)
+    for i, v in enumerate(values):
+        where = key if len(values) == 1 and not isinstance(value, tuple) else f"{key}[{i}]"
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(where, f"expected a finite number, got {v!r}")
+        if bound is not None and abs(v) > bound:
+            raise ConfigError(where, f"expected a value with |value| <= {bound:g}, got {v!r}")
+
+
+def check_rule_params(family: str, params: Mapping[str, Any], key: str) -> None:
+    """Every numeric rule parameter finite and within :data:`RULE_PARAM_BOUNDS`."""
+    for name, value in params.items():
+        check_bounds(f"{key}.{name}", value, RULE_PARAM_BOUNDS.get(name, RULE_PARAM_DEFAULT_BOUND))
+
+
+def coerce_fields(cls: type, table: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """Type-check and bound-check ``table``'s values against ``cls``'s fields (no unknown keys)."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - names)
+    if unknown:
+        raise ConfigError(f"{prefix}.{unknown[0]}", f"unknown key; known keys of [{prefix}]: {', '.join(sorted(names))}")
+    out = {}
+    for name, value in table.items():
+        key = f"{prefix}.{name}"
+        out[name] = _coerce(_iso(value), hints[name], key)
+        check_bounds(key, out[name], BOUNDS.get(key))
+    return out
 
 
 @dataclass(frozen=True)
@@ -141,8 +221,9 @@ def parse_utc(value: Any, key: str, *, source: str | None = None) -> pd.Timestam
             raise ConfigError(key, f"not a valid date: {value!r}; write {_ISO_EXAMPLE}", source=source) from None
     else:
         raise ConfigError(key, f"expected an ISO 8601 date such as {_ISO_EXAMPLE}, got {value!r}", source=source)
-    if not 1970 <= ts.year <= 2100:
-        raise ConfigError(key, f"date {value!s} is outside 1970..2100", source=source)
+    lo, hi = DATE_RANGE
+    if not pd.Timestamp(lo) <= (ts if ts.tzinfo is None else ts.tz_convert(None)) < pd.Timestamp(hi):
+        raise ConfigError(key, f"expected a date between {lo} and {hi}, got {value!r}", source=source)
     if ts.tzinfo is None:
         if isinstance(value, _dt.datetime) or (isinstance(value, str) and len(value.strip()) > 10):
             raise ConfigError(key, f"date-time {value!s} has no time zone; write it in UTC, e.g. "
@@ -179,6 +260,9 @@ class DataSection:
 
     def __post_init__(self) -> None:
         _check(self.max_fill_bars >= 0, "data.max_fill_bars", f"expected an integer >= 0, got {self.max_fill_bars}")
+        files = (self.prices,) if isinstance(self.prices, str) else self.prices
+        _check(len(files) > 0, "data.prices", "expected a price file or a non-empty list of price files, got []")
+        _check(all(f.strip() for f in files), "data.prices", f"expected file names, got an empty name in {list(files)!r}")
 
 
 PositionKind = Literal["units", "notional", "file"]
@@ -641,13 +725,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 def _build_section(cls: type, table: Any, prefix: str) -> Any:
     if not isinstance(table, Mapping):
         raise ConfigError(prefix, f"expected a table [{prefix}], got {table!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(table) - names)
-    if unknown:
-        raise ConfigError(f"{prefix}.{unknown[0]}", f"unknown key; known keys of [{prefix}]: {', '.join(sorted(names))}")
-    kwargs = {name: _coerce(_iso(value), hints[name], f"{prefix}.{name}") for name, value in table.items()}
-    return cls(**kwargs)
+    return cls(**coerce_fields(cls, table, prefix))
 
 
 def _build_rules(items: Any) -> tuple[RuleSpec, ...]:
@@ -664,6 +742,7 @@ def _build_rules(items: Any) -> tuple[RuleSpec, ...]:
         if label is not None and not isinstance(label, str):
             raise ConfigError(f"{key}.label", f"expected a string, got {label!r}")
         params = tuple(sorted((k, v) for k, v in item.items() if k not in ("family", "label")))
+        check_rule_params(item["family"], dict(params), key)
         _validate_rule(item["family"], params, key)
         out.append(RuleSpec(item["family"], params, label))
     return tuple(out)
@@ -707,13 +786,19 @@ def config_from_mapping(raw: Mapping[str, Any], *, base_dir: str | Path | None =
             elif name == "events":
                 if not isinstance(value, Mapping):
                     raise ConfigError("events", "expected tables [events.<name>] with start, end, title")
+                for ev_name, spec in value.items():
+                    if not isinstance(spec, Mapping):
+                        raise ConfigError(
+                            f"events.{ev_name}",
+                            f"expected a table [events.{ev_name}] with start, end and title, got {spec!r}",
+                        )
                 kwargs["events"] = tuple(
                     (str(k), tuple(sorted((kk, _iso(vv)) for kk, vv in v.items())) if isinstance(v, Mapping) else v)
                     for k, v in value.items()
                 )
             elif name == "compare":
                 if not isinstance(value, Mapping):
-                    raise ConfigError("compare", "expected a [compare] table (see strategies.compare)")
+                    raise ConfigError("compare", "expected a [compare] table (see the README, 'Comparing rules at scale')")
                 kwargs["compare"] = dict(value)
             else:
                 known = ", ".join([*sorted(_SECTIONS), "rules", "events", "compare"])
@@ -758,12 +843,23 @@ def load_config(path: str | Path | None = None, /, **overrides: Any) -> Config:
     if path is None:
         return config_from_mapping(merge_overrides({}, overrides))
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError("<file>", f"config file not found: {path}", source=str(path))
+    from backtest.data import check_input_file
+    from backtest.errors import DataError
+
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        check_input_file(path, "a TOML config file")
+    except DataError as exc:
+        problem = "config file not found" if exc.problem == "file not found" else exc.problem
+        raise ConfigError("<file>", f"{problem}: {path}", source=str(path)) from None
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError("<file>", f"config file larger than {MAX_CONFIG_BYTES // 1024 ** 2} MiB", source=str(path))
+    try:
+        # utf-8-sig: a byte-order mark written by some Windows editors is accepted and dropped
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError("<file>", f"not valid TOML: {exc}", source=str(path)) from None
+    except RecursionError:
+        raise ConfigError("<file>", "not valid TOML: tables or arrays nested too deeply", source=str(path)) from None
     return config_from_mapping(merge_overrides(raw, overrides), base_dir=path.parent, source=str(path))
 
 

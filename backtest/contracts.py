@@ -172,6 +172,9 @@ def quarterly_from_prices(
     for col in ("ts", "expiry"):
         if not isinstance(raw[col].dtype, pd.DatetimeTZDtype) or str(raw[col].dt.tz) != "UTC":
             raise DataError(path, f"expected tz-aware UTC timestamps, got dtype {raw[col].dtype}", column=col)
+    from backtest.data import check_futures_frame
+
+    check_futures_frame(raw, path)
     close = raw["close"].to_numpy(dtype=float)
     bad = np.flatnonzero(~np.isfinite(close) | (close <= 0))
     if bad.size:

@@ -84,6 +84,22 @@ __all__ = [
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 """Columns holding prices (finite, > 0)."""
 
+MAX_PRICE = 1e9
+"""Largest accepted price (USD per unit, index level or futures price): beyond it a value is a
+unit or parsing mistake, and products of prices with positions would lose precision."""
+
+MAX_VOLUME = 1e18
+"""Largest accepted bar volume (base units)."""
+
+MAX_FUNDING_RATE = 0.05
+"""Largest accepted ``|funding_rate|`` per settlement interval (5 %; exchanges cap far lower)."""
+
+TS_MIN = pd.Timestamp("2009-01-01", tz="UTC")
+"""Earliest accepted bar time in an input file (no crypto market before 2009)."""
+
+TS_MAX = pd.Timestamp("2100-01-01", tz="UTC")
+"""Latest accepted bar time in an input file."""
+
 REL_TOL = 1e-12
 """Relative tolerance of the ``low <= price <= high`` checks."""
 
@@ -184,6 +200,44 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def check_input_file(path: Path, expected: str) -> None:
+    """Refuse anything but an existing regular file, with a message saying what was found.
+
+    Distinguishes a missing file, a dangling or looping symbolic link, a folder, a device
+    (``/dev/zero``), a FIFO and a socket, so none is read (a FIFO would block, a device never ends).
+    """
+    import errno
+    import os
+    import stat
+
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DataError(path, "symbolic link loop; expected " + expected) from None
+        if os.path.islink(path):
+            raise DataError(path, f"dangling symbolic link (to {os.readlink(path)}); expected {expected}") from None
+        if exc.errno == errno.ENOENT:
+            raise DataError(path, "file not found") from None
+        if exc.errno == errno.ENAMETOOLONG:
+            raise DataError(str(path)[:60] + "...", "file name too long") from None
+        raise DataError(path, f"cannot read ({exc.strerror}); expected {expected}") from None
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        if not os.access(path, os.R_OK):
+            raise DataError(path, f"permission denied; expected a readable {expected}")
+        return
+    kind = (
+        "a directory" if stat.S_ISDIR(mode)
+        else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+        else "a character device" if stat.S_ISCHR(mode)
+        else "a block device" if stat.S_ISBLK(mode)
+        else "a socket" if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
+    raise DataError(path, f"expected {expected}, found {kind}")
+
+
 def read_long(path: str | Path, *, required: Sequence[str] = ("ts", "symbol", "close")) -> pd.DataFrame:
     """Read a long-format Parquet file and validate it.
 
@@ -207,10 +261,7 @@ def read_long(path: str | Path, *, required: Sequence[str] = ("ts", "symbol", "c
         validation rule (see the module docstring).
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError(path, "file not found")
-    if not path.is_file():
-        raise DataError(path, "expected a Parquet file, found a directory")
+    check_input_file(path, "a Parquet file")
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
@@ -286,6 +337,10 @@ def _check_long_frame(
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             ctx.fail(col, i, f"expected a finite price > 0, found {float(values[i])!r}")
+        bad = values > MAX_PRICE
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            ctx.fail(col, i, f"expected a price <= {MAX_PRICE:g}, found {float(values[i])!r}")
     if "high" in df.columns and "low" in df.columns:
         high = _numeric(ctx, "high")
         low = _numeric(ctx, "low")
@@ -301,6 +356,10 @@ def _check_long_frame(
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             ctx.fail("volume", i, f"expected a finite volume >= 0, found {float(volume[i])!r}")
+        bad = volume > MAX_VOLUME
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            ctx.fail("volume", i, f"expected a volume <= {MAX_VOLUME:g}, found {float(volume[i])!r}")
     _check_unique_and_order(ctx, ts, codes, check_order=check_order)
 
 
@@ -364,7 +423,23 @@ def _check_ts(ctx: _Ctx) -> np.ndarray:
     nat = col.isna().to_numpy()
     if nat.any():
         ctx.fail("ts", int(np.flatnonzero(nat)[0]), "expected a timestamp, found a missing value (NaT)")
+    raw = col.array.asi8  # in the column's own unit: checked before any conversion can overflow
+    unit = col.array.unit
+    per = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[unit]
+    lo, hi = TS_MIN.value // per, TS_MAX.value // per
+    bad = (raw < lo) | (raw >= hi)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        ctx.fail("ts", i, f"expected a time between {TS_MIN.date()} and {TS_MAX.date()}, found {_fmt_raw(raw[i], unit)}")
     return col.array.as_unit("ns").asi8
+
+
+def _fmt_raw(value: int, unit: str) -> str:
+    """A raw datetime64 value in ``unit`` as an ISO time when representable, else the number."""
+    try:
+        return pd.Timestamp(np.datetime64(int(value), unit)).isoformat()
+    except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime):
+        return f"{int(value)} {unit} since 1970"
 
 
 def _check_symbol(ctx: _Ctx) -> np.ndarray:
@@ -807,6 +882,10 @@ def load_funding(path: str | Path, symbol: str) -> pd.Series:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         ctx.fail("funding_rate", i, f"expected a finite funding rate, found {float(rate[i])!r}")
+    bad = np.abs(rate) > MAX_FUNDING_RATE
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        ctx.fail("funding_rate", i, f"expected |funding_rate| <= {MAX_FUNDING_RATE:g} per interval, found {float(rate[i])!r}")
     interval = _numeric(ctx, "interval_h")
     bad = ~(np.isfinite(interval) & (interval > 0) & (interval == np.round(interval)))
     if bad.any():
@@ -831,3 +910,76 @@ def load_funding(path: str | Path, symbol: str) -> pd.Series:
     series = pd.Series(rate[idx], index=index, name="funding_rate", dtype=np.float64)
     series.attrs["interval_h"] = int(iv[0])
     return series
+
+
+MAX_UNITS = 1e15
+"""Largest accepted holding (coin units) in a holdings file, as for ``position.units``."""
+
+
+def holdings_times(ts: pd.Series, path: Path) -> pd.Series:
+    """A holdings file's ``ts`` column as UTC times.
+
+    Every value must carry its time zone: a tz-aware Parquet column, or CSV strings ending in
+    ``Z`` or an offset (mixed offsets are each converted to UTC); within 2009 .. 2100.
+
+    Raises
+    ------
+    DataError
+        Naming the first row that is missing, unparseable, without a time zone or out of range.
+    """
+    if isinstance(ts.dtype, pd.DatetimeTZDtype):
+        stamps = ts.dt.tz_convert("UTC")
+        if stamps.isna().any():
+            r = int(np.flatnonzero(stamps.isna().to_numpy())[0])
+            raise DataError(path, "expected a timestamp, found a missing value (NaT)", column="ts", row=r)
+    elif pd.api.types.is_datetime64_dtype(ts.dtype):
+        raise DataError(path, "timestamps must be tz-aware UTC (e.g. 2024-01-01T00:00:00Z)", column="ts", row=0)
+    else:
+        text = ts.astype(str).str.strip()
+        naive = np.flatnonzero(~text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$").to_numpy())
+        if naive.size:
+            r = int(naive[0])
+            raise DataError(path, f"timestamp {text.iloc[r]!r} has no time zone; write it as 2024-01-01T00:00:00Z",
+                            column="ts", row=r)
+        stamps = pd.Series(pd.NaT, index=ts.index, dtype="datetime64[us, UTC]")
+        for i, value in enumerate(text):  # per row: offsets may differ between rows
+            try:
+                stamps.iat[i] = pd.Timestamp(value).tz_convert("UTC").as_unit("us")
+            except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
+                raise DataError(path, f"unparseable timestamp {value!r}", column="ts", row=i) from None
+    lo, hi = TS_MIN, TS_MAX
+    bad = np.flatnonzero(((stamps < lo) | (stamps >= hi)).to_numpy())
+    if bad.size:
+        r = int(bad[0])
+        raise DataError(path, f"expected a time between {lo.date()} and {hi.date()}, found {stamps.iloc[r]}", column="ts", row=r)
+    return stamps
+
+
+def holdings_units(units: pd.Series, path: Path) -> np.ndarray:
+    """A holdings file's ``units`` as float64: finite, ``>= 0`` and ``<= MAX_UNITS``."""
+    values = pd.to_numeric(units, errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isfinite(values) | (values < 0) | (values > MAX_UNITS))
+    if bad.size:
+        raise DataError(path, f"expected finite units in [0, {MAX_UNITS:g}], got {units.iloc[bad[0]]!r}",
+                        column="units", row=int(bad[0]))
+    return values
+
+
+def check_futures_frame(raw: pd.DataFrame, path: Path) -> None:
+    """A user futures price file: no missing ``ts``/``expiry``, times 2009 .. 2100, ``0 < close <= MAX_PRICE``."""
+    for col in ("ts", "expiry"):
+        nat = np.flatnonzero(raw[col].isna().to_numpy())
+        if nat.size:
+            raise DataError(path, "expected a timestamp, found a missing value (NaT)", column=col, row=int(nat[0]))
+        raw_values = raw[col].array.asi8
+        per = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[raw[col].array.unit]
+        bad = np.flatnonzero((raw_values < TS_MIN.value // per) | (raw_values >= TS_MAX.value // per))
+        if bad.size:
+            r = int(bad[0])
+            raise DataError(path, f"expected a time between {TS_MIN.date()} and {TS_MAX.date()}, found "
+                            f"{_fmt_raw(raw_values[r], raw[col].array.unit)}", column=col, row=r)
+    close = pd.to_numeric(raw["close"], errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isfinite(close) | (close <= 0) | (close > MAX_PRICE))
+    if bad.size:
+        raise DataError(path, f"expected a finite price in (0, {MAX_PRICE:g}], got {close[bad[0]]!r}",
+                        column="close", row=int(bad[0]))

@@ -249,18 +249,10 @@ def _holdings(config: Config, ts: pd.DatetimeIndex, prices: np.ndarray) -> tuple
     for col in ("ts", "symbol", "units"):
         if col not in raw.columns:
             raise DataError(path, "missing required column", column=col)
-    stamps = pd.to_datetime(raw["ts"], utc=False, errors="coerce")
-    bad = np.flatnonzero(stamps.isna().to_numpy())
-    if bad.size:
-        raise DataError(path, f"unparseable timestamp {raw['ts'].iloc[bad[0]]!r}", column="ts", row=int(bad[0]))
-    if stamps.dt.tz is None:
-        if path.suffix.lower() != ".csv" or not raw["ts"].astype(str).str.contains(r"(Z|[+-]\d\d:?\d\d)$").all():
-            raise DataError(path, "timestamps must be tz-aware UTC (e.g. 2024-01-01T00:00:00Z)", column="ts", row=0)
-    stamps = pd.to_datetime(raw["ts"], utc=True)
-    units = pd.to_numeric(raw["units"], errors="coerce").to_numpy(dtype=float)
-    bad = np.flatnonzero(~np.isfinite(units) | (units < 0))
-    if bad.size:
-        raise DataError(path, f"expected finite units >= 0, got {raw['units'].iloc[bad[0]]!r}", column="units", row=int(bad[0]))
+    from backtest.data import holdings_times, holdings_units
+
+    stamps = holdings_times(raw["ts"], path)
+    units = holdings_units(raw["units"], path)
     unknown = sorted(set(raw["symbol"].astype(str)) - set(config.position.coins))
     if unknown:
         raise DataError(path, f"unknown symbol '{unknown[0]}'; position.coins = {list(config.position.coins)}", column="symbol")

@@ -40,6 +40,7 @@ variants do not interact.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 from dataclasses import dataclass, replace
@@ -56,6 +57,8 @@ from backtest.config import (
     RebalanceSection,
     RuleSpec,
     ScenarioSection,
+    check_rule_params,
+    coerce_fields,
     config_to_dict,
 
 )
@@ -63,6 +66,7 @@ from backtest.engine import Prepared, min_safe_collaterals, prepare, variant_for
 from backtest.errors import ConfigError, HedgeBTError
 from backtest.market import Market, pack_variants
 from backtest.metrics import summary_metrics
+from backtest.atomic import write_bytes, write_text
 from backtest.versions import hedgebt_version, package_versions
 
 __all__ = ["CompareSpec", "parse_compare", "run_compare", "compare_info", "write_compare_tables", "RANK_BY"]
@@ -121,6 +125,7 @@ def parse_compare(config: Config) -> CompareSpec:
             family = combo.pop("family", None)
             if not isinstance(family, str):
                 raise ConfigError(f"{key}.family", "required: the rule family")
+            check_rule_params(family, combo, key)
             try:
                 make_rule(family, **combo)
             except ConfigError as exc:
@@ -136,7 +141,7 @@ def parse_compare(config: Config) -> CompareSpec:
             if bad:
                 raise ConfigError(f"{key}.{bad[0]}", f"unknown key; known: {', '.join(_REBALANCE_KEYS)}")
             try:
-                rebalances.append(replace(config.rebalance, **combo))
+                rebalances.append(replace(config.rebalance, **coerce_fields(RebalanceSection, combo, key)))
             except ConfigError as exc:
                 raise ConfigError(key, str(exc).split(": ", 1)[-1]) from None
             except TypeError as exc:
@@ -213,7 +218,40 @@ def _simulate_chunk(market: Market, fps: np.ndarray, ips: np.ndarray) -> np.ndar
     return K.simulate_many_nb(*market.kernel_args(), fps, ips)
 
 
+def check_scheduler(scheduler: str) -> None:
+    """``none``, ``processes`` or ``tcp://HOST:PORT`` (port 1..65535), else a one-line ConfigError."""
+    import urllib.parse
+
+    if scheduler in ("none", "processes"):
+        return
+    expected = "expected 'none', 'processes' or tcp://HOST:PORT"
+    if scheduler.startswith("tls://"):
+        raise ConfigError("--scheduler", f"tls:// schedulers need TLS certificates, which hedgebt does not configure; {expected}")
+    if not scheduler.startswith("tcp://"):
+        raise ConfigError("--scheduler", f"{expected}, got {scheduler!r}")
+    try:
+        parts = urllib.parse.urlsplit(scheduler)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError("--scheduler", f"{expected}, got {scheduler!r} ({exc})") from None
+    if not parts.hostname or port is None or not 1 <= port <= 65535 or parts.path not in ("", "/"):
+        raise ConfigError("--scheduler", f"{expected} with a host and a port 1..65535, got {scheduler!r}")
+
+
 def _run_tasks(tasks: list[tuple[Market, np.ndarray, np.ndarray]], scheduler: str, progress: bool) -> list[np.ndarray]:
+    check_scheduler(scheduler)
+    try:
+        return _dispatch(tasks, scheduler, progress)
+    except HedgeBTError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - worker deaths surface as many library types
+        name = type(exc).__name__
+        if name in ("BrokenProcessPool", "FutureCancelledError", "CancelledError", "KilledWorker", "CommClosedError"):
+            raise HedgeBTError(f"the {scheduler} scheduler lost its workers ({name}); no output was written") from None
+        raise
+
+
+def _dispatch(tasks: list[tuple[Market, np.ndarray, np.ndarray]], scheduler: str, progress: bool) -> list[np.ndarray]:
     if scheduler == "none":
         from tqdm import tqdm
 
@@ -300,9 +338,11 @@ def run_compare(config: Config, *, scheduler: str = "none", progress: bool = Fal
 
 def write_compare_tables(table: pd.DataFrame, folder: Path, info: dict[str, Any]) -> None:
     """``compare.csv`` (fixed float format, byte-deterministic), ``compare.parquet`` and ``compare.json``."""
-    table.to_csv(folder / "compare.csv", index=False, float_format="%.10g", lineterminator="\n")
-    table.to_parquet(folder / "compare.parquet", index=False)
-    (folder / "compare.json").write_text(json.dumps(info, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    write_text(folder / "compare.csv", table.to_csv(index=False, float_format="%.10g", lineterminator="\n"))
+    buf = io.BytesIO()
+    table.to_parquet(buf, index=False)
+    write_bytes(folder / "compare.parquet", buf.getvalue())
+    write_text(folder / "compare.json", json.dumps(info, indent=2, allow_nan=False) + "\n")
 
 
 def compare_info(config: Config, table: pd.DataFrame) -> dict[str, Any]:

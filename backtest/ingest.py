@@ -61,8 +61,9 @@ import io
 import json
 import os
 import re
-import tempfile
+import time
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,9 +72,11 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from filelock import FileLock, Timeout
 import pyarrow.parquet as pq
 
-from backtest.data import PRICE_COLUMNS, _check_long_frame, read_long, validate_long_frame
+from backtest.atomic import atomic_file
+from backtest.data import PRICE_COLUMNS, _check_long_frame, check_input_file, read_long, validate_long_frame
 from backtest.errors import ConfigError, DataError
 
 __all__ = [
@@ -89,6 +92,8 @@ FORMATS: tuple[str, ...] = get_args(Format)
 
 OHLCV_COLUMNS: tuple[str, ...] = ("ts", "symbol", "open", "high", "low", "close", "volume")
 CLOSE_COLUMNS: tuple[str, ...] = ("ts", "symbol", "close")
+MAX_YAHOO_SHIFT_DAYS = 366
+"""Largest accepted ``|yahoo_shift_days|`` (a relabelling, not a time machine)."""
 CONFLICT_REL_TOL = 1e-9
 """Relative tolerance above which an overlapping bar's OHLC value is a conflict."""
 
@@ -151,7 +156,9 @@ class IngestReport:
     symbols : tuple of str
         Every symbol in the dataset after the ingest, sorted.
     path : pathlib.Path
-        The dataset.
+        The dataset (as given; a link is written through to its target).
+    missing_bars : int
+        Bars of the symbol missing between the first and last bar added (at the dataset's bar).
     """
 
     rows_added: int
@@ -159,6 +166,7 @@ class IngestReport:
     rows_overwritten: int
     symbols: tuple[str, ...]
     path: Path
+    missing_bars: int = 0
 
     @property
     def changed(self) -> bool:
@@ -171,30 +179,57 @@ class IngestReport:
 # --------------------------------------------------------------------------------------------
 
 
+MAX_INPUT_BYTES = 64 * 1024 * 1024
+"""Largest accepted vendor file, in bytes after decompression (64 MiB: about 900,000 Binance kline
+rows, 20 months of 1-minute bars; split larger downloads, e.g. by month). Parsing peaks near 25
+bytes of memory per input byte (a 23 MB file: 630 MB), so this bounds an ingest near 1.7 GB.
+Compressed members are read up to this bound, so a small archive that expands to gigabytes is
+refused without being expanded."""
+
+
+def _too_large(path: Path, what: str) -> DataError:
+    return DataError(
+        path,
+        f"{what} is larger than the {MAX_INPUT_BYTES // (1024 * 1024)} MiB ingest limit "
+        f"(backtest.ingest.MAX_INPUT_BYTES); split it (e.g. one file per month)",
+    )
+
+
+def _read_bounded(fh, path: Path, what: str) -> bytes:
+    """Read a stream, refusing more than :data:`MAX_INPUT_BYTES`."""
+    data = fh.read(MAX_INPUT_BYTES + 1)
+    if len(data) > MAX_INPUT_BYTES:
+        raise _too_large(path, what)
+    return data
+
+
 def _read_bytes(path: Path) -> bytes:
-    if not path.exists():
-        raise DataError(path, "file not found")
-    if not path.is_file():
-        raise DataError(path, "expected a file, found a directory")
+    check_input_file(path, "a vendor file (CSV, JSON, .zip or .gz)")
+    if path.stat().st_size > MAX_INPUT_BYTES:
+        raise _too_large(path, "the file")
     data = path.read_bytes()
     if data[:2] == b"\x1f\x8b":  # gzip (e.g. freqtrade .json.gz)
         try:
-            data = gzip.decompress(data)
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
+                data = _read_bounded(gz, path, "the decompressed file")
         except (OSError, EOFError) as exc:
             raise DataError(path, f"corrupt gzip file ({exc})") from exc
     return data
 
 
 def _zip_member(path: Path, data: bytes) -> bytes:
-    """The single CSV inside a Binance ``.zip``."""
+    """The single CSV inside a Binance ``.zip`` (at most :data:`MAX_INPUT_BYTES` uncompressed)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            names = [n for n in zf.namelist() if not n.endswith("/")]
-            if len(names) != 1:
-                found = f"{len(names)} member(s): {', '.join(names)}"
+            infos = [i for i in zf.infolist() if not i.filename.endswith("/")]
+            if len(infos) != 1:
+                found = f"{len(infos)} member(s): {', '.join(i.filename for i in infos)}"
                 raise DataError(path, f"expected a zip holding one CSV file, found {found}")
-            return zf.read(names[0])
-    except zipfile.BadZipFile as exc:
+            if infos[0].file_size > MAX_INPUT_BYTES:
+                raise _too_large(path, f"zip member {infos[0].filename} ({infos[0].file_size} bytes uncompressed)")
+            with zf.open(infos[0]) as member:
+                return _read_bounded(member, path, f"zip member {infos[0].filename}")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error) as exc:
         raise DataError(path, f"not a valid zip file ({exc})") from exc
 
 
@@ -322,20 +357,79 @@ def _epoch_to_ns(
                 row=i,
                 detail=where(i),
             )
+    # range-check in the detected unit, before converting (9999999999999 ms would wrap int64 ns)
     scale = np.array([_UNIT_RANGES[u][2] for u in units], dtype=np.int64)[unit_idx]
+    lo_ns, hi_ns = _ts_bounds_ns()
+    lo = lo_ns / scale.astype(np.float64)
+    hi = hi_ns / scale.astype(np.float64)
+    out = np.flatnonzero((values < lo) | (values > hi))
+    if out.size:
+        i = int(out[0])
+        unit = units[int(unit_idx[i])]
+        raise DataError(
+            path,
+            f"epoch time {int(values[i])} ({'µs' if unit == 'us' else unit}) is {_epoch_str(float(values[i]), int(scale[i]))}, "
+            f"outside {_ns_str(lo_ns)} .. {_ns_str(hi_ns)} (2009 to now + 1 day)",
+            column=column,
+            row=i,
+            detail=where(i),
+        )
     return values.astype(np.int64) * scale
+
+
+TS_EARLIEST = pd.Timestamp("2009-01-01", tz="UTC")
+"""Earliest accepted bar time (no crypto market before 2009); the latest is now + 1 day."""
+
+
+def _ts_bounds_ns() -> tuple[int, int]:
+    """``(2009-01-01, now + 1 day)`` in int64 nanoseconds."""
+    return int(TS_EARLIEST.value), int((time.time() + 86_400) * 1e9)
+
+
+def _ns_str(ns: int) -> str:
+    return pd.Timestamp(ns, unit="ns", tz="UTC").strftime("%Y-%m-%d %H:%M")
+
+
+def _epoch_str(value: float, ns_per_unit: int) -> str:
+    """An epoch value as a date, computed in float seconds (no int64 overflow)."""
+    import datetime as dt
+
+    try:
+        when = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=value * ns_per_unit / 1e9)
+    except OverflowError:
+        return "beyond the year 9999"
+    return when.strftime("%Y-%m-%d %H:%M")
+
+
+def _check_ts_range(path: Path, ts_ns: np.ndarray, *, column: str, lines: np.ndarray | None, what: str = "") -> None:
+    """Every ``ts_ns`` within 2009 .. now + 1 day, else a :class:`DataError` naming the first row."""
+    lo_ns, hi_ns = _ts_bounds_ns()
+    out = np.flatnonzero((ts_ns < lo_ns) | (ts_ns > hi_ns))
+    if out.size:
+        i = int(out[0])
+        raise DataError(
+            path,
+            f"time {_ns_str(int(ts_ns[i]))}{what} is outside {_ns_str(lo_ns)} .. {_ns_str(hi_ns)} (2009 to now + 1 day)",
+            column=column,
+            row=i,
+            detail=None if lines is None else f"line {int(lines[i])}",
+        )
 
 
 def _parse_dates(path: Path, table: _Table, col: int, *, formats: Sequence[str]) -> np.ndarray:
     """Date strings → int64 ns UTC; naive values are UTC. Tries ``formats`` in order per row."""
     raw = table.cells[col]
-    result = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
+    # microseconds hold any year 1..9999, so out-of-range dates are range-checked, not wrapped
+    result = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
     todo = np.ones(len(raw), dtype=bool)
     for fmt in formats:
         if not todo.any():
             break
-        parsed = pd.to_datetime(raw[todo], format=fmt, errors="coerce", utc=True)
-        result[todo] = parsed.dt.as_unit("ns")
+        try:
+            parsed = pd.to_datetime(raw[todo], format=fmt, errors="coerce", utc=True)
+        except (ValueError, OverflowError):  # e.g. mixed offsets in one column
+            continue
+        result[todo] = parsed.dt.as_unit("us")
         todo = result.isna().to_numpy()
     if todo.any():
         i = int(np.flatnonzero(todo)[0])
@@ -346,7 +440,19 @@ def _parse_dates(path: Path, table: _Table, col: int, *, formats: Sequence[str])
             row=i,
             detail=table.where(i),
         )
-    return result.array.asi8
+    us = result.array.asi8
+    lo_ns, hi_ns = _ts_bounds_ns()
+    out = np.flatnonzero((us < lo_ns // 1000) | (us > hi_ns // 1000))
+    if out.size:
+        i = int(out[0])
+        raise DataError(
+            path,
+            f"date {raw.iloc[i]!r} is outside {_ns_str(lo_ns)} .. {_ns_str(hi_ns)} (2009 to now + 1 day)",
+            column=table.names[col],
+            row=i,
+            detail=table.where(i),
+        )
+    return us * 1000
 
 
 # --------------------------------------------------------------------------------------------
@@ -505,7 +611,14 @@ def _parse_yahoo(path: Path, data: bytes, symbol: str, shift_days: int) -> _Pars
         close = values["close"]
         values["volume"] = np.divide(values["volume"], close, out=np.full_like(close, np.nan), where=close > 0)
     ts = _parse_dates(path, table, idx["date"], formats=("%Y-%m-%d",))
+    _check_ts_range(path, ts, column=header[idx["date"]], lines=table.lines)
+    if abs(shift_days) > MAX_YAHOO_SHIFT_DAYS:
+        raise ConfigError(
+            "ingest.yahoo_shift_days",
+            f"expected a shift of at most {MAX_YAHOO_SHIFT_DAYS} days either way (usually -1 or 0), got {shift_days}",
+        )
     ts = ts + np.int64(shift_days) * np.int64(86_400_000_000_000)
+    _check_ts_range(path, ts, column=header[idx["date"]], lines=table.lines, what=f" after --yahoo-shift-days {shift_days}")
     return _Parsed(_frame(ts, symbol, values), np.arange(len(ts)), table.lines)
 
 
@@ -531,6 +644,7 @@ def _parse_ohlcv_rows(path: Path, data: bytes, symbol: str) -> _Parsed:
         ts = _epoch_to_ns(path, epoch, column=header[0], units=("ms",), per_row=False, lines=table.lines)
     else:
         ts = _parse_dates(path, table, 0, formats=("ISO8601",))
+        _check_ts_range(path, ts, column=header[0], lines=table.lines)
     return _Parsed(_frame(ts, symbol, values), np.arange(len(ts)), table.lines)
 
 
@@ -539,6 +653,8 @@ def _parse_json_rows(path: Path, text: str, symbol: str) -> _Parsed:
         rows = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(path, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except RecursionError:
+        raise DataError(path, "JSON nested too deeply; expected a list of [open_time_ms, o, h, l, c, v] rows") from None
     if not isinstance(rows, list):
         found = type(rows).__name__
         raise DataError(path, f"expected a JSON list of [open_time_ms, o, h, l, c, v] rows, found a {found}")
@@ -723,32 +839,91 @@ def _write_parquet(table: pa.Table, fh: io.BufferedWriter) -> None:
 
 
 def _atomic_write(df: pd.DataFrame, target: Path) -> None:
-    """Write ``df`` to ``target`` via a same-directory temp file, fsync and ``os.replace``."""
+    """Write ``df`` to ``target`` with :func:`backtest.atomic.atomic_file` (temp file, fsync, replace)."""
     table = pa.Table.from_pandas(df, preserve_index=False)
     target.parent.mkdir(parents=True, exist_ok=True)
-    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            _write_parquet(table, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename durable; not supported everywhere
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-    except OSError:
+    with atomic_file(target) as tmp, open(tmp, "wb") as fh:
+        _write_parquet(table, fh)
+        fh.flush()
+
+
+LOCK_TIMEOUT_S = 600.0
+"""How long an ingest waits for another ingest into the same dataset to finish."""
+
+
+def _dataset_path(into: str | Path) -> Path:
+    """The file to write: a symbolic link is followed to its target (written through, the link kept).
+
+    Raises
+    ------
+    DataError
+        For a dangling link or a link loop, or a target that exists but is not a regular file.
+    """
+    target = Path(into)
+    if str(into).strip() == "":
+        raise ConfigError("ingest.into", "expected a dataset path such as data/prices.parquet, got ''")
+    if target.is_symlink():
+        try:
+            real = target.resolve(strict=True)
+        except (OSError, RuntimeError):
+            check_input_file(target, "a Parquet dataset")  # names the loop / dangling link
+            raise  # pragma: no cover
+        target = real
+    target = Path(os.path.realpath(target))  # a linked parent folder is written through too
+    if target.exists():
+        check_input_file(target, "a Parquet dataset")
+    elif not target.parent.is_dir() and target.parent.exists():
+        raise DataError(target, f"cannot create the dataset: {target.parent} is not a folder")
+    return target
+
+
+def _bar_of(ts_ns: np.ndarray) -> int | None:
+    """Smallest step between consecutive bars (ns), or None with fewer than two bars."""
+    if ts_ns.size < 2:
+        return None
+    return int(np.diff(np.sort(ts_ns)).min())
+
+
+def _check_bar_size(old: pd.DataFrame, new: pd.DataFrame, target: Path, paths: list[Path], symbol: str) -> None:
+    """The new bars must have the dataset's bar size and lie on its grid.
+
+    The dataset's bar is the smallest step between two bars of any symbol in it; the new bars'
+    the smallest step between them. Both known and different, or a new bar off the dataset's
+    grid (``(ts - first stored ts) % bar != 0``), is a :class:`DataError` naming the row.
+    """
+    steps = [
+        b
+        for _, g in old.groupby("symbol", sort=False, observed=True)
+        if (b := _bar_of(g["ts"].array.as_unit("ns").asi8)) is not None
+    ]
+    if not steps:
         return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    bar = min(steps)
+    new_ts = new["ts"].array.as_unit("ns").asi8
+    new_bar = _bar_of(new_ts)
+    origin = int(old["ts"].array.as_unit("ns").asi8.min())
+    off = np.flatnonzero((new_ts - origin) % bar != 0)
+    if (new_bar is not None and new_bar != bar) or off.size:
+        i = int(off[0]) if off.size else int(np.argmin(np.diff(new_ts))) + 1
+        raise DataError(
+            paths[int(new["_src"].iat[i])],
+            f"bar size does not match the dataset {target}: its bars are {pd.Timedelta(bar, unit='ns')} apart"
+            + (f", these {pd.Timedelta(new_bar, unit='ns')}" if new_bar is not None and new_bar != bar else "")
+            + ("" if not off.size else f", and this bar is off its grid (first stored bar {_ns_str(origin)})"),
+            column="ts",
+            row=int(new["_row"].iat[i]),
+            detail=_where(new, i, symbol),
+        )
+
+
+def _missing_in_added(merged: pd.DataFrame, added_ts: np.ndarray, symbol: str, bar: int | None) -> int:
+    """Bars missing for ``symbol`` between the first and last bar added (0 when the bar is unknown)."""
+    if bar is None or added_ts.size == 0:
+        return 0
+    ts = merged.loc[(merged["symbol"] == symbol).to_numpy(dtype=bool, na_value=False), "ts"].array.as_unit("ns").asi8
+    lo, hi = int(added_ts.min()), int(added_ts.max())
+    present = int(((ts >= lo) & (ts <= hi)).sum())
+    return int((hi - lo) // bar + 1 - present)
 
 
 def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -867,8 +1042,21 @@ def ingest(
     paths = [Path(p) for p in paths]
     if not paths:
         raise ConfigError("ingest.paths", "expected at least one input file")
-    target = Path(into)
     new, columns = _read_inputs(paths, symbol=symbol, format=format, yahoo_shift_days=yahoo_shift_days)
+    target = _dataset_path(into)
+    lock = FileLock(str(target.with_name(f".{target.name}.lock")), timeout=LOCK_TIMEOUT_S)
+    try:
+        with lock:
+            return _merge_into(target, new, columns, paths=paths, symbol=symbol, overwrite=overwrite, shown=Path(into))
+    except Timeout:
+        raise DataError(target, f"locked by another ingest for more than {LOCK_TIMEOUT_S:g} s ({lock.lock_file})") from None
+
+
+def _merge_into(
+    target: Path, new: pd.DataFrame, columns: tuple[str, ...], *, paths: list[Path], symbol: str, overwrite: bool,
+    shown: Path,
+) -> IngestReport:
+    """Merge parsed bars into the dataset (called with the dataset's lock held)."""
     value_cols = [c for c in columns if c not in ("ts", "symbol")]
     ohlc_cols = [c for c in value_cols if c in PRICE_COLUMNS]
 
@@ -882,6 +1070,7 @@ def ingest(
             )
     else:
         old = pd.DataFrame({c: pd.Series(dtype=new[c].dtype) for c in columns})
+    _check_bar_size(old, new, target, paths, symbol)
     mine = np.flatnonzero((old["symbol"] == symbol).to_numpy(dtype=bool, na_value=False))
     old_this = old.iloc[mine]  # ts strictly increasing (validated)
 
@@ -921,7 +1110,7 @@ def ingest(
 
     if target.exists() and rows_added == 0 and rows_overwritten == 0:
         symbols = tuple(sorted(pd.unique(old["symbol"]).tolist()))
-        return IngestReport(rows_added, rows_unchanged, rows_overwritten, symbols, target)
+        return IngestReport(rows_added, rows_unchanged, rows_overwritten, symbols, shown)
 
     take_new = ~overlap
     take_new[ov_new[replaced]] = True
@@ -934,9 +1123,8 @@ def ingest(
     validate_long_frame(merged, file=str(target), price_columns=ohlc_cols)
     _atomic_write(merged, target)
     symbols = tuple(sorted(pd.unique(merged["symbol"]).tolist()))
-    return IngestReport(rows_added, rows_unchanged, rows_overwritten, symbols, target)
-
-
-# --------------------------------------------------------------------------------------------
-# CLI glue
-# --------------------------------------------------------------------------------------------
+    steps = [b for _, g in merged.groupby("symbol", sort=False, observed=True)
+             if (b := _bar_of(g["ts"].array.as_unit("ns").asi8)) is not None]
+    added_ts = new_ts[take_new & ~np.isin(np.arange(len(new_ts)), ov_new)] if rows_added else new_ts[:0]
+    missing = _missing_in_added(merged, added_ts, symbol, min(steps) if steps else None)
+    return IngestReport(rows_added, rows_unchanged, rows_overwritten, symbols, shown, missing)

@@ -10,11 +10,10 @@ with metrics, events, figures and reports, is :class:`backtest.api.Result`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +23,18 @@ import pandas as pd
 
 from backtest import schema
 from backtest.config import Config, config_to_dict
+from backtest.atomic import OutputDir, write_bytes, write_text
 from backtest.engine import Prepared, min_safe_collaterals, prepare, variant_for
 from backtest.metrics import describe_index_held, he_by_horizon, summary_metrics
 from backtest.versions import hedgebt_version, package_versions
-from backtest.errors import OutputError
 from backtest.market import run_variant
 
-__all__ = ["RunResult", "run", "rule_metrics", "write_result_files", "atomic_output_dir", "package_versions", "hedgebt_version"]
+#: the output-folder claim (kept under its old name; see :mod:`backtest.atomic`)
+atomic_output_dir = OutputDir
+
+__all__ = ["RunResult", "run", "rule_metrics", "write_result_files", "atomic_output_dir", "ledger_bytes",
+           "package_versions", "hedgebt_version"]
+
 
 @dataclass(frozen=True, eq=False)
 class RunResult:
@@ -87,6 +91,43 @@ def rule_metrics(rows: dict[str, np.ndarray], summary: dict[str, float], *, bar:
     return out
 
 
+#: why a metric can come out undefined (written next to its ``null`` in ``summary.json``)
+FLAT_COIN_REASON = "unhedged variance is zero: the coin's price never moved"
+
+
+def undefined_reasons(metrics: dict[str, Any], summ: dict[str, float]) -> dict[str, str]:
+    """``{metric: reason}`` for every per-rule figure that is not a finite number.
+
+    The variance-based figures (HE, volatilities, HE / oracle) are undefined with fewer than two
+    returns or a zero unhedged variance (a coin whose price never moved); ratios with a zero or
+    undefined denominator are undefined; anything else non-finite overflowed.
+    """
+    n, m2_u = summ["n_ret"], summ["m2_u"]
+    if n < 2:
+        variance = f"fewer than two bar returns ({int(n)})"
+    elif not m2_u > 0:
+        variance = FLAT_COIN_REASON
+    else:
+        variance = None
+    out: dict[str, str] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict) or value is None or isinstance(value, (str, bool)):
+            continue
+        if math.isfinite(float(value)):
+            continue
+        if key in ("hedge_effectiveness", "vol_unhedged_ann", "vol_hedged_ann") and variance:
+            out[key] = variance
+        elif key == "oracle_r2":
+            out[key] = "the oracle rho^2 needs non-zero variance of both the coin's and the futures' returns"
+        elif key == "he_vs_oracle":
+            out[key] = variance or "the oracle rho^2 is zero or undefined"
+        elif key == "cost_drag_bps_per_year":
+            out[key] = "the mean coin notional or the period length is zero"
+        else:
+            out[key] = "not a finite number (zero denominator or overflow)"
+    return out
+
+
 def _ledger_block(prepared: Prepared, label: str, rows: dict[str, np.ndarray]) -> pd.DataFrame:
     T = len(prepared.ts)
     single = len(prepared.coins) == 1
@@ -126,12 +167,16 @@ def run(config: Config, *, prepared: Prepared | None = None) -> RunResult:
         summ = {**summ, "margin_need": float(safe[col])}  # min_safe_collateral: margin on, reserve 0
         metrics = rule_metrics(rows, summ, bar=prepared.bar, oracle=oracle, alt_value=prepared.market.alt_value,
                                futures_kind=config.futures.kind)
+        undefined = undefined_reasons(metrics, summ)
+        if undefined:
+            metrics["undefined"] = undefined
         metrics["family"] = rule.family
         metrics["warmup_bars"] = int(rule.warmup_bars())
         rules_out[label] = metrics
         blocks.append(_ledger_block(prepared, label, rows))
     ledger = pd.concat(blocks, ignore_index=True)
     summary = _summary(config, prepared, rules_out)
+    summary["ledger_sha256"] = hashlib.sha256(ledger_bytes(ledger)).hexdigest()
     return RunResult(ledger, json.dumps(_clean(summary), indent=2, allow_nan=False), config)
 
 
@@ -225,55 +270,26 @@ def _describe(config: Config, p: Prepared) -> str:
 # -- writing ------------------------------------------------------------------------------
 
 
-class atomic_output_dir:
-    """Context manager: build outputs in a temporary sibling folder, rename into place on success.
-
-    An existing non-empty folder is refused unless ``force``; a path that is a
-    file is refused. On error the temporary folder is removed and the target is
-    untouched.
-    """
-
-    def __init__(self, target: str | Path, *, force: bool = False) -> None:
-        self.target = Path(target)
-        self.force = force
-        self.tmp: Path | None = None
-
-    def check(self) -> None:
-        """Refuse an unsafe target now (call before expensive work)."""
-        t = self.target
-        if t.exists() and not t.is_dir():
-            raise OutputError(f"{t}: output path is a file, expected a folder")
-        if t.is_dir() and any(t.iterdir()) and not self.force:
-            raise OutputError(f"{t}: output folder exists and is not empty; pass --force to replace it")
-
-    def __enter__(self) -> Path:
-        t = self.target
-        self.check()
-        parent = t.resolve().parent
-        if not parent.exists():
-            try:
-                parent.mkdir(parents=True)
-            except OSError as exc:
-                raise OutputError(f"{parent}: cannot create output folder: {exc.strerror}") from None
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{t.name}.tmp-", dir=parent))
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        assert self.tmp is not None
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        os.chmod(self.tmp, 0o755)
-        if self.target.exists():
-            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
-            os.replace(self.target, old)
-            os.replace(self.tmp, self.target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self.tmp, self.target)
+def ledger_bytes(ledger: pd.DataFrame) -> bytes:
+    """``ledger.parquet``'s bytes (deterministic for the same frame)."""
+    buf = io.BytesIO()
+    ledger.to_parquet(buf, index=False)
+    return buf.getvalue()
 
 
 def write_result_files(result: RunResult, folder: Path) -> None:
-    """``summary.json`` and ``ledger.parquet`` (deterministic bytes for the same inputs)."""
-    (folder / "summary.json").write_text(result.summary_json + "\n", encoding="utf-8")
-    result.ledger.to_parquet(folder / "ledger.parquet", index=False)
+    """``summary.json`` and ``ledger.parquet`` (deterministic bytes for the same inputs).
+
+    ``summary.json`` records ``ledger_sha256``, the SHA-256 of ``ledger.parquet``'s bytes, which
+    ``hedgebt report`` checks before rendering. :func:`run` already put it there; it is set
+    again from the bytes written, so the pair on disk always agrees.
+    """
+    data = ledger_bytes(result.ledger)
+    digest = hashlib.sha256(data).hexdigest()
+    text = result.summary_json
+    summary = json.loads(text)
+    if summary.get("ledger_sha256") != digest:
+        summary["ledger_sha256"] = digest
+        text = json.dumps(summary, indent=2, allow_nan=False)
+    write_text(folder / "summary.json", text + "\n")
+    write_bytes(folder / "ledger.parquet", data)

@@ -10,7 +10,7 @@ untimed warm-up run (imports done, compiled code loaded from numba's cache):
 * rules    - the hedge-ratio estimates of the three rules;
 * simulate - ``results.run``: the kernel with the per-bar ledger for each rule, the
              collateral check runs, the ledger table and the summary;
-* report   - ``results.write_outputs`` with the report (figures and PDF).
+* report   - ``Result.save`` with the report (figures and PDF).
 
 The end-to-end wall time of the command line (a fresh interpreter) is measured too.
 

@@ -22,11 +22,9 @@ drawdowns, cumulative sums) always run on the full series first.
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, ContextManager, Final
 
 import matplotlib
 import matplotlib.dates as mdates  # noqa: E402
@@ -39,6 +37,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, PercentFormatter  # noqa: E402
 from matplotlib.typing import RcKeyType  # noqa: E402
 
+from backtest.atomic import atomic_file  # noqa: E402
 from backtest.schema import PNL_COLUMN, PNL_COMPONENTS  # noqa: E402
 from reports import stats  # noqa: E402
 from reports.events import Event, split_rules  # noqa: E402
@@ -100,21 +99,13 @@ _PALETTE: Final[tuple[str, ...]] = (
 )
 
 
-@contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
+def atomic_output(path: Path) -> ContextManager[Path]:
     """Yield a temporary path next to ``path``; on success move it onto ``path``.
 
-    The temporary file lives in the same folder (so :func:`os.replace` is atomic) and is
-    removed when the body raises.
+    :func:`backtest.atomic.atomic_file`: same-folder temporary file, ``fsync``, :func:`os.replace`,
+    folder ``fsync``; removed when the body raises; never written through a linked folder.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    return atomic_file(path)
 
 
 def new_figure(width: float = SIZE[0], height: float = SIZE[1]) -> Figure:

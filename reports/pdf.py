@@ -535,6 +535,9 @@ def _executive_summary(doc: _Doc, summary: Mapping[str, Any], metrics: pd.DataFr
         "notional at the start of the span. 100 % would remove all risk, 0 % none. The best constant hedge in "
         f"hindsight would have removed {fmt_pct(summary.get('oracle_r2', math.nan))} of per-bar variance (oracle ρ²)."
     )
+    for rule, block in (summary.get("rules") or {}).items():
+        for key, reason in ((block or {}).get("undefined") or {}).items():
+            doc.para(f"{rule}: {key} is undefined ({reason}).")
     doc.space(0.08)
     _rule_lines(doc, metrics, horizon, level)
     doc.space(0.08)

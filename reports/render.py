@@ -18,6 +18,7 @@ the order given), ``\\n`` line ends.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
@@ -115,7 +116,23 @@ def _read_summary(path: Path) -> dict[str, Any]:
         missing = [c for c in PNL_COMPONENTS if c not in block["pnl"]]
         if missing:
             raise DataError(path, f"rules.{rule}.pnl lacks {', '.join(missing)}")
-    return summary
+    return nulls_as_nan(summary)
+
+
+def nulls_as_nan(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``summary`` in which an undefined figure (``null`` in ``summary.json``, its reason
+    under ``"undefined"``) is NaN, so tables and figures can format it."""
+    out = copy.deepcopy(dict(summary))
+    for block in out["rules"].values():
+        for k in RULE_METRICS:
+            if block.get(k, 0.0) is None:
+                block[k] = math.nan
+        for c in list(block["pnl"]):
+            if block["pnl"][c] is None:
+                block["pnl"][c] = math.nan
+    if out["oracle_r2"] is None:
+        out["oracle_r2"] = math.nan
+    return out
 
 
 def _read_ledger(path: Path, rules: Sequence[str]) -> pd.DataFrame:
@@ -194,6 +211,7 @@ def metrics_table(
     """
     from backtest.metrics import DAYS_PER_YEAR, HORIZONS, he_by_horizon, horizon_bars
 
+    summary = nulls_as_nan(summary)
     bpd = float(summary["period"]["bars_per_day"])
     bar = pd.Timedelta(days=1) / bpd
     horizon = str(((summary.get("config") or {}).get("report") or {}).get("horizon", "1D"))
@@ -405,7 +423,8 @@ def write_report(
     OutputError
         The result folder cannot be written.
     """
-    result_dir = Path(result_dir)
+    result_dir = Path(result_dir).resolve()  # the folder itself may be reached through a link; nothing below it
+    summary = nulls_as_nan(summary)
     rules = list(summary["rules"])
     bpd = float(summary["period"]["bars_per_day"])
     chosen, notes = choose_events(summary, ledger, events)

@@ -86,7 +86,8 @@ def klines(rng: np.random.Generator) -> tuple[list[str], list[str]]:
 def test_cryptodatadownload_sample_round_trips(tmp_path: Path) -> None:
     dataset = tmp_path / "fet_daily.parquet"
     report = ingest([CDD], symbol="FET", into=dataset)
-    assert report == IngestReport(1972, 0, 0, ("FET",), dataset)
+    # the raw file skips 2024-07-21: one bar missing in what was added, reported
+    assert report == IngestReport(1972, 0, 0, ("FET",), dataset, missing_bars=1)
     panel = load_panel(dataset, ["FET"])
     assert panel.freq == pd.Timedelta("1D")
     assert panel.close.index[0] == ts("2019-02-28") and panel.close.index[-1] == ts("2024-07-23")
@@ -352,7 +353,8 @@ def test_interrupted_write_leaves_old_dataset_intact(
     with pytest.raises(RuntimeError, match="disk full"):
         ingest([more], symbol="FET", into=dataset)
     assert dataset.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.csv", "ds.parquet"]
+    # only the (persistent, empty) lock file is added next to the dataset; no temporary file is left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".ds.parquet.lock", "a.csv", "b.csv", "ds.parquet"]
     # A dataset that did not exist is not created by a failed write.
     with pytest.raises(RuntimeError):
         ingest([more], symbol="FET", into=tmp_path / "new.parquet")

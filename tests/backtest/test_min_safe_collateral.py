@@ -12,7 +12,7 @@ import pytest
 from backtest.engine import MIN_SAFE_TOL_USD, min_safe_collaterals, prepare, variant_for
 from backtest.market import run_variant
 from backtest.results import run
-from strategies.compare import run_compare
+from backtest.grid import run_compare
 
 from conftest import synthetic_config, write_synthetic_prices
 
