@@ -37,8 +37,8 @@ from backtest import grid
 from backtest.config import Config, config_from_mapping, config_to_dict, load_config, merge_overrides
 from backtest.errors import ConfigError, DataError
 from backtest.atomic import OutputDir
+from backtest import results as _engine
 from backtest.results import RunResult, write_result_files
-from backtest.results import run as _simulate
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.axes import Axes
@@ -103,7 +103,7 @@ def run(config_or_path: Config | str | Path | None = None, /, **overrides: Any) 
         ``run("demo.toml", margin={"reserve_usd": 0})`` (see
         :func:`backtest.config.merge_overrides`).
     """
-    return Result.from_run(_simulate(_as_config(config_or_path, overrides)))
+    return Result.from_run(_engine.run(_as_config(config_or_path, overrides)))
 
 
 def compare(

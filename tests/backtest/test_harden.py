@@ -232,7 +232,7 @@ def test_a_flat_coin_writes_null_with_the_reason_exits_0_and_the_report_renders(
     df.to_parquet(tmp_path / "prices.parquet", index=False)
     assert main(["run", str(config), "--out", str(tmp_path / "out"), "--no-report"]) == 0
     out = capsys.readouterr().out
-    assert "HE n/a" in out and "the coin's price never moved" in out
+    assert "HE(1D) n/a" in out and "the coin's price never moved" in out
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     rule = summary["rules"]["notional"]
     assert rule["hedge_effectiveness"] is None
