@@ -218,6 +218,7 @@ class IndexSection:
 
 
 FuturesKind = Literal["quarterly", "perpetual"]
+BasisSource = Literal["constant", "series"]
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,19 @@ class FuturesSection:
     price_file : str or None
         User-supplied dated futures prices (long Parquet: ``ts``, ``expiry``, ``close``) instead
         of the basis model.
+    basis : {"constant", "series"}
+        Where the modelled basis comes from: ``constant`` = ``basis_ann``; ``series`` = the
+        annualised basis ``b_t`` of ``basis_file`` as last observed at or before each bar's
+        close: ``F = I x exp(b_t x tau)`` (see :func:`backtest.contracts.load_basis_series`).
+    basis_file : str
+        Parquet with ``obs_ts`` (UTC time the value became known), ``basis_ann`` and
+        ``days_to_expiry``; default: the bundled CME Bitcoin front-month basis (a proxy: no
+        AI-index future trades).
+    basis_min_days_to_expiry : float
+        Rows of ``basis_file`` with ``days_to_expiry`` at or below this are dropped (the
+        annualised basis of a contract near expiry is noise).
+    basis_max_stale_days : float
+        A bar whose last basis observation is older than this many days is an error.
     """
 
     kind: FuturesKind = "quarterly"
@@ -245,11 +259,17 @@ class FuturesSection:
     basis_ann: float = 0.05
     premium: float = 0.0
     price_file: str | None = None
+    basis: BasisSource = "constant"
+    basis_file: str = "cme_btc_front_month_basis_daily.parquet"
+    basis_min_days_to_expiry: float = 7.0
+    basis_max_stale_days: float = 10.0
 
     def __post_init__(self) -> None:
         _check(self.contract_size > 0, "futures.contract_size", f"expected > 0 index units, got {self.contract_size}")
         _check(-1.0 < self.basis_ann < 5.0, "futures.basis_ann", f"expected an annual rate in (-1, 5), got {self.basis_ann}")
         _check(-0.5 < self.premium < 0.5, "futures.premium", f"expected a fraction in (-0.5, 0.5), got {self.premium}")
+        _check(0 <= self.basis_min_days_to_expiry < 366, "futures.basis_min_days_to_expiry", f"expected 0..365 days, got {self.basis_min_days_to_expiry}")
+        _check(0 < self.basis_max_stale_days <= 366, "futures.basis_max_stale_days", f"expected (0, 366] days, got {self.basis_max_stale_days}")
 
 
 RollMode = Literal["before_expiry", "hold_to_expiry"]

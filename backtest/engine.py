@@ -67,6 +67,8 @@ class PrepareNotes:
         Perpetuals only.
     not_listed : tuple of str
         Index constituents left out because their data starts after ``scenario.end``.
+    basis : BasisInfo or None
+        The basis of modelled dated futures (constant or series proxy); None otherwise.
     """
 
     oracle_r2: float
@@ -75,6 +77,7 @@ class PrepareNotes:
     impact: str
     funding: FundingNotes | None
     not_listed: tuple[str, ...] = ()
+    basis: C.BasisInfo | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -393,6 +396,7 @@ def prepare(config: Config) -> Prepared:
     idx_hi = index.high.reindex(ts).to_numpy(dtype=float)
     fut = config.futures
     funding_notes: FundingNotes | None = None
+    basis_info: C.BasisInfo | None = None
     if fut.kind == "perpetual":
         book = C.perpetual(idx, fut.premium)
         series = None
@@ -416,7 +420,7 @@ def prepare(config: Config) -> Prepared:
             book = C.quarterly_from_prices(close_times, idx, fpath)
             inputs.append(InputFile("futures_prices", str(fpath), file_sha256(fpath)))
         else:
-            book = C.modelled_quarterly(close_times, idx, fut.basis_ann)
+            book, basis_info = _modelled_book(config, close_times, idx, inputs)
         fund_rate = np.zeros(T)
     schedule = C.roll_schedule(close_times, book, config.roll)
     if fut.price_file is not None and fut.kind == "quarterly":
@@ -444,11 +448,50 @@ def prepare(config: Config) -> Prepared:
         impact="on" if config.slippage.volume_usd_per_bar > 0 and config.slippage.impact_coef > 0 else "off (no volume)",
         funding=funding_notes,
         not_listed=panel.not_listed,
+        basis=basis_info,
     )
     return Prepared(
         market=market, ts=ts, bar=bar, coins=coins, coin_prices=prices, coin_units=units, book=book,
         schedule=schedule, index=index, rules=rules, rule_labels=labels, inputs=tuple(inputs), notes=notes,
     )
+
+
+def _modelled_book(
+    config: Config, close_times: pd.DatetimeIndex, idx: np.ndarray, inputs: list[InputFile]
+) -> tuple[C.ContractBook, C.BasisInfo]:
+    """Modelled quarterly futures with the configured basis (constant or series proxy).
+
+    With ``futures.basis = "series"`` the basis file is read and cleaned
+    (:func:`backtest.contracts.load_basis_series`), each bar takes the value last observed
+    at or before its close (:func:`backtest.contracts.basis_per_bar`), and the file is
+    added to ``inputs`` with its hash.
+    """
+    fut = config.futures
+    if fut.basis == "constant":
+        book = C.modelled_quarterly(close_times, idx, fut.basis_ann)
+        info = C.BasisInfo(
+            source="constant", is_proxy=False, description=f"constant assumption: {fut.basis_ann:.2%}/yr",
+            file=None, sha256=None, mean_ann=fut.basis_ann, min_ann=fut.basis_ann, max_ann=fut.basis_ann,
+        )
+        return book, info
+    path = config.resolve(fut.basis_file)
+    if not path.exists():
+        raise DataError(path, "basis file not found (futures.basis_file)")
+    series = C.load_basis_series(path, min_days_to_expiry=fut.basis_min_days_to_expiry)
+    b = C.basis_per_bar(close_times, series, max_stale_days=fut.basis_max_stale_days)
+    digest = file_sha256(path)
+    inputs.append(InputFile("basis", str(path), digest))
+    what = (
+        f"series proxy: annualised basis of {path.name} (rows with > {fut.basis_min_days_to_expiry:g} days to expiry, "
+        "last value observed at or before each bar's close); no AI-index future trades"
+    )
+    book = C.modelled_quarterly(close_times, idx, b, source=f"modelled: F = I * exp(b_t * tau), b_t = {what}")
+    info = C.BasisInfo(
+        source="series", is_proxy=True, description=what, file=path.name, sha256=digest,
+        mean_ann=float(b.mean()), min_ann=float(b.min()), max_ann=float(b.max()),
+        rows_kept=series.rows_kept, rows_total=series.rows_total, min_days_to_expiry=series.min_days_to_expiry,
+    )
+    return book, info
 
 
 def variant_for(config: Config, hr_col: int, *, margin_enabled: bool | None = None) -> Variant:

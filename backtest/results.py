@@ -196,6 +196,7 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
             "contract_size": fut.contract_size,
             "contracts_used": sorted({p.book.labels[int(k)] for k in np.unique(p.schedule.c0)}),
             "funding": funding,
+            "basis": None if p.notes.basis is None else dataclasses.asdict(p.notes.basis),
             "impact": p.notes.impact,
         },
         "config": config_to_dict(config),
@@ -228,7 +229,8 @@ def _describe(config: Config, p: Prepared) -> str:
         held = f"{coins} per the holdings file"
     fut = config.futures
     leg = (
-        f"quarterly index futures (contract = {fut.contract_size:g} index units, basis {fut.basis_ann:.1%}/yr), "
+        f"quarterly index futures (contract = {fut.contract_size:g} index units, basis "
+        f"{'from a series proxy' if fut.basis == 'series' else f'{fut.basis_ann:.1%}/yr'}), "
         f"rolled {config.roll.days_before_expiry} days before expiry"
         if fut.kind == "quarterly" and config.roll.mode == "before_expiry"
         else "quarterly index futures held to expiry"

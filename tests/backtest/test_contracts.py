@@ -115,3 +115,73 @@ def test_a_replay_ending_inside_a_roll_window_holds_the_next_contract() -> None:
     sched = C.roll_schedule(close, book, RollSection(days_before_expiry=3, hour_utc=8))
     assert book.labels[sched.c0[-1]] == "2024-03-29T08:00Z"
     assert np.isfinite(book.px[np.arange(len(close)), sched.c0]).all()
+
+
+# --------------------------------------------------------------------------- basis series
+
+
+def _basis_file(path, days: list[str], basis: list[float], dte: list[float], hour: int = 21):
+    """A CME-like basis file: one row per trade date, observed at ``hour`` UTC that day."""
+    ts = pd.DatetimeIndex(days, tz="UTC")
+    frame = pd.DataFrame(
+        {
+            "ts": ts,
+            "obs_ts": ts + pd.Timedelta(hours=hour),
+            "days_to_expiry": dte,
+            "basis_ann": basis,
+        }
+    )
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def test_series_basis_is_the_last_value_observed_at_or_before_the_close(tmp_path) -> None:
+    # Mon..Fri values, weekend missing, one near-expiry row (dte 5 <= 7) dropped, one missing basis
+    path = _basis_file(
+        tmp_path / "basis.parquet",
+        ["2024-03-04", "2024-03-05", "2024-03-06", "2024-03-07", "2024-03-08", "2024-03-11"],
+        [0.10, -0.02, 0.50, np.nan, 0.06, 0.08],
+        [30.0, 29.0, 5.0, 27.0, 26.0, 23.0],
+    )
+    series = C.load_basis_series(path, min_days_to_expiry=7.0)
+    assert series.rows_total == 6 and series.rows_kept == 4
+    # before the first observation (Mon 21:00) there is no basis -> a bar closing 20:00 is refused
+    with pytest.raises(DataError, match="no basis observed at or before the first bar"):
+        C.basis_per_bar(_hourly("2024-03-04 19:00", 1), series)
+    close = _hourly("2024-03-04 20:00", 8)  # closes 2024-03-04 21:00 .. 2024-03-12 20:00
+    b = C.basis_per_bar(close, series)
+    at = {c: v for c, v in zip(close, b)}
+    T = lambda s: pd.Timestamp(s, tz="UTC")  # noqa: E731
+    assert at[T("2024-03-04 21:00")] == 0.10          # observed exactly at the close: usable
+    assert at[T("2024-03-05 20:00")] == 0.10          # Tuesday's value not yet known
+    assert at[T("2024-03-05 21:00")] == -0.02
+    assert at[T("2024-03-06 23:00")] == -0.02         # Wednesday dropped (5 days to expiry)
+    assert at[T("2024-03-07 22:00")] == -0.02         # Thursday has no basis
+    assert at[T("2024-03-08 21:00")] == 0.06
+    assert at[T("2024-03-10 12:00")] == 0.06          # weekend: forward filled
+    assert at[T("2024-03-11 21:00")] == 0.08
+    # the futures price follows the series: F = I * exp(b_t * tau)
+    idx = np.linspace(1000.0, 1200.0, len(close))
+    book = C.modelled_quarterly(close, idx, b, source="series")
+    k = book.labels.index("2024-03-29T08:00Z")
+    exp = pd.Timestamp("2024-03-29 08:00", tz="UTC")
+    for when, bt in ((T("2024-03-05 21:00"), -0.02), (T("2024-03-09 00:00"), 0.06)):
+        t = close.get_loc(when)
+        tau = (exp - when) / pd.Timedelta(days=365)
+        assert book.px[t, k] == pytest.approx(idx[t] * np.exp(bt * tau), rel=1e-12)
+    assert book.source == "series"
+
+
+def test_a_stale_or_bad_basis_series_is_refused(tmp_path) -> None:
+    path = _basis_file(tmp_path / "b.parquet", ["2024-03-04", "2024-03-05"], [0.1, 0.1], [30.0, 29.0])
+    series = C.load_basis_series(path)
+    close = _hourly("2024-03-05 00:00", 20)
+    with pytest.raises(DataError, match="does not cover the replay"):
+        C.basis_per_bar(close, series, max_stale_days=10)
+    bad = tmp_path / "bad.parquet"
+    pd.DataFrame({"obs_ts": pd.DatetimeIndex(["2024-01-01"]), "basis_ann": [0.1], "days_to_expiry": [30.0]}).to_parquet(bad)
+    with pytest.raises(DataError, match="UTC"):
+        C.load_basis_series(bad)
+    near = _basis_file(tmp_path / "near.parquet", ["2024-03-04"], [0.1], [3.0])
+    with pytest.raises(DataError, match="no row with a basis"):
+        C.load_basis_series(near)
