@@ -120,14 +120,22 @@ class DataSection:
     max_fill_bars : int
         Gap policy: runs of up to this many missing bars inside a symbol's life are
         forward-filled (and reported); longer gaps are an error.
+    extra_prices : tuple of str
+        Long close files (same layout) that only fill bars the ``prices`` files leave empty,
+        for symbols already loaded from them (a later stretch of a series, possibly after a
+        hole; such a constituent leaves the index at the hole and re-enters at the next
+        scheduled rebalance). Default: the bundled RNDR closes of 2024-06-10 .. 2024-07-22.
+        Files that do not exist are an error; ``[]`` for none.
     """
 
     prices: str | tuple[str, ...] = "binance_spot_1h_close.parquet"
     ohlc: str | None = None
     max_fill_bars: int = 6
+    extra_prices: tuple[str, ...] = ("binance_spot_1h_close_RNDR_2024-06_07.parquet",)
 
     def __post_init__(self) -> None:
         _check(self.max_fill_bars >= 0, "data.max_fill_bars", f"expected an integer >= 0, got {self.max_fill_bars}")
+        _check(len(set(self.extra_prices)) == len(self.extra_prices), "data.extra_prices", f"duplicate files in {list(self.extra_prices)}")
 
 
 PositionKind = Literal["units", "notional", "file"]
@@ -195,6 +203,13 @@ class IndexSection:
 
     ``constituents = []`` (the default) selects the documented default AI basket
     (``backtest.index.DEFAULT_AI_BASKET``) minus the hedged coins.
+
+    ``market_caps``: a user file (``ts``, ``symbol``, ``market_cap`` or ``supply``; each row
+    used from its ``ts``) for ``weighting = "market_cap"``; ``None`` = the bundled monthly
+    CoinMarketCap snapshots, each used from the day after its date.
+    ``market_caps_max_missing``: snapshots in a row a constituent may miss and keep its last
+    known cap; one more and it drops out (reported). ``migrations``: join migrated tickers
+    (``backtest.index.TICKER_MIGRATIONS``, e.g. RNDR -> RENDER) into one constituent.
     """
 
     constituents: tuple[str, ...] = ()
@@ -206,6 +221,8 @@ class IndexSection:
     min_constituents: int = 3
     market_caps: str | None = None
     include_hedged_coins: bool = False
+    market_caps_max_missing: int = 1
+    migrations: bool = True
 
     def __post_init__(self) -> None:
         _check(self.min_history_days >= 0, "index.min_history_days", f"expected >= 0, got {self.min_history_days}")
@@ -213,8 +230,7 @@ class IndexSection:
         _check(self.min_constituents >= 1, "index.min_constituents", f"expected >= 1, got {self.min_constituents}")
         if self.max_weight is not None:
             _check(0 < self.max_weight <= 1, "index.max_weight", f"expected a fraction in (0, 1], got {self.max_weight}")
-        if self.weighting == "market_cap":
-            _check(self.market_caps is not None, "index.market_caps", "required when index.weighting = 'market_cap'")
+        _check(self.market_caps_max_missing >= 0, "index.market_caps_max_missing", f"expected an integer >= 0, got {self.market_caps_max_missing}")
 
 
 FuturesKind = Literal["quarterly", "perpetual"]
@@ -251,7 +267,8 @@ class FuturesSection:
         Rows of ``basis_file`` with ``days_to_expiry`` at or below this are dropped (the
         annualised basis of a contract near expiry is noise).
     basis_max_stale_days : float
-        A bar whose last basis observation is older than this many days is an error.
+        A bar whose last basis observation is older than this many days is an error (dropping the
+        last week before each monthly CME expiry leaves 11-12 days without a new value).
     """
 
     kind: FuturesKind = "quarterly"
@@ -262,7 +279,7 @@ class FuturesSection:
     basis: BasisSource = "constant"
     basis_file: str = "cme_btc_front_month_basis_daily.parquet"
     basis_min_days_to_expiry: float = 7.0
-    basis_max_stale_days: float = 10.0
+    basis_max_stale_days: float = 14.0
 
     def __post_init__(self) -> None:
         _check(self.contract_size > 0, "futures.contract_size", f"expected > 0 index units, got {self.contract_size}")

@@ -448,7 +448,7 @@ def load_basis_series(path: Path, *, min_days_to_expiry: float = 7.0) -> BasisSe
     )
 
 
-def basis_per_bar(close_times: pd.DatetimeIndex, series: BasisSeries, *, max_stale_days: float = 10.0) -> np.ndarray:
+def basis_per_bar(close_times: pd.DatetimeIndex, series: BasisSeries, *, max_stale_days: float = 14.0) -> np.ndarray:
     """The basis each bar uses: the last value observed at or before the bar's close.
 
     ``b_t = basis_ann[j]`` with ``j = max{j : obs_ts[j] <= close_time_t}`` -- a forward fill

@@ -19,12 +19,27 @@ from backtest import contracts as C
 from backtest.config import Config
 from backtest.data import GapReport, file_sha256, load_funding, load_panel
 from backtest.errors import ConfigError, DataError
-from backtest.index import DEFAULT_AI_BASKET, IndexResult, IndexSpec, build_index, read_market_caps
+from backtest.index import (
+    DEFAULT_AI_BASKET,
+    TICKER_MIGRATIONS,
+    IndexResult,
+    IndexSpec,
+    MigrationNote,
+    TickerMigration,
+    apply_migrations,
+    build_index,
+    load_snapshot_caps,
+    migrate_caps,
+    read_market_caps,
+)
 from backtest.market import Market, Variant, run_variant
 from strategies.rules import HedgeRule, make_rule, oracle_r2
 
 __all__ = ["Prepared", "PrepareNotes", "FundingNotes", "InputFile", "prepare", "variant_for", "rule_objects",
            "coin_and_futures_returns", "min_safe_collateral"]
+
+#: default market caps: monthly CoinMarketCap snapshots (see data/PROVENANCE.md)
+BUNDLED_MARKET_CAPS = Path(__file__).resolve().parents[1] / "data" / "cmc_monthly_snapshot_ai_tokens.parquet"
 
 _OHLC_DEFAULT = {"1h": "binance_spot_1h_ohlcv_2021_2023.parquet", "1D": "binance_spot_1d_ohlcv_2021_2023.parquet"}
 
@@ -69,6 +84,8 @@ class PrepareNotes:
         Index constituents left out because their data starts after ``scenario.end``.
     basis : BasisInfo or None
         The basis of modelled dated futures (constant or series proxy); None otherwise.
+    migrations : tuple of MigrationNote
+        Ticker migrations joined into one series (``index.migrations``).
     """
 
     oracle_r2: float
@@ -78,6 +95,7 @@ class PrepareNotes:
     funding: FundingNotes | None
     not_listed: tuple[str, ...] = ()
     basis: C.BasisInfo | None = None
+    migrations: tuple[MigrationNote, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -320,11 +338,15 @@ def prepare(config: Config) -> Prepared:
     rules, labels = rule_objects(config)  # fail fast on a bad rule, before loading data
     coins = config.position.coins
     constituents = _constituents(config)
-    symbols = tuple(dict.fromkeys([*coins, *constituents]))
-    panel = _load_prices(config, symbols, optional=frozenset(constituents) - set(coins))
-    constituents = tuple(c for c in constituents if c not in panel.not_listed)
+    migrations = _active_migrations(config, coins, (*coins, *constituents))
+    old_tickers = tuple(m.old for m in migrations)
+    symbols = tuple(dict.fromkeys([*coins, *constituents, *old_tickers]))
+    optional = frozenset([*constituents, *old_tickers]) - set(coins)
+    panel = _load_prices(config, symbols, optional=optional)
     inputs = list(panel.files)
-    close = panel.close
+    close, gappy, migration_notes = _join_prices(config, panel.close, migrations, inputs)
+    constituents = _migrated_constituents(constituents, migrations, close)
+    panel = replace(panel, not_listed=tuple(s for s in panel.not_listed if s not in close.columns))
     # the replay cannot outlive the hedged coins: drop bars after the first coin's last price
     last = min(close[c].last_valid_index() for c in coins)
     close = close.loc[:last]
@@ -340,15 +362,12 @@ def prepare(config: Config) -> Prepared:
         max_weight=config.index.max_weight,
         vol_lookback_days=config.index.vol_lookback_days,
         min_constituents=min(config.index.min_constituents, len(constituents)),
+        cap_max_missing=config.index.market_caps_max_missing if config.index.weighting == "market_cap" else None,
     )
-    caps = None
-    if config.index.weighting == "market_cap":
-        assert config.index.market_caps is not None
-        caps_path = config.resolve(config.index.market_caps)
-        caps = read_market_caps(caps_path, close=close[list(constituents)])
-        inputs.append(InputFile("market_caps", str(caps_path), file_sha256(caps_path)))
+    caps = _market_caps(config, close[list(constituents)], migrations, inputs)
     try:
-        index = build_index(close[list(constituents)], spec, high=high, market_caps=caps)
+        index = build_index(close[list(constituents)], spec, high=high, market_caps=caps,
+                            gaps_allowed=tuple(g for g in gappy if g in constituents))
     except DataError as exc:
         if exc.file != "<close>":
             raise
@@ -449,11 +468,84 @@ def prepare(config: Config) -> Prepared:
         funding=funding_notes,
         not_listed=panel.not_listed,
         basis=basis_info,
+        migrations=migration_notes,
     )
     return Prepared(
         market=market, ts=ts, bar=bar, coins=coins, coin_prices=prices, coin_units=units, book=book,
         schedule=schedule, index=index, rules=rules, rule_labels=labels, inputs=tuple(inputs), notes=notes,
     )
+
+
+def _active_migrations(config: Config, coins: tuple[str, ...], wanted: tuple[str, ...]) -> tuple[TickerMigration, ...]:
+    """Migrations to apply: ``index.migrations`` on, the old or new ticker wanted, the old
+    ticker in some price file, and the old ticker not itself a hedged coin."""
+    if not config.index.migrations:
+        return ()
+    names = (config.data.prices,) if isinstance(config.data.prices, str) else tuple(config.data.prices)
+    available: set[str] = set()
+    for name in names:
+        available |= set(_first_bars(config.resolve(name)))
+    return tuple(
+        m for m in TICKER_MIGRATIONS
+        if (m.old in wanted or m.new in wanted) and m.old in available and m.old not in coins
+    )
+
+
+def _join_prices(
+    config: Config, close: pd.DataFrame, migrations: tuple[TickerMigration, ...], inputs: list[InputFile]
+) -> tuple[pd.DataFrame, tuple[str, ...], tuple[MigrationNote, ...]]:
+    """Fill bars from ``data.extra_prices``, then join migrated tickers.
+
+    Returns the closes, the symbols that may now have holes (filled from an extra file or
+    joined across a migration) and the migration notes.
+    """
+    from backtest.data import load_panel
+
+    gappy: set[str] = set()
+    close = close.copy()
+    resample = "1D" if config.scenario.bar == "1D" else None
+    for name in config.data.extra_prices:
+        path = config.resolve(name)
+        if not path.exists():
+            raise DataError(path, "file named in data.extra_prices does not exist")
+        wanted = [s for s in _first_bars(path) if s in close.columns]
+        if not wanted:
+            continue
+        extra = load_panel(path, wanted, end=config.scenario.end_ts, resample=resample,
+                           max_fill_bars=config.data.max_fill_bars).close.reindex(close.index)
+        if extra.notna().any().any():
+            close[wanted] = close[wanted].fillna(extra[wanted])
+            gappy |= {s for s in wanted if extra[s].notna().any()}
+            inputs.append(InputFile("extra_prices", str(path), file_sha256(path)))
+    close, notes = apply_migrations(close, migrations)
+    gappy = {s for s in gappy if s in close.columns} | {n.new for n in notes}
+    return close, tuple(sorted(gappy)), notes
+
+
+def _migrated_constituents(
+    constituents: tuple[str, ...], migrations: tuple[TickerMigration, ...], close: pd.DataFrame
+) -> tuple[str, ...]:
+    """Constituents with old tickers replaced by the new ones (once), those without data dropped."""
+    rename = {m.old: m.new for m in migrations}
+    return tuple(dict.fromkeys(rename.get(c, c) for c in constituents if rename.get(c, c) in close.columns))
+
+
+def _market_caps(
+    config: Config, close: pd.DataFrame, migrations: tuple[TickerMigration, ...], inputs: list[InputFile]
+) -> pd.DataFrame | None:
+    """Market caps for ``weighting = "market_cap"``: the user file (rows used from their
+    ``ts``), else the bundled CoinMarketCap snapshots (used from the day after); old
+    tickers joined into new ones."""
+    if config.index.weighting != "market_cap":
+        return None
+    if config.index.market_caps is not None:
+        path = config.resolve(config.index.market_caps)
+        caps = read_market_caps(path, close=close)
+    else:
+        path = BUNDLED_MARKET_CAPS
+        caps = load_snapshot_caps(path)
+    inputs.append(InputFile("market_caps", str(path), file_sha256(path)))
+    return migrate_caps(caps, migrations)
 
 
 def _modelled_book(

@@ -185,8 +185,16 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
             "not_listed_before_end": list(p.notes.not_listed),
             "start": index.start.isoformat(),
             "events": [
-                {"ts": pd.Timestamp(r.ts).isoformat(), "symbol": r.symbol, "event": r.event, "reason": r.reason}
+                {"ts": pd.Timestamp(r.ts).isoformat(), "symbol": r.symbol, "event": r.event, "reason": r.reason,
+                 "cause": getattr(r, "cause", None),
+                 "data_end": None if pd.isna(getattr(r, "last_price_ts", pd.NaT)) else pd.Timestamp(r.last_price_ts).isoformat()}
                 for r in index.events.itertuples()
+            ],
+            "migrations": [
+                {"old": m.old, "new": m.new, "old_last": None if m.old_last is None else m.old_last.isoformat(),
+                 "new_first": None if m.new_first is None else m.new_first.isoformat(),
+                 "bridged_bars": m.bridged_bars, "hole_bars": m.hole_bars}
+                for m in p.notes.migrations
             ],
             "intrabar_high_share": p.notes.intrabar_high_share,
         },
