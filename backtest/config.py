@@ -124,18 +124,27 @@ class DataSection:
         Long close files (same layout) that only fill bars the ``prices`` files leave empty,
         for symbols already loaded from them (a later stretch of a series, possibly after a
         hole; such a constituent leaves the index at the hole and re-enters at the next
-        scheduled rebalance). Default: the bundled RNDR closes of 2024-06-10 .. 2024-07-22.
-        Files that do not exist are an error; ``[]`` for none.
+        scheduled rebalance). Default (omitted): the bundled RNDR closes of 2024-06-10 ..
+        2024-07-22 when ``prices`` is the bundled hourly file, else none. Files that do not
+        exist are an error; ``[]`` for none.
     """
 
     prices: str | tuple[str, ...] = "binance_spot_1h_close.parquet"
     ohlc: str | None = None
     max_fill_bars: int = 6
-    extra_prices: tuple[str, ...] = ("binance_spot_1h_close_RNDR_2024-06_07.parquet",)
+    extra_prices: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _check(self.max_fill_bars >= 0, "data.max_fill_bars", f"expected an integer >= 0, got {self.max_fill_bars}")
-        _check(len(set(self.extra_prices)) == len(self.extra_prices), "data.extra_prices", f"duplicate files in {list(self.extra_prices)}")
+        if self.extra_prices is not None:
+            _check(len(set(self.extra_prices)) == len(self.extra_prices), "data.extra_prices", f"duplicate files in {list(self.extra_prices)}")
+
+    @property
+    def extra_price_files(self) -> tuple[str, ...]:
+        """``extra_prices``, or by default the bundled RNDR 2024 file when ``prices`` is the bundled file."""
+        if self.extra_prices is not None:
+            return self.extra_prices
+        return ("binance_spot_1h_close_RNDR_2024-06_07.parquet",) if self.prices == "binance_spot_1h_close.parquet" else ()
 
 
 PositionKind = Literal["units", "notional", "file"]

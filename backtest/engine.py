@@ -350,7 +350,7 @@ def prepare(config: Config) -> Prepared:
     # the replay cannot outlive the hedged coins: drop bars after the first coin's last price
     last = min(close[c].last_valid_index() for c in coins)
     close = close.loc[:last]
-    high, ohlc_input = _load_highs(config, close, constituents)
+    high, ohlc_input = _migrated_highs(config, close, constituents, migrations)
     if ohlc_input is not None:
         inputs.append(ohlc_input)
 
@@ -504,11 +504,12 @@ def _join_prices(
     gappy: set[str] = set()
     close = close.copy()
     resample = "1D" if config.scenario.bar == "1D" else None
-    for name in config.data.extra_prices:
+    for name in config.data.extra_price_files:
         path = config.resolve(name)
         if not path.exists():
             raise DataError(path, "file named in data.extra_prices does not exist")
-        wanted = [s for s in _first_bars(path) if s in close.columns]
+        end = config.scenario.end_ts
+        wanted = [s for s, first in _first_bars(path).items() if s in close.columns and (end is None or first <= end)]
         if not wanted:
             continue
         extra = load_panel(path, wanted, end=config.scenario.end_ts, resample=resample,
@@ -546,6 +547,24 @@ def _market_caps(
         caps = load_snapshot_caps(path)
     inputs.append(InputFile("market_caps", str(path), file_sha256(path)))
     return migrate_caps(caps, migrations)
+
+
+def _migrated_highs(
+    config: Config, close: pd.DataFrame, constituents: tuple[str, ...], migrations: tuple[TickerMigration, ...]
+) -> tuple[pd.DataFrame | None, InputFile | None]:
+    """Intrabar highs of the constituents, a migrated one's joined from its old and new
+    ticker's highs (no bridging: highs in the swap window stay unknown)."""
+    used = tuple(m for m in migrations if m.new in constituents)
+    if not used:
+        return _load_highs(config, close, constituents)
+    pseudo = close.copy()
+    for m in used:
+        pseudo[m.old] = close[m.new] * m.ratio
+    high, info = _load_highs(config, pseudo, (*constituents, *(m.old for m in used)))
+    if high is None:
+        return None, info
+    joined, _ = apply_migrations(high, used, max_bridge_days=0.0)
+    return joined[list(constituents)], info
 
 
 def _modelled_book(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +11,8 @@ import pytest
 from backtest import contracts as C
 from backtest.config import FundingSection, RollSection
 from backtest.errors import ConfigError, DataError
+from backtest.results import run
+from conftest import synthetic_config, write_synthetic_prices
 
 
 def test_expiries_are_last_fridays_of_the_quarter_at_0800_utc() -> None:
@@ -185,3 +189,45 @@ def test_a_stale_or_bad_basis_series_is_refused(tmp_path) -> None:
     near = _basis_file(tmp_path / "near.parquet", ["2024-03-04"], [0.1], [3.0])
     with pytest.raises(DataError, match="no row with a basis"):
         C.load_basis_series(near)
+
+
+def _synthetic_basis(path: Path, seed: int = 11) -> pd.DataFrame:
+    """Daily basis observations at 21:00 UTC on weekdays, 2023-12-25 .. 2024-04-05 (seeded)."""
+    rng = np.random.default_rng(seed)
+    days = pd.bdate_range("2023-12-25", "2024-04-05", tz="UTC")
+    frame = pd.DataFrame({
+        "ts": days, "obs_ts": days + pd.Timedelta(hours=21), "days_to_expiry": 30.0,
+        "basis_ann": rng.normal(0.06, 0.08, len(days)),
+    })
+    frame.to_parquet(path, index=False)
+    return frame
+
+
+def test_series_basis_has_no_look_ahead_and_is_recorded(tmp_path: Path) -> None:
+    """Perturb every basis value observed after bar k's close: ledger rows up to k unchanged."""
+    import hashlib
+
+    prices = write_synthetic_prices(tmp_path / "prices.parquet")
+    frame = _synthetic_basis(tmp_path / "basis.parquet")
+    futures = {"basis": "series", "basis_file": "basis.parquet"}
+    result = run(synthetic_config(prices, futures=futures))
+    base = result.ledger
+    basis = result.summary["futures"]["basis"]
+    assert basis["source"] == "series" and basis["is_proxy"] and basis["file"] == "basis.parquet"
+    assert basis["sha256"] == hashlib.sha256((tmp_path / "basis.parquet").read_bytes()).hexdigest()
+    assert {"role": "basis", "path": "basis.parquet", "sha256": basis["sha256"]} in result.summary["inputs"]
+    cut = pd.Timestamp("2024-02-20 20:00", tz="UTC")  # closes 21:00, when that day's value is observed
+    later = frame["obs_ts"] > cut + pd.Timedelta(hours=1)
+    frame.loc[later, "basis_ann"] = frame.loc[later, "basis_ann"] * -3.0 + 0.2
+    other = tmp_path / "other"
+    other.mkdir()
+    frame.to_parquet(other / "basis.parquet", index=False)
+    (other / "prices.parquet").write_bytes(prices.read_bytes())
+    moved = run(synthetic_config(other / "prices.parquet", futures=futures)).ledger
+    past_a = base[base["ts"] <= cut].reset_index(drop=True)
+    past_b = moved[moved["ts"] <= cut].reset_index(drop=True)
+    assert len(past_a) > 1000
+    pd.testing.assert_frame_equal(past_a, past_b)
+    assert not base[base["ts"] > cut]["pnl_basis"].equals(moved[moved["ts"] > cut]["pnl_basis"])
+    constant = run(synthetic_config(prices)).summary["futures"]["basis"]
+    assert constant["source"] == "constant" and not constant["is_proxy"] and constant["file"] is None

@@ -759,3 +759,63 @@ def test_data_end_exits_are_flagged_with_the_last_price() -> None:
     assert exits["ts"].iloc[0] == pd.Timestamp("2024-01-07", tz="UTC")
     assert exits["last_price_ts"].iloc[0] == pd.Timestamp("2024-01-06", tz="UTC")
     assert (res.events.loc[res.events["event"] == "enter", "cause"] == "eligible").all()
+
+
+def _bundled_config(**sections):
+    from backtest.config import config_from_mapping
+
+    raw = {
+        "scenario": {"name": "bundled", "start": "2024-05-01", "end": "2024-09-30", "bar": "1h"},
+        "position": {"coins": ["FET"], "kind": "units", "units": [100_000.0]},
+        "rules": [{"family": "notional", "fraction": 1.0}],
+    }
+    for name, table in sections.items():
+        raw[name] = {**raw.get(name, {}), **table}
+    return config_from_mapping(raw)
+
+
+def test_bundled_market_caps_weight_the_index_out_of_the_box() -> None:
+    """No market_caps file: the CMC snapshot of 2024-08-01 (used from 08-02) does not set the
+    2024-08-01 weights; 2024-07-01's does, RNDR's cap carried into RENDER."""
+    from backtest.engine import prepare
+    from backtest.index import load_snapshot_caps, migrate_caps
+
+    p = prepare(_bundled_config(index={"weighting": "market_cap", "max_weight": 0.3}))
+    assert any(f.role == "market_caps" and f.path.endswith("cmc_monthly_snapshot_ai_tokens.parquet") for f in p.inputs)
+    w = p.index.weights.loc[pd.Timestamp("2024-08-01", tz="UTC")]
+    raw = pd.read_parquet(Path(__file__).resolve().parents[2] / "data" / "cmc_monthly_snapshot_ai_tokens.parquet")
+    snap = raw[raw["ts"] == pd.Timestamp("2024-07-01", tz="UTC")].set_index("symbol")["market_cap"]
+    snap = snap.rename(index={"RNDR": "RENDER"})
+    held = [s for s in w.index if w[s] > 0]
+    assert "RENDER" in held and set(held) <= set(snap.index)
+    share = snap[held] / snap[held].sum()
+    from backtest.index_kernels import cap_weights
+
+    np.testing.assert_allclose(w[held].to_numpy(), cap_weights(share.to_numpy(), 0.3), rtol=1e-12)
+    caps = migrate_caps(load_snapshot_caps(Path(__file__).resolve().parents[2] / "data" / "cmc_monthly_snapshot_ai_tokens.parquet"))
+    assert caps.index.min() == pd.Timestamp("2020-01-02", tz="UTC")
+
+
+def test_render_is_hedged_across_its_ticker_migration() -> None:
+    """Coin RENDER from 2024-06-15: RNDR's closes (bundled extra file) then RENDER's, the
+    swap window held at RNDR's last close; the index keeps Render without a re-entry wait."""
+    from backtest.engine import prepare
+
+    cfg = _bundled_config(scenario={"start": "2024-06-15", "end": "2024-09-30"},
+                          position={"coins": ["RENDER"], "units": [10_000.0]})
+    p = prepare(cfg)
+    assert p.ts[0] == pd.Timestamp("2024-06-15", tz="UTC")
+    assert [m.old for m in p.notes.migrations] == ["RNDR"]
+    note = p.notes.migrations[0]
+    assert note.old_last == pd.Timestamp("2024-07-22 02:00", tz="UTC")
+    assert note.new_first == pd.Timestamp("2024-07-26 08:00", tz="UTC")
+    extra = pd.read_parquet(Path(__file__).resolve().parents[2] / "data" / "binance_spot_1h_close_RNDR_2024-06_07.parquet")
+    px = pd.Series(p.coin_prices[:, 0], index=p.ts)
+    assert px.loc[pd.Timestamp("2024-07-01 05:00", tz="UTC")] == extra.set_index("ts")["close"].loc[pd.Timestamp("2024-07-01 05:00", tz="UTC")]
+    assert (px.loc["2024-07-22 03:00":"2024-07-26 07:00"] == px.loc[pd.Timestamp("2024-07-22 02:00", tz="UTC")]).all()
+    off = prepare(_bundled_config(index={"migrations": False}))
+    assert "RNDR" in off.index.spec.constituents and "RENDER" in off.index.spec.constituents
+    on = prepare(_bundled_config())
+    assert "RNDR" not in on.index.spec.constituents
+    held = on.index.held_weights["RENDER"].loc["2024-07-01":"2024-09-30"]
+    assert (held > 0).all()
