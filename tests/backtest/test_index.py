@@ -819,3 +819,22 @@ def test_render_is_hedged_across_its_ticker_migration() -> None:
     assert "RNDR" not in on.index.spec.constituents
     held = on.index.held_weights["RENDER"].loc["2024-07-01":"2024-09-30"]
     assert (held > 0).all()
+
+
+def test_summary_flags_data_end_exits_with_the_date(tmp_path: Path) -> None:
+    from conftest import synthetic_config, write_synthetic_prices
+
+    from backtest.results import run
+
+    prices = write_synthetic_prices(tmp_path / "prices.parquet")
+    raw = pd.read_parquet(prices)
+    cut = pd.Timestamp("2024-02-15 09:00", tz="UTC")
+    raw[~((raw["symbol"] == "DDD") & (raw["ts"] > cut))].to_parquet(prices, index=False)
+    summary = run(synthetic_config(prices)).summary
+    exits = [e for e in summary["index"]["events"] if e["event"] == "exit"]
+    assert exits == [{
+        "ts": "2024-02-15T10:00:00+00:00", "symbol": "DDD", "event": "exit",
+        "reason": "data ended (last price 2024-02-15 09:00 UTC)", "cause": "data_end",
+        "data_end": "2024-02-15T09:00:00+00:00",
+    }]
+    assert all(e["cause"] == "eligible" for e in summary["index"]["events"] if e["event"] == "enter")
