@@ -231,3 +231,31 @@ def test_series_basis_has_no_look_ahead_and_is_recorded(tmp_path: Path) -> None:
     assert not base[base["ts"] > cut]["pnl_basis"].equals(moved[moved["ts"] > cut]["pnl_basis"])
     constant = run(synthetic_config(prices)).summary["futures"]["basis"]
     assert constant["source"] == "constant" and not constant["is_proxy"] and constant["file"] is None
+
+
+def test_a_monthly_expiry_price_file_rolls_on_its_own_expiries(tmp_path) -> None:
+    """CME-like monthly contracts (last Friday of each month, here at 15:00 UTC) on daily bars:
+    contract ids and roll bars checked by hand."""
+    ts = pd.date_range("2024-01-01", "2024-04-30", freq="D", tz="UTC")  # bar open times
+    expiries = [pd.Timestamp(d, tz="UTC") + pd.Timedelta(hours=15) for d in ("2024-01-26", "2024-02-23", "2024-03-29", "2024-04-26", "2024-05-31")]
+    rows = []
+    for e in expiries:
+        for t in ts:
+            if t <= e and t >= e - pd.Timedelta(days=70):
+                rows.append((t, e, 100.0 + (e - t).days * 0.1))
+    frame = pd.DataFrame(rows, columns=["ts", "expiry", "close"])
+    path = tmp_path / "monthly.parquet"
+    frame.to_parquet(path, index=False)
+    close = ts + pd.Timedelta(days=1)
+    idx = np.full(len(ts), 100.0)
+    book = C.quarterly_from_prices(close, idx, path)
+    assert book.labels == tuple(e.strftime("%Y-%m-%dT%H:%MZ") for e in expiries)
+    # settlement bar: the last bar closing at or before the expiry (the bar opening the day before)
+    assert [ts[b] for b in book.exp_bar[:4]] == [pd.Timestamp(d, tz="UTC") for d in ("2024-01-25", "2024-02-22", "2024-03-28", "2024-04-25")]
+    sched = C.roll_schedule(close, book, RollSection(days_before_expiry=3, hour_utc=0, grace_bars=1))
+    # roll of contract k: first bar closing at or after day(expiry) - 3 days 00:00 -> the bar opening 4 days before
+    roll_bars = np.flatnonzero(np.diff(sched.c0)) + 1
+    assert [ts[b] for b in roll_bars] == [pd.Timestamp(d, tz="UTC") for d in ("2024-01-22", "2024-02-19", "2024-03-25", "2024-04-22")]
+    assert sched.c0[0] == 0 and sched.c0[-1] == 4
+    assert [int(sched.c0[b]) for b in roll_bars] == [1, 2, 3, 4]
+    C.check_coverage(book, sched, close)
