@@ -219,6 +219,8 @@ class IndexSection:
     ``market_caps_max_missing``: snapshots in a row a constituent may miss and keep its last
     known cap; one more and it drops out (reported). ``migrations``: join migrated tickers
     (``backtest.index.TICKER_MIGRATIONS``, e.g. RNDR -> RENDER) into one constituent.
+    ``start_at_price``: start the index at the weighted price of its constituents instead of
+    1000 (a one-coin index then equals the coin's price, as a futures file on that coin needs).
     """
 
     constituents: tuple[str, ...] = ()
@@ -232,6 +234,7 @@ class IndexSection:
     include_hedged_coins: bool = False
     market_caps_max_missing: int = 1
     migrations: bool = True
+    start_at_price: bool = False
 
     def __post_init__(self) -> None:
         _check(self.min_history_days >= 0, "index.min_history_days", f"expected >= 0, got {self.min_history_days}")
@@ -244,6 +247,7 @@ class IndexSection:
 
 FuturesKind = Literal["quarterly", "perpetual"]
 BasisSource = Literal["constant", "series"]
+SettleAt = Literal["index", "file"]
 
 
 @dataclass(frozen=True)
@@ -278,6 +282,9 @@ class FuturesSection:
     basis_max_stale_days : float
         A bar whose last basis observation is older than this many days is an error (dropping the
         last week before each monthly CME expiry leaves 11-12 days without a new value).
+    settle_at : {"index", "file"}
+        With ``price_file``: the settlement-bar price of an expiring contract is the index
+        (cash settlement at the index) or the file's own price (its final settlement).
     """
 
     kind: FuturesKind = "quarterly"
@@ -289,6 +296,7 @@ class FuturesSection:
     basis_file: str = "cme_btc_front_month_basis_daily.parquet"
     basis_min_days_to_expiry: float = 7.0
     basis_max_stale_days: float = 14.0
+    settle_at: SettleAt = "index"
 
     def __post_init__(self) -> None:
         _check(self.contract_size > 0, "futures.contract_size", f"expected > 0 index units, got {self.contract_size}")

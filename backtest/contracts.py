@@ -164,14 +164,17 @@ def modelled_quarterly(
 
 
 def quarterly_from_prices(
-    close_times: pd.DatetimeIndex, index_level: np.ndarray, path: Path
+    close_times: pd.DatetimeIndex, index_level: np.ndarray, path: Path, *, settle_at_index: bool = True
 ) -> ContractBook:
-    """Dated quarterly futures from a user file (long Parquet: ``ts``, ``expiry``, ``close``).
+    """Dated futures from a user file (long Parquet: ``ts``, ``expiry``, ``close``).
 
+    Any expiry calendar: the contracts and their expiries are the file's distinct
+    ``expiry`` values (quarterly, monthly, ...), and :func:`roll_schedule` rolls on them.
     ``ts`` is the bar open time as everywhere in hedgebt. Each contract's prices
     are aligned to the replay's bars; bars the file does not cover stay NaN and
     are refused later if the replay needs them (:func:`check_coverage`). The
-    settlement price at expiry is the index, whatever the file says.
+    settlement price at expiry is the index (``settle_at_index``, the default),
+    else the file's price at the settlement bar.
     """
     try:
         raw = pd.read_parquet(path)
@@ -191,7 +194,10 @@ def quarterly_from_prices(
     if dup.any():
         r = int(np.flatnonzero(dup)[0])
         raise DataError(path, "duplicate (ts, expiry) row", column="ts", row=r, detail=f"ts={raw['ts'].iloc[r]}")
-    expiries = sorted(pd.Timestamp(e) for e in raw["expiry"].unique())
+    # contracts that expired before the first bar closes are never held
+    expiries = sorted(e for e in (pd.Timestamp(x) for x in raw["expiry"].unique()) if e > close_times[0])
+    if not expiries:
+        raise DataError(path, f"no contract expires after the first bar's close {close_times[0]}", column="expiry")
     exp_bar = _settlement_bars(close_times, expiries)
     bar = close_times[1] - close_times[0] if len(close_times) > 1 else pd.Timedelta(hours=1)
     open_times = close_times - bar
@@ -200,7 +206,8 @@ def quarterly_from_prices(
         series = raw.loc[raw["expiry"] == exp].set_index("ts")["close"]
         px[:, k] = series.reindex(open_times).to_numpy()
         if exp_bar[k] < len(close_times):
-            px[exp_bar[k], k] = index_level[exp_bar[k]]
+            if settle_at_index:
+                px[exp_bar[k], k] = index_level[exp_bar[k]]
             px[exp_bar[k] + 1 :, k] = np.nan
     labels = tuple(e.strftime("%Y-%m-%dT%H:%MZ") for e in expiries)
     return ContractBook(labels, tuple(expiries), px, exp_bar, "quarterly", f"user file {path.name}")

@@ -372,6 +372,8 @@ def prepare(config: Config) -> Prepared:
         if exc.file != "<close>":
             raise
         raise DataError(panel.label, f"index: {exc.problem}", column=exc.column, row=exc.row) from None
+    if config.index.start_at_price:
+        index = _start_at_price(index, close[list(constituents)])
 
     # replay window: config bounds, index start, every coin priced
     ts_all = close.index
@@ -436,7 +438,7 @@ def prepare(config: Config) -> Prepared:
     else:
         if fut.price_file is not None:
             fpath = config.resolve(fut.price_file)
-            book = C.quarterly_from_prices(close_times, idx, fpath)
+            book = C.quarterly_from_prices(close_times, idx, fpath, settle_at_index=fut.settle_at == "index")
             inputs.append(InputFile("futures_prices", str(fpath), file_sha256(fpath)))
         else:
             book, basis_info = _modelled_book(config, close_times, idx, inputs)
@@ -565,6 +567,16 @@ def _migrated_highs(
         return None, info
     joined, _ = apply_migrations(high, used, max_bridge_days=0.0)
     return joined[list(constituents)], info
+
+
+def _start_at_price(index: IndexResult, close: pd.DataFrame) -> IndexResult:
+    """The index rescaled to start at ``sum_i w_i P[start, i]`` (``index.start_at_price``).
+
+    The chain-linked level is proportional to its base level, so level, high and units
+    scale by one factor; weights are unchanged."""
+    w0 = index.weights.iloc[0]
+    factor = float((w0 * close.loc[index.start, w0.index]).sum()) / float(index.level.loc[index.start])
+    return replace(index, level=index.level * factor, high=index.high * factor, units=index.units * factor)
 
 
 def _modelled_book(
