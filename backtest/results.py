@@ -169,6 +169,8 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
             "futures_kind": fut.kind,
             "funding_source": None if funding is None else funding["source"],
             "funding_is_proxy": bool(funding and funding["is_proxy"]),
+            "basis_source": None if p.notes.basis is None else p.notes.basis.description,
+            "basis_is_proxy": bool(p.notes.basis is not None and p.notes.basis.is_proxy),
             "description": _describe(config, p),
         },
         "period": {
