@@ -252,17 +252,34 @@ class DataSection:
     max_fill_bars : int
         Gap policy: runs of up to this many missing bars inside a symbol's life are
         forward-filled (and reported); longer gaps are an error.
+    extra_prices : tuple of str
+        Long close files (same layout) that only fill bars the ``prices`` files leave empty,
+        for symbols already loaded from them (a later stretch of a series, possibly after a
+        hole; such a constituent leaves the index at the hole and re-enters at the next
+        scheduled rebalance). Default (omitted): the bundled RNDR closes of 2024-06-10 ..
+        2024-07-22 when ``prices`` is the bundled hourly file, else none. Files that do not
+        exist are an error; ``[]`` for none.
     """
 
     prices: str | tuple[str, ...] = "binance_spot_1h_close.parquet"
     ohlc: str | None = None
     max_fill_bars: int = 6
+    extra_prices: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _check(self.max_fill_bars >= 0, "data.max_fill_bars", f"expected an integer >= 0, got {self.max_fill_bars}")
         files = (self.prices,) if isinstance(self.prices, str) else self.prices
         _check(len(files) > 0, "data.prices", "expected a price file or a non-empty list of price files, got []")
         _check(all(f.strip() for f in files), "data.prices", f"expected file names, got an empty name in {list(files)!r}")
+        if self.extra_prices is not None:
+            _check(len(set(self.extra_prices)) == len(self.extra_prices), "data.extra_prices", f"duplicate files in {list(self.extra_prices)}")
+
+    @property
+    def extra_price_files(self) -> tuple[str, ...]:
+        """``extra_prices``, or by default the bundled RNDR 2024 file when ``prices`` is the bundled file."""
+        if self.extra_prices is not None:
+            return self.extra_prices
+        return ("binance_spot_1h_close_RNDR_2024-06_07.parquet",) if self.prices == "binance_spot_1h_close.parquet" else ()
 
 
 PositionKind = Literal["units", "notional", "file"]
@@ -330,6 +347,15 @@ class IndexSection:
 
     ``constituents = []`` (the default) selects the documented default AI basket
     (``backtest.index.DEFAULT_AI_BASKET``) minus the hedged coins.
+
+    ``market_caps``: a user file (``ts``, ``symbol``, ``market_cap`` or ``supply``; each row
+    used from its ``ts``) for ``weighting = "market_cap"``; ``None`` = the bundled monthly
+    CoinMarketCap snapshots, each used from the day after its date.
+    ``market_caps_max_missing``: snapshots in a row a constituent may miss and keep its last
+    known cap; one more and it drops out (reported). ``migrations``: join migrated tickers
+    (``backtest.index.TICKER_MIGRATIONS``, e.g. RNDR -> RENDER) into one constituent.
+    ``start_at_price``: start the index at the weighted price of its constituents instead of
+    1000 (a one-coin index then equals the coin's price, as a futures file on that coin needs).
     """
 
     constituents: tuple[str, ...] = ()
@@ -341,6 +367,9 @@ class IndexSection:
     min_constituents: int = 3
     market_caps: str | None = None
     include_hedged_coins: bool = False
+    market_caps_max_missing: int = 1
+    migrations: bool = True
+    start_at_price: bool = False
 
     def __post_init__(self) -> None:
         _check(self.min_history_days >= 0, "index.min_history_days", f"expected >= 0, got {self.min_history_days}")
@@ -348,11 +377,12 @@ class IndexSection:
         _check(self.min_constituents >= 1, "index.min_constituents", f"expected >= 1, got {self.min_constituents}")
         if self.max_weight is not None:
             _check(0 < self.max_weight <= 1, "index.max_weight", f"expected a fraction in (0, 1], got {self.max_weight}")
-        if self.weighting == "market_cap":
-            _check(self.market_caps is not None, "index.market_caps", "required when index.weighting = 'market_cap'")
+        _check(self.market_caps_max_missing >= 0, "index.market_caps_max_missing", f"expected an integer >= 0, got {self.market_caps_max_missing}")
 
 
 FuturesKind = Literal["quarterly", "perpetual"]
+BasisSource = Literal["constant", "series"]
+SettleAt = Literal["index", "file"]
 
 
 @dataclass(frozen=True)
@@ -373,6 +403,23 @@ class FuturesSection:
     price_file : str or None
         User-supplied dated futures prices (long Parquet: ``ts``, ``expiry``, ``close``) instead
         of the basis model.
+    basis : {"constant", "series"}
+        Where the modelled basis comes from: ``constant`` = ``basis_ann``; ``series`` = the
+        annualised basis ``b_t`` of ``basis_file`` as last observed at or before each bar's
+        close: ``F = I x exp(b_t x tau)`` (see :func:`backtest.contracts.load_basis_series`).
+    basis_file : str
+        Parquet with ``obs_ts`` (UTC time the value became known), ``basis_ann`` and
+        ``days_to_expiry``; default: the bundled CME Bitcoin front-month basis (a proxy: no
+        AI-index future trades).
+    basis_min_days_to_expiry : float
+        Rows of ``basis_file`` with ``days_to_expiry`` at or below this are dropped (the
+        annualised basis of a contract near expiry is noise).
+    basis_max_stale_days : float
+        A bar whose last basis observation is older than this many days is an error (dropping the
+        last week before each monthly CME expiry leaves 11-12 days without a new value).
+    settle_at : {"index", "file"}
+        With ``price_file``: the settlement-bar price of an expiring contract is the index
+        (cash settlement at the index) or the file's own price (its final settlement).
     """
 
     kind: FuturesKind = "quarterly"
@@ -380,11 +427,18 @@ class FuturesSection:
     basis_ann: float = 0.05
     premium: float = 0.0
     price_file: str | None = None
+    basis: BasisSource = "constant"
+    basis_file: str = "cme_btc_front_month_basis_daily.parquet"
+    basis_min_days_to_expiry: float = 7.0
+    basis_max_stale_days: float = 14.0
+    settle_at: SettleAt = "index"
 
     def __post_init__(self) -> None:
         _check(self.contract_size > 0, "futures.contract_size", f"expected > 0 index units, got {self.contract_size}")
         _check(-1.0 < self.basis_ann < 5.0, "futures.basis_ann", f"expected an annual rate in (-1, 5), got {self.basis_ann}")
         _check(-0.5 < self.premium < 0.5, "futures.premium", f"expected a fraction in (-0.5, 0.5), got {self.premium}")
+        _check(0 <= self.basis_min_days_to_expiry < 366, "futures.basis_min_days_to_expiry", f"expected 0..365 days, got {self.basis_min_days_to_expiry}")
+        _check(0 < self.basis_max_stale_days <= 366, "futures.basis_max_stale_days", f"expected (0, 366] days, got {self.basis_max_stale_days}")
 
 
 RollMode = Literal["before_expiry", "hold_to_expiry"]

@@ -19,8 +19,11 @@ settlement bar of a contract is the last bar whose close time is at or before
 the expiry (on hourly bars, the bar opening 07:00 UTC); its settlement price is
 the index level at that bar's close.
 
-Modelled dated futures: ``F_k(t) = I(t) * exp(b * tau_k(t))`` with ``b`` the
-annualised basis and ``tau_k(t) = (expiry_k - close_time(t)) / 365 days``.
+Modelled dated futures: ``F_k(t) = I(t) * exp(b_t * tau_k(t))`` with ``b_t`` the
+annualised basis and ``tau_k(t) = (expiry_k - close_time(t)) / 365 days``. ``b_t``
+is either a constant (``futures.basis = "constant"``) or, with ``"series"``, the
+last value of a basis series observed at or before bar t's close
+(:func:`load_basis_series`, :func:`basis_per_bar`).
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ __all__ = [
     "funding_per_bar",
     "FundingInfo",
     "check_coverage",
+    "BasisSeries",
+    "BasisInfo",
+    "load_basis_series",
+    "basis_per_bar",
 ]
 
 YEAR = pd.Timedelta(days=365)
@@ -130,13 +137,15 @@ def _settlement_bars(close_times: pd.DatetimeIndex, expiries: list[pd.Timestamp]
 
 
 def modelled_quarterly(
-    close_times: pd.DatetimeIndex, index_level: np.ndarray, basis_ann: float
+    close_times: pd.DatetimeIndex, index_level: np.ndarray, basis_ann: float | np.ndarray, *, source: str | None = None
 ) -> ContractBook:
-    """Dated quarterly futures priced from the index with a constant annualised basis.
+    """Dated quarterly futures priced from the index with an annualised basis.
 
-    ``px[t, k] = I[t] * exp(basis_ann * tau)``, ``tau = max(expiry_k - close_time_t, 0) / 365 d``;
-    the settlement bar's price is the index itself; after it, NaN.
+    ``px[t, k] = I[t] * exp(b_t * tau)``, ``tau = max(expiry_k - close_time_t, 0) / 365 d``,
+    with ``b_t = basis_ann`` (a constant) or ``basis_ann[t]`` (one value per bar, see
+    :func:`basis_per_bar`); the settlement bar's price is the index itself; after it, NaN.
     """
+    b = np.broadcast_to(np.asarray(basis_ann, dtype=float), (len(close_times),))
     # one quarter beyond the last bar: a replay ending inside a roll window holds the next contract
     expiries = quarterly_expiries(close_times[0], close_times[-1] + pd.Timedelta(days=92))
     exp_bar = _settlement_bars(close_times, expiries)
@@ -145,22 +154,27 @@ def modelled_quarterly(
         # unit-safe (the index may be in us or ns): years of 365 days to expiry
         tau = np.maximum(np.asarray((exp - close_times) / YEAR, dtype=float), 0.0)
         live = np.arange(len(close_times)) <= exp_bar[k]
-        px[live, k] = index_level[live] * np.exp(basis_ann * tau[live])
+        px[live, k] = index_level[live] * np.exp(b[live] * tau[live])
         if exp_bar[k] < len(close_times):
             px[exp_bar[k], k] = index_level[exp_bar[k]]
     labels = tuple(e.strftime("%Y-%m-%dT%H:%MZ") for e in expiries)
-    return ContractBook(labels, tuple(expiries), px, exp_bar, "quarterly", f"modelled: F = I * exp({basis_ann:g} * tau)")
+    if source is None:
+        source = f"modelled: F = I * exp({float(b[0]):g} * tau)"
+    return ContractBook(labels, tuple(expiries), px, exp_bar, "quarterly", source)
 
 
 def quarterly_from_prices(
-    close_times: pd.DatetimeIndex, index_level: np.ndarray, path: Path
+    close_times: pd.DatetimeIndex, index_level: np.ndarray, path: Path, *, settle_at_index: bool = True
 ) -> ContractBook:
-    """Dated quarterly futures from a user file (long Parquet: ``ts``, ``expiry``, ``close``).
+    """Dated futures from a user file (long Parquet: ``ts``, ``expiry``, ``close``).
 
+    Any expiry calendar: the contracts and their expiries are the file's distinct
+    ``expiry`` values (quarterly, monthly, ...), and :func:`roll_schedule` rolls on them.
     ``ts`` is the bar open time as everywhere in hedgebt. Each contract's prices
     are aligned to the replay's bars; bars the file does not cover stay NaN and
     are refused later if the replay needs them (:func:`check_coverage`). The
-    settlement price at expiry is the index, whatever the file says.
+    settlement price at expiry is the index (``settle_at_index``, the default),
+    else the file's price at the settlement bar.
     """
     try:
         raw = pd.read_parquet(path)
@@ -183,7 +197,10 @@ def quarterly_from_prices(
     if dup.any():
         r = int(np.flatnonzero(dup)[0])
         raise DataError(path, "duplicate (ts, expiry) row", column="ts", row=r, detail=f"ts={raw['ts'].iloc[r]}")
-    expiries = sorted(pd.Timestamp(e) for e in raw["expiry"].unique())
+    # contracts that expired before the first bar closes are never held
+    expiries = sorted(e for e in (pd.Timestamp(x) for x in raw["expiry"].unique()) if e > close_times[0])
+    if not expiries:
+        raise DataError(path, f"no contract expires after the first bar's close {close_times[0]}", column="expiry")
     exp_bar = _settlement_bars(close_times, expiries)
     bar = close_times[1] - close_times[0] if len(close_times) > 1 else pd.Timedelta(hours=1)
     open_times = close_times - bar
@@ -192,7 +209,8 @@ def quarterly_from_prices(
         series = raw.loc[raw["expiry"] == exp].set_index("ts")["close"]
         px[:, k] = series.reindex(open_times).to_numpy()
         if exp_bar[k] < len(close_times):
-            px[exp_bar[k], k] = index_level[exp_bar[k]]
+            if settle_at_index:
+                px[exp_bar[k], k] = index_level[exp_bar[k]]
             px[exp_bar[k] + 1 :, k] = np.nan
     labels = tuple(e.strftime("%Y-%m-%dT%H:%MZ") for e in expiries)
     return ContractBook(labels, tuple(expiries), px, exp_bar, "quarterly", f"user file {path.name}")
@@ -330,3 +348,144 @@ def funding_per_bar(
     out = np.zeros(len(open_times))
     np.add.at(out, bar_of, rates)
     return out, FundingInfo(funding_times=int(len(times)), filled=filled)
+
+
+# --------------------------------------------------------------------------- basis series
+
+
+@dataclass(frozen=True)
+class BasisSeries:
+    """A cleaned annualised-basis series, indexed by the time each value became known.
+
+    Attributes
+    ----------
+    obs_ts : DatetimeIndex
+        UTC time each value was observed (strictly increasing).
+    basis_ann : ndarray
+        Annualised basis (0.05 = 5 %/yr) known from ``obs_ts`` on.
+    path : Path
+    rows_total, rows_kept : int
+        Rows in the file, and rows left after cleaning.
+    min_days_to_expiry : float
+    """
+
+    obs_ts: pd.DatetimeIndex
+    basis_ann: np.ndarray
+    path: Path
+    rows_total: int
+    rows_kept: int
+    min_days_to_expiry: float
+
+
+@dataclass(frozen=True)
+class BasisInfo:
+    """What basis a replay used (for ``summary.json`` and the report).
+
+    Attributes
+    ----------
+    source : {"constant", "series"}
+    is_proxy : bool
+        True for a series: no AI-index future trades, the series is another market's basis.
+    description : str
+    file, sha256 : str or None
+        The series file (name) and its content hash.
+    mean_ann, min_ann, max_ann : float
+        Of the per-bar basis over the replay.
+    rows_kept, rows_total : int or None
+    min_days_to_expiry : float or None
+    """
+
+    source: str
+    is_proxy: bool
+    description: str
+    file: str | None
+    sha256: str | None
+    mean_ann: float
+    min_ann: float
+    max_ann: float
+    rows_kept: int | None = None
+    rows_total: int | None = None
+    min_days_to_expiry: float | None = None
+
+
+def load_basis_series(path: Path, *, min_days_to_expiry: float = 7.0) -> BasisSeries:
+    """Read and clean an annualised-basis series.
+
+    The file (Parquet) needs ``obs_ts`` (tz-aware UTC: when the value was known -- for a
+    daily CME settlement, 15:00 America/Chicago of the trade date, not the trade date's
+    00:00 ``ts``), ``basis_ann`` (annualised basis, decimal) and ``days_to_expiry``.
+    Cleaning: rows with a missing ``basis_ann`` (no spot price that day) and rows with
+    ``days_to_expiry <= min_days_to_expiry`` (near expiry the annualised figure
+    ``basis * 365 / days`` is noise) are dropped; nothing is smoothed.
+
+    Raises
+    ------
+    DataError
+        Unreadable file, missing column, non-UTC ``obs_ts``, a non-finite ``basis_ann`` that is
+        not missing, duplicate ``obs_ts`` among kept rows, or no row left.
+    """
+    try:
+        raw = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a bad file
+        raise DataError(path, f"cannot read Parquet: {exc}") from None
+    for col in ("obs_ts", "basis_ann", "days_to_expiry"):
+        if col not in raw.columns:
+            raise DataError(path, "missing required column (futures.basis_file needs obs_ts, basis_ann, days_to_expiry)", column=col)
+    obs = raw["obs_ts"]
+    if not isinstance(obs.dtype, pd.DatetimeTZDtype) or str(obs.dt.tz) != "UTC":
+        raise DataError(path, f"expected tz-aware UTC timestamps, got dtype {obs.dtype}", column="obs_ts")
+    b = pd.to_numeric(raw["basis_ann"], errors="coerce").to_numpy(dtype=float)
+    dte = pd.to_numeric(raw["days_to_expiry"], errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(np.isinf(b) | (np.abs(np.nan_to_num(b)) >= 5.0))
+    if bad.size:
+        raise DataError(path, f"expected an annualised basis in (-5, 5), got {b[bad[0]]!r}", column="basis_ann", row=int(bad[0]))
+    keep = np.isfinite(b) & np.isfinite(dte) & (dte > min_days_to_expiry) & obs.notna().to_numpy()
+    if not keep.any():
+        raise DataError(path, f"no row with a basis and more than {min_days_to_expiry:g} days to expiry (futures.basis_min_days_to_expiry)")
+    rows = np.flatnonzero(keep)
+    kept = pd.DataFrame({"obs_ts": obs.iloc[rows].to_numpy(), "b": b[rows], "row": rows}).sort_values("obs_ts", kind="stable")
+    dup = kept["obs_ts"].duplicated().to_numpy()
+    if dup.any():
+        r = int(kept["row"].to_numpy()[np.flatnonzero(dup)[0]])
+        raise DataError(path, "duplicate obs_ts among the kept rows", column="obs_ts", row=r)
+    return BasisSeries(
+        obs_ts=pd.DatetimeIndex(kept["obs_ts"]).tz_convert("UTC"),
+        basis_ann=kept["b"].to_numpy(dtype=float),
+        path=Path(path),
+        rows_total=len(raw),
+        rows_kept=int(keep.sum()),
+        min_days_to_expiry=float(min_days_to_expiry),
+    )
+
+
+def basis_per_bar(close_times: pd.DatetimeIndex, series: BasisSeries, *, max_stale_days: float = 14.0) -> np.ndarray:
+    """The basis each bar uses: the last value observed at or before the bar's close.
+
+    ``b_t = basis_ann[j]`` with ``j = max{j : obs_ts[j] <= close_time_t}`` -- a forward fill
+    over weekends and holidays that never uses a value observed after the bar closed.
+
+    Raises
+    ------
+    DataError
+        If the first bar closes before the first observation, or a bar's last observation is
+        more than ``max_stale_days`` old (the series does not cover the replay).
+    """
+    j = series.obs_ts.searchsorted(close_times, side="right") - 1
+    if j[0] < 0:
+        raise DataError(
+            series.path,
+            f"no basis observed at or before the first bar's close {close_times[0]} (first obs_ts {series.obs_ts[0]}); "
+            "move scenario.start or use futures.basis = 'constant'",
+            column="obs_ts",
+        )
+    age = (close_times - series.obs_ts[j]) / pd.Timedelta(days=1)
+    stale = np.flatnonzero(np.asarray(age, dtype=float) > max_stale_days)
+    if stale.size:
+        i = int(stale[0])
+        raise DataError(
+            series.path,
+            f"bar closing {close_times[i]} has no basis observed in the {max_stale_days:g} days before "
+            f"(last obs_ts {series.obs_ts[j[i]]}); the series does not cover the replay (futures.basis_max_stale_days)",
+            column="obs_ts",
+        )
+    return series.basis_ann[j]

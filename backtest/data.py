@@ -983,3 +983,46 @@ def check_futures_frame(raw: pd.DataFrame, path: Path) -> None:
     if bad.size:
         raise DataError(path, f"expected a finite price in (0, {MAX_PRICE:g}], got {close[bad[0]]!r}",
                         column="close", row=int(bad[0]))
+def cme_front_month_frames(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Spot and futures price files for hedging BTC with the real CME front month, derived from
+    the bundled ``cme_btc_front_month_basis_daily.parquet``.
+
+    Both are stamped by CME trade date (``ts`` = day D 00:00 UTC) and hold prices observed at
+    the same moment, the CME daily settlement (15:00 America/Chicago; the final settlement at
+    16:00 London): spot = the file's ``spot_close`` (Binance BTCUSDT at that time), futures =
+    the settlement. On daily bars the bar labelled D therefore carries D's settlement-time
+    prices (its nominal close, D+1 00:00 UTC, is 3-8 hours later; nothing later is used).
+
+    Returns
+    -------
+    spot : DataFrame
+        ``ts``, ``symbol`` (``"BTC"``), ``close``: trade dates with a spot price (weekends and
+        holidays are gaps for ``data.max_fill_bars`` to fill).
+    futures : DataFrame
+        ``ts``, ``expiry``, ``close``: each contract on every calendar day from its first
+        trade date to the next contract's first trade date ``n`` (days without trading hold
+        the last settlement, after expiry the final settlement), with ``expiry`` = ``n + 1 day``
+        00:00 UTC, so that on daily bars a front-month-only file rolls into the next contract
+        on its first trade date (``roll.days_before_expiry = 0``, ``hour_utc = 0``) and the
+        expiring one leaves at its final settlement (``futures.settle_at = "file"``).
+    """
+    raw = pd.read_parquet(path)
+    raw = raw.sort_values("ts", kind="stable")
+    have = raw["spot_close"].notna().to_numpy()
+    spot = pd.DataFrame({
+        "ts": raw.loc[have, "ts"].to_numpy(),
+        "symbol": pd.array(["BTC"] * int(have.sum()), dtype="string"),
+        "close": raw.loc[have, "spot_close"].to_numpy(dtype=float),
+    })
+    expiries = list(dict.fromkeys(raw["expiry"]))
+    firsts = [raw.loc[raw["expiry"] == e, "ts"].min() for e in expiries]
+    parts = []
+    for k, e in enumerate(expiries):
+        rows = raw.loc[raw["expiry"] == e].set_index("ts")["close"]
+        until = firsts[k + 1] if k + 1 < len(expiries) else rows.index[-1] + pd.Timedelta(days=1)
+        days = pd.date_range(rows.index[0], until, freq="D", name="ts")
+        series = rows.reindex(days).ffill()
+        parts.append(pd.DataFrame({"ts": days, "expiry": until + pd.Timedelta(days=1), "close": series.to_numpy()}))
+    futures = pd.concat(parts, ignore_index=True)
+    futures["expiry"] = pd.DatetimeIndex(futures["expiry"]).tz_convert("UTC")
+    return spot, futures

@@ -17,10 +17,22 @@ import numpy as np
 import pandas as pd
 
 from backtest import contracts as C
-from backtest.config import Config
+from backtest.config import BUNDLED_DATA, Config
 from backtest.data import GapReport, file_sha256, load_funding, load_panel
 from backtest.errors import ConfigError, DataError
-from backtest.index import DEFAULT_AI_BASKET, IndexResult, IndexSpec, build_index, read_market_caps
+from backtest.index import (
+    DEFAULT_AI_BASKET,
+    TICKER_MIGRATIONS,
+    IndexResult,
+    IndexSpec,
+    MigrationNote,
+    TickerMigration,
+    apply_migrations,
+    build_index,
+    load_snapshot_caps,
+    migrate_caps,
+    read_market_caps,
+)
 from backtest import kernels as K
 from backtest.market import Market, Variant, run_variant, run_variants
 from strategies.rules import HedgeRule, make_rule, oracle_r2
@@ -28,6 +40,9 @@ from strategies.rules import HedgeRule, make_rule, oracle_r2
 __all__ = ["Prepared", "PrepareNotes", "FundingNotes", "InputFile", "prepare", "variant_for", "rule_objects",
            "coin_and_futures_returns", "min_safe_collateral",
            "min_safe_collaterals", "MIN_SAFE_COLLATERAL_LABEL", "MIN_SAFE_TOL_USD"]
+
+#: default market caps: monthly CoinMarketCap snapshots (see data/PROVENANCE.md)
+BUNDLED_MARKET_CAPS = BUNDLED_DATA / "cmc_monthly_snapshot_ai_tokens.parquet"
 
 _OHLC_DEFAULT = {"1h": "binance_spot_1h_ohlcv_2021_2023.parquet", "1D": "binance_spot_1d_ohlcv_2021_2023.parquet"}
 
@@ -70,6 +85,10 @@ class PrepareNotes:
         Perpetuals only.
     not_listed : tuple of str
         Index constituents left out because their data starts after ``scenario.end``.
+    basis : BasisInfo or None
+        The basis of modelled dated futures (constant or series proxy); None otherwise.
+    migrations : tuple of MigrationNote
+        Ticker migrations joined into one series (``index.migrations``).
     """
 
     oracle_r2: float
@@ -78,6 +97,8 @@ class PrepareNotes:
     impact: str
     funding: FundingNotes | None
     not_listed: tuple[str, ...] = ()
+    basis: C.BasisInfo | None = None
+    migrations: tuple[MigrationNote, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -312,15 +333,19 @@ def prepare(config: Config) -> Prepared:
     rules, labels = rule_objects(config)  # fail fast on a bad rule, before loading data
     coins = config.position.coins
     constituents = _constituents(config)
-    symbols = tuple(dict.fromkeys([*coins, *constituents]))
-    panel = _load_prices(config, symbols, optional=frozenset(constituents) - set(coins))
-    constituents = tuple(c for c in constituents if c not in panel.not_listed)
+    migrations = _active_migrations(config, coins, (*coins, *constituents))
+    old_tickers = tuple(m.old for m in migrations)
+    symbols = tuple(dict.fromkeys([*coins, *constituents, *old_tickers]))
+    optional = frozenset([*constituents, *old_tickers]) - set(coins)
+    panel = _load_prices(config, symbols, optional=optional)
     inputs = list(panel.files)
-    close = panel.close
+    close, gappy, migration_notes = _join_prices(config, panel.close, migrations, inputs)
+    constituents = _migrated_constituents(constituents, migrations, close)
+    panel = replace(panel, not_listed=tuple(s for s in panel.not_listed if s not in close.columns))
     # the replay cannot outlive the hedged coins: drop bars after the first coin's last price
     last = min(close[c].last_valid_index() for c in coins)
     close = close.loc[:last]
-    high, ohlc_input = _load_highs(config, close, constituents)
+    high, ohlc_input = _migrated_highs(config, close, constituents, migrations)
     if ohlc_input is not None:
         inputs.append(ohlc_input)
 
@@ -332,19 +357,18 @@ def prepare(config: Config) -> Prepared:
         max_weight=config.index.max_weight,
         vol_lookback_days=config.index.vol_lookback_days,
         min_constituents=min(config.index.min_constituents, len(constituents)),
+        cap_max_missing=config.index.market_caps_max_missing if config.index.weighting == "market_cap" else None,
     )
-    caps = None
-    if config.index.weighting == "market_cap":
-        assert config.index.market_caps is not None
-        caps_path = config.resolve(config.index.market_caps)
-        caps = read_market_caps(caps_path, close=close[list(constituents)])
-        inputs.append(InputFile("market_caps", str(caps_path), file_sha256(caps_path)))
+    caps = _market_caps(config, close[list(constituents)], migrations, inputs)
     try:
-        index = build_index(close[list(constituents)], spec, high=high, market_caps=caps)
+        index = build_index(close[list(constituents)], spec, high=high, market_caps=caps,
+                            gaps_allowed=tuple(g for g in gappy if g in constituents))
     except DataError as exc:
         if exc.file != "<close>":
             raise
         raise DataError(panel.label, f"index: {exc.problem}", column=exc.column, row=exc.row) from None
+    if config.index.start_at_price:
+        index = _start_at_price(index, close[list(constituents)])
 
     # replay window: config bounds, index start, every coin priced
     ts_all = close.index
@@ -388,6 +412,7 @@ def prepare(config: Config) -> Prepared:
     idx_hi = index.high.reindex(ts).to_numpy(dtype=float)
     fut = config.futures
     funding_notes: FundingNotes | None = None
+    basis_info: C.BasisInfo | None = None
     if fut.kind == "perpetual":
         book = C.perpetual(idx, fut.premium)
         series = None
@@ -408,10 +433,10 @@ def prepare(config: Config) -> Prepared:
     else:
         if fut.price_file is not None:
             fpath = config.resolve(fut.price_file)
-            book = C.quarterly_from_prices(close_times, idx, fpath)
+            book = C.quarterly_from_prices(close_times, idx, fpath, settle_at_index=fut.settle_at == "index")
             inputs.append(InputFile("futures_prices", str(fpath), file_sha256(fpath)))
         else:
-            book = C.modelled_quarterly(close_times, idx, fut.basis_ann)
+            book, basis_info = _modelled_book(config, close_times, idx, inputs)
         fund_rate = np.zeros(T)
     schedule = C.roll_schedule(close_times, book, config.roll)
     if fut.price_file is not None and fut.kind == "quarterly":
@@ -439,11 +464,152 @@ def prepare(config: Config) -> Prepared:
         impact="on" if config.slippage.volume_usd_per_bar > 0 and config.slippage.impact_coef > 0 else "off (no volume)",
         funding=funding_notes,
         not_listed=panel.not_listed,
+        basis=basis_info,
+        migrations=migration_notes,
     )
     return Prepared(
         market=market, ts=ts, bar=bar, coins=coins, coin_prices=prices, coin_units=units, book=book,
         schedule=schedule, index=index, rules=rules, rule_labels=labels, inputs=tuple(inputs), notes=notes,
     )
+
+
+def _active_migrations(config: Config, coins: tuple[str, ...], wanted: tuple[str, ...]) -> tuple[TickerMigration, ...]:
+    """Migrations to apply: ``index.migrations`` on, the old or new ticker wanted, the old
+    ticker in some price file, and the old ticker not itself a hedged coin."""
+    if not config.index.migrations:
+        return ()
+    names = (config.data.prices,) if isinstance(config.data.prices, str) else tuple(config.data.prices)
+    available: set[str] = set()
+    for name in names:
+        available |= set(_first_bars(config.resolve(name)))
+    return tuple(
+        m for m in TICKER_MIGRATIONS
+        if (m.old in wanted or m.new in wanted) and m.old in available and m.old not in coins
+    )
+
+
+def _join_prices(
+    config: Config, close: pd.DataFrame, migrations: tuple[TickerMigration, ...], inputs: list[InputFile]
+) -> tuple[pd.DataFrame, tuple[str, ...], tuple[MigrationNote, ...]]:
+    """Fill bars from ``data.extra_prices``, then join migrated tickers.
+
+    Returns the closes, the symbols that may now have holes (filled from an extra file or
+    joined across a migration) and the migration notes.
+    """
+    from backtest.data import load_panel
+
+    gappy: set[str] = set()
+    close = close.copy()
+    resample = "1D" if config.scenario.bar == "1D" else None
+    for name in config.data.extra_price_files:
+        path = config.resolve(name)
+        if not path.exists():
+            raise DataError(path, "file named in data.extra_prices does not exist")
+        end = config.scenario.end_ts
+        wanted = [s for s, first in _first_bars(path).items() if s in close.columns and (end is None or first <= end)]
+        if not wanted:
+            continue
+        extra = load_panel(path, wanted, end=config.scenario.end_ts, resample=resample,
+                           max_fill_bars=config.data.max_fill_bars).close.reindex(close.index)
+        if extra.notna().any().any():
+            close[wanted] = close[wanted].fillna(extra[wanted])
+            gappy |= {s for s in wanted if extra[s].notna().any()}
+            inputs.append(InputFile("extra_prices", str(path), file_sha256(path)))
+    close, notes = apply_migrations(close, migrations)
+    gappy = {s for s in gappy if s in close.columns} | {n.new for n in notes}
+    return close, tuple(sorted(gappy)), notes
+
+
+def _migrated_constituents(
+    constituents: tuple[str, ...], migrations: tuple[TickerMigration, ...], close: pd.DataFrame
+) -> tuple[str, ...]:
+    """Constituents with old tickers replaced by the new ones (once), those without data dropped."""
+    rename = {m.old: m.new for m in migrations}
+    return tuple(dict.fromkeys(rename.get(c, c) for c in constituents if rename.get(c, c) in close.columns))
+
+
+def _market_caps(
+    config: Config, close: pd.DataFrame, migrations: tuple[TickerMigration, ...], inputs: list[InputFile]
+) -> pd.DataFrame | None:
+    """Market caps for ``weighting = "market_cap"``: the user file (rows used from their
+    ``ts``), else the bundled CoinMarketCap snapshots (used from the day after); old
+    tickers joined into new ones."""
+    if config.index.weighting != "market_cap":
+        return None
+    if config.index.market_caps is not None:
+        path = config.resolve(config.index.market_caps)
+        caps = read_market_caps(path, close=close)
+    else:
+        path = BUNDLED_MARKET_CAPS
+        caps = load_snapshot_caps(path)
+    inputs.append(InputFile("market_caps", str(path), file_sha256(path)))
+    return migrate_caps(caps, migrations)
+
+
+def _migrated_highs(
+    config: Config, close: pd.DataFrame, constituents: tuple[str, ...], migrations: tuple[TickerMigration, ...]
+) -> tuple[pd.DataFrame | None, InputFile | None]:
+    """Intrabar highs of the constituents, a migrated one's joined from its old and new
+    ticker's highs (no bridging: highs in the swap window stay unknown)."""
+    used = tuple(m for m in migrations if m.new in constituents)
+    if not used:
+        return _load_highs(config, close, constituents)
+    pseudo = close.copy()
+    for m in used:
+        pseudo[m.old] = close[m.new] * m.ratio
+    high, info = _load_highs(config, pseudo, (*constituents, *(m.old for m in used)))
+    if high is None:
+        return None, info
+    joined, _ = apply_migrations(high, used, max_bridge_days=0.0)
+    return joined[list(constituents)], info
+
+
+def _start_at_price(index: IndexResult, close: pd.DataFrame) -> IndexResult:
+    """The index rescaled to start at ``sum_i w_i P[start, i]`` (``index.start_at_price``).
+
+    The chain-linked level is proportional to its base level, so level, high and units
+    scale by one factor; weights are unchanged."""
+    w0 = index.weights.iloc[0]
+    factor = float((w0 * close.loc[index.start, w0.index]).sum()) / float(index.level.loc[index.start])
+    return replace(index, level=index.level * factor, high=index.high * factor, units=index.units * factor)
+
+
+def _modelled_book(
+    config: Config, close_times: pd.DatetimeIndex, idx: np.ndarray, inputs: list[InputFile]
+) -> tuple[C.ContractBook, C.BasisInfo]:
+    """Modelled quarterly futures with the configured basis (constant or series proxy).
+
+    With ``futures.basis = "series"`` the basis file is read and cleaned
+    (:func:`backtest.contracts.load_basis_series`), each bar takes the value last observed
+    at or before its close (:func:`backtest.contracts.basis_per_bar`), and the file is
+    added to ``inputs`` with its hash.
+    """
+    fut = config.futures
+    if fut.basis == "constant":
+        book = C.modelled_quarterly(close_times, idx, fut.basis_ann)
+        info = C.BasisInfo(
+            source="constant", is_proxy=False, description=f"constant assumption: {fut.basis_ann:.2%}/yr",
+            file=None, sha256=None, mean_ann=fut.basis_ann, min_ann=fut.basis_ann, max_ann=fut.basis_ann,
+        )
+        return book, info
+    path = config.resolve(fut.basis_file)
+    if not path.exists():
+        raise DataError(path, "basis file not found (futures.basis_file)")
+    series = C.load_basis_series(path, min_days_to_expiry=fut.basis_min_days_to_expiry)
+    b = C.basis_per_bar(close_times, series, max_stale_days=fut.basis_max_stale_days)
+    digest = file_sha256(path)
+    inputs.append(InputFile("basis", str(path), digest))
+    what = (
+        f"series proxy: annualised basis of {path.name} (rows with > {fut.basis_min_days_to_expiry:g} days to expiry, "
+        "last value observed at or before each bar's close); no AI-index future trades"
+    )
+    book = C.modelled_quarterly(close_times, idx, b, source=f"modelled: F = I * exp(b_t * tau), b_t = {what}")
+    info = C.BasisInfo(
+        source="series", is_proxy=True, description=what, file=path.name, sha256=digest,
+        mean_ann=float(b.mean()), min_ann=float(b.min()), max_ann=float(b.max()),
+        rows_kept=series.rows_kept, rows_total=series.rows_total, min_days_to_expiry=series.min_days_to_expiry,
+    )
+    return book, info
 
 
 def variant_for(config: Config, hr_col: int, *, margin_enabled: bool | None = None) -> Variant:

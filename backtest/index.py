@@ -103,12 +103,39 @@ OCEAN    Ocean Protocol                  data marketplace for AI
 AGIX     SingularityNET                  AI-services marketplace (AI network)
 =======  ==============================  ==========================================
 
-RNDR and RENDER are the same token after a ticker migration. In the bundled
-data RNDR ends 2023-12-30 (it exits then) and RENDER starts 2024-07-26, so it
-enters at the first scheduled rebalance after ``min_history_days`` of RENDER
-history (2024-09-01 with the monthly, 30-day default): the index holds no
-Render in between. AGIX and OCEAN (merged into FET/ASI in 2024) also end
-2023-12-30 in the bundled data and exit then.
+RNDR and RENDER are the same token after a ticker migration; with
+``index.migrations = true`` (the default) they are one constituent, RENDER
+(see Ticker migrations). AGIX and OCEAN (merged into FET/ASI in 2024) end
+2023-12-30 in the bundled data and exit then, because the data ends.
+
+Ticker migrations
+-----------------
+:data:`TICKER_MIGRATIONS` lists tickers that changed while the token stayed the
+same. :func:`apply_migrations` joins the old ticker's closes (divided by
+``ratio``, new tokens per old one) and the new ticker's into one column named
+by the new ticker: the old closes up to the new ticker's first bar, then the
+new ones. The swap window between the old ticker's last bar and the new one's
+first (trading suspended for the swap) is bridged at the old ticker's last
+close when it is at most ``max_bridge_days`` long; a longer hole is left
+empty, and the constituent leaves the index at its first unpriced bar
+(``"data_end"``) and re-enters at the first scheduled rebalance priced again,
+its history counted from the old ticker's first bar (no new-listing wait).
+Market caps are joined the same way (old ticker's rows, then the new one's).
+
+=======  =======  ==========  ===============================================
+old      new      effective   evidence in the bundled data
+=======  =======  ==========  ===============================================
+RNDR     RENDER   2024-07-26  RNDR hourly closes end 2024-07-22 02:00 UTC
+                              (binance_spot_1h_close_RNDR_2024-06_07.parquet),
+                              RENDER's start 2024-07-26 08:00 UTC; CMC: RNDR
+                              to 2024-07-01, RENDER from 2024-08-01; 1:1 swap
+=======  =======  ==========  ===============================================
+
+Not applied: AGIX and OCEAN -> FET (the ASI merger of July 2024, 0.433350 FET
+per AGIX, 0.433226 FET per OCEAN) is a merger into another token, not a
+rename, FET is the default hedged coin (joining it into the index would put
+the hedge's own coin into its index) and no AGIX/OCEAN prices after
+2023-12-30 are bundled. MATIC -> POL is not in the bundled data.
 """
 
 from __future__ import annotations
@@ -133,6 +160,12 @@ from backtest.index_kernels import (
 )
 
 __all__ = [
+    "TickerMigration",
+    "TICKER_MIGRATIONS",
+    "MigrationNote",
+    "apply_migrations",
+    "migrate_caps",
+    "load_snapshot_caps",
     "Weighting",
     "Schedule",
     "IndexSpec",
@@ -203,6 +236,16 @@ class IndexSpec:
         [1, len(constituents)].
     base_level : float
         Level at the start bar (USD), finite and > 0.
+    cap_max_missing : int or None
+        ``market_cap`` weighting only. None: a constituent uses its latest cap at
+        or before the rebalance however old, and one without any is an error.
+        An integer ``m``: the caps' rows form a snapshot calendar (the distinct
+        timestamps of the caps frame); a constituent whose latest cap at or before
+        a scheduled rebalance is followed by more than ``m`` snapshots (up to the
+        rebalance) without a value of its own -- or that has no cap yet -- is not
+        eligible, and if held it leaves at that rebalance (event cause
+        ``"no_market_cap"``). With ``m = 1`` a token missing from one monthly
+        snapshot keeps its last known cap; missing from two, it drops out.
 
     Raises
     ------
@@ -218,6 +261,7 @@ class IndexSpec:
     vol_lookback_days: int = 30
     min_constituents: int = 3
     base_level: float = 1000.0
+    cap_max_missing: int | None = None
 
     def __post_init__(self) -> None:
         cons = self.constituents
@@ -262,6 +306,10 @@ class IndexSpec:
                 )
         if not _is_real(self.base_level) or not (math.isfinite(self.base_level) and self.base_level > 0):
             raise ConfigError("index.base_level", f"expected a finite level > 0, got {self.base_level!r}")
+        if self.cap_max_missing is not None and (not _is_int(self.cap_max_missing) or self.cap_max_missing < 0):
+            raise ConfigError(
+                "index.market_caps_max_missing", f"expected an integer number of snapshots >= 0, got {self.cap_max_missing!r}"
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -283,12 +331,21 @@ class IndexResult:
     units : DataFrame
         Same rows and columns: units ``q_i`` held from that rebalance on.
     events : DataFrame
-        Columns ``ts``, ``symbol``, ``event`` (``"enter"`` / ``"exit"``) and
-        ``reason``, in time order (exits before entries at the same bar).
+        Columns ``ts``, ``symbol``, ``event`` (``"enter"`` / ``"exit"``),
+        ``reason`` (text), ``cause`` (``"data_end"``: the price series stopped --
+        the data, not the market, took it out; ``"no_market_cap"``; ``"eligible"``
+        for entries) and ``last_price_ts`` (data-end exits: the last priced bar),
+        in time order (exits before entries at the same bar).
     start : Timestamp
         First bar with a level.
     spec : IndexSpec
         The specification the index was built with.
+    held_weights : DataFrame
+        Per-bar weights held, ``q_i P[t,i] / I[t]`` (targets on rebalance bars,
+        drifting between them; 0 when not held, NaN before ``start``); same
+        columns as ``weights``, the panel's full UTC index. For a figure of
+        weights over time: ``result.held_weights.loc[result.start:]``; the count
+        held is ``(held_weights > 0).sum(axis=1)``.
     """
 
     level: pd.Series
@@ -298,6 +355,7 @@ class IndexResult:
     events: pd.DataFrame
     start: pd.Timestamp
     spec: IndexSpec
+    held_weights: pd.DataFrame | None = None
 
 
 def default_index_spec() -> IndexSpec:
@@ -364,7 +422,9 @@ def _check_positive(values: np.ndarray, columns: Sequence[str], index: pd.Dateti
         )
 
 
-def _validate_close(close: pd.DataFrame, spec: IndexSpec) -> tuple[pd.DatetimeIndex, np.ndarray]:
+def _validate_close(
+    close: pd.DataFrame, spec: IndexSpec, gaps_allowed: frozenset[str] = frozenset()
+) -> tuple[pd.DatetimeIndex, np.ndarray]:
     if not isinstance(close, pd.DataFrame):
         raise DataError(_CLOSE_LABEL, f"expected a wide DataFrame of closes, got {type(close).__name__}")
     if len(close) == 0:
@@ -392,7 +452,7 @@ def _validate_close(close: pd.DataFrame, spec: IndexSpec) -> tuple[pd.DatetimeIn
     priced = ~np.isnan(prices)
     for col, symbol in enumerate(spec.constituents):
         rows = np.flatnonzero(priced[:, col])
-        if len(rows) and len(rows) != rows[-1] - rows[0] + 1:
+        if symbol not in gaps_allowed and len(rows) and len(rows) != rows[-1] - rows[0] + 1:
             gap = rows[0] + int(np.flatnonzero(~priced[rows[0] : rows[-1] + 1, col])[0])
             raise DataError(
                 _CLOSE_LABEL,
@@ -530,6 +590,7 @@ def build_index(
     *,
     high: pd.DataFrame | None = None,
     market_caps: pd.DataFrame | None = None,
+    gaps_allowed: Sequence[str] = (),
 ) -> IndexResult:
     """Build the chain-linked units index described in the module docstring.
 
@@ -549,6 +610,12 @@ def build_index(
         necessarily on the grid), e.g. from :func:`read_market_caps`. Required
         for, and only accepted with, ``weighting="market_cap"``. At a rebalance
         at ``r`` the latest non-missing value at a time ``<= r`` is used.
+    gaps_allowed : sequence of str, optional
+        Constituents whose closes may have NaN runs inside their life (a merged
+        ticker migration with a data hole, see :func:`apply_migrations`): such a
+        constituent leaves the index at the first bar without a price (cause
+        ``"data_end"``) and may re-enter at a later scheduled rebalance, its
+        history counted from its first price ever.
 
     Returns
     -------
@@ -575,7 +642,7 @@ def build_index(
             "index.weighting", f"market_caps were given but weighting is {spec.weighting!r}; they would be ignored"
         )
 
-    index, prices = _validate_close(close, spec)
+    index, prices = _validate_close(close, spec, frozenset(gaps_allowed))
     highs = np.full(prices.shape, np.nan) if high is None else _validate_high(high, index, prices, spec)
     caps = None if market_caps is None else _validate_caps(market_caps, spec)
     n_bars, n_sym = prices.shape
@@ -585,7 +652,6 @@ def build_index(
     priced = ~np.isnan(prices)
     has_data = priced.any(axis=0)
     first_pos = np.where(has_data, priced.argmax(axis=0), 0)
-    last_pos = np.where(has_data, n_bars - 1 - priced[::-1].argmax(axis=0), -1)
     scheduled = _scheduled_bars(index, spec.rebalance)
     sched_pos = np.flatnonzero(scheduled)
     old_enough = np.stack(
@@ -596,6 +662,8 @@ def build_index(
         axis=1,
     )
     eligible = priced[sched_pos] & old_enough  # (K, N)
+    if caps is not None and spec.cap_max_missing is not None:
+        eligible &= _caps_fresh(caps, _snapshot_calendar(market_caps), index[sched_pos], spec)
     enough = eligible.sum(axis=1) >= spec.min_constituents
     if not enough.any():
         raise DataError(
@@ -607,7 +675,10 @@ def build_index(
 
     # Holdings: members of the latest scheduled rebalance that still have a price.
     sched_row = np.cumsum(scheduled) - 1  # bar 0 is always scheduled
-    held_after = eligible[sched_row] & priced
+    # held: eligible at the latest scheduled bar and priced on every bar since (a constituent
+    # whose prices stop and resume re-enters only at a scheduled rebalance)
+    last_unpriced = np.maximum.accumulate(np.where(priced, -1, np.arange(n_bars)[:, None]), axis=0)
+    held_after = eligible[sched_row] & (last_unpriced < sched_pos[sched_row][:, None])
     held_after[:start] = False
     held_before = np.zeros_like(held_after)
     held_before[1:] = held_after[:-1]
@@ -668,9 +739,10 @@ def build_index(
         high=pd.Series(level_high, index=index, name="high"),
         weights=pd.DataFrame(weights, index=reb_index, columns=columns),
         units=pd.DataFrame(units, index=reb_index, columns=columns),
-        events=_events(index, spec, exits, held_after, held_before, scheduled, start, last_pos),
+        events=_events(index, spec, exits, held_after, held_before, scheduled, start),
         start=index[start],
         spec=spec,
+        held_weights=_held_weights(index, prices, level, units, reb_pos, spec),
     )
 
 
@@ -682,27 +754,78 @@ def _events(
     held_before: np.ndarray,
     scheduled: np.ndarray,
     start: int,
-    last_pos: np.ndarray,
 ) -> pd.DataFrame:
+    """Entries and exits with a cause: ``"data_end"`` (the price series stopped: the
+    data, not the market, took the constituent out; ``last_price_ts`` says when),
+    ``"no_market_cap"`` (left at a scheduled rebalance without a fresh enough cap)
+    or ``"eligible"`` (an entry)."""
     entries = held_after & ~held_before
     entries[:start] = False
     entries[~scheduled] = False
-    rows: list[tuple[pd.Timestamp, str, str, str]] = []
-    for bar in np.flatnonzero(exits.any(axis=1) | entries.any(axis=1)):
+    dropped = held_before & ~held_after & ~exits  # left at a scheduled rebalance while still priced
+    rows: list[tuple[pd.Timestamp, str, str, str, str, pd.Timestamp | None]] = []
+    for bar in np.flatnonzero(exits.any(axis=1) | entries.any(axis=1) | dropped.any(axis=1)):
         for col in np.flatnonzero(exits[bar]):
-            last = index[last_pos[col]]
+            last = index[bar - 1]  # an exit at bar t: the constituent's last price was at t-1
             reason = f"data ended (last price {last:%Y-%m-%d %H:%M} UTC)"
-            rows.append((index[bar], spec.constituents[col], "exit", reason))
+            rows.append((index[bar], spec.constituents[col], "exit", reason, "data_end", last))
+        for col in np.flatnonzero(dropped[bar]):
+            reason = f"no market cap in more than {spec.cap_max_missing} snapshot(s) in a row (index.market_caps_max_missing)"
+            rows.append((index[bar], spec.constituents[col], "exit", reason, "no_market_cap", None))
         for col in np.flatnonzero(entries[bar]):
-            rows.append((index[bar], spec.constituents[col], "enter", f"history >= {spec.min_history_days} days"))
+            reason = f"history >= {spec.min_history_days} days" + (", market cap known" if spec.weighting == "market_cap" else "")
+            rows.append((index[bar], spec.constituents[col], "enter", reason, "eligible", None))
     return pd.DataFrame(
         {
             "ts": pd.DatetimeIndex([row[0] for row in rows], dtype=index.dtype),
             "symbol": pd.array([row[1] for row in rows], dtype="str"),
             "event": pd.array([row[2] for row in rows], dtype="str"),
             "reason": pd.array([row[3] for row in rows], dtype="str"),
+            "cause": pd.array([row[4] for row in rows], dtype="str"),
+            "last_price_ts": pd.DatetimeIndex([row[5] for row in rows], dtype=index.dtype),
         }
     )
+
+
+def _held_weights(
+    index: pd.DatetimeIndex, prices: np.ndarray, level: np.ndarray, units: np.ndarray, reb_pos: np.ndarray,
+    spec: IndexSpec,
+) -> pd.DataFrame:
+    """Per-bar weights actually held: ``q_i P[t,i] / I[t]`` with the units set at the
+    latest rebalance at or before ``t`` (so the targets on rebalance bars, drifting
+    between them); 0 where not held, NaN before the start."""
+    row = np.searchsorted(reb_pos, np.arange(len(index)), side="right") - 1
+    q = np.where(row[:, None] >= 0, units[np.maximum(row, 0)], np.nan)
+    with np.errstate(invalid="ignore"):
+        w = np.where(q > 0, q * prices / level[:, None], np.where(np.isnan(q), np.nan, 0.0))
+    return pd.DataFrame(w, index=index, columns=pd.Index(spec.constituents, dtype=object))
+
+
+def _snapshot_calendar(market_caps: pd.DataFrame | None) -> pd.DatetimeIndex:
+    """The caps frame's snapshot times: rows holding at least one value."""
+    assert market_caps is not None
+    rows = market_caps.notna().any(axis=1).to_numpy()
+    return pd.DatetimeIndex(market_caps.index[rows]).tz_convert("UTC").sort_values()
+
+
+def _caps_fresh(
+    caps: dict[str, _CapSeries], calendar: pd.DatetimeIndex, when: pd.DatetimeIndex, spec: IndexSpec
+) -> np.ndarray:
+    """``ok[k, i]``: constituent i has a cap at or before ``when[k]`` followed by at most
+    ``spec.cap_max_missing`` snapshots of the calendar (up to ``when[k]``) without its own value."""
+    assert spec.cap_max_missing is not None
+    ok = np.zeros((len(when), len(spec.constituents)), dtype=bool)
+    n_cal = calendar.searchsorted(when, side="right")
+    for col, symbol in enumerate(spec.constituents):
+        series = caps.get(symbol)
+        if series is None or len(series.times) == 0:
+            continue
+        pos = series.times.searchsorted(when, side="right") - 1
+        known = pos >= 0
+        last = series.times[np.maximum(pos, 0)]
+        missed = n_cal - calendar.searchsorted(last, side="right")
+        ok[:, col] = known & (missed <= spec.cap_max_missing)
+    return ok
 
 
 # --------------------------------------------------------------------------- market caps file
@@ -830,4 +953,117 @@ def read_market_caps(path: str | Path, *, close: pd.DataFrame | None = None) -> 
     prices = close[symbols].set_axis(grid, axis=0).astype(np.float64)
     caps = supply * prices
     caps.index.name = "ts"
+    return caps
+
+
+# --------------------------------------------------------------------------- ticker migrations
+
+
+@dataclass(frozen=True)
+class TickerMigration:
+    """A ticker change of one token: ``ratio`` new tokens per old one."""
+
+    old: str
+    new: str
+    effective: str
+    ratio: float = 1.0
+    note: str = ""
+
+
+#: Ticker migrations applied with ``index.migrations = true`` (see the module docstring).
+TICKER_MIGRATIONS: Final[tuple[TickerMigration, ...]] = (
+    TickerMigration(
+        "RNDR", "RENDER", "2024-07-26", 1.0,
+        "Render Network moved from Ethereum (RNDR) to Solana (RENDER) 1:1; Binance RENDER from 2024-07-26",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class MigrationNote:
+    """What :func:`apply_migrations` did for one migration (for ``summary.json``).
+
+    ``old_last`` / ``new_first``: last bar of the old ticker before the switch and first
+    bar of the new one (None when absent); ``bridged_bars``: bars filled at the old
+    ticker's last close across the swap; ``hole_bars``: bars left empty (a data hole).
+    """
+
+    old: str
+    new: str
+    old_last: pd.Timestamp | None
+    new_first: pd.Timestamp | None
+    bridged_bars: int
+    hole_bars: int
+
+
+def apply_migrations(
+    close: pd.DataFrame,
+    migrations: Sequence[TickerMigration] = TICKER_MIGRATIONS,
+    *,
+    max_bridge_days: float = 7.0,
+) -> tuple[pd.DataFrame, tuple[MigrationNote, ...]]:
+    """Join each migrated token's old and new ticker into one column (the new ticker).
+
+    ``P_new[t] = P_old[t] / ratio`` for bars before the new ticker's first bar, ``P_new[t]``
+    from it on. NaN runs after the old ticker's last bar (before the new one's first bar)
+    of at most ``max_bridge_days`` are filled with the old ticker's last close (the swap
+    window); longer runs, and holes inside the old ticker's life, stay NaN.
+
+    Returns
+    -------
+    close : DataFrame
+        Same grid; the old ticker's column removed, the new ticker's holding the joined
+        series (appended if it was absent). Columns without a migration are untouched.
+    notes : tuple of MigrationNote
+        One per applied migration (those whose old ticker is a column).
+    """
+    out = close.copy()
+    notes = []
+    for m in migrations:
+        if m.old not in out.columns:
+            continue
+        old = out[m.old].astype(float) / m.ratio
+        new = out[m.new].astype(float) if m.new in out.columns else pd.Series(np.nan, index=out.index)
+        first_new = new.first_valid_index()
+        joined = old.copy() if first_new is None else old.where(old.index < first_new, new)
+        before = joined[joined.index < first_new] if first_new is not None else joined
+        old_last = before.last_valid_index()
+        bridged = 0
+        if old_last is not None and first_new is not None:
+            gap = joined.loc[old_last:first_new].iloc[1:-1]
+            span = first_new - old_last
+            if len(gap) and gap.isna().all() and span <= pd.Timedelta(days=max_bridge_days) + (out.index[1] - out.index[0]):
+                joined.loc[gap.index] = joined.loc[old_last]
+                bridged = len(gap)
+        life = joined.loc[joined.first_valid_index() : joined.last_valid_index()] if joined.notna().any() else joined.iloc[:0]
+        notes.append(MigrationNote(m.old, m.new, old_last, first_new, bridged, int(life.isna().sum())))
+        out = out.drop(columns=[m.old])
+        out[m.new] = joined
+    return out, tuple(notes)
+
+
+def migrate_caps(caps: pd.DataFrame, migrations: Sequence[TickerMigration] = TICKER_MIGRATIONS) -> pd.DataFrame:
+    """Market caps with each old ticker's column joined into the new ticker's
+    (the new ticker's value where both exist)."""
+    out = caps.copy()
+    for m in migrations:
+        if m.old not in out.columns:
+            continue
+        joined = out[m.new].combine_first(out[m.old]) if m.new in out.columns else out[m.old]
+        out = out.drop(columns=[m.old])
+        out[m.new] = joined
+    return out
+
+
+def load_snapshot_caps(path: str | Path, *, delay: pd.Timedelta = pd.Timedelta(days=1)) -> pd.DataFrame:
+    """Market caps from a snapshot file whose ``ts`` holds end-of-day values, shifted to
+    when they are known.
+
+    A snapshot stamped ``ts`` = D 00:00 UTC (e.g. the bundled CoinMarketCap file) holds
+    day D's end-of-day values; it is returned at ``ts + delay`` (D+1 00:00 by default),
+    so a rebalance at D's first bar does not see it. Reading and validation as
+    :func:`read_market_caps` (``market_cap`` column).
+    """
+    caps = read_market_caps(path)
+    caps.index = pd.DatetimeIndex(caps.index + delay, name="ts")
     return caps

@@ -196,6 +196,8 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
             "futures_kind": fut.kind,
             "funding_source": None if funding is None else funding["source"],
             "funding_is_proxy": bool(funding and funding["is_proxy"]),
+            "basis_source": None if p.notes.basis is None else p.notes.basis.description,
+            "basis_is_proxy": bool(p.notes.basis is not None and p.notes.basis.is_proxy),
             "description": _describe(config, p),
         },
         "period": {
@@ -212,8 +214,16 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
             "not_listed_before_end": list(p.notes.not_listed),
             "start": index.start.isoformat(),
             "events": [
-                {"ts": pd.Timestamp(r.ts).isoformat(), "symbol": r.symbol, "event": r.event, "reason": r.reason}
+                {"ts": pd.Timestamp(r.ts).isoformat(), "symbol": r.symbol, "event": r.event, "reason": r.reason,
+                 "cause": getattr(r, "cause", None),
+                 "data_end": None if pd.isna(getattr(r, "last_price_ts", pd.NaT)) else pd.Timestamp(r.last_price_ts).isoformat()}
                 for r in index.events.itertuples()
+            ],
+            "migrations": [
+                {"old": m.old, "new": m.new, "old_last": None if m.old_last is None else m.old_last.isoformat(),
+                 "new_first": None if m.new_first is None else m.new_first.isoformat(),
+                 "bridged_bars": m.bridged_bars, "hole_bars": m.hole_bars}
+                for m in p.notes.migrations
             ],
             "intrabar_high_share": p.notes.intrabar_high_share,
             "intrabar_high": "upper bound of the intrabar index high: sum of units x constituent highs (the "
@@ -225,6 +235,7 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
             "contract_size": fut.contract_size,
             "contracts_used": sorted({p.book.labels[int(k)] for k in np.unique(p.schedule.c0)}),
             "funding": funding,
+            "basis": None if p.notes.basis is None else dataclasses.asdict(p.notes.basis),
             "impact": p.notes.impact,
         },
         "config": config_to_dict(config),
@@ -257,7 +268,8 @@ def _describe(config: Config, p: Prepared) -> str:
         held = f"{coins} per the holdings file"
     fut = config.futures
     leg = (
-        f"quarterly index futures (contract = {fut.contract_size:g} index units, basis {fut.basis_ann:.1%}/yr), "
+        f"quarterly index futures (contract = {fut.contract_size:g} index units, basis "
+        f"{'from a series proxy' if fut.basis == 'series' else f'{fut.basis_ann:.1%}/yr'}), "
         f"rolled {config.roll.days_before_expiry} days before expiry"
         if fut.kind == "quarterly" and config.roll.mode == "before_expiry"
         else "quarterly index futures held to expiry"

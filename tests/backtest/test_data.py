@@ -577,3 +577,26 @@ def test_file_sha256_matches_hashlib(tmp_path: Path) -> None:
     path.write_bytes(payload)
     assert file_sha256(path) == hashlib.sha256(payload).hexdigest()
     assert file_sha256(str(path)) == file_sha256(path)
+
+
+def test_bundled_cme_files_are_derived_from_the_basis_file_and_hedge_btc() -> None:
+    """The bundled CME spot/futures files equal cme_front_month_frames of the basis file (cropped),
+    and the scenario on them rolls monthly on the file's own expiries."""
+    from backtest.config import BUNDLED_DATA, PROJECT_ROOT, load_config
+    from backtest.data import cme_front_month_frames
+    from backtest.results import run
+
+    spot, fut = cme_front_month_frames(BUNDLED_DATA / "cme_btc_front_month_basis_daily.parquet")
+    fut = fut[(fut["ts"] >= pd.Timestamp("2020-12-01", tz="UTC")) & (fut["ts"] <= pd.Timestamp("2025-07-31", tz="UTC"))]
+    pd.testing.assert_frame_equal(spot, pd.read_parquet(BUNDLED_DATA / "cme_btc_spot_at_settlement_daily.parquet"))
+    pd.testing.assert_frame_equal(fut.reset_index(drop=True),
+                                  pd.read_parquet(BUNDLED_DATA / "cme_btc_front_month_futures_daily.parquet"))
+    # a contract is priced on its first trade date and every day to the next one's first trade date
+    jan = fut[fut["expiry"] == pd.Timestamp("2021-02-02", tz="UTC")].set_index("ts")["close"]
+    assert jan.index[-1] == pd.Timestamp("2021-02-01", tz="UTC")
+    assert jan.iloc[-1] == jan.loc[pd.Timestamp("2021-01-29", tz="UTC")]  # final settlement held
+    summary = run(load_config(PROJECT_ROOT / "backtest" / "scenarios" / "cme_btc_daily.toml")).summary
+    used = summary["futures"]["contracts_used"]
+    assert len(used) >= 50 and "2021-02-02T00:00Z" in used and "2021-03-02T00:00Z" in used
+    for m in summary["rules"].values():
+        assert 0.9 < m["hedge_effectiveness"] <= summary["oracle_r2"] + 1e-3

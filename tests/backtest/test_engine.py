@@ -198,6 +198,7 @@ def test_bundled_daily_scenario_checks_margin_at_intrabar_highs() -> None:
     assert summary["period"]["bar"] == "1D"
     assert summary["index"]["intrabar_high_share"] > 0.9
     assert {"ohlc"} <= {i["role"] for i in summary["inputs"]}
-    assert summary["index"]["not_listed_before_end"] == ["RENDER", "TAO"]
+    assert summary["index"]["not_listed_before_end"] == ["TAO"]  # RENDER: RNDR under its new ticker
     for m in summary["rules"].values():
         assert 0.3 < m["hedge_effectiveness"] < 0.6 and m["rolls"] > 0
+

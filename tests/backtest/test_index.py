@@ -620,3 +620,221 @@ def test_default_index_on_the_full_grid_runs_out_of_cap_room(hourly_panel: pd.Da
     with pytest.raises(ConfigError, match="2025-06-13 10:00:00.*only 2 constituents") as info:
         build_index(hourly_panel, default_index_spec())
     assert info.value.key == "index.max_weight"
+
+
+# --------------------------------------------------------------------------- snapshot caps, migrations, data-end exits
+
+
+def _snapshot_file(path: Path, rows: list[tuple[str, str, float]]) -> Path:
+    """A CMC-like snapshot file: ``ts`` = day D 00:00 UTC holding end-of-day-D caps."""
+    frame = pd.DataFrame(
+        {
+            "ts": pd.DatetimeIndex([r[0] for r in rows], tz="UTC"),
+            "symbol": pd.array([r[1] for r in rows], dtype="string"),
+            "name": pd.array([r[1].lower() for r in rows], dtype="string"),
+            "market_cap": [r[2] for r in rows],
+            "cmc_rank": 1,
+        }
+    )
+    frame.to_parquet(path, index=False)
+    return path
+
+
+_SNAPSHOTS = [
+    ("2024-01-01", "A", 120.0), ("2024-01-01", "B", 40.0), ("2024-01-01", "C", 25.0), ("2024-01-01", "D", 15.0),
+    ("2024-02-01", "A", 200.0), ("2024-02-01", "B", 100.0), ("2024-02-01", "C", 60.0), ("2024-02-01", "D", 40.0),
+    ("2024-03-01", "A", 1000.0), ("2024-03-01", "B", 100.0), ("2024-03-01", "D", 40.0),  # C missing once
+    ("2024-04-01", "A", 200.0), ("2024-04-01", "B", 100.0), ("2024-04-01", "D", 40.0),  # C missing twice
+]
+
+
+def test_cap_weights_from_a_snapshot_file_equal_a_hand_computation(tmp_path: Path) -> None:
+    from backtest.index import load_snapshot_caps
+
+    caps = load_snapshot_caps(_snapshot_file(tmp_path / "cmc.parquet", _SNAPSHOTS))
+    close = _panel({s: [1.0 + i] * 140 for i, s in enumerate("ABCD")}, "2024-01-01", "D")
+    spec = IndexSpec(tuple("ABCD"), weighting="market_cap", rebalance="monthly", min_history_days=0,
+                     max_weight=0.5, min_constituents=2, cap_max_missing=1)
+    res = build_index(close, spec, market_caps=caps)
+    T = lambda s: pd.Timestamp(s, tz="UTC")  # noqa: E731
+    # 2024-01-01: the 01-01 snapshot is known only from 01-02 -> no caps, no start
+    assert res.start == T("2024-02-01")
+    expected = {
+        # 01-01 caps 120/40/25/15 -> .6/.2/.125/.075; A capped at .5, .1 to B, C, D pro rata (.4)
+        "2024-02-01": [0.5, 0.2 + 0.1 * 0.2 / 0.4, 0.125 + 0.1 * 0.125 / 0.4, 0.075 + 0.1 * 0.075 / 0.4],
+        # 02-01 caps 200/100/60/40 (not 03-01's A = 1000: snapshot D is not used at D)
+        "2024-03-01": [0.5, 0.25, 0.15, 0.10],
+        # 03-01 caps: A 1000, B 100, D 40; C missed one snapshot and keeps 60 -> A .5, rest 100:60:40
+        "2024-04-01": [0.5, 0.25, 0.15, 0.10],
+        # C missed two snapshots: out. A 200, B 100, D 40 -> A capped .5, B and D share .5 as 100:40
+        "2024-05-01": [0.5, 0.5 * 100 / 140, 0.0, 0.5 * 40 / 140],
+    }
+    for when, w in expected.items():
+        np.testing.assert_allclose(res.weights.loc[T(when)].to_numpy(), w, rtol=1e-12, err_msg=when)
+    exits = res.events[res.events["event"] == "exit"]
+    assert exits[["symbol", "cause"]].values.tolist() == [["C", "no_market_cap"]]
+    assert exits["ts"].iloc[0] == T("2024-05-01")
+    # the held weights equal the targets on rebalance bars
+    np.testing.assert_allclose(res.held_weights.loc[T("2024-05-01")].to_numpy(), expected["2024-05-01"], rtol=1e-12)
+    assert res.held_weights.loc[: T("2024-01-31")].isna().all().all()
+
+
+def test_a_snapshot_is_not_used_on_its_own_day(tmp_path: Path) -> None:
+    """Change A's 2024-03-01 cap: weights at the 2024-03-01 rebalance do not move, at 04-01 they do."""
+    from backtest.index import load_snapshot_caps
+
+    close = _panel({s: [1.0 + i] * 140 for i, s in enumerate("ABCD")}, "2024-01-01", "D")
+    spec = IndexSpec(tuple("ABCD"), weighting="market_cap", rebalance="monthly", min_history_days=0,
+                     max_weight=None, min_constituents=2, cap_max_missing=1)
+    bent = [(d, s, 10.0 if (d, s) == ("2024-03-01", "A") else v) for d, s, v in _SNAPSHOTS]
+    a = build_index(close, spec, market_caps=load_snapshot_caps(_snapshot_file(tmp_path / "a.parquet", _SNAPSHOTS)))
+    b = build_index(close, spec, market_caps=load_snapshot_caps(_snapshot_file(tmp_path / "b.parquet", bent)))
+    day = pd.Timestamp("2024-03-01", tz="UTC")
+    pd.testing.assert_frame_equal(a.weights.loc[:day], b.weights.loc[:day])
+    pd.testing.assert_series_equal(a.level.loc[: day + pd.Timedelta(days=30)], b.level.loc[: day + pd.Timedelta(days=30)])
+    assert not np.allclose(a.weights.loc[pd.Timestamp("2024-04-01", tz="UTC")], b.weights.loc[pd.Timestamp("2024-04-01", tz="UTC")])
+
+
+def _migration_panel() -> pd.DataFrame:
+    """Hourly closes: OLD until 2024-03-10 05:00, a 3-day swap window, NEW from 2024-03-13 12:00."""
+    index = pd.date_range("2024-01-01", "2024-05-31 23:00", freq="h", tz="UTC")
+    n = len(index)
+    t = np.arange(n)
+    old = np.where(index <= pd.Timestamp("2024-03-10 05:00", tz="UTC"), 2.0 + 0.001 * t, np.nan)
+    new = np.where(index >= pd.Timestamp("2024-03-13 12:00", tz="UTC"), 2.5 + 0.001 * t, np.nan)
+    return pd.DataFrame({"OLD": old, "NEW": new, "B": 3.0 + 0.0005 * t, "C": 4.0 - 0.0002 * t}, index=index)
+
+
+def test_a_ticker_migration_carries_the_weight_without_a_gap() -> None:
+    from backtest.index import TickerMigration, apply_migrations
+
+    close = _migration_panel()
+    mig = (TickerMigration("OLD", "NEW", "2024-03-13"),)
+    joined, notes = apply_migrations(close, mig)
+    assert sorted(joined.columns) == ["B", "C", "NEW"]
+    assert notes[0].old_last == pd.Timestamp("2024-03-10 05:00", tz="UTC")
+    assert notes[0].new_first == pd.Timestamp("2024-03-13 12:00", tz="UTC")
+    assert notes[0].bridged_bars == 3 * 24 + 6 and notes[0].hole_bars == 0
+    # the swap window is held at OLD's last close
+    swap = joined.loc["2024-03-10 06:00":"2024-03-13 11:00", "NEW"]
+    assert (swap == close.loc[pd.Timestamp("2024-03-10 05:00", tz="UTC"), "OLD"]).all()
+    spec = IndexSpec(("NEW", "B", "C"), rebalance="monthly", min_history_days=30, max_weight=None, min_constituents=2)
+    res = build_index(joined, spec, gaps_allowed=("NEW",))
+    held = res.held_weights["NEW"]
+    entered = pd.Timestamp("2024-02-01", tz="UTC")  # 30 days after OLD's first bar
+    assert res.events[res.events["symbol"] == "NEW"][["ts", "event"]].values.tolist() == [[entered, "enter"]]
+    assert (held.loc[entered:] > 0.2).all()  # weight carried across the migration, every bar
+    np.testing.assert_allclose(res.weights.loc[pd.Timestamp("2024-04-01", tz="UTC")].to_numpy(), [1 / 3] * 3)
+    # without the alias, NEW is a new listing: out from OLD's end, back only at the first
+    # monthly rebalance 30 days after its own first bar
+    plain = build_index(close.drop(columns="OLD"), IndexSpec(("NEW", "B", "C"), rebalance="monthly",
+                                                             min_history_days=30, max_weight=None, min_constituents=2))
+    assert plain.events[plain.events["symbol"] == "NEW"]["ts"].tolist() == [pd.Timestamp("2024-05-01", tz="UTC")]
+
+
+def test_a_migrated_series_with_a_data_hole_exits_and_reenters_at_a_schedule() -> None:
+    from backtest.index import TickerMigration, apply_migrations
+
+    close = _migration_panel()
+    hole = (close.index >= pd.Timestamp("2024-02-10", tz="UTC")) & (close.index < pd.Timestamp("2024-02-20 03:00", tz="UTC"))
+    close.loc[hole, "OLD"] = np.nan
+    joined, notes = apply_migrations(close, (TickerMigration("OLD", "NEW", "2024-03-13"),))
+    assert notes[0].hole_bars == int(hole.sum())
+    with pytest.raises(DataError, match="missing close inside"):
+        build_index(joined, IndexSpec(("NEW", "B", "C"), min_history_days=30, max_weight=None, min_constituents=2))
+    res = build_index(joined, IndexSpec(("NEW", "B", "C"), min_history_days=30, max_weight=None, min_constituents=2),
+                      gaps_allowed=("NEW",))
+    ev = res.events[res.events["symbol"] == "NEW"][["ts", "event", "cause"]].values.tolist()
+    T = lambda s: pd.Timestamp(s, tz="UTC")  # noqa: E731
+    assert ev == [[T("2024-02-01"), "enter", "eligible"], [T("2024-02-10"), "exit", "data_end"],
+                  [T("2024-03-01"), "enter", "eligible"]]
+    assert (res.held_weights.loc[T("2024-02-10"):T("2024-02-29 23:00"), "NEW"] == 0).all()
+
+
+def test_data_end_exits_are_flagged_with_the_last_price() -> None:
+    close = _panel({"A": [1.0] * 10, "B": [2.0] * 6 + [NAN] * 4, "C": [3.0] * 10}, "2024-01-01", "D")
+    res = build_index(close, IndexSpec(tuple("ABC"), rebalance="weekly", min_history_days=0, min_constituents=2))
+    exits = res.events[res.events["event"] == "exit"]
+    assert exits[["symbol", "cause"]].values.tolist() == [["B", "data_end"]]
+    assert exits["ts"].iloc[0] == pd.Timestamp("2024-01-07", tz="UTC")
+    assert exits["last_price_ts"].iloc[0] == pd.Timestamp("2024-01-06", tz="UTC")
+    assert (res.events.loc[res.events["event"] == "enter", "cause"] == "eligible").all()
+
+
+def _bundled_config(**sections):
+    from backtest.config import config_from_mapping
+
+    raw = {
+        "scenario": {"name": "bundled", "start": "2024-05-01", "end": "2024-09-30", "bar": "1h"},
+        "position": {"coins": ["FET"], "kind": "units", "units": [100_000.0]},
+        "rules": [{"family": "notional", "fraction": 1.0}],
+    }
+    for name, table in sections.items():
+        raw[name] = {**raw.get(name, {}), **table}
+    return config_from_mapping(raw)
+
+
+def test_bundled_market_caps_weight_the_index_out_of_the_box() -> None:
+    """No market_caps file: the CMC snapshot of 2024-08-01 (used from 08-02) does not set the
+    2024-08-01 weights; 2024-07-01's does, RNDR's cap carried into RENDER."""
+    from backtest.engine import prepare
+    from backtest.index import load_snapshot_caps, migrate_caps
+
+    p = prepare(_bundled_config(index={"weighting": "market_cap", "max_weight": 0.3}))
+    assert any(f.role == "market_caps" and f.path.endswith("cmc_monthly_snapshot_ai_tokens.parquet") for f in p.inputs)
+    w = p.index.weights.loc[pd.Timestamp("2024-08-01", tz="UTC")]
+    raw = pd.read_parquet(Path(__file__).resolve().parents[2] / "data" / "cmc_monthly_snapshot_ai_tokens.parquet")
+    snap = raw[raw["ts"] == pd.Timestamp("2024-07-01", tz="UTC")].set_index("symbol")["market_cap"]
+    snap = snap.rename(index={"RNDR": "RENDER"})
+    held = [s for s in w.index if w[s] > 0]
+    assert "RENDER" in held and set(held) <= set(snap.index)
+    share = snap[held] / snap[held].sum()
+    from backtest.index_kernels import cap_weights
+
+    np.testing.assert_allclose(w[held].to_numpy(), cap_weights(share.to_numpy(), 0.3), rtol=1e-12)
+    caps = migrate_caps(load_snapshot_caps(Path(__file__).resolve().parents[2] / "data" / "cmc_monthly_snapshot_ai_tokens.parquet"))
+    assert caps.index.min() == pd.Timestamp("2020-01-02", tz="UTC")
+
+
+def test_render_is_hedged_across_its_ticker_migration() -> None:
+    """Coin RENDER from 2024-06-15: RNDR's closes (bundled extra file) then RENDER's, the
+    swap window held at RNDR's last close; the index keeps Render without a re-entry wait."""
+    from backtest.engine import prepare
+
+    cfg = _bundled_config(scenario={"start": "2024-06-15", "end": "2024-09-30"},
+                          position={"coins": ["RENDER"], "units": [10_000.0]})
+    p = prepare(cfg)
+    assert p.ts[0] == pd.Timestamp("2024-06-15", tz="UTC")
+    assert [m.old for m in p.notes.migrations] == ["RNDR"]
+    note = p.notes.migrations[0]
+    assert note.old_last == pd.Timestamp("2024-07-22 02:00", tz="UTC")
+    assert note.new_first == pd.Timestamp("2024-07-26 08:00", tz="UTC")
+    extra = pd.read_parquet(Path(__file__).resolve().parents[2] / "data" / "binance_spot_1h_close_RNDR_2024-06_07.parquet")
+    px = pd.Series(p.coin_prices[:, 0], index=p.ts)
+    assert px.loc[pd.Timestamp("2024-07-01 05:00", tz="UTC")] == extra.set_index("ts")["close"].loc[pd.Timestamp("2024-07-01 05:00", tz="UTC")]
+    assert (px.loc["2024-07-22 03:00":"2024-07-26 07:00"] == px.loc[pd.Timestamp("2024-07-22 02:00", tz="UTC")]).all()
+    off = prepare(_bundled_config(index={"migrations": False}))
+    assert "RNDR" in off.index.spec.constituents and "RENDER" in off.index.spec.constituents
+    on = prepare(_bundled_config())
+    assert "RNDR" not in on.index.spec.constituents
+    held = on.index.held_weights["RENDER"].loc["2024-07-01":"2024-09-30"]
+    assert (held > 0).all()
+
+
+def test_summary_flags_data_end_exits_with_the_date(tmp_path: Path) -> None:
+    from conftest import synthetic_config, write_synthetic_prices
+
+    from backtest.results import run
+
+    prices = write_synthetic_prices(tmp_path / "prices.parquet")
+    raw = pd.read_parquet(prices)
+    cut = pd.Timestamp("2024-02-15 09:00", tz="UTC")
+    raw[~((raw["symbol"] == "DDD") & (raw["ts"] > cut))].to_parquet(prices, index=False)
+    summary = run(synthetic_config(prices)).summary
+    exits = [e for e in summary["index"]["events"] if e["event"] == "exit"]
+    assert exits == [{
+        "ts": "2024-02-15T10:00:00+00:00", "symbol": "DDD", "event": "exit",
+        "reason": "data ended (last price 2024-02-15 09:00 UTC)", "cause": "data_end",
+        "data_end": "2024-02-15T09:00:00+00:00",
+    }]
+    assert all(e["cause"] == "eligible" for e in summary["index"]["events"] if e["event"] == "enter")
