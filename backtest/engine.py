@@ -19,6 +19,7 @@ from backtest import contracts as C
 from backtest.config import Config
 from backtest.data import GapReport, file_sha256, load_funding, load_panel
 from backtest.errors import ConfigError, DataError
+from backtest.instrument import check_underlying, is_index, symbol_underlying
 from backtest.index import DEFAULT_AI_BASKET, IndexResult, IndexSpec, build_index, read_market_caps
 from backtest.market import Market, Variant, run_variant
 from strategies.rules import HedgeRule, make_rule, oracle_r2
@@ -312,23 +313,9 @@ def rule_objects(config: Config) -> tuple[tuple[HedgeRule, ...], tuple[str, ...]
     return tuple(rules), tuple(labels)
 
 
-def prepare(config: Config) -> Prepared:
-    """Load, validate and align all inputs of a scenario (no simulation yet)."""
-    rules, labels = rule_objects(config)  # fail fast on a bad rule, before loading data
-    coins = config.position.coins
-    constituents = _constituents(config)
-    symbols = tuple(dict.fromkeys([*coins, *constituents]))
-    panel = _load_prices(config, symbols, optional=frozenset(constituents) - set(coins))
-    constituents = tuple(c for c in constituents if c not in panel.not_listed)
-    inputs = list(panel.files)
-    close = panel.close
-    # the replay cannot outlive the hedged coins: drop bars after the first coin's last price
-    last = min(close[c].last_valid_index() for c in coins)
-    close = close.loc[:last]
-    high, ohlc_input = _load_highs(config, close, constituents)
-    if ohlc_input is not None:
-        inputs.append(ohlc_input)
-
+def _built_index(config: Config, close: pd.DataFrame, constituents: tuple[str, ...], high: pd.DataFrame | None,
+                 inputs: list[InputFile], label: str) -> IndexResult:
+    """The AI index of ``[index]`` built from the constituents' closes (appends the caps file to ``inputs``)."""
     spec = IndexSpec(
         constituents=constituents,
         weighting=config.index.weighting,
@@ -349,7 +336,37 @@ def prepare(config: Config) -> Prepared:
     except DataError as exc:
         if exc.file != "<close>":
             raise
-        raise DataError(panel.label, f"index: {exc.problem}", column=exc.column, row=exc.row) from None
+        raise DataError(label, f"index: {exc.problem}", column=exc.column, row=exc.row) from None
+    return index
+
+
+def prepare(config: Config) -> Prepared:
+    """Load, validate and align all inputs of a scenario (no simulation yet)."""
+    rules, labels = rule_objects(config)  # fail fast on a bad rule, before loading data
+    coins = config.position.coins
+    underlying = config.futures.underlying
+    if is_index(underlying):
+        constituents = _constituents(config)
+        symbols = tuple(dict.fromkeys([*coins, *constituents]))
+    else:  # futures on one symbol: no index, [index] ignored
+        names = (config.data.prices,) if isinstance(config.data.prices, str) else tuple(config.data.prices)
+        check_underlying(underlying, [config.resolve(n) for n in names])
+        constituents = ()
+        symbols = tuple(dict.fromkeys([*coins, underlying]))
+    panel = _load_prices(config, symbols, optional=frozenset(constituents) - set(coins))
+    constituents = tuple(c for c in constituents if c not in panel.not_listed)
+    inputs = list(panel.files)
+    close = panel.close
+    # the replay cannot outlive the hedged coins: drop bars after the first coin's last price
+    last = min(close[c].last_valid_index() for c in coins)
+    close = close.loc[:last]
+    high, ohlc_input = _load_highs(config, close, constituents if is_index(underlying) else (underlying,))
+    if ohlc_input is not None:
+        inputs.append(ohlc_input)
+    if not is_index(underlying):
+        index = symbol_underlying(close[underlying], None if high is None else high[underlying], underlying)
+    else:
+        index = _built_index(config, close, constituents, high, inputs, panel.label)
 
     # replay window: config bounds, index start, every coin priced
     ts_all = close.index

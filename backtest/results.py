@@ -165,7 +165,10 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
             "name": config.scenario.name,
             "coins": list(p.coins),
             "index": f"{index.spec.weighting}-weighted AI index of {len(index.spec.constituents)} tokens, "
-            f"{index.spec.rebalance} rebalance" + (f", cap {index.spec.max_weight:.0%}" if index.spec.max_weight else ""),
+            f"{index.spec.rebalance} rebalance" + (f", cap {index.spec.max_weight:.0%}" if index.spec.max_weight else "")
+            if fut.underlying == "index"
+            else f"none: futures on {fut.underlying} (its close is the underlying; [index] constituents ignored)",
+            "underlying": fut.underlying,
             "futures_kind": fut.kind,
             "funding_source": None if funding is None else funding["source"],
             "funding_is_proxy": bool(funding and funding["is_proxy"]),
@@ -191,6 +194,7 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
             "intrabar_high_share": p.notes.intrabar_high_share,
         },
         "futures": {
+            "underlying": fut.underlying,
             "kind": fut.kind,
             "source": p.book.source,
             "contract_size": fut.contract_size,
@@ -227,6 +231,7 @@ def _describe(config: Config, p: Prepared) -> str:
     else:
         held = f"{coins} per the holdings file"
     fut = config.futures
+    on = "index" if fut.underlying == "index" else fut.underlying
     leg = (
         f"quarterly index futures (contract = {fut.contract_size:g} index units, basis {fut.basis_ann:.1%}/yr), "
         f"rolled {config.roll.days_before_expiry} days before expiry"
@@ -235,6 +240,8 @@ def _describe(config: Config, p: Prepared) -> str:
         if fut.kind == "quarterly"
         else f"an index perpetual with {config.funding.source} funding"
     )
+    if on != "index":
+        leg = leg.replace("index futures", f"{on} futures").replace("index units", f"{on}").replace("an index perpetual", f"a {on} perpetual")
     return f"Long {held}; short {leg}; fees {config.fees.trade_bps:g} bps, rebalance {config.rebalance.mode} ({config.rebalance.every_bars} bars)."
 
 

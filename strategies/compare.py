@@ -8,6 +8,7 @@ to their Cartesian product::
     coins = ["FET", "RNDR"]                # optional: one single-coin scenario per coin ...
     notional_usd = 1_000_000               # ... each holding this constant USD notional
     windows = [{start = "2022-01-01", end = "2022-12-31"}]   # optional time windows
+    underlyings = ["index", "BTC", "ETH"]  # optional: futures underlying axis (futures.underlying)
 
     [[compare.rules]]
     family = "min_variance"
@@ -75,6 +76,7 @@ class CompareSpec:
     windows: tuple[tuple[str | None, str | None], ...]
     rank_by: RankBy
     chunk: int
+    underlyings: tuple[str, ...] = ()
 
 
 def _expand(table: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
@@ -99,7 +101,7 @@ def parse_compare(config: Config) -> CompareSpec:
     raw = dict(config.compare or {})
     if not raw:
         raise ConfigError("compare", "the config has no [compare] table; see the README for its keys")
-    known = {"rules", "rebalance", "coins", "notional_usd", "windows", "rank_by", "chunk"}
+    known = {"rules", "rebalance", "coins", "notional_usd", "windows", "rank_by", "chunk", "underlyings"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"compare.{unknown[0]}", f"unknown key; known keys: {', '.join(sorted(known))}")
@@ -153,7 +155,18 @@ def parse_compare(config: Config) -> CompareSpec:
     chunk = raw.get("chunk", 256)
     if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
         raise ConfigError("compare.chunk", f"expected a positive integer, got {chunk!r}")
-    return CompareSpec(tuple(rules), tuple(rebalances), tuple(coins), float(notional), tuple(windows), rank_by, chunk)
+    underlyings = raw.get("underlyings", [])
+    if not isinstance(underlyings, list) or not all(isinstance(u, str) for u in underlyings):
+        raise ConfigError("compare.underlyings", f"expected a list like ['index', 'BTC', 'ETH'], got {underlyings!r}")
+    if len(set(underlyings)) != len(underlyings):
+        raise ConfigError("compare.underlyings", f"duplicate entries in {underlyings}")
+    for i, u in enumerate(underlyings):
+        try:
+            replace(config.futures, underlying=u)
+        except ConfigError as exc:
+            raise ConfigError(f"compare.underlyings[{i}]", str(exc).split(": ", 1)[-1]) from None
+    return CompareSpec(tuple(rules), tuple(rebalances), tuple(coins), float(notional), tuple(windows), rank_by, chunk,
+                       tuple(underlyings))
 
 
 def _rebalance_label(r: RebalanceSection) -> str:
@@ -174,6 +187,7 @@ class _Scenario:
     window: str
     config: Config
     prepared: Prepared
+    underlying: str = "index"
 
 
 def _scenarios(config: Config, spec: CompareSpec) -> list[_Scenario]:
@@ -186,9 +200,11 @@ def _scenarios(config: Config, spec: CompareSpec) -> list[_Scenario]:
         if spec.coins:
             cfg = replace(cfg, position=PositionSection(coins=coins, kind="notional", notional_usd=(spec.notional_usd,), units=()))
         for start, end in windows:
-            scen = replace(cfg, scenario=replace(cfg.scenario, start=start, end=end))
-            label = f"{start or 'start'}..{end or 'end'}"
-            out.append(_Scenario("+".join(coins), label, scen, prepare(scen)))
+            for under in spec.underlyings or (config.futures.underlying,):
+                scen = replace(cfg, scenario=replace(cfg.scenario, start=start, end=end),
+                               futures=replace(cfg.futures, underlying=under))
+                label = f"{start or 'start'}..{end or 'end'}"
+                out.append(_Scenario("+".join(coins), label, scen, prepare(scen), under))
     return out
 
 
@@ -228,7 +244,8 @@ def _run_tasks(tasks: list[tuple[Market, np.ndarray, np.ndarray]], scheduler: st
 def run_compare(config: Config, *, scheduler: str = "none", progress: bool = False) -> pd.DataFrame:
     """Run the grid; one row per (scenario, rule, rebalance policy), ranked within each scenario.
 
-    Columns: ``coin``, ``window``, ``variant``, ``family``, ``rule``, ``params``,
+    Columns: ``coin``, ``window``, ``underlying`` (the futures underlying; with
+    ``compare.underlyings`` it is a grid axis, ranked together with the rules), ``variant``, ``family``, ``rule``, ``params``,
     ``rebalance``, the metrics of :data:`backtest.schema.RULE_METRICS`, ``pnl_*``
     components and ``rank`` (1 = best by ``compare.rank_by``).
     """
@@ -256,10 +273,12 @@ def run_compare(config: Config, *, scheduler: str = "none", progress: bool = Fal
             m = summary_metrics(s, n_bars=len(p.ts), bar=p.bar, oracle=oracle)
             pnl = m.pop("pnl")
             rule = p.rules[col]
+            on = f"{scen.underlying} | " if spec.underlyings else ""
             rows.append({
                 "coin": scen.coin,
                 "window": scen.window,
-                "variant": f"{p.rule_labels[col]} | {_rebalance_label(reb)}",
+                "underlying": scen.underlying,
+                "variant": f"{on}{p.rule_labels[col]} | {_rebalance_label(reb)}",
                 "family": rule.family,
                 "rule": p.rule_labels[col],
                 "params": json.dumps(dict(spec.rules[col].params), sort_keys=True),
@@ -296,7 +315,8 @@ def run_compare_command(args: argparse.Namespace) -> int:
         "rank_by": spec.rank_by,
         "variants": int(len(table)),
         "scenarios": sorted({f"{c} {w}" for c, w in zip(table["coin"], table["window"])}),
-        "oracle_r2": {f"{c} {w}": float(o) for (c, w), o in table.groupby(["coin", "window"])["oracle_r2"].first().items()},
+        "oracle_r2": {f"{c} {w}" + (f" {u}" if spec.underlyings else ""): float(o)
+                      for (c, w, u), o in table.groupby(["coin", "window", "underlying"])["oracle_r2"].first().items()},
         "config": config_to_dict(config),
         "packages": package_versions(),
     }
