@@ -1,6 +1,6 @@
 """``hedgebt`` command line.
 
-Subcommands: ``demo``, ``run``, ``compare``, ``replay``, ``report``, ``ingest``.
+Subcommands: ``demo``, ``run``, ``compare``, ``replay``, ``report``, ``ingest``, ``stress``.
 Any user error (bad data, bad config, bad arguments, unsafe output path) prints
 one line ``hedgebt: error: ...`` on stderr and exits with code 2 — no
 traceback, and nothing half-written (outputs are built in a temporary folder
@@ -110,6 +110,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return run_replay_command(args)
 
 
+def _cmd_stress(args: argparse.Namespace) -> int:
+    from backtest.stress import run_stress_command
+
+    return run_stress_command(args)
+
+
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from backtest.ingest import run_ingest_command
 
@@ -151,6 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("stress", help="margin-call and liquidation odds vs collateral on bootstrapped paths")
+    p.add_argument("config", help="scenario TOML file")
+    p.add_argument("--paths", type=int, required=True, help="number of bootstrap paths")
+    p.add_argument("--horizon-days", type=float, required=True, help="days per path")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--collateral-grid", default=None, help="comma-separated starting collateral levels (USD)")
+    p.add_argument("--block-bars", type=float, default=None, help="mean bootstrap block length (bars); default data-driven")
+    p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    p.set_defaults(func=_cmd_stress)
 
     p = sub.add_parser("ingest", help="turn vendor files into the project's Parquet layout")
     try:
