@@ -1,6 +1,6 @@
 """``hedgebt`` command line.
 
-Subcommands: ``demo``, ``run``, ``compare``, ``replay``, ``report``, ``ingest``, ``stress``.
+Subcommands: ``demo``, ``run``, ``compare``, ``replay``, ``report``, ``ingest``, ``stress``, ``scan``.
 Any user error (bad data, bad config, bad arguments, unsafe output path) prints
 one line ``hedgebt: error: ...`` on stderr and exits with code 2 — no
 traceback, and nothing half-written (outputs are built in a temporary folder
@@ -116,6 +116,12 @@ def _cmd_stress(args: argparse.Namespace) -> int:
     return run_stress_command(args)
 
 
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from backtest.scan import run_scan_command
+
+    return run_scan_command(args)
+
+
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from backtest.ingest import run_ingest_command
 
@@ -168,6 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block-bars", type=float, default=None, help="mean bootstrap block length (bars); default data-driven")
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(func=_cmd_stress)
+
+    p = sub.add_parser("scan", help="hedgeability league table: every coin x underlying (index, BTC, ETH) x rule")
+    p.add_argument("config", nargs="?", default=None, help="scenario TOML file (default: the bundled demo)")
+    p.add_argument("--coins", default="all", help="'all' (default) or comma-separated symbols")
+    p.add_argument("--underlyings", default="index,BTC,ETH", help="comma-separated futures underlyings")
+    p.add_argument("--min-days", type=float, default=180.0, help="days of data a coin needs (default 180)")
+    p.add_argument("--notional-usd", type=float, default=1_000_000.0, help="USD held in each coin")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    p.set_defaults(func=_cmd_scan)
 
     p = sub.add_parser("ingest", help="turn vendor files into the project's Parquet layout")
     try:
