@@ -8,8 +8,9 @@ hedge rebalance) hedged with every configured rule on futures on every underlyin
 margin, rebalancing) is the config's.
 
 Per coin the window is the same for every underlying: from the later of the scenario start,
-the coin's first bar and the index's first level (when the index is scanned) to the earlier
-of the scenario end and the coin's last bar. The index excludes the scanned coin (unless
+the coin's first bar and the index's first level (when the index is scanned) to the earliest
+of the scenario end, the coin's last bar and the last bar every live instrument has (price
+files end ragged by an hour or two). The index excludes the scanned coin (unless
 ``index.include_hedged_coins``), so each coin is hedged with the index of the *other*
 constituents. Symbols used as underlyings (``BTC``, ``ETH``) are not scanned as coins.
 
@@ -159,6 +160,28 @@ def _scan_coin(config: Config, spec: ScanSpec, coin: str, start: pd.Timestamp, e
     return rows
 
 
+def _ragged_end(config: Config, spans: pd.DataFrame, underlyings: tuple[str, ...]) -> pd.Timestamp | None:
+    """Scenario end capped at the last bar every live instrument has.
+
+    Files end ragged (one symbol's last hour present, another's not): the cap is the
+    earliest last bar among the symbol underlyings and, when the index is scanned, its
+    constituents still trading within a day of the file's end (delisted ones exit the
+    index normally and do not count).
+    """
+    ends = [spans.loc[u, "last"] for u in underlyings if not is_index(u)]
+    if any(is_index(u) for u in underlyings):
+        from backtest.index import DEFAULT_AI_BASKET
+
+        basket = config.index.constituents or DEFAULT_AI_BASKET
+        latest = spans["last"].max()
+        ends += [spans.loc[c, "last"] for c in basket if c in spans.index and spans.loc[c, "last"] >= latest - pd.Timedelta(days=1)]
+    cap = min(ends) if ends else None
+    end = config.scenario.end_ts
+    if cap is None:
+        return end
+    return cap if end is None else min(cap, end)
+
+
 def run_scan(config: Config, spec: ScanSpec, *, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, str]]]:
     """Scan the coins; the league table (one row per coin), the long table and the skipped coins.
 
@@ -173,7 +196,7 @@ def run_scan(config: Config, spec: ScanSpec, *, progress: bool = False) -> tuple
         if not is_index(u) and u not in known:
             raise ConfigError("--underlyings", f"unknown symbol '{u}'; available: {', '.join(sorted(known))}")
     coins = spec.coins or tuple(s for s in spans.index if s not in spec.underlyings)
-    lo_cfg, hi_cfg = config.scenario.start_ts, config.scenario.end_ts
+    lo_cfg, hi_cfg = config.scenario.start_ts, _ragged_end(config, spans, spec.underlyings)
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     from tqdm import tqdm
