@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--collateral-grid", default=None, help="comma-separated starting collateral levels (USD)")
     p.add_argument("--block-bars", type=float, default=None, help="mean bootstrap block length (bars); default data-driven")
+    p.add_argument("--scheduler", default="none", help="'none' (this process), 'processes' (local Dask) or tcp://HOST:PORT")
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(func=_cmd_stress)
 

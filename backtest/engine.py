@@ -19,8 +19,8 @@ from backtest import contracts as C
 from backtest.config import Config
 from backtest.data import GapReport, file_sha256, load_funding, load_panel
 from backtest.errors import ConfigError, DataError
-from backtest.instrument import check_underlying, is_index, symbol_underlying
 from backtest.index import DEFAULT_AI_BASKET, IndexResult, IndexSpec, build_index, read_market_caps
+from backtest.instrument import check_underlying, is_index, symbol_underlying
 from backtest.market import Market, Variant, run_variant
 from strategies.rules import HedgeRule, make_rule, oracle_r2
 

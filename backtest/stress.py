@@ -24,8 +24,9 @@ Method
    walk-forward on the historical returns up to the window start followed by the path's.
 4. Every path runs through :func:`backtest.kernels.simulate_many_nb` once, with all rules
    x (one margin-free variant + each collateral level) as variants of that one pass
-   (the variants run in parallel; the paths run in a loop, one market each: the kernel
-   takes one market per call).
+   (the variants run in parallel). The kernel takes one market per call, so the paths
+   run as a loop over markets -- in this process, or in batches as Dask tasks
+   (``--scheduler processes`` or ``tcp://HOST:PORT``), with identical results.
 
 Outputs: ``P(margin call)`` and ``P(liquidation)`` per rule and collateral level; per
 path the collateral that never breaches maintenance (``margin_need`` of the margin-free
@@ -224,11 +225,6 @@ def _variants(config: Config, n_rules: int, grid: tuple[float, ...]) -> list[Var
     return out
 
 
-def _simulate(market: Market, variants: list[Variant]) -> np.ndarray:
-    fps, ips = pack_variants(variants)
-    return K.simulate_many_nb(*market.kernel_args(), fps, ips)
-
-
 def _nice_grid(top: float, levels: int = 21) -> tuple[float, ...]:
     """``levels`` multiples of a round step (1, 2, 2.5 or 5 x 10^k) from 0 to at least ``top``."""
     if not (math.isfinite(top) and top > 0):
@@ -244,42 +240,73 @@ def _quantile(x: np.ndarray, q: float) -> float:
     return float(np.quantile(x, q, method="inverted_cdf"))
 
 
+def _kernel_batch(markets: list[Market], fps: np.ndarray, ips: np.ndarray) -> list[np.ndarray]:
+    return [K.simulate_many_nb(*m.kernel_args(), fps, ips) for m in markets]
+
+
+def _run_batches(batches: list[list[Market]], fps: np.ndarray, ips: np.ndarray, scheduler: str) -> list[np.ndarray]:
+    """Kernel summaries of every market, batch by batch, here or on Dask (same results)."""
+    if scheduler == "none":
+        return [s for b in batches for s in _kernel_batch(b, fps, ips)]
+    import dask
+
+    if scheduler == "processes":
+        done = dask.compute(*[dask.delayed(_kernel_batch)(b, fps, ips) for b in batches], scheduler="processes")
+        return [s for b in done for s in b]
+    if scheduler.startswith(("tcp://", "tls://")):
+        from distributed import Client
+
+        from backtest.errors import HedgeBTError
+
+        try:
+            client = Client(scheduler, timeout=10)
+        except (OSError, TimeoutError) as exc:
+            raise HedgeBTError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+        try:
+            done = client.gather([client.submit(_kernel_batch, b, fps, ips, pure=False) for b in batches])
+        finally:
+            client.close()
+        return [s for b in done for s in b]
+    raise ConfigError("--scheduler", f"expected 'none', 'processes' or tcp://HOST:PORT, got {scheduler!r}")
+
+
 def simulate_paths(config: Config, prepared: Prepared, indices: np.ndarray, grid: tuple[float, ...],
-                   moves: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   moves: np.ndarray | None = None, *, hrs: np.ndarray | None = None, scheduler: str = "none",
+                   batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Replay every path of ``indices`` (shape (N, H - 1)); summaries and hedge ratios.
+
+    Path markets are built here, ``batch`` at a time (hedge rules re-estimated unless
+    ``hrs`` is given); each market's variants run in one :func:`~backtest.kernels.simulate_many_nb`
+    call, in this process (``scheduler="none"``) or as Dask tasks of ``batch`` paths
+    (``"processes"`` or ``tcp://HOST:PORT``). Results do not depend on the scheduler.
 
     Returns
     -------
     summaries : ndarray, shape (N, R, 1 + len(grid), N_SUM)
         Per path and rule: the margin-free replay, then one replay per collateral level.
     hr : ndarray, shape (N, H, R)
-        The re-estimated hedge ratios of every path (to replay it again without re-estimating).
+        The hedge ratios of every path (to replay it again without re-estimating).
     """
     moves = joint_moves(prepared) if moves is None else moves
-    variants = _variants(config, len(prepared.rules), grid)
+    fps, ips = pack_variants(_variants(config, len(prepared.rules), grid))
     N, m = indices.shape
     R = len(prepared.rules)
     out = np.empty((N, R, 1 + len(grid), K.N_SUM))
-    hrs = np.empty((N, m + 1, R))
-    for p in range(N):
-        market = path_market(config, prepared, indices[p], moves)
-        hrs[p] = market.hr
-        out[p] = _simulate(market, variants).reshape(R, 1 + len(grid), K.N_SUM)
-    return out, hrs
+    hr_out = np.empty((N, m + 1, R)) if hrs is None else hrs
+    step = batch * (4 if scheduler != "none" else 1)  # markets held in memory at once
+    for lo in range(0, N, step):
+        markets = [path_market(config, prepared, indices[p], moves, None if hrs is None else hrs[p])
+                   for p in range(lo, min(lo + step, N))]
+        if hrs is None:
+            hr_out[lo : lo + len(markets)] = np.stack([mk.hr for mk in markets])
+        batches = [markets[i : i + batch] for i in range(0, len(markets), batch)]
+        for j, summ in enumerate(_run_batches(batches, fps, ips, scheduler)):
+            out[lo + j] = summ.reshape(R, 1 + len(grid), K.N_SUM)
+    return out, hr_out
 
 
-def _replay_grid(config: Config, prepared: Prepared, indices: np.ndarray, moves: np.ndarray, hrs: np.ndarray,
-                 grid: tuple[float, ...]) -> np.ndarray:
-    """Like :func:`simulate_paths` with known hedge ratios (no re-estimation)."""
-    variants = _variants(config, len(prepared.rules), grid)
-    R = len(prepared.rules)
-    out = np.empty((len(indices), R, 1 + len(grid), K.N_SUM))
-    for p in range(len(indices)):
-        out[p] = _simulate(path_market(config, prepared, indices[p], moves, hrs[p]), variants).reshape(R, 1 + len(grid), K.N_SUM)
-    return out
-
-
-def run_stress(config: Config, spec: StressSpec, *, prepared: Prepared | None = None) -> StressResult:
+def run_stress(config: Config, spec: StressSpec, *, prepared: Prepared | None = None,
+               scheduler: str = "none") -> StressResult:
     """Bootstrap ``spec.paths`` paths of ``spec.horizon_days`` and replay the hedge on each
     for every collateral level (see the module docstring for the method)."""
     prepared = prepare(config) if prepared is None else prepared
@@ -293,12 +320,12 @@ def run_stress(config: Config, spec: StressSpec, *, prepared: Prepared | None = 
     historical = [min_safe_collateral(prepared, variant_for(config, c, margin_enabled=True)) for c in range(R)]
     window_rows = np.arange(T - H, T - 1)[None, :]
     grid = spec.collateral_usd
-    first, hrs = simulate_paths(config, prepared, indices, grid or (), moves)
+    first, hrs = simulate_paths(config, prepared, indices, grid or (), moves, scheduler=scheduler)
     needs = first[:, :, 0, K.S_MARGIN_NEED]
     if grid is None:
         top = 1.2 * max(float(np.max([_quantile(needs[:, r], 0.995) for r in range(R)])), max(historical))
         grid = _nice_grid(top)
-        summ = _replay_grid(config, prepared, indices, moves, hrs, grid)
+        summ, _ = simulate_paths(config, prepared, indices, grid, moves, hrs=hrs, scheduler=scheduler)
     else:
         summ = first
     window, _ = simulate_paths(config, prepared, window_rows, grid, moves)
@@ -414,7 +441,7 @@ def run_stress_command(args: Any) -> int:
                       block_bars=args.block_bars)
     atomic_output_dir(args.out, force=args.force).check()
     config = load_config(args.config)
-    result = run_stress(config, spec)
+    result = run_stress(config, spec, scheduler=args.scheduler)
     with atomic_output_dir(args.out, force=args.force) as tmp:
         write_stress(result, tmp)
     info = result.info

@@ -87,3 +87,14 @@ def test_stress_cli_writes_reproducible_outputs(config, tmp_path: Path) -> None:
     assert main([*args, "--out", str(tmp_path / "c"), "--collateral-grid", "1000,x"]) == 2
     assert main(["stress", str(toml), "--paths", "0", "--horizon-days", "5", "--out", str(tmp_path / "d")]) == 2
     assert main(["stress", str(toml), "--paths", "2", "--horizon-days", "500", "--out", str(tmp_path / "e")]) == 2
+
+
+def test_dask_processes_give_the_same_curve(config) -> None:
+    spec = StressSpec(paths=6, horizon_days=3, seed=1, collateral_usd=(0.0, 2_000.0, 20_000.0))
+    p = prepare(config)
+    local = run_stress(config, spec, prepared=p)
+    dask = run_stress(config, spec, prepared=p, scheduler="processes")
+    np.testing.assert_array_equal(local.needs, dask.needs)
+    assert local.table.equals(dask.table)
+    with pytest.raises(ConfigError, match="--scheduler"):
+        run_stress(config, spec, prepared=p, scheduler="threads")
