@@ -320,9 +320,17 @@ def run_compare_command(args: argparse.Namespace) -> int:
         "config": config_to_dict(config),
         "packages": package_versions(),
     }
+    choice = None
+    if len(spec.underlyings) > 1:
+        from strategies.instrument_choice import instrument_table
+
+        choice = instrument_table(config, table, {_rebalance_label(r): r for r in spec.rebalances})
     out = Path(args.out)
     with atomic_output_dir(out, force=args.force) as tmp:
         write_compare_tables(table, tmp, info)
+        if choice is not None:
+            choice[0].to_csv(tmp / "instruments.csv", index=False, float_format="%.6g", lineterminator="\n")
+            (tmp / "instruments.json").write_text(json.dumps(choice[1], indent=2, allow_nan=False) + "\n", encoding="utf-8")
         if not args.no_report:
             from reports import render_compare
 
@@ -332,5 +340,9 @@ def run_compare_command(args: argparse.Namespace) -> int:
     for r in best.itertuples():
         print(f"  best for {r.coin} {r.window}: {r.variant}  HE {r.hedge_effectiveness:.3f} (oracle {r.oracle_r2:.3f}), "
               f"cost {r.cost_drag_bps_per_year:.0f} bps/yr")
+    if choice is not None:
+        for v in choice[1]:
+            print(f"  which instrument for {v['coin']} {v['window']}: {v['verdict']}")
+        print(f"  wrote {out}/instruments.csv, instruments.json")
     print(f"  wrote {out}/compare.csv, compare.parquet")
     return 0
