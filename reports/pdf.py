@@ -384,7 +384,7 @@ def _title_page(doc: _Doc, summary: Mapping[str, Any]) -> None:
     doc.space(0.2)
     coins = ", ".join(map(str, sc.get("coins", [])))
     facts = [
-        ("Position", f"long {coins}, hedged with short {sc.get('futures_kind', '?')} futures on an AI-token index"),
+        ("Position", f"long {coins}, hedged with short {sc.get('futures_kind', '?')} futures on {_underlying(sc)}"),
         ("Index", str(sc.get("index", "?"))),
         ("Data period", f"{_fmt_when(period.get('start', '?'))} to {_fmt_when(period.get('end', '?'))} (bar open "
                         f"times), {period.get('bars', '?')} bars of {period.get('bar', '?')}"),
@@ -411,6 +411,12 @@ def _title_page(doc: _Doc, summary: Mapping[str, Any]) -> None:
     doc.line(f"Data gaps filled: {len(gaps)}" + (" (listed in Appendix B)." if gaps else "."), size=10)
 
 
+def _underlying(sc: Mapping[str, Any]) -> str:
+    """What the futures are written on (``scenario.underlying`` of summary.json; older results: the index)."""
+    under = sc.get("underlying", "index")
+    return "an AI-token index" if under == "index" else str(under)
+
+
 def _executive_summary(doc: _Doc, summary: Mapping[str, Any], metrics: pd.DataFrame,
                        events_df: pd.DataFrame, notes: Sequence[str]) -> None:
     sc = summary.get("scenario", {})
@@ -422,7 +428,7 @@ def _executive_summary(doc: _Doc, summary: Mapping[str, Any], metrics: pd.DataFr
         f"We replayed a long position in {coins} from {_fmt_when(period.get('start', '?'))} to "
         f"{_fmt_when(period.get('end', '?'))} "
         f"({period.get('bars', '?')} bars of {period.get('bar', '?')}) and hedged it with short "
-        f"{sc.get('futures_kind', '?')} futures on an AI-token index ({sc.get('index', '?')}). 'Variance "
+        f"{sc.get('futures_kind', '?')} futures on {_underlying(sc)} ({sc.get('index', '?')}). 'Variance "
         "reduction' is the "
         "hedge effectiveness HE = 1 - Var(hedged returns) / Var(unhedged returns) of per-bar returns; 100 % "
         "would remove all risk, 0 % none. The best constant hedge in hindsight would have removed "
