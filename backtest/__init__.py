@@ -19,10 +19,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from backtest.api import CompareResult, Result, bundled_scenario, compare, run
+    from backtest.api import CompareResult, Result, bundled_scenario, compare, run, scan, stress
     from backtest.config import Config, load_config
 
-__all__ = ["Config", "CompareResult", "Result", "bundled_scenario", "compare", "load_config", "run", "__version__"]
+__all__ = ["Config", "CompareResult", "Result", "bundled_scenario", "compare", "load_config", "run", "scan", "stress",
+           "__version__"]
 
 _LAZY = {
     "Config": "backtest.config",
@@ -32,6 +33,8 @@ _LAZY = {
     "Result": "backtest.api",
     "CompareResult": "backtest.api",
     "bundled_scenario": "backtest.api",
+    "stress": "backtest.api",
+    "scan": "backtest.api",
 }
 
 

@@ -50,8 +50,12 @@ __all__ = [
     "load_config",
     "run",
     "compare",
+    "stress",
+    "scan",
     "Result",
     "CompareResult",
+    "StressOutcome",
+    "ScanOutcome",
     "bundled_scenario",
     "BUNDLED_SCENARIOS",
 ]
@@ -122,7 +126,123 @@ def compare(
     grid.check_scheduler(scheduler)
     config = _as_config(config_or_path, overrides)
     table = grid.run_compare(config, scheduler=scheduler, progress=progress)
-    return CompareResult(config=config, _table=table, _info_json=json.dumps(grid.compare_info(config, table)))
+    choice = grid.instrument_choice(config, table)
+    return CompareResult(config=config, _table=table, _info_json=json.dumps(grid.compare_info(config, table)),
+                         _instruments=None if choice is None else choice[0],
+                         _verdicts_json=None if choice is None else json.dumps(choice[1], allow_nan=False))
+
+
+def stress(
+    config_or_path: Config | str | Path,
+    /,
+    *,
+    paths: int,
+    horizon_days: float,
+    seed: int = 0,
+    collateral_usd: Sequence[float] | None = None,
+    block_bars: float | None = None,
+    scheduler: str = "none",
+    **overrides: Any,
+) -> StressOutcome:
+    """Margin stress: ``paths`` stationary-bootstrap paths of ``horizon_days`` replayed for a grid of
+    starting collateral (see :mod:`backtest.stress`); P(margin call), P(liquidation) and the
+    collateral for 95 % / 99 % survival, per rule."""
+    from backtest.stress import StressSpec, run_stress
+
+    grid.check_scheduler(scheduler)
+    spec = StressSpec(paths=paths, horizon_days=horizon_days, seed=seed,
+                      collateral_usd=None if collateral_usd is None else tuple(float(c) for c in collateral_usd),
+                      block_bars=block_bars)
+    return StressOutcome(run_stress(_as_config(config_or_path, overrides), spec, scheduler=scheduler))
+
+
+def scan(
+    config_or_path: Config | str | Path | None = "demo.toml",
+    /,
+    *,
+    coins: Sequence[str] = (),
+    underlyings: Sequence[str] = ("index", "BTC", "ETH"),
+    min_history_days: float | None = None,
+    notional_usd: float = 1_000_000.0,
+    progress: bool = False,
+    config_file: str | None = None,
+    **overrides: Any,
+) -> ScanOutcome:
+    """Hedgeability league table: every coin (``coins=()`` = all with enough history) hedged with
+    every underlying and rule of the scenario (see :mod:`backtest.scan`)."""
+    from backtest.scan import MIN_HISTORY_DAYS, ScanSpec, run_scan, scan_info
+
+    config = _as_config(config_or_path, overrides)
+    spec = ScanSpec(coins=tuple(coins), underlyings=tuple(underlyings),
+                    min_history_days=MIN_HISTORY_DAYS if min_history_days is None else float(min_history_days),
+                    notional_usd=float(notional_usd))
+    table, long, skipped = run_scan(config, spec, progress=progress)
+    name = config_file or (Path(config_or_path).name if isinstance(config_or_path, (str, Path)) else "<config>")
+    info = scan_info(config, spec, table, skipped, name)
+    return ScanOutcome(table=table, long=long, info=info)
+
+
+@dataclass(frozen=True, eq=False)
+class StressOutcome:
+    """A margin-stress run: ``.table`` (rule x collateral level), ``.needs`` (collateral each path
+    needed), ``.info`` (block length, horizon, 95 % / 99 % collateral, historical figure),
+    ``.plot()`` and ``.save(dir)``."""
+
+    result: Any
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return self.result.table.copy()
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return copy.deepcopy(self.result.info)
+
+    @property
+    def needs(self) -> pd.DataFrame:
+        return pd.DataFrame(self.result.needs, columns=list(self.result.info["rules"]))
+
+    def plot(self, ax: Axes | None = None) -> Figure:
+        from reports.choose import plot_stress
+
+        return plot_stress(self.result, ax=ax)
+
+    def save(self, folder: str | Path | OutputDir, *, force: bool = False) -> Path:
+        """``stress.csv``, ``stress_needs.csv``, ``stress.json`` and ``stress.png``, atomically."""
+        from backtest.stress import write_stress_tables
+        from reports.choose import plot_stress
+
+        claim = folder if isinstance(folder, OutputDir) else OutputDir(folder, force=force)
+        with claim as tmp:
+            write_stress_tables(self.result, tmp)
+            plot_stress(self.result, tmp / "stress.png")
+        return claim.target
+
+
+@dataclass(frozen=True, eq=False)
+class ScanOutcome:
+    """A coin scan: ``.table`` (the league table, best first), ``.long`` (every coin x underlying x
+    rule), ``.info`` (spans, skipped coins and why), ``.plot()`` and ``.save(dir)``."""
+
+    table: pd.DataFrame
+    long: pd.DataFrame
+    info: dict[str, Any]
+
+    def plot(self, ax: Axes | None = None) -> Figure:
+        from reports.choose import plot_scan
+
+        return plot_scan(self.table, tuple(self.info["underlyings"]), ax=ax)
+
+    def save(self, folder: str | Path | OutputDir, *, force: bool = False) -> Path:
+        """``scan.csv``, ``scan_long.csv``, ``scan.json`` and ``scan.png``, atomically."""
+        from backtest.scan import write_scan_tables
+        from reports.choose import plot_scan
+
+        claim = folder if isinstance(folder, OutputDir) else OutputDir(folder, force=force)
+        with claim as tmp:
+            write_scan_tables(self.table, self.long, self.info, tmp)
+            plot_scan(self.table, tuple(self.info["underlyings"]), tmp / "scan.png")
+        return claim.target
 
 
 # -- the result of one run ---------------------------------------------------------------------
@@ -367,6 +487,19 @@ class CompareResult:
     config: Config
     _table: pd.DataFrame = field(repr=False)
     _info_json: str = field(repr=False)
+    _instruments: pd.DataFrame | None = field(default=None, repr=False)
+    _verdicts_json: str | None = field(default=None, repr=False)
+
+    @property
+    def instruments(self) -> pd.DataFrame | None:
+        """With ``compare.underlyings``: one row per underlying (oracle, daily HE with its interval,
+        cost, carry, min safe collateral) -- ``instruments.csv``; else None."""
+        return None if self._instruments is None else self._instruments.copy()
+
+    @property
+    def verdicts(self) -> list[dict[str, Any]]:
+        """The paired-bootstrap verdict between the two best underlyings, per coin and window."""
+        return [] if self._verdicts_json is None else json.loads(self._verdicts_json)
 
     @classmethod
     def load(cls, folder: str | Path) -> CompareResult:
@@ -406,6 +539,8 @@ class CompareResult:
         claim = folder if isinstance(folder, OutputDir) else OutputDir(folder, force=force)
         with claim as tmp:
             grid.write_compare_tables(self._table, tmp, self.info)
+            if self._instruments is not None:
+                grid.write_instrument_tables(self._instruments, self.verdicts, tmp)
             if report:
                 self.report(tmp)
         return claim.target

@@ -1,6 +1,6 @@
 """``hedgebt`` command line.
 
-Subcommands: ``demo``, ``run``, ``compare``, ``replay``, ``report``, ``ingest``.
+Subcommands: ``demo``, ``run``, ``compare``, ``replay``, ``report``, ``ingest``, ``stress``, ``scan``.
 Any user error (bad data, bad config, bad arguments, unsafe output path) prints
 one line ``hedgebt: error: ...`` on stderr and exits with code 2 — no
 traceback, and nothing half-written (outputs are built in a temporary folder
@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
-from backtest.errors import HedgeBTError
+from backtest.errors import ConfigError, HedgeBTError
 
 __all__ = ["main", "DEMO_CONFIGS"]
 
@@ -279,6 +279,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for r in result.best().itertuples():
         console.say(f"  best for {r.coin} {r.window}: {r.variant}  HE {fmt(r.hedge_effectiveness, '.3f')} "
                     f"(oracle {fmt(r.oracle_r2, '.3f')}), cost {fmt(r.cost_drag_bps_per_year, '.0f')} bps/yr")
+    for v in result.verdicts:
+        console.say(f"  which instrument for {v['coin']} {v['window']}: {v['verdict']}")
     console.wrote(claim.target)
     return 0
 
@@ -304,6 +306,65 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             f"P&L unhedged {r.pnl_unhedged:+,.0f} vs hedged {r.pnl_hedged:+,.0f} USD; "
             f"HE {fmt(r.hedge_effectiveness, '.2f')}{note}"
         )
+    console.wrote(claim.target)
+    return 0
+
+
+def _cmd_stress(args: argparse.Namespace) -> int:
+    from backtest import api
+    from backtest.config import load_config
+    from backtest.grid import check_scheduler
+
+    console = _Console(args.quiet)
+    check_scheduler(args.scheduler)
+    grid = None
+    if args.collateral_grid:
+        try:
+            grid = tuple(float(v) for v in args.collateral_grid.split(","))
+        except ValueError:
+            raise ConfigError("--collateral-grid", f"expected comma-separated USD amounts, got {args.collateral_grid!r}") from None
+    claim = _claim(args.out, args.force, Path(args.config))
+    config = load_config(args.config)
+    claim.protect(config_input_paths(config))
+    console.announce_compile()
+    with console.stage(f"replaying {args.paths} bootstrap paths of {args.horizon_days:g} days"):
+        result = api.stress(config, paths=args.paths, horizon_days=args.horizon_days, seed=args.seed,
+                            collateral_usd=grid, block_bars=args.block_bars, scheduler=args.scheduler)
+    with console.stage("writing tables and the figure"):
+        result.save(claim)
+    info = result.info
+    console.say(f"{info['paths']} paths x {info['horizon_days']:g} days ({info['horizon_bars']} bars), "
+                f"mean block {info['block_bars']:.1f} bars, seed {info['seed']}")
+    for label, r in info["rules"].items():
+        console.say(f"  {label:<32} collateral for 95 % / 99 % survival {r['collateral_95_usd']:,.0f} / "
+                    f"{r['collateral_99_usd']:,.0f} USD; historical min safe {r['historical_min_safe_collateral_usd']:,.0f} USD")
+    console.wrote(claim.target)
+    return 0
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from backtest import api
+    from backtest.config import load_config
+
+    console = _Console(args.quiet)
+    coins: tuple[str, ...] = () if args.coins == "all" else tuple(c.strip() for c in args.coins.split(",") if c.strip())
+    if args.coins != "all" and not coins:
+        raise ConfigError("--coins", f"expected 'all' or comma-separated symbols, got {args.coins!r}")
+    config_path = Path(args.config) if args.config else api.bundled_scenario("demo.toml")
+    claim = _claim(args.out, args.force, config_path)
+    config = load_config(config_path)
+    claim.protect(config_input_paths(config))
+    console.announce_compile()
+    with console.stage("hedging every coin with every underlying"):
+        result = api.scan(config, coins=coins, underlyings=tuple(u.strip() for u in args.underlyings.split(",")),
+                          min_history_days=args.min_days, notional_usd=args.notional_usd,
+                          progress=console.tty and not args.quiet, config_file=config_path.name)
+    with console.stage("writing tables and the figure"):
+        result.save(claim)
+    console.say(f"{len(result.table)} coins scanned, {len(result.info['skipped'])} skipped (see scan.json); best first:")
+    for r in result.table.head(10).itertuples():
+        console.say(f"  {r.rank:>3} {r.coin:<8} HE daily {fmt(r.best_he_daily, '6.3f')} with {r.best_underlying} "
+                    f"({r.best_rule}), {str(r.start)[:10]} .. {str(r.end)[:10]}")
     console.wrote(claim.target)
     return 0
 
@@ -387,6 +448,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("stress", parents=[common], help="margin-call and liquidation odds vs collateral on bootstrapped paths")
+    p.add_argument("config", help="scenario TOML file")
+    p.add_argument("--paths", type=int, required=True, help="number of bootstrap paths")
+    p.add_argument("--horizon-days", type=float, required=True, help="days per path")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--collateral-grid", default=None, help="comma-separated starting collateral levels (USD)")
+    p.add_argument("--block-bars", type=float, default=None, help="mean bootstrap block length (bars); default data-driven")
+    p.add_argument("--scheduler", default="none", help="'none' (this process), 'processes' (local Dask) or tcp://HOST:PORT")
+    p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    p.set_defaults(func=_cmd_stress)
+
+    p = sub.add_parser("scan", parents=[common], help="hedgeability league table: every coin x underlying (index, BTC, ETH) x rule")
+    p.add_argument("config", nargs="?", default=None, help="scenario TOML file (default: the bundled demo)")
+    p.add_argument("--coins", default="all", help="'all' (default) or comma-separated symbols")
+    p.add_argument("--underlyings", default="index,BTC,ETH", help="comma-separated futures underlyings")
+    p.add_argument("--min-days", type=float, default=180.0, help="days of data a coin needs (default 180)")
+    p.add_argument("--notional-usd", type=float, default=1_000_000.0, help="USD held in each coin")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    p.set_defaults(func=_cmd_scan)
 
     p = sub.add_parser("ingest", parents=[common], help="turn vendor files into the project's Parquet layout")
     _add_ingest_arguments(p)

@@ -420,6 +420,11 @@ class FuturesSection:
     settle_at : {"index", "file"}
         With ``price_file``: the settlement-bar price of an expiring contract is the index
         (cash settlement at the index) or the file's own price (its final settlement).
+    underlying : str
+        What the futures are written on: ``"index"`` (the AI index built from ``[index]``)
+        or a symbol of the price data (``"BTC"``, ``"ETH"``, ...), whose close is then the
+        underlying level (no index is built; ``[index]`` is ignored). A symbol missing from
+        the data is an error naming the available ones.
     """
 
     kind: FuturesKind = "quarterly"
@@ -432,8 +437,14 @@ class FuturesSection:
     basis_min_days_to_expiry: float = 7.0
     basis_max_stale_days: float = 14.0
     settle_at: SettleAt = "index"
+    underlying: str = "index"
 
     def __post_init__(self) -> None:
+        _check(
+            bool(self.underlying) and self.underlying == self.underlying.strip() and " " not in self.underlying,
+            "futures.underlying",
+            f"expected 'index' or a symbol of the price data such as 'BTC', got {self.underlying!r}",
+        )
         _check(self.contract_size > 0, "futures.contract_size", f"expected > 0 index units, got {self.contract_size}")
         _check(-1.0 < self.basis_ann < 5.0, "futures.basis_ann", f"expected an annual rate in (-1, 5), got {self.basis_ann}")
         _check(-0.5 < self.premium < 0.5, "futures.premium", f"expected a fraction in (-0.5, 0.5), got {self.premium}")

@@ -34,6 +34,7 @@ from backtest.index import (
     read_market_caps,
 )
 from backtest import kernels as K
+from backtest.instrument import check_underlying, is_index, symbol_underlying
 from backtest.market import Market, Variant, run_variant, run_variants
 from strategies.rules import HedgeRule, make_rule, oracle_r2
 
@@ -328,27 +329,53 @@ def rule_objects(config: Config) -> tuple[tuple[HedgeRule, ...], tuple[str, ...]
     return tuple(rules), tuple(labels)
 
 
-def prepare(config: Config) -> Prepared:
-    """Load, validate and align all inputs of a scenario (no simulation yet)."""
-    rules, labels = rule_objects(config)  # fail fast on a bad rule, before loading data
+@dataclass(frozen=True, eq=False)
+class _Closes:
+    """The price stage's output: closes on one grid (extra files and migrations joined)."""
+
+    close: pd.DataFrame
+    panel: _Prices
+    constituents: tuple[str, ...]
+    migrations: tuple[TickerMigration, ...]
+    migration_notes: tuple[MigrationNote, ...]
+    gappy: tuple[str, ...]
+
+
+def _price_stage(config: Config, inputs: list[InputFile]) -> _Closes:
+    """Load the coins', the constituents' (or the underlying symbol's) and the old tickers' closes.
+
+    The replay cannot outlive the hedged coins: bars after the first coin's last price are dropped.
+    """
     coins = config.position.coins
-    constituents = _constituents(config)
-    migrations = _active_migrations(config, coins, (*coins, *constituents))
+    underlying = config.futures.underlying
+    if is_index(underlying):
+        constituents = _constituents(config)
+        migrations = _active_migrations(config, coins, (*coins, *constituents))
+    else:  # futures on one symbol: no index, [index] ignored
+        names = (config.data.prices,) if isinstance(config.data.prices, str) else tuple(config.data.prices)
+        check_underlying(underlying, [config.resolve(n) for n in names])
+        constituents, migrations = (underlying,), ()
     old_tickers = tuple(m.old for m in migrations)
     symbols = tuple(dict.fromkeys([*coins, *constituents, *old_tickers]))
-    optional = frozenset([*constituents, *old_tickers]) - set(coins)
+    optional = frozenset([*constituents, *old_tickers]) - set(coins) if is_index(underlying) else frozenset()
     panel = _load_prices(config, symbols, optional=optional)
-    inputs = list(panel.files)
+    inputs.extend(panel.files)
     close, gappy, migration_notes = _join_prices(config, panel.close, migrations, inputs)
     constituents = _migrated_constituents(constituents, migrations, close)
     panel = replace(panel, not_listed=tuple(s for s in panel.not_listed if s not in close.columns))
-    # the replay cannot outlive the hedged coins: drop bars after the first coin's last price
     last = min(close[c].last_valid_index() for c in coins)
-    close = close.loc[:last]
-    high, ohlc_input = _migrated_highs(config, close, constituents, migrations)
+    return _Closes(close.loc[:last], panel, constituents, migrations, migration_notes, gappy)
+
+
+def _index_stage(config: Config, prices: _Closes, inputs: list[InputFile]) -> IndexResult:
+    """The futures' underlying level: the AI index of ``[index]``, or one symbol's close."""
+    close, constituents = prices.close, prices.constituents
+    high, ohlc_input = _migrated_highs(config, close, constituents, prices.migrations)
     if ohlc_input is not None:
         inputs.append(ohlc_input)
-
+    underlying = config.futures.underlying
+    if not is_index(underlying):
+        return symbol_underlying(close[underlying], None if high is None else high[underlying], underlying)
     spec = IndexSpec(
         constituents=constituents,
         weighting=config.index.weighting,
@@ -359,18 +386,33 @@ def prepare(config: Config) -> Prepared:
         min_constituents=min(config.index.min_constituents, len(constituents)),
         cap_max_missing=config.index.market_caps_max_missing if config.index.weighting == "market_cap" else None,
     )
-    caps = _market_caps(config, close[list(constituents)], migrations, inputs)
+    caps = _market_caps(config, close[list(constituents)], prices.migrations, inputs)
     try:
         index = build_index(close[list(constituents)], spec, high=high, market_caps=caps,
-                            gaps_allowed=tuple(g for g in gappy if g in constituents))
+                            gaps_allowed=tuple(g for g in prices.gappy if g in constituents))
     except DataError as exc:
         if exc.file != "<close>":
             raise
-        raise DataError(panel.label, f"index: {exc.problem}", column=exc.column, row=exc.row) from None
+        raise DataError(prices.panel.label, f"index: {exc.problem}", column=exc.column, row=exc.row) from None
     if config.index.start_at_price:
         index = _start_at_price(index, close[list(constituents)])
+    return index
 
-    # replay window: config bounds, index start, every coin priced
+
+def _coverage(close: pd.DataFrame, symbols: Sequence[str]) -> str:
+    """``SYM first..last`` of each symbol's priced bars, for messages about the replay window."""
+    parts = []
+    for s in symbols:
+        col = close[s]
+        first, last = col.first_valid_index(), col.last_valid_index()
+        parts.append(f"{s} {'no data' if first is None else f'{first:%Y-%m-%d %H:%M}..{last:%Y-%m-%d %H:%M}'}")
+    return ", ".join(parts)
+
+
+def _window_stage(config: Config, prices: _Closes, index: IndexResult) -> pd.DatetimeIndex:
+    """The replay's bars: inside ``[scenario]`` start/end, from the index start, with an index level
+    and a price of every coin. A window that cannot be met names each series' coverage."""
+    close, coins = prices.close, config.position.coins
     ts_all = close.index
     lo = index.start
     if config.scenario.start_ts is not None:
@@ -378,25 +420,44 @@ def prepare(config: Config) -> Prepared:
     window = ts_all[ts_all >= lo]
     if config.scenario.end_ts is not None:
         window = window[window <= config.scenario.end_ts]
-    level = index.level.reindex(window)
-    window = window[level.notna().to_numpy()]
+    window = window[index.level.reindex(window).notna().to_numpy()]
     if len(window) < 3:
-        raise ConfigError("scenario.start", f"the replay window has {len(window)} bars with an index level; check start/end against the data period")
+        level = index.level.dropna()
+        span = "never" if level.empty else f"{level.index[0]:%Y-%m-%d %H:%M}..{level.index[-1]:%Y-%m-%d %H:%M}"
+        raise ConfigError(
+            "scenario.start",
+            f"the replay window has {len(window)} bars with an index level (index level: {span}; coins: "
+            f"{_coverage(close, coins)}); choose start/end inside all of these",
+        )
     coin_px = close.loc[window, list(coins)]
     for coin in coins:
         missing = coin_px[coin].isna().to_numpy()
         if missing.any():
             first = window[np.flatnonzero(missing)[0]]
-            raise DataError(panel.label, f"coin '{coin}' has no price at {first}, inside the replay window; move scenario.start/end", column="close")
-    ts = window
-    T = len(ts)
-    bar = panel.freq
-    close_times = ts + bar
-    prices = coin_px.to_numpy(dtype=float)
+            raise DataError(prices.panel.label, f"coin '{coin}' has no price at {first}, inside the replay window "
+                            f"({_coverage(close, [coin])}); move scenario.start/end", column="close")
+    return window
+
+
+@dataclass(frozen=True, eq=False)
+class _Holding:
+    """The coin leg on the replay bars."""
+
+    prices: np.ndarray
+    units: np.ndarray
+    alt_value: np.ndarray
+    alt_pnl: np.ndarray
+    alt_flow: np.ndarray
+    alt_changed: np.ndarray
+
+
+def _holding_stage(config: Config, ts: pd.DatetimeIndex, close: pd.DataFrame, inputs: list[InputFile]) -> _Holding:
+    """Units, value and P&L of the coin holding per bar (``alt_pnl[t] = Σ units[t-1]·ΔP[t]``)."""
+    prices = close.loc[ts, list(config.position.coins)].to_numpy(dtype=float)
     units, holdings_input = _holdings(config, ts, prices)
     if holdings_input is not None:
         inputs.append(holdings_input)
-
+    T = len(ts)
     alt_value = (units * prices).sum(axis=1)
     if not (alt_value > 0).all():
         first = ts[np.flatnonzero(~(alt_value > 0))[0]]
@@ -407,10 +468,25 @@ def prepare(config: Config) -> Prepared:
     alt_flow[1:] = -(np.diff(units, axis=0) * prices[1:]).sum(axis=1)
     alt_changed = np.zeros(T, dtype=bool)
     alt_changed[1:] = (np.diff(units, axis=0) != 0).any(axis=1)
+    return _Holding(prices, units, alt_value, alt_pnl, alt_flow, alt_changed)
 
-    idx = level.reindex(ts).to_numpy(dtype=float)
-    idx_hi = index.high.reindex(ts).to_numpy(dtype=float)
+
+@dataclass(frozen=True, eq=False)
+class _Instrument:
+    """The futures leg: contracts, their roll schedule and funding per bar."""
+
+    book: C.ContractBook
+    schedule: C.RollSchedule
+    fund_rate: np.ndarray
+    funding: FundingNotes | None
+    basis: C.BasisInfo | None
+
+
+def _instrument_stage(config: Config, ts: pd.DatetimeIndex, bar: pd.Timedelta, idx: np.ndarray,
+                      inputs: list[InputFile]) -> _Instrument:
+    """Perpetual (mark, funding) or dated contracts (modelled or from a file) and the roll schedule."""
     fut = config.futures
+    close_times = ts + bar
     funding_notes: FundingNotes | None = None
     basis_info: C.BasisInfo | None = None
     if fut.kind == "perpetual":
@@ -437,39 +513,68 @@ def prepare(config: Config) -> Prepared:
             inputs.append(InputFile("futures_prices", str(fpath), file_sha256(fpath)))
         else:
             book, basis_info = _modelled_book(config, close_times, idx, inputs)
-        fund_rate = np.zeros(T)
+        fund_rate = np.zeros(len(ts))
     schedule = C.roll_schedule(close_times, book, config.roll)
     if fut.price_file is not None and fut.kind == "quarterly":
         C.check_coverage(book, schedule, close_times)
+    return _Instrument(book, schedule, fund_rate, funding_notes, basis_info)
 
-    volume = np.full(T, config.slippage.volume_usd_per_bar)
-    vm_bar = (close_times.hour == 0) & (close_times.minute == 0)
+
+def _market_stage(config: Config, ts: pd.DatetimeIndex, bar: pd.Timedelta, idx: np.ndarray, idx_hi: np.ndarray,
+                  coin: _Holding, leg: _Instrument, rules: tuple[HedgeRule, ...]) -> tuple[Market, float]:
+    """The kernel's arrays, with one hedge-ratio column per rule (each rule sees past returns only),
+    and the in-sample oracle ρ² of coin and futures returns."""
+    T = len(ts)
+    close_times = ts + bar
     base = Market(
-        px=book.px, idx=idx, idx_hi=idx_hi, idx_lo=np.full(T, np.nan), c0=schedule.c0, c1=schedule.c1,
-        w1=schedule.w1, exp_bar=book.exp_bar, fund_rate=fund_rate, volume_usd=volume, vm_bar=np.asarray(vm_bar),
-        alt_value=alt_value, alt_pnl=alt_pnl, alt_flow=alt_flow, alt_changed=alt_changed,
-        hr=np.zeros((T, 1)), contract_size=fut.contract_size,
+        px=leg.book.px, idx=idx, idx_hi=idx_hi, idx_lo=np.full(T, np.nan), c0=leg.schedule.c0, c1=leg.schedule.c1,
+        w1=leg.schedule.w1, exp_bar=leg.book.exp_bar, fund_rate=leg.fund_rate,
+        volume_usd=np.full(T, config.slippage.volume_usd_per_bar),
+        vm_bar=np.asarray((close_times.hour == 0) & (close_times.minute == 0)),
+        alt_value=coin.alt_value, alt_pnl=coin.alt_pnl, alt_flow=coin.alt_flow, alt_changed=coin.alt_changed,
+        hr=np.zeros((T, 1)), contract_size=config.futures.contract_size,
     )
     coin_ret, fut_ret = coin_and_futures_returns(base)
     hr = np.column_stack([np.asarray(rule.hedge_ratio(coin_ret, fut_ret), dtype=float) for rule in rules])
     if not np.isfinite(hr).all():
         bad = int(np.flatnonzero(~np.isfinite(hr).all(axis=1))[0])
         raise ConfigError("rules", f"a rule returned a non-finite hedge ratio at {ts[bad]}")
-    market = replace(base, hr=hr)
+    return replace(base, hr=hr), oracle_r2(coin_ret, fut_ret)
 
+
+def prepare(config: Config) -> Prepared:
+    """Load, validate and align all inputs of a scenario (no simulation yet).
+
+    A short sequence of stages, each reading its own part of the config: rules (first, so a
+    bad rule fails before any data is read) → prices → index (or the underlying symbol) →
+    replay window → coin holding → futures instrument → kernel market. ``inputs`` collects
+    every file read, with its hash, for the summary.
+    """
+    rules, labels = rule_objects(config)
+    inputs: list[InputFile] = []
+    prices = _price_stage(config, inputs)
+    index = _index_stage(config, prices, inputs)
+    ts = _window_stage(config, prices, index)
+    bar = prices.panel.freq
+    coin = _holding_stage(config, ts, prices.close, inputs)
+    idx = index.level.reindex(ts).to_numpy(dtype=float)
+    idx_hi = index.high.reindex(ts).to_numpy(dtype=float)
+    leg = _instrument_stage(config, ts, bar, idx, inputs)
+    market, oracle = _market_stage(config, ts, bar, idx, idx_hi, coin, leg, rules)
     notes = PrepareNotes(
-        oracle_r2=oracle_r2(coin_ret, fut_ret),
-        gaps=tuple(g for g in panel.gaps if g.n_gaps),
+        oracle_r2=oracle,
+        gaps=tuple(g for g in prices.panel.gaps if g.n_gaps),
         intrabar_high_share=float(np.isfinite(idx_hi).mean()),
         impact="on" if config.slippage.volume_usd_per_bar > 0 and config.slippage.impact_coef > 0 else "off (no volume)",
-        funding=funding_notes,
-        not_listed=panel.not_listed,
-        basis=basis_info,
-        migrations=migration_notes,
+        funding=leg.funding,
+        not_listed=prices.panel.not_listed,
+        basis=leg.basis,
+        migrations=prices.migration_notes,
     )
     return Prepared(
-        market=market, ts=ts, bar=bar, coins=coins, coin_prices=prices, coin_units=units, book=book,
-        schedule=schedule, index=index, rules=rules, rule_labels=labels, inputs=tuple(inputs), notes=notes,
+        market=market, ts=ts, bar=bar, coins=config.position.coins, coin_prices=coin.prices, coin_units=coin.units,
+        book=leg.book, schedule=leg.schedule, index=index, rules=rules, rule_labels=labels, inputs=tuple(inputs),
+        notes=notes,
     )
 
 

@@ -9,6 +9,7 @@ to their Cartesian product::
     notional_usd = 1_000_000               # ... each holding this constant USD notional,
     reset_days = 30                        # ... reset to it every 30 days (the same schedule for every variant)
     windows = [{start = "2022-01-01", end = "2022-12-31"}]   # optional time windows
+    underlyings = ["index", "BTC", "ETH"]  # optional: futures underlying axis (futures.underlying)
 
     [[compare.rules]]
     family = "min_variance"
@@ -69,7 +70,7 @@ from backtest.metrics import summary_metrics
 from backtest.atomic import write_bytes, write_text
 from backtest.versions import hedgebt_version, package_versions
 
-__all__ = ["CompareSpec", "parse_compare", "run_compare", "compare_info", "write_compare_tables", "RANK_BY"]
+__all__ = ["CompareSpec", "parse_compare", "run_compare", "compare_info", "instrument_choice", "write_compare_tables", "write_instrument_tables", "RANK_BY"]
 
 RankBy = Literal["hedge_effectiveness", "he_per_cost", "vol_hedged_ann", "cost_drag_bps_per_year"]
 RANK_BY: tuple[str, ...] = ("hedge_effectiveness", "he_per_cost", "vol_hedged_ann", "cost_drag_bps_per_year")
@@ -88,6 +89,7 @@ class CompareSpec:
     windows: tuple[tuple[str | None, str | None], ...]
     rank_by: RankBy
     chunk: int
+    underlyings: tuple[str, ...] = ()
 
 
 def _expand(table: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
@@ -112,7 +114,7 @@ def parse_compare(config: Config) -> CompareSpec:
     raw = dict(config.compare or {})
     if not raw:
         raise ConfigError("compare", "the config has no [compare] table; see the README for its keys")
-    known = {"rules", "rebalance", "coins", "notional_usd", "reset_days", "windows", "rank_by", "chunk"}
+    known = {"rules", "rebalance", "coins", "notional_usd", "reset_days", "windows", "rank_by", "chunk", "underlyings"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"compare.{unknown[0]}", f"unknown key; known keys: {', '.join(sorted(known))}")
@@ -170,8 +172,18 @@ def parse_compare(config: Config) -> CompareSpec:
     chunk = raw.get("chunk", 256)
     if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
         raise ConfigError("compare.chunk", f"expected a positive integer, got {chunk!r}")
+    underlyings = raw.get("underlyings", [])
+    if not isinstance(underlyings, list) or not all(isinstance(u, str) for u in underlyings):
+        raise ConfigError("compare.underlyings", f"expected a list like ['index', 'BTC', 'ETH'], got {underlyings!r}")
+    if len(set(underlyings)) != len(underlyings):
+        raise ConfigError("compare.underlyings", f"duplicate entries in {underlyings}")
+    for i, u in enumerate(underlyings):
+        try:
+            replace(config.futures, underlying=u)
+        except ConfigError as exc:
+            raise ConfigError(f"compare.underlyings[{i}]", str(exc).split(": ", 1)[-1]) from None
     return CompareSpec(tuple(rules), tuple(rebalances), tuple(coins), float(notional), float(reset_days),
-                       tuple(windows), rank_by, chunk)
+                       tuple(windows), rank_by, chunk, tuple(underlyings))
 
 
 def _rebalance_label(r: RebalanceSection) -> str:
@@ -192,6 +204,7 @@ class _Scenario:
     window: str
     config: Config
     prepared: Prepared
+    underlying: str = "index"
 
 
 def _scenarios(config: Config, spec: CompareSpec) -> list[_Scenario]:
@@ -208,9 +221,11 @@ def _scenarios(config: Config, spec: CompareSpec) -> list[_Scenario]:
             cfg = replace(cfg, position=PositionSection(coins=coins, kind="notional", notional_usd=(spec.notional_usd,), units=()),
                           rebalance=replace(cfg.rebalance, every_bars=reset_bars))
         for start, end in windows:
-            scen = replace(cfg, scenario=replace(cfg.scenario, start=start, end=end))
-            label = f"{start or 'start'}..{end or 'end'}"
-            out.append(_Scenario("+".join(coins), label, scen, prepare(scen)))
+            for under in spec.underlyings or (config.futures.underlying,):
+                scen = replace(cfg, scenario=replace(cfg.scenario, start=start, end=end),
+                               futures=replace(cfg.futures, underlying=under))
+                label = f"{start or 'start'}..{end or 'end'}"
+                out.append(_Scenario("+".join(coins), label, scen, prepare(scen), under))
     return out
 
 
@@ -283,7 +298,8 @@ def _dispatch(tasks: list[tuple[Market, np.ndarray, np.ndarray]], scheduler: str
 def run_compare(config: Config, *, scheduler: str = "none", progress: bool = False) -> pd.DataFrame:
     """Run the grid; one row per (scenario, rule, rebalance policy), ranked within each scenario.
 
-    Columns: ``coin``, ``window``, ``variant``, ``family``, ``rule``, ``params``,
+    Columns: ``coin``, ``window``, ``underlying`` (the futures underlying; with
+    ``compare.underlyings`` it is a grid axis, ranked together with the rules), ``variant``, ``family``, ``rule``, ``params``,
     ``rebalance``, the metrics of :data:`backtest.schema.RULE_METRICS`, ``pnl_*``
     components and ``rank`` (1 = best by ``compare.rank_by``).
     """
@@ -314,10 +330,12 @@ def run_compare(config: Config, *, scheduler: str = "none", progress: bool = Fal
             m = summary_metrics(s, n_bars=len(p.ts), bar=p.bar, oracle=oracle, futures_kind=scen.config.futures.kind)
             pnl = m.pop("pnl")
             rule = p.rules[col]
+            on = f"{scen.underlying} | " if spec.underlyings else ""
             rows.append({
                 "coin": scen.coin,
                 "window": scen.window,
-                "variant": f"{p.rule_labels[col]} | {_rebalance_label(reb)}",
+                "underlying": scen.underlying,
+                "variant": f"{on}{p.rule_labels[col]} | {_rebalance_label(reb)}",
                 "family": rule.family,
                 "rule": p.rule_labels[col],
                 "params": json.dumps(dict(spec.rules[col].params), sort_keys=True),
@@ -345,6 +363,23 @@ def write_compare_tables(table: pd.DataFrame, folder: Path, info: dict[str, Any]
     write_text(folder / "compare.json", json.dumps(info, indent=2, allow_nan=False) + "\n")
 
 
+def instrument_choice(config: Config, table: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]] | None:
+    """Per underlying of a grid with two or more ``compare.underlyings``: the instrument table and the
+    paired verdict between the best two (:func:`backtest.instrument_choice.instrument_table`); else None."""
+    spec = parse_compare(config)
+    if len(spec.underlyings) < 2:
+        return None
+    from backtest.instrument_choice import instrument_table
+
+    return instrument_table(config, table, {_rebalance_label(r): r for r in spec.rebalances})
+
+
+def write_instrument_tables(table: pd.DataFrame, verdicts: list[dict[str, Any]], folder: Path) -> None:
+    """``instruments.csv`` (one row per underlying) and ``instruments.json`` (the paired verdicts)."""
+    write_text(folder / "instruments.csv", table.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
+    write_text(folder / "instruments.json", json.dumps(verdicts, indent=2, allow_nan=False) + "\n")
+
+
 def compare_info(config: Config, table: pd.DataFrame) -> dict[str, Any]:
     """Facts about a grid run for ``compare.json``: rank criterion, scenarios, oracle per scenario,
     the resolved config and package versions."""
@@ -354,7 +389,8 @@ def compare_info(config: Config, table: pd.DataFrame) -> dict[str, Any]:
         "rank_by": spec.rank_by,
         "variants": int(len(table)),
         "scenarios": sorted({f"{c} {w}" for c, w in zip(table["coin"], table["window"])}),
-        "oracle_r2": {f"{c} {w}": float(o) for (c, w), o in table.groupby(["coin", "window"])["oracle_r2"].first().items()},
+        "oracle_r2": {f"{c} {w}" + (f" {u}" if spec.underlyings else ""): float(o)
+                      for (c, w, u), o in table.groupby(["coin", "window", "underlying"])["oracle_r2"].first().items()},
         "config": config_to_dict(config),
         "packages": package_versions(),
     }

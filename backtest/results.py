@@ -192,7 +192,10 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
         "scenario": {
             "name": config.scenario.name,
             "coins": list(p.coins),
-            "index": describe_index_held(index, p.ts[0], p.ts[-1]),
+            "index": describe_index_held(index, p.ts[0], p.ts[-1])
+            if fut.underlying == "index"
+            else f"none: futures on {fut.underlying} (its close is the underlying; [index] constituents ignored)",
+            "underlying": fut.underlying,
             "futures_kind": fut.kind,
             "funding_source": None if funding is None else funding["source"],
             "funding_is_proxy": bool(funding and funding["is_proxy"]),
@@ -230,6 +233,7 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
             "constituents' highs need not coincide), so margin checked at it overstates margin calls",
         },
         "futures": {
+            "underlying": fut.underlying,
             "kind": fut.kind,
             "source": p.book.source,
             "contract_size": fut.contract_size,
@@ -267,6 +271,7 @@ def _describe(config: Config, p: Prepared) -> str:
     else:
         held = f"{coins} per the holdings file"
     fut = config.futures
+    on = "index" if fut.underlying == "index" else fut.underlying
     leg = (
         f"quarterly index futures (contract = {fut.contract_size:g} index units, basis "
         f"{'from a series proxy' if fut.basis == 'series' else f'{fut.basis_ann:.1%}/yr'}), "
@@ -276,6 +281,8 @@ def _describe(config: Config, p: Prepared) -> str:
         if fut.kind == "quarterly"
         else f"an index perpetual with {config.funding.source} funding"
     )
+    if on != "index":
+        leg = leg.replace("index futures", f"{on} futures").replace("index units", f"{on}").replace("an index perpetual", f"a {on} perpetual")
     return f"Long {held}; short {leg}; fees {config.fees.trade_bps:g} bps, rebalance {config.rebalance.mode} ({config.rebalance.every_bars} bars)."
 
 

@@ -420,7 +420,7 @@ def _title_page(doc: _Doc, summary: Mapping[str, Any]) -> None:
     doc.space(0.2)
     coins = ", ".join(map(str, sc.get("coins", [])))
     facts = [
-        ("Position", f"long {coins}, hedged with short {sc.get('futures_kind', '?')} futures on an AI-token index"),
+        ("Position", f"long {coins}, hedged with short {sc.get('futures_kind', '?')} futures on {_underlying(sc)}"),
         ("Index", str(sc.get("index", "?"))),
         ("Data period", f"{_fmt_when(period.get('start', '?'))} to {_fmt_when(period.get('end', '?'))} (bar open "
                         f"times), {period.get('bars', '?')} bars of {period.get('bar', '?')}"),
@@ -516,6 +516,12 @@ def _recommended_paragraph(doc: _Doc, summary: Mapping[str, Any], r: pd.Series, 
         doc.para("No named event window falls inside the data period.")
 
 
+def _underlying(sc: Mapping[str, Any]) -> str:
+    """What the futures are written on (``scenario.underlying`` of summary.json; older results: the index)."""
+    under = sc.get("underlying", "index")
+    return "an AI-token index" if under == "index" else str(under)
+
+
 def _executive_summary(doc: _Doc, summary: Mapping[str, Any], metrics: pd.DataFrame,
                        events_df: pd.DataFrame, notes: Sequence[str]) -> None:
     sc = summary.get("scenario", {})
@@ -529,7 +535,7 @@ def _executive_summary(doc: _Doc, summary: Mapping[str, Any], metrics: pd.DataFr
         f"We replayed a long position in {coins} from {_fmt_when(period.get('start', '?'))} to "
         f"{_fmt_when(period.get('end', '?'))} "
         f"({period.get('bars', '?')} bars of {period.get('bar', '?')}) and hedged it with short "
-        f"{sc.get('futures_kind', '?')} futures on an AI-token index ({sc.get('index', '?')}). 'Variance "
+        f"{sc.get('futures_kind', '?')} futures on {_underlying(sc)} ({sc.get('index', '?')}). 'Variance "
         f"removed' is the hedge effectiveness HE = 1 - Var(hedged returns) / Var(unhedged returns); the headline "
         f"horizon is {horizon}: returns are P&L summed over non-overlapping {horizon} spans divided by the coin "
         "notional at the start of the span. 100 % would remove all risk, 0 % none. The best constant hedge in "

@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 LEAF = {"backtest.errors", "backtest.schema", "backtest.versions", "backtest.metrics", "backtest.kernels",
-        "backtest.index_kernels"}
+        "backtest.index_kernels", "backtest.atomic"}
 TOP = {"backtest.api", "backtest.cli", "backtest"}
 #: the only engine module reports may read (the one date parser)
 REPORTS_MAY_USE = {"backtest.config"}

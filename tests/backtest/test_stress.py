@@ -1,0 +1,100 @@
+"""Margin stress: bootstrap indices, monotone curves, identity path = history, CLI outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from arch.bootstrap import StationaryBootstrap
+
+from backtest import kernels as K
+from backtest.cli import main
+from backtest.engine import prepare
+from backtest.errors import ConfigError
+from backtest.results import run
+from backtest.stress import StressSpec, draw_indices, run_stress, simulate_paths
+
+from conftest import synthetic_config, write_synthetic_prices
+
+MARGIN = {"collateral_usd": 2_000.0, "reserve_usd": 1_000_000.0, "initial_rate": 0.05, "maintenance_rate": 0.02}
+
+
+@pytest.fixture
+def config(tmp_path: Path):
+    prices = write_synthetic_prices(tmp_path / "prices.parquet", n_days=60)
+    return synthetic_config(prices, margin=MARGIN)
+
+
+def test_indices_equal_arch_stationary_bootstrap_on_the_same_seed() -> None:
+    got = draw_indices(500, 120, 4, 7.5, seed=42)
+    bs = StationaryBootstrap(7.5, np.arange(500), seed=42)
+    want = []
+    for _ in bs.bootstrap(4):
+        want.append(np.asarray(bs.index)[:120])
+    np.testing.assert_array_equal(got, np.array(want))
+    assert got.min() >= 0 and got.max() < 500
+    with pytest.raises(ConfigError, match="--horizon-days"):
+        draw_indices(10, 11, 1, 2.0, seed=0)
+
+
+def test_identity_path_reproduces_the_historical_replay(config) -> None:
+    """One "path" equal to history (all bars, rows in order) gives the run's margin calls and P&L."""
+    p = prepare(config)
+    T = p.market.n_bars
+    summ, hrs = simulate_paths(config, p, np.arange(T - 1)[None, :], (config.margin.collateral_usd,))
+    np.testing.assert_allclose(hrs[0], p.market.hr, rtol=1e-9, atol=1e-12)
+    hist = run(config, prepared=p).summary["rules"]
+    calls = [hist[label]["margin_calls"] for label in p.rule_labels]
+    assert sum(calls) > 0  # the scenario does have margin calls
+    for r, label in enumerate(p.rule_labels):
+        s = summ[0, r, 1]
+        assert int(s[K.S_MARGIN_CALLS]) == hist[label]["margin_calls"]
+        assert int(s[K.S_LIQUIDATIONS]) == hist[label]["liquidations"]
+        assert s[K.S_PNL_FUTURES] == pytest.approx(hist[label]["pnl"]["futures"], rel=1e-9, abs=1e-6)
+
+
+def test_curve_is_monotone_and_quantiles_agree_with_the_grid(config) -> None:
+    spec = StressSpec(paths=60, horizon_days=10, seed=3)
+    res = run_stress(config, spec)
+    assert res.indices.shape == (60, 240)
+    for label, t in res.table.groupby("rule"):
+        t = t.sort_values("collateral_usd")
+        assert (np.diff(t["p_margin_call"].to_numpy()) <= 0).all(), label
+        assert (np.diff(t["p_liquidation"].to_numpy()) <= 0).all(), label
+        assert t["p_margin_call"].iloc[0] > 0.5 and t["p_margin_call"].iloc[-1] == 0.0
+    # the survival quantile of per-path needs, replayed with margin on at that collateral
+    r0 = res.info["rules"][next(iter(res.info["rules"]))]
+    assert r0["collateral_95_usd"] <= r0["collateral_99_usd"]
+    at99 = run_stress(config, StressSpec(paths=60, horizon_days=10, seed=3, collateral_usd=(r0["collateral_99_usd"],)))
+    assert at99.table["p_margin_call"].iloc[0] <= 0.01
+    np.testing.assert_array_equal(at99.indices, res.indices)
+
+
+def test_stress_cli_writes_reproducible_outputs(config, tmp_path: Path) -> None:
+    toml = tmp_path / "s.toml"
+    toml.write_text(
+        '[scenario]\nstart = "2024-01-01"\n[data]\nprices = "prices.parquet"\nohlc = ""\n'
+        '[position]\ncoins = ["COIN"]\nunits = [100000]\n'
+        '[index]\nconstituents = ["AAA", "BBB", "CCC", "DDD"]\nmin_history_days = 3\nmax_weight = 0.4\n'
+        '[margin]\ncollateral_usd = 2000\nreserve_usd = 1000000\n[rebalance]\nwhole_contracts = false\n',
+        encoding="utf-8")
+    args = ["stress", str(toml), "--paths", "20", "--horizon-days", "5", "--seed", "9"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    for name in ("stress.csv", "stress.json", "stress.png", "stress_needs.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert main([*args, "--out", str(tmp_path / "c"), "--collateral-grid", "1000,x"]) == 2
+    assert main(["stress", str(toml), "--paths", "0", "--horizon-days", "5", "--out", str(tmp_path / "d")]) == 2
+    assert main(["stress", str(toml), "--paths", "2", "--horizon-days", "500", "--out", str(tmp_path / "e")]) == 2
+
+
+def test_dask_processes_give_the_same_curve(config) -> None:
+    spec = StressSpec(paths=6, horizon_days=3, seed=1, collateral_usd=(0.0, 2_000.0, 20_000.0))
+    p = prepare(config)
+    local = run_stress(config, spec, prepared=p)
+    dask = run_stress(config, spec, prepared=p, scheduler="processes")
+    np.testing.assert_array_equal(local.needs, dask.needs)
+    assert local.table.equals(dask.table)
+    with pytest.raises(ConfigError, match="--scheduler"):
+        run_stress(config, spec, prepared=p, scheduler="threads")
