@@ -133,7 +133,8 @@ def _rows_for(config: Config, p: Prepared, coin: str, underlying: str) -> list[d
         pnl_h = np.full(T, np.nan)
         pnl_u[1:] = p.market.alt_pnl[1:]
         pnl_h[1:] = rows["ret_hedged"][1:] * p.market.alt_value[:-1]
-        m = summary_metrics(summ, n_bars=T, bar=p.bar, oracle=p.notes.oracle_r2)
+        m = summary_metrics(summ, n_bars=T, bar=p.bar, oracle=p.notes.oracle_r2,
+                            futures_kind=config.futures.kind)
         out.append({
             "coin": coin, "underlying": underlying, "rule": label,
             "start": p.ts[0].isoformat(), "end": p.ts[-1].isoformat(),

@@ -81,7 +81,7 @@ def test_underlying_must_be_a_symbol(bad: str) -> None:
 
 
 def test_compare_underlyings_is_a_grid_axis(tmp_path: Path) -> None:
-    from strategies.compare import parse_compare, run_compare
+    from backtest.grid import parse_compare, run_compare
 
     prices = write_btc_coin_prices(tmp_path / "prices.parquet", n_days=40)
     grid = {"underlyings": ["index", "BTC", "ETH"], "rules": [{"family": "min_variance", "window": [120]}],
