@@ -46,7 +46,7 @@ import json
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Final, Literal, Mapping
 
 import numpy as np
 import pandas as pd
@@ -63,11 +63,15 @@ from backtest.config import (
 )
 from backtest.engine import Prepared, min_safe_collaterals, prepare, variant_for
 from backtest.errors import ConfigError, HedgeBTError
-from backtest.market import Market, pack_variants
-from backtest.metrics import summary_metrics
+from backtest.market import Market, Variant, pack_variants, run_variant
+from backtest.metrics import horizon_bars, horizon_returns, summary_metrics
 from backtest.results import atomic_output_dir, hedgebt_version, package_versions
 
-__all__ = ["CompareSpec", "parse_compare", "run_compare", "run_compare_command", "RANK_BY"]
+__all__ = ["CompareSpec", "CompareResult", "parse_compare", "run_compare", "run_compare_full", "walk_forward",
+           "run_compare_command", "RANK_BY", "BOOTSTRAP_SEED"]
+
+#: Seed of the per-variant HE intervals (the report's seed, so run and compare agree).
+BOOTSTRAP_SEED: Final[int] = 20250127
 
 RankBy = Literal["hedge_effectiveness", "he_per_cost", "vol_hedged_ann", "cost_drag_bps_per_year"]
 RANK_BY: tuple[str, ...] = ("hedge_effectiveness", "he_per_cost", "vol_hedged_ann", "cost_drag_bps_per_year")
@@ -244,13 +248,93 @@ def _run_tasks(tasks: list[tuple[Market, np.ndarray, np.ndarray]], scheduler: st
     raise ConfigError("--scheduler", f"expected 'none', 'processes' or tcp://HOST:PORT, got {scheduler!r}")
 
 
+@dataclass(frozen=True, eq=False)
+class CompareResult:
+    """The ranked grid and the out-of-sample walk-forward check (see :func:`walk_forward`)."""
+
+    table: pd.DataFrame
+    walk_forward: pd.DataFrame
+
+
+#: Fewest spans of the headline horizon in a walk-forward training span or test fold.
+MIN_FOLD_SPANS: Final[int] = 10
+#: Columns of the walk-forward table.
+WALK_FORWARD_COLUMNS: Final[tuple[str, ...]] = (
+    "coin", "window", "horizon", "fold", "train_start", "train_end", "chosen", "he_train", "he_oos",
+    "in_sample_best", "in_sample_best_he_oos", "fold_best", "fold_best_he",
+)
+
+
+def _span_paths(market: Market, variants: list[Variant], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hedged returns over spans of ``n`` bars per variant (rows) and the unhedged ones (shared)."""
+    r_h = []
+    r_u = np.zeros(0)
+    for v in variants:
+        rows, _ = run_variant(market, v)
+        eq_h, eq_u = rows["equity_hedged"], rows["equity_unhedged"]
+        h, r_u = horizon_returns(np.diff(eq_h, prepend=eq_h[0]), np.diff(eq_u, prepend=eq_u[0]), market.alt_value, n)
+        r_h.append(h)
+    return np.array(r_h), r_u
+
+
+def _he_rows(r_h: np.ndarray, r_u: np.ndarray) -> np.ndarray:
+    """HE of each row of ``r_h`` against ``r_u`` (NaN with fewer than 2 spans)."""
+    if r_u.size < 2 or np.var(r_u) == 0:
+        return np.full(r_h.shape[0], np.nan)
+    return 1.0 - np.var(r_h, axis=1, ddof=1) / np.var(r_u, ddof=1)
+
+
+def walk_forward(r_h: np.ndarray, r_u: np.ndarray, years: np.ndarray, names: list[str]) -> list[dict[str, Any]]:
+    """Out-of-sample check of picking the variant with the best HE.
+
+    Folds are calendar years (UTC) of the spans' start times. For each fold after the first,
+    the training span is every earlier span (expanding); the variant with the highest HE on
+    it is "chosen" and scored on the fold. Beside it: the variant best on the whole sample
+    (picked with hindsight, as the ranking does) scored on the same fold, and the best HE any
+    variant reached on the fold. Folds or training spans with fewer than
+    :data:`MIN_FOLD_SPANS` spans are skipped.
+    """
+    full = _he_rows(r_h, r_u)
+    best_all = int(np.nanargmax(full)) if np.isfinite(full).any() else None
+    out = []
+    folds = sorted(set(years.tolist()))
+    for fold in folds[1:]:
+        train = years < fold
+        test = years == fold
+        if train.sum() < MIN_FOLD_SPANS or test.sum() < MIN_FOLD_SPANS:
+            continue
+        he_train = _he_rows(r_h[:, train], r_u[train])
+        he_test = _he_rows(r_h[:, test], r_u[test])
+        if not np.isfinite(he_train).any() or not np.isfinite(he_test).any() or best_all is None:
+            continue
+        chosen = int(np.nanargmax(he_train))
+        top = int(np.nanargmax(he_test))
+        out.append({
+            "fold": int(fold), "train_start": int(min(folds)), "train_end": int(fold) - 1,
+            "chosen": names[chosen], "he_train": float(he_train[chosen]), "he_oos": float(he_test[chosen]),
+            "in_sample_best": names[best_all], "in_sample_best_he_oos": float(he_test[best_all]),
+            "fold_best": names[top], "fold_best_he": float(he_test[top]),
+        })
+    return out
+
+
 def run_compare(config: Config, *, scheduler: str = "none", progress: bool = False) -> pd.DataFrame:
+    """The ranked table of :func:`run_compare_full`."""
+    return run_compare_full(config, scheduler=scheduler, progress=progress).table
+
+
+def run_compare_full(config: Config, *, scheduler: str = "none", progress: bool = False) -> CompareResult:
     """Run the grid; one row per (scenario, rule, rebalance policy), ranked within each scenario.
 
     Columns: ``coin``, ``window``, ``variant``, ``family``, ``rule``, ``params``,
     ``rebalance``, the metrics of :data:`backtest.schema.RULE_METRICS`, ``pnl_*``
-    components and ``rank`` (1 = best by ``compare.rank_by``).
+    components, ``rank`` (1 = best by ``compare.rank_by``), and at the headline horizon
+    (``[report] horizon``) ``he_horizon``, ``he_headline``, the HE interval ``he_ci_lo`` /
+    ``he_ci_hi`` (:func:`reports.stats.he_interval`, seed :data:`BOOTSTRAP_SEED`) and its
+    ``he_block_len``. The walk-forward table is :func:`walk_forward` per scenario.
     """
+    from reports import stats
+
     spec = parse_compare(config)
     scenarios = _scenarios(config, spec)
     tasks: list[tuple[Market, np.ndarray, np.ndarray]] = []
@@ -267,15 +351,25 @@ def run_compare(config: Config, *, scheduler: str = "none", progress: bool = Fal
     summaries = np.concatenate(_run_tasks(tasks, scheduler, progress), axis=0)
     summaries[:, K.SUM.index("margin_need")] = np.concatenate(safe)
 
+    horizon = config.report.horizon
     rows = []
+    folds: list[dict[str, Any]] = []
     i = 0
     for scen, combos in meta:
         p = scen.prepared
         oracle = p.notes.oracle_r2
-        for col, reb in combos:
+        n = horizon_bars(horizon, p.bar)
+        variants = [variant_for(replace(scen.config, rebalance=reb), col) for col, reb in combos]
+        r_h, r_u = _span_paths(p.market, variants, n)
+        names = [f"{p.rule_labels[col]} | {_rebalance_label(reb)}" for col, reb in combos]
+        years = np.asarray(p.ts[1 : 1 + n * r_u.size : n].year)
+        folds += [{"coin": scen.coin, "window": scen.window, "horizon": horizon, **f}
+                  for f in walk_forward(r_h, r_u, years, names)]
+        for j, (col, reb) in enumerate(combos):
             s = dict(zip(K.SUM, summaries[i].tolist()))
             i += 1
             m = summary_metrics(s, n_bars=len(p.ts), bar=p.bar, oracle=oracle, futures_kind=scen.config.futures.kind)
+            ci = stats.he_interval(r_h[j], r_u, seed=BOOTSTRAP_SEED)
             pnl = m.pop("pnl")
             rule = p.rules[col]
             rows.append({
@@ -288,6 +382,11 @@ def run_compare(config: Config, *, scheduler: str = "none", progress: bool = Fal
                 "rebalance": _rebalance_label(reb),
                 **m,
                 **{f"pnl_{k}": v for k, v in pnl.items()},
+                "he_horizon": horizon,
+                "he_headline": ci.point,
+                "he_ci_lo": ci.lo,
+                "he_ci_hi": ci.hi,
+                "he_block_len": ci.block_len,
             })
     table = pd.DataFrame(rows)
     table["he_per_cost"] = table["hedge_effectiveness"] / table["cost_drag_bps_per_year"].clip(lower=1e-9)
@@ -297,7 +396,8 @@ def run_compare(config: Config, *, scheduler: str = "none", progress: bool = Fal
         .rank(ascending=ascending, method="first", na_option="bottom")
         .astype(int)
     )
-    return table.sort_values(["coin", "window", "rank"], kind="stable").reset_index(drop=True)
+    table = table.sort_values(["coin", "window", "rank"], kind="stable").reset_index(drop=True)
+    return CompareResult(table, pd.DataFrame(folds, columns=list(WALK_FORWARD_COLUMNS)))
 
 
 def write_compare_tables(table: pd.DataFrame, folder: Path, info: dict[str, Any]) -> None:
@@ -307,11 +407,26 @@ def write_compare_tables(table: pd.DataFrame, folder: Path, info: dict[str, Any]
     (folder / "compare.json").write_text(json.dumps(info, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
+def _walk_forward_summary(folds: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per scenario: number of folds, mean out-of-sample HE of the chosen variants and of the in-sample best."""
+    out = []
+    for (coin, window), g in folds.groupby(["coin", "window"], sort=True):
+        out.append({
+            "coin": coin, "window": window, "horizon": str(g["horizon"].iloc[0]), "folds": int(len(g)),
+            "mean_he_oos_chosen": float(g["he_oos"].mean()),
+            "in_sample_best": str(g["in_sample_best"].iloc[0]),
+            "mean_he_oos_in_sample_best": float(g["in_sample_best_he_oos"].mean()),
+            "mean_fold_best_he": float(g["fold_best_he"].mean()),
+        })
+    return out
+
+
 def run_compare_command(args: argparse.Namespace) -> int:
     """``hedgebt compare CONFIG --out DIR [--scheduler ...]``."""
     atomic_output_dir(args.out, force=args.force).check()
     config = load_config(args.config)
-    table = run_compare(config, scheduler=args.scheduler, progress=sys.stderr.isatty())
+    result = run_compare_full(config, scheduler=args.scheduler, progress=sys.stderr.isatty())
+    table, folds = result.table, result.walk_forward
     spec = parse_compare(config)
     info = {
         "hedgebt_version": hedgebt_version(),
@@ -321,10 +436,12 @@ def run_compare_command(args: argparse.Namespace) -> int:
         "oracle_r2": {f"{c} {w}": float(o) for (c, w), o in table.groupby(["coin", "window"])["oracle_r2"].first().items()},
         "config": config_to_dict(config),
         "packages": package_versions(),
+        "walk_forward": _walk_forward_summary(folds),
     }
     out = Path(args.out)
     with atomic_output_dir(out, force=args.force) as tmp:
         write_compare_tables(table, tmp, info)
+        folds.to_csv(tmp / "walk_forward.csv", index=False, float_format="%.10g", lineterminator="\n")
         if not args.no_report:
             from reports import render_compare
 
@@ -333,6 +450,11 @@ def run_compare_command(args: argparse.Namespace) -> int:
     print(f"{len(table)} variants ranked by {spec.rank_by}; oracle rho^2 shown for context")
     for r in best.itertuples():
         print(f"  best for {r.coin} {r.window}: {r.variant}  HE {r.hedge_effectiveness:.3f} (oracle {r.oracle_r2:.3f}), "
+              f"HE({r.he_horizon}) {r.he_headline:.3f} [{r.he_ci_lo:.3f}, {r.he_ci_hi:.3f}], "
               f"cost {r.cost_drag_bps_per_year:.0f} bps/yr")
-    print(f"  wrote {out}/compare.csv, compare.parquet")
+    for w in info["walk_forward"]:
+        print(f"  walk-forward {w['coin']} {w['window']} ({w['folds']} yearly folds, HE({w['horizon']})): variants chosen "
+              f"on the past score {w['mean_he_oos_chosen']:.3f} out of sample on average; the in-sample best "
+              f"{w['in_sample_best']} scores {w['mean_he_oos_in_sample_best']:.3f} on the same folds")
+    print(f"  wrote {out}/compare.csv, compare.parquet, walk_forward.csv")
     return 0
