@@ -4,7 +4,8 @@ A ``[compare]`` table in the scenario config describes the grid; lists expand
 to their Cartesian product::
 
     [compare]
-    rank_by = "hedge_effectiveness"        # or "he_per_cost", "vol_hedged_ann", "cost_drag_bps_per_year"
+    rank_by = "hedge_effectiveness"        # per-bar HE; or "he_headline" (HE at [report] horizon),
+                                           # "he_per_cost", "vol_hedged_ann", "cost_drag_bps_per_year"
     coins = ["FET", "RNDR"]                # optional: one single-coin scenario per coin ...
     notional_usd = 1_000_000               # ... each holding this constant USD notional,
     reset_days = 30                        # ... reset to it every 30 days (the same schedule for every variant)
@@ -73,8 +74,8 @@ __all__ = ["CompareSpec", "CompareResult", "parse_compare", "run_compare", "run_
 #: Seed of the per-variant HE intervals (the report's seed, so run and compare agree).
 BOOTSTRAP_SEED: Final[int] = 20250127
 
-RankBy = Literal["hedge_effectiveness", "he_per_cost", "vol_hedged_ann", "cost_drag_bps_per_year"]
-RANK_BY: tuple[str, ...] = ("hedge_effectiveness", "he_per_cost", "vol_hedged_ann", "cost_drag_bps_per_year")
+RankBy = Literal["hedge_effectiveness", "he_headline", "he_per_cost", "vol_hedged_ann", "cost_drag_bps_per_year"]
+RANK_BY: tuple[str, ...] = ("hedge_effectiveness", "he_headline", "he_per_cost", "vol_hedged_ann", "cost_drag_bps_per_year")
 _REBALANCE_KEYS = ("mode", "every_bars", "band", "whole_contracts", "min_trade_contracts")
 
 

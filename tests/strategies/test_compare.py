@@ -165,3 +165,10 @@ def test_compare_rows_carry_the_headline_interval(grid_config) -> None:
     assert (hedged["he_ci_lo"] <= hedged["he_headline"]).all() and (hedged["he_headline"] <= hedged["he_ci_hi"]).all()
     assert list(result.walk_forward.columns)[:4] == ["coin", "window", "horizon", "fold"]
     assert result.walk_forward.empty  # 40 days: one calendar year, no fold to score
+
+
+def test_rank_by_headline_he(grid_config) -> None:
+    from dataclasses import replace
+
+    table = run_compare(replace(grid_config, compare={**grid_config.compare, "rank_by": "he_headline"}))
+    assert table.iloc[0]["he_headline"] == table["he_headline"].max()
