@@ -172,3 +172,28 @@ def test_rank_by_headline_he(grid_config) -> None:
 
     table = run_compare(replace(grid_config, compare={**grid_config.compare, "rank_by": "he_headline"}))
     assert table.iloc[0]["he_headline"] == table["he_headline"].max()
+
+
+def test_compare_pdf_states_the_walk_forward_check() -> None:
+    """The compare PDF prints the walk-forward means of compare.json and the headline intervals."""
+    import tempfile
+
+    from pypdf import PdfReader
+
+    from reports.pdf import write_compare_pdf
+
+    table = pd.DataFrame({
+        "coin": ["X", "X"], "window": ["w", "w"], "rank": [1, 2], "variant": ["a | every", "b | every"],
+        "hedge_effectiveness": [0.4, 0.3], "he_vs_oracle": [1.0, 0.8], "vol_hedged_ann": [0.5, 0.6],
+        "cost_drag_bps_per_year": [100.0, 50.0], "trades": [10, 5], "rolls": [1, 1], "margin_calls": [0, 0],
+        "he_horizon": ["1D", "1D"], "he_headline": [0.5, 0.45], "he_ci_lo": [0.41, 0.36], "he_ci_hi": [0.58, 0.52],
+    })
+    info = {"rank_by": "hedge_effectiveness", "walk_forward": [{
+        "coin": "X", "window": "w", "horizon": "1D", "folds": 3, "mean_he_oos_chosen": 0.444,
+        "in_sample_best": "a | every", "mean_he_oos_in_sample_best": 0.471, "mean_fold_best_he": 0.5}]}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "c.pdf"
+        write_compare_pdf(path, table, info, [])
+        text = " ".join(" ".join(p.extract_text().split()) for p in PdfReader(path).pages)
+    assert "over 3 yearly folds" in text and "44.4 %" in text and "47.1 %" in text
+    assert "41.0 % .. 58.0 %" in text
