@@ -125,9 +125,12 @@ def compare(
     """
     grid.check_scheduler(scheduler)
     config = _as_config(config_or_path, overrides)
-    table = grid.run_compare(config, scheduler=scheduler, progress=progress)
+    outcome = grid.run_compare_full(config, scheduler=scheduler, progress=progress)
+    table = outcome.table
     choice = grid.instrument_choice(config, table)
-    return CompareResult(config=config, _table=table, _info_json=json.dumps(grid.compare_info(config, table)),
+    return CompareResult(config=config, _table=table,
+                         _info_json=json.dumps(grid.compare_info(config, table, outcome.walk_forward)),
+                         _walk_forward=outcome.walk_forward,
                          _instruments=None if choice is None else choice[0],
                          _verdicts_json=None if choice is None else json.dumps(choice[1], allow_nan=False))
 
@@ -487,8 +490,15 @@ class CompareResult:
     config: Config
     _table: pd.DataFrame = field(repr=False)
     _info_json: str = field(repr=False)
+    _walk_forward: pd.DataFrame | None = field(default=None, repr=False)
     _instruments: pd.DataFrame | None = field(default=None, repr=False)
     _verdicts_json: str | None = field(default=None, repr=False)
+
+    @property
+    def walk_forward(self) -> pd.DataFrame | None:
+        """The out-of-sample check of picking the best variant (``walk_forward.csv``): per yearly fold,
+        the variant chosen on the past, its HE on the fold, and the in-sample best's HE there."""
+        return None if self._walk_forward is None else self._walk_forward.copy()
 
     @property
     def instruments(self) -> pd.DataFrame | None:
@@ -508,13 +518,14 @@ class CompareResult:
 
         folder = Path(folder)
         table, info = read_compare_folder(folder)
+        folds = pd.read_csv(folder / "walk_forward.csv") if (folder / "walk_forward.csv").is_file() else None
         table = table.sort_values(["coin", "window", "rank"], kind="stable").reset_index(drop=True) \
             if {"coin", "window"} <= set(table.columns) else table
         try:
             config = config_from_mapping(info.get("config") or {})
         except ConfigError as exc:
             raise DataError(folder / "compare.json", f"its config does not validate: {exc}") from None
-        return cls(config=config, _table=table, _info_json=json.dumps(info))
+        return cls(config=config, _table=table, _info_json=json.dumps(info), _walk_forward=folds)
 
     def __repr__(self) -> str:
         return f"CompareResult({len(self._table)} variants, ranked by {self.info['rank_by']})"
@@ -539,6 +550,11 @@ class CompareResult:
         claim = folder if isinstance(folder, OutputDir) else OutputDir(folder, force=force)
         with claim as tmp:
             grid.write_compare_tables(self._table, tmp, self.info)
+            if self._walk_forward is not None:
+                from backtest.atomic import write_text
+
+                write_text(tmp / "walk_forward.csv",
+                           self._walk_forward.to_csv(index=False, float_format="%.10g", lineterminator="\n"))
             if self._instruments is not None:
                 grid.write_instrument_tables(self._instruments, self.verdicts, tmp)
             if report:

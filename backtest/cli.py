@@ -278,7 +278,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     console.say(f"{len(table)} variants ranked by {result.info['rank_by']}; oracle rho^2 shown for context")
     for r in result.best().itertuples():
         console.say(f"  best for {r.coin} {r.window}: {r.variant}  HE {fmt(r.hedge_effectiveness, '.3f')} "
-                    f"(oracle {fmt(r.oracle_r2, '.3f')}), cost {fmt(r.cost_drag_bps_per_year, '.0f')} bps/yr")
+                    f"(oracle {fmt(r.oracle_r2, '.3f')}), HE({r.he_horizon}) {fmt(r.he_headline, '.3f')} "
+                    f"[{fmt(r.he_ci_lo, '.3f')}, {fmt(r.he_ci_hi, '.3f')}], "
+                    f"cost {fmt(r.cost_drag_bps_per_year, '.0f')} bps/yr")
+    for w in result.info.get("walk_forward", []):
+        console.say(f"  walk-forward {w['coin']} {w['window']} ({w['folds']} yearly folds, HE({w['horizon']})): "
+                    f"variants chosen on the past score {fmt(w['mean_he_oos_chosen'], '.3f')} out of sample on "
+                    f"average; the in-sample best {w['in_sample_best']} scores "
+                    f"{fmt(w['mean_he_oos_in_sample_best'], '.3f')} on the same folds")
     for v in result.verdicts:
         console.say(f"  which instrument for {v['coin']} {v['window']}: {v['verdict']}")
     console.wrote(claim.target)

@@ -767,8 +767,9 @@ def min_safe_collaterals(market: Market, variants: Sequence[Variant], *, tol_usd
     adverse intrabar price, ``IM(target) > MB`` at a re-size) is ``c < threshold_t - flows_t``;
     so a collateral above an event-free one is event-free too. ``c*`` is found by bisection
     to within ``tol_usd``, all variants of a step in one call of the parallel many-variant
-    kernel, starting from the margin-off maintenance need (a lower bound: the margin-on path
-    breaches maintenance below it) and doubling an upper bound until it is event-free.
+    kernel: collateral 0 is tried first (event-free for a variant that never holds a hedge);
+    the first trial upper bound is the margin-off maintenance need ``margin_need`` (below it
+    the margin-on path breaches maintenance), doubled until event-free; then bisection.
 
     Returns
     -------

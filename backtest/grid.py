@@ -4,7 +4,8 @@ A ``[compare]`` table in the scenario config describes the grid; lists expand
 to their Cartesian product::
 
     [compare]
-    rank_by = "hedge_effectiveness"        # or "he_per_cost", "vol_hedged_ann", "cost_drag_bps_per_year"
+    rank_by = "hedge_effectiveness"        # per-bar HE; or "he_headline" (HE at [report] horizon),
+                                           # "he_per_cost", "vol_hedged_ann", "cost_drag_bps_per_year"
     coins = ["FET", "RNDR"]                # optional: one single-coin scenario per coin ...
     notional_usd = 1_000_000               # ... each holding this constant USD notional,
     reset_days = 30                        # ... reset to it every 30 days (the same schedule for every variant)
@@ -46,7 +47,7 @@ import itertools
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Final, Literal, Mapping
 
 import numpy as np
 import pandas as pd
@@ -65,15 +66,20 @@ from backtest.config import (
 )
 from backtest.engine import Prepared, min_safe_collaterals, prepare, variant_for
 from backtest.errors import ConfigError, HedgeBTError
-from backtest.market import Market, pack_variants
-from backtest.metrics import summary_metrics
 from backtest.atomic import write_bytes, write_text
+from backtest.market import Market, Variant, pack_variants, run_variant
+from backtest.metrics import horizon_bars, horizon_returns, summary_metrics
 from backtest.versions import hedgebt_version, package_versions
 
-__all__ = ["CompareSpec", "parse_compare", "run_compare", "compare_info", "instrument_choice", "write_compare_tables", "write_instrument_tables", "RANK_BY"]
+__all__ = ["CompareSpec", "GridRun", "parse_compare", "run_compare", "run_compare_full", "walk_forward",
+           "compare_info", "instrument_choice", "write_compare_tables", "write_instrument_tables", "RANK_BY",
+           "BOOTSTRAP_SEED"]
 
-RankBy = Literal["hedge_effectiveness", "he_per_cost", "vol_hedged_ann", "cost_drag_bps_per_year"]
-RANK_BY: tuple[str, ...] = ("hedge_effectiveness", "he_per_cost", "vol_hedged_ann", "cost_drag_bps_per_year")
+#: Seed of the per-variant HE intervals (the report's seed, so run and compare agree).
+BOOTSTRAP_SEED: Final[int] = 20250127
+
+RankBy = Literal["hedge_effectiveness", "he_headline", "he_per_cost", "vol_hedged_ann", "cost_drag_bps_per_year"]
+RANK_BY: tuple[str, ...] = ("hedge_effectiveness", "he_headline", "he_per_cost", "vol_hedged_ann", "cost_drag_bps_per_year")
 _REBALANCE_KEYS = ("mode", "every_bars", "band", "whole_contracts", "min_trade_contracts")
 
 
@@ -295,14 +301,95 @@ def _dispatch(tasks: list[tuple[Market, np.ndarray, np.ndarray]], scheduler: str
     raise ConfigError("--scheduler", f"expected 'none', 'processes' or tcp://HOST:PORT, got {scheduler!r}")
 
 
+@dataclass(frozen=True, eq=False)
+class GridRun:
+    """The ranked grid and the out-of-sample walk-forward check (see :func:`walk_forward`);
+    :class:`backtest.api.CompareResult` is its user-facing form."""
+
+    table: pd.DataFrame
+    walk_forward: pd.DataFrame
+
+
+#: Fewest spans of the headline horizon in a walk-forward training span or test fold.
+MIN_FOLD_SPANS: Final[int] = 10
+#: Columns of the walk-forward table.
+WALK_FORWARD_COLUMNS: Final[tuple[str, ...]] = (
+    "coin", "window", "horizon", "fold", "train_start", "train_end", "chosen", "he_train", "he_oos",
+    "in_sample_best", "in_sample_best_he_oos", "fold_best", "fold_best_he",
+)
+
+
+def _span_paths(market: Market, variants: list[Variant], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hedged returns over spans of ``n`` bars per variant (rows) and the unhedged ones (shared)."""
+    r_h = []
+    r_u = np.zeros(0)
+    for v in variants:
+        rows, _ = run_variant(market, v)
+        eq_h, eq_u = rows["equity_hedged"], rows["equity_unhedged"]
+        h, r_u = horizon_returns(np.diff(eq_h, prepend=eq_h[0]), np.diff(eq_u, prepend=eq_u[0]), market.alt_value, n)
+        r_h.append(h)
+    return np.array(r_h), r_u
+
+
+def _he_rows(r_h: np.ndarray, r_u: np.ndarray) -> np.ndarray:
+    """HE of each row of ``r_h`` against ``r_u`` (NaN with fewer than 2 spans)."""
+    if r_u.size < 2 or np.var(r_u) == 0:
+        return np.full(r_h.shape[0], np.nan)
+    return 1.0 - np.var(r_h, axis=1, ddof=1) / np.var(r_u, ddof=1)
+
+
+def walk_forward(r_h: np.ndarray, r_u: np.ndarray, years: np.ndarray, names: list[str]) -> list[dict[str, Any]]:
+    """Out-of-sample check of picking the variant with the best HE.
+
+    Folds are calendar years (UTC) of the spans' start times. For each fold after the first,
+    the training span is every earlier span (expanding); the variant with the highest HE on
+    it is "chosen" and scored on the fold. Beside it: the variant best on the whole sample
+    (picked with hindsight, as the ranking does) scored on the same fold, and the best HE any
+    variant reached on the fold. Folds or training spans with fewer than
+    :data:`MIN_FOLD_SPANS` spans are skipped.
+    """
+    full = _he_rows(r_h, r_u)
+    best_all = int(np.nanargmax(full)) if np.isfinite(full).any() else None
+    out = []
+    folds = sorted(set(years.tolist()))
+    for fold in folds[1:]:
+        train = years < fold
+        test = years == fold
+        if train.sum() < MIN_FOLD_SPANS or test.sum() < MIN_FOLD_SPANS:
+            continue
+        he_train = _he_rows(r_h[:, train], r_u[train])
+        he_test = _he_rows(r_h[:, test], r_u[test])
+        if not np.isfinite(he_train).any() or not np.isfinite(he_test).any() or best_all is None:
+            continue
+        chosen = int(np.nanargmax(he_train))
+        top = int(np.nanargmax(he_test))
+        out.append({
+            "fold": int(fold), "train_start": int(min(folds)), "train_end": int(fold) - 1,
+            "chosen": names[chosen], "he_train": float(he_train[chosen]), "he_oos": float(he_test[chosen]),
+            "in_sample_best": names[best_all], "in_sample_best_he_oos": float(he_test[best_all]),
+            "fold_best": names[top], "fold_best_he": float(he_test[top]),
+        })
+    return out
+
+
 def run_compare(config: Config, *, scheduler: str = "none", progress: bool = False) -> pd.DataFrame:
+    """The ranked table of :func:`run_compare_full`."""
+    return run_compare_full(config, scheduler=scheduler, progress=progress).table
+
+
+def run_compare_full(config: Config, *, scheduler: str = "none", progress: bool = False) -> GridRun:
     """Run the grid; one row per (scenario, rule, rebalance policy), ranked within each scenario.
 
     Columns: ``coin``, ``window``, ``underlying`` (the futures underlying; with
     ``compare.underlyings`` it is a grid axis, ranked together with the rules), ``variant``, ``family``, ``rule``, ``params``,
     ``rebalance``, the metrics of :data:`backtest.schema.RULE_METRICS`, ``pnl_*``
-    components and ``rank`` (1 = best by ``compare.rank_by``).
+    components, ``rank`` (1 = best by ``compare.rank_by``), and at the headline horizon
+    (``[report] horizon``) ``he_horizon``, ``he_headline``, the HE interval ``he_ci_lo`` /
+    ``he_ci_hi`` (:func:`reports.stats.he_interval`, seed :data:`BOOTSTRAP_SEED`) and its
+    ``he_block_len``. The walk-forward table is :func:`walk_forward` per scenario.
     """
+    from reports import stats  # pure statistics (a leaf module)
+
     spec = parse_compare(config)
     scenarios = _scenarios(config, spec)
     tasks: list[tuple[Market, np.ndarray, np.ndarray]] = []
@@ -319,15 +406,25 @@ def run_compare(config: Config, *, scheduler: str = "none", progress: bool = Fal
     summaries = np.concatenate(_run_tasks(tasks, scheduler, progress), axis=0)
     summaries[:, K.SUM.index("margin_need")] = np.concatenate(safe)
 
+    horizon = config.report.horizon
     rows = []
+    folds: list[dict[str, Any]] = []
     i = 0
     for scen, combos in meta:
         p = scen.prepared
         oracle = p.notes.oracle_r2
-        for col, reb in combos:
+        n = horizon_bars(horizon, p.bar)
+        variants = [variant_for(replace(scen.config, rebalance=reb), col) for col, reb in combos]
+        r_h, r_u = _span_paths(p.market, variants, n)
+        names = [f"{p.rule_labels[col]} | {_rebalance_label(reb)}" for col, reb in combos]
+        years = np.asarray(p.ts[1 : 1 + n * r_u.size : n].year)
+        folds += [{"coin": scen.coin, "window": scen.window, "horizon": horizon, **f}
+                  for f in walk_forward(r_h, r_u, years, names)]
+        for j, (col, reb) in enumerate(combos):
             s = dict(zip(K.SUM, summaries[i].tolist()))
             i += 1
             m = summary_metrics(s, n_bars=len(p.ts), bar=p.bar, oracle=oracle, futures_kind=scen.config.futures.kind)
+            ci = stats.he_interval(r_h[j], r_u, seed=BOOTSTRAP_SEED)
             pnl = m.pop("pnl")
             rule = p.rules[col]
             on = f"{scen.underlying} | " if spec.underlyings else ""
@@ -342,6 +439,11 @@ def run_compare(config: Config, *, scheduler: str = "none", progress: bool = Fal
                 "rebalance": _rebalance_label(reb),
                 **m,
                 **{f"pnl_{k}": v for k, v in pnl.items()},
+                "he_horizon": horizon,
+                "he_headline": ci.point,
+                "he_ci_lo": ci.lo,
+                "he_ci_hi": ci.hi,
+                "he_block_len": ci.block_len,
             })
     table = pd.DataFrame(rows)
     table["he_per_cost"] = table["hedge_effectiveness"] / table["cost_drag_bps_per_year"].clip(lower=1e-9)
@@ -351,7 +453,8 @@ def run_compare(config: Config, *, scheduler: str = "none", progress: bool = Fal
         .rank(ascending=ascending, method="first", na_option="bottom")
         .astype(int)
     )
-    return table.sort_values(["coin", "window", "rank"], kind="stable").reset_index(drop=True)
+    table = table.sort_values(["coin", "window", "rank"], kind="stable").reset_index(drop=True)
+    return GridRun(table, pd.DataFrame(folds, columns=list(WALK_FORWARD_COLUMNS)))
 
 
 def write_compare_tables(table: pd.DataFrame, folder: Path, info: dict[str, Any]) -> None:
@@ -361,6 +464,20 @@ def write_compare_tables(table: pd.DataFrame, folder: Path, info: dict[str, Any]
     table.to_parquet(buf, index=False)
     write_bytes(folder / "compare.parquet", buf.getvalue())
     write_text(folder / "compare.json", json.dumps(info, indent=2, allow_nan=False) + "\n")
+
+
+def _walk_forward_summary(folds: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per scenario: number of folds, mean out-of-sample HE of the chosen variants and of the in-sample best."""
+    out = []
+    for (coin, window), g in folds.groupby(["coin", "window"], sort=True):
+        out.append({
+            "coin": coin, "window": window, "horizon": str(g["horizon"].iloc[0]), "folds": int(len(g)),
+            "mean_he_oos_chosen": float(g["he_oos"].mean()),
+            "in_sample_best": str(g["in_sample_best"].iloc[0]),
+            "mean_he_oos_in_sample_best": float(g["in_sample_best_he_oos"].mean()),
+            "mean_fold_best_he": float(g["fold_best_he"].mean()),
+        })
+    return out
 
 
 def instrument_choice(config: Config, table: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]] | None:
@@ -380,9 +497,9 @@ def write_instrument_tables(table: pd.DataFrame, verdicts: list[dict[str, Any]],
     write_text(folder / "instruments.json", json.dumps(verdicts, indent=2, allow_nan=False) + "\n")
 
 
-def compare_info(config: Config, table: pd.DataFrame) -> dict[str, Any]:
+def compare_info(config: Config, table: pd.DataFrame, folds: pd.DataFrame) -> dict[str, Any]:
     """Facts about a grid run for ``compare.json``: rank criterion, scenarios, oracle per scenario,
-    the resolved config and package versions."""
+    the resolved config, package versions and the walk-forward summary (:func:`walk_forward`)."""
     spec = parse_compare(config)
     return {
         "hedgebt_version": hedgebt_version(),
@@ -393,4 +510,5 @@ def compare_info(config: Config, table: pd.DataFrame) -> dict[str, Any]:
                       for (c, w, u), o in table.groupby(["coin", "window", "underlying"])["oracle_r2"].first().items()},
         "config": config_to_dict(config),
         "packages": package_versions(),
+        "walk_forward": _walk_forward_summary(folds),
     }

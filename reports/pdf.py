@@ -723,7 +723,14 @@ def write_compare_pdf(path: Path, compare: pd.DataFrame, info: Mapping[str, Any]
                  "the most variance any constant linear hedge removes in sample: the bar to measure against.")
         for scenario, oracle in sorted((info.get("oracle_r2") or {}).items()):
             doc.para(f"{scenario}: oracle rho^2 = {oracle:.3f}", hanging="- ")
+        headline = "he_headline" in compare.columns
+        horizon = str(compare["he_horizon"].iloc[0]) if headline else ""
+        if headline:
+            doc.para(f"HE {horizon}: hedge effectiveness of returns over non-overlapping {horizon} spans, with its 95 % "
+                     f"interval ({BOOTSTRAP_METHOD}). Variants whose intervals overlap cannot be told apart by "
+                     "this replay.")
         header = ["rank", "variant", "HE", "HE/oracle", "vol hedged", "cost bps/yr", "trades", "rolls", "calls"]
+        header += [f"HE {horizon}", "95 % interval"] if headline else []
         for (coin, window), g in compare.groupby(["coin", "window"], sort=True):
             doc.heading(f"{coin}, {window}", size=12)
             rows = [
@@ -731,9 +738,19 @@ def write_compare_pdf(path: Path, compare: pd.DataFrame, info: Mapping[str, Any]
                  _fmt_num(r["he_vs_oracle"], ".2f"), fmt_pct(r["vol_hedged_ann"], 0),
                  _fmt_num(r["cost_drag_bps_per_year"], ",.0f"), str(int(r["trades"])), str(int(r["rolls"])),
                  str(int(r["margin_calls"]))]
+                + ([fmt_pct(r["he_headline"]), f"{fmt_pct(r['he_ci_lo'])} .. {fmt_pct(r['he_ci_hi'])}"] if headline else [])
                 for _, r in g.sort_values("rank").iterrows()
             ]
-            doc.grid(header, rows, right=[True, False] + [True] * 7)
+            doc.grid(header, rows, right=[True, False] + [True] * (len(header) - 2))
+        for w in info.get("walk_forward") or []:
+            doc.para(
+                f"Out-of-sample check ({w['coin']}, {w['window']}): over {w['folds']} yearly folds, the variant with "
+                f"the best HE {w['horizon']} on all earlier years scored {fmt_pct(w['mean_he_oos_chosen'])} on the "
+                f"next year on average; the in-sample best {w['in_sample_best']} scored "
+                f"{fmt_pct(w['mean_he_oos_in_sample_best'])} on the same years, and the best variant of each year "
+                f"{fmt_pct(w['mean_fold_best_he'])} (walk_forward.csv lists every fold).",
+                size=9,
+            )
         for png in figure_paths:
             doc.image_page(Path(png), f"Figure: {Path(png).stem.replace('_', ' ')}")
         doc.new_page()

@@ -128,3 +128,72 @@ def test_reset_days_must_be_positive(grid_config) -> None:
 
     with pytest.raises(ConfigError, match="compare.reset_days"):
         parse_compare(replace(grid_config, compare={"rules": [{"family": "none"}], "reset_days": 0}))
+
+
+def test_walk_forward_scores_the_past_choice_on_the_next_year(rng) -> None:
+    """Variant 'a' hedges well in 2021, 'b' from 2022 on: the choice made on 2021 is 'a', and
+    it is scored (badly) on 2022; on 2021-2022 'b' is chosen and scored on 2023."""
+    import numpy as np
+
+    from backtest.grid import walk_forward
+
+    years = np.repeat([2021, 2022, 2023], [100, 200, 100])
+    f = rng.normal(0, 0.02, 400)
+    u = f + rng.normal(0, 0.005, 400)
+    good, bad = u - f, u - 0.2 * f
+    a = np.where(years == 2021, good, bad)
+    b = np.where(years == 2021, bad, good)
+    rows = walk_forward(np.array([a, b]), u, years, ["a", "b"])
+    assert [r["fold"] for r in rows] == [2022, 2023]
+    first, second = rows
+    assert first["chosen"] == "a" and first["train_end"] == 2021
+    he = lambda h, m: 1 - np.var(h[m], ddof=1) / np.var(u[m], ddof=1)  # noqa: E731
+    assert first["he_oos"] == pytest.approx(he(a, years == 2022))
+    assert first["he_train"] == pytest.approx(he(a, years == 2021))
+    assert first["he_oos"] < first["fold_best_he"] and first["fold_best"] == "b"
+    assert second["chosen"] == "b" and second["he_oos"] == pytest.approx(he(b, years == 2023))
+    assert first["in_sample_best"] == "b"
+
+
+def test_compare_rows_carry_the_headline_interval(grid_config) -> None:
+    from backtest.grid import run_compare_full
+
+    result = run_compare_full(grid_config)
+    t = result.table
+    assert (t["he_horizon"] == "1D").all()
+    hedged = t[t["family"] != "none"]
+    assert (hedged["he_ci_lo"] <= hedged["he_headline"]).all() and (hedged["he_headline"] <= hedged["he_ci_hi"]).all()
+    assert list(result.walk_forward.columns)[:4] == ["coin", "window", "horizon", "fold"]
+    assert result.walk_forward.empty  # 40 days: one calendar year, no fold to score
+
+
+def test_rank_by_headline_he(grid_config) -> None:
+    from dataclasses import replace
+
+    table = run_compare(replace(grid_config, compare={**grid_config.compare, "rank_by": "he_headline"}))
+    assert table.iloc[0]["he_headline"] == table["he_headline"].max()
+
+
+def test_compare_pdf_states_the_walk_forward_check() -> None:
+    """The compare PDF prints the walk-forward means of compare.json and the headline intervals."""
+    import tempfile
+
+    from pypdf import PdfReader
+
+    from reports.pdf import write_compare_pdf
+
+    table = pd.DataFrame({
+        "coin": ["X", "X"], "window": ["w", "w"], "rank": [1, 2], "variant": ["a | every", "b | every"],
+        "hedge_effectiveness": [0.4, 0.3], "he_vs_oracle": [1.0, 0.8], "vol_hedged_ann": [0.5, 0.6],
+        "cost_drag_bps_per_year": [100.0, 50.0], "trades": [10, 5], "rolls": [1, 1], "margin_calls": [0, 0],
+        "he_horizon": ["1D", "1D"], "he_headline": [0.5, 0.45], "he_ci_lo": [0.41, 0.36], "he_ci_hi": [0.58, 0.52],
+    })
+    info = {"rank_by": "hedge_effectiveness", "walk_forward": [{
+        "coin": "X", "window": "w", "horizon": "1D", "folds": 3, "mean_he_oos_chosen": 0.444,
+        "in_sample_best": "a | every", "mean_he_oos_in_sample_best": 0.471, "mean_fold_best_he": 0.5}]}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "c.pdf"
+        write_compare_pdf(path, table, info, [])
+        text = " ".join(" ".join(p.extract_text().split()) for p in PdfReader(path).pages)
+    assert "over 3 yearly folds" in text and "44.4 %" in text and "47.1 %" in text
+    assert "41.0 % .. 58.0 %" in text
