@@ -305,3 +305,12 @@ def test_every_bounded_float_is_accepted_only_when_finite_and_in_range(key: str,
         assert exc.key.startswith(key), (exc.key, key)
         return
     assert np.isfinite(value) and abs(value) <= BOUNDS[key]
+
+
+def test_holdings_times_with_mixed_offsets_are_each_converted_to_utc() -> None:
+    from backtest.data import holdings_times
+
+    ts = pd.Series(["2024-01-01T02:00:00+02:00", "2024-01-01T01:00:00Z", "2024-01-01T03:30:00+01:30"])
+    got = holdings_times(ts, Path("h.csv"))
+    assert list(got) == [pd.Timestamp("2024-01-01 00:00", tz="UTC"), pd.Timestamp("2024-01-01 01:00", tz="UTC"),
+                         pd.Timestamp("2024-01-01 02:00", tz="UTC")]
