@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from backtest.errors import HedgeBTError
+from backtest.metrics import fmt
 
 __all__ = ["main", "DEMO_CONFIGS"]
 
@@ -42,55 +43,23 @@ def _render(folder: Path) -> None:
     render_report(folder)
 
 
-def config_input_paths(config) -> list[Path]:
-    """Every existing file a config names (its data inputs), resolved; ``--force`` never deletes them."""
-    from backtest.config import config_to_dict
-
-    found: list[Path] = []
-
-    def walk(value) -> None:
-        if isinstance(value, dict):
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                walk(v)
-        elif isinstance(value, str) and value and len(value) < 4096 and "\n" not in value:
-            try:
-                path = config.resolve(value)
-                if path.is_file():
-                    found.append(path)
-            except (OSError, ValueError, HedgeBTError):
-                pass
-
-    walk(config_to_dict(config))
-    return found
-
-
 def _run_one(
     config_path: Path, out: Path, force: bool, *, render: bool = True, shown: Path | None = None
 ) -> dict:
     from backtest.atomic import OutputDir
-    from backtest.config import load_config
+    from backtest.config import input_paths, load_config
     from backtest.results import run, write_outputs
 
     started = time.perf_counter()
     claim = OutputDir(out, force=force, protect=[config_path])
     claim.check()
     config = load_config(config_path)
-    claim.protect(config_input_paths(config))
+    claim.protect(input_paths(config))
     result = run(config)
     write_outputs(result, claim, render=_render if render else None)
     summary = result.summary
     _print_summary(summary, shown or out, time.perf_counter() - started)
     return summary
-
-
-def fmt(value, spec: str) -> str:
-    """``format(value, spec)``, or ``n/a`` for an undefined (``None``/NaN) figure."""
-    if value is None or (isinstance(value, float) and value != value):
-        return "n/a"
-    return format(value, spec)
 
 
 def _print_summary(summary: dict, out: Path, seconds: float) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Final, Mapping
 
 import pandas as pd
 
-__all__ = ["DAYS_PER_YEAR", "annualisation", "summary_metrics"]
+__all__ = ["DAYS_PER_YEAR", "annualisation", "summary_metrics", "fmt"]
 
 #: Days per year for annualisation: crypto trades every day (never 252).
 DAYS_PER_YEAR: Final[float] = 365.0
@@ -70,3 +70,10 @@ def summary_metrics(s: Mapping[str, float], *, n_bars: int, bar: pd.Timedelta, o
         "margin_capped_bars": int(s["margin_capped"]),
         "pnl": pnl,
     }
+
+
+def fmt(value: Any, spec: str) -> str:
+    """``format(value, spec)``, or ``"n/a"`` for an undefined (``None`` / NaN) figure."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "n/a"
+    return format(value, spec)

@@ -15,7 +15,6 @@ import importlib.metadata
 import io
 import json
 import math
-import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path

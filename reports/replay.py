@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from backtest.config import load_config
 from backtest.atomic import OutputDir
+from backtest.config import input_paths, load_config
+from backtest.metrics import fmt
 from backtest.results import run, write_result_files
 from reports.events import event_table, load_events, select_events
 
@@ -25,9 +26,7 @@ def run_replay_command(args: argparse.Namespace) -> int:
     claim = OutputDir(args.out, force=args.force, protect=[args.config])
     claim.check()
     config = load_config(args.config)
-    from backtest.cli import config_input_paths
-
-    claim.protect(config_input_paths(config))
+    claim.protect(input_paths(config))
     events = select_events(load_events({name: dict(spec) for name, spec in config.events}), args.event)
     result = run(config)
     summary = result.summary
@@ -37,8 +36,6 @@ def run_replay_command(args: argparse.Namespace) -> int:
         from reports import render_report
 
         render_report(tmp, events=events)
-    from backtest.cli import fmt
-
     for r in table.itertuples(index=False):
         note = f"  ({r.note})" if r.note else ""
         print(

@@ -52,13 +52,14 @@ from backtest.config import (
     check_rule_params,
     coerce_fields,
     config_to_dict,
+    input_paths,
     load_config,
 )
 from backtest.engine import Prepared, prepare, variant_for
 from backtest.errors import ConfigError, HedgeBTError
 from backtest.market import Market, pack_variants
-from backtest.metrics import summary_metrics
 from backtest.atomic import OutputDir, write_bytes, write_text
+from backtest.metrics import fmt, summary_metrics
 from backtest.results import hedgebt_version, package_versions
 
 __all__ = ["CompareSpec", "parse_compare", "run_compare", "run_compare_command", "RANK_BY"]
@@ -331,9 +332,7 @@ def run_compare_command(args: argparse.Namespace) -> int:
     claim = OutputDir(args.out, force=args.force, protect=[args.config])
     claim.check()
     config = load_config(args.config)
-    from backtest.cli import config_input_paths
-
-    claim.protect(config_input_paths(config))
+    claim.protect(input_paths(config))
     table = run_compare(config, scheduler=args.scheduler, progress=sys.stderr.isatty())
     spec = parse_compare(config)
     info = {
@@ -352,8 +351,6 @@ def run_compare_command(args: argparse.Namespace) -> int:
             from reports import render_compare
 
             render_compare(tmp)
-    from backtest.cli import fmt
-
     best = table[table["rank"] == 1]
     print(f"{len(table)} variants ranked by {spec.rank_by}; oracle rho^2 shown for context")
     for r in best.itertuples():

@@ -314,3 +314,42 @@ def test_holdings_times_with_mixed_offsets_are_each_converted_to_utc() -> None:
     got = holdings_times(ts, Path("h.csv"))
     assert list(got) == [pd.Timestamp("2024-01-01 00:00", tz="UTC"), pd.Timestamp("2024-01-01 01:00", tz="UTC"),
                          pd.Timestamp("2024-01-01 02:00", tz="UTC")]
+
+
+# -- hypothesis: price frames -----------------------------------------------------------------
+
+_VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -1.0, 1e9, 1e9 * (1 + 1e-15), 2e9, 1e300, 5e-324]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(row=st.integers(0, 47), column=st.sampled_from(["open", "high", "low", "close", "volume"]), value=_VALUES)
+def test_a_price_frame_is_accepted_only_with_finite_bounded_values(row: int, column: str, value: float) -> None:
+    """One value replaced in a valid OHLCV frame: accepted iff the frame still obeys every rule,
+    else a DataError naming the file, the column (or the OHLC relation) and the row."""
+    from backtest.data import MAX_PRICE, MAX_VOLUME, REL_TOL, validate_long_frame
+    from backtest.errors import DataError
+
+    ts = pd.date_range("2024-01-01", periods=48, freq="h", tz="UTC")
+    df = pd.DataFrame({"ts": ts, "symbol": "FET", "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 10.0})
+    df["symbol"] = df["symbol"].astype("string")
+    df.loc[row, column] = value
+    r = df.loc[row]
+    if column == "volume":
+        ok = np.isfinite(value) and 0 <= value <= MAX_VOLUME
+    else:
+        prices_ok = all(np.isfinite(r[c]) and 0 < r[c] <= MAX_PRICE for c in ("open", "high", "low", "close"))
+        def le(a: float, b: float) -> bool:  # the validator's relative tolerance
+            return a - b <= REL_TOL * max(abs(a), abs(b))
+
+        order_ok = all(le(r["low"], r[c]) and le(r[c], r["high"]) for c in ("open", "close")) and le(r["low"], r["high"])
+        ok = prices_ok and order_ok
+    try:
+        validate_long_frame(df, file="f.parquet", price_columns=["open", "high", "low", "close"])
+    except DataError as exc:
+        assert not ok, str(exc)
+        assert str(exc).startswith("f.parquet: column ") and f"row {row}" in str(exc)
+        return
+    assert ok
