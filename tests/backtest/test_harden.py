@@ -353,3 +353,22 @@ def test_a_price_frame_is_accepted_only_with_finite_bounded_values(row: int, col
         assert str(exc).startswith("f.parquet: column ") and f"row {row}" in str(exc)
         return
     assert ok
+
+
+@pytest.mark.parametrize("error", ["BrokenProcessPool", "FutureCancelledError"])
+def test_lost_workers_are_one_line(error: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import strategies.compare as compare_mod
+
+    lost = type(error, (Exception,), {})
+
+    def dispatch(tasks, scheduler, progress):
+        raise lost("a worker died")
+
+    monkeypatch.setattr(compare_mod, "_dispatch", dispatch)
+    config = _scenario(tmp_path, BASE + '[compare]\n[[compare.rules]]\nfamily = "notional"\n')
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["compare", str(config), "--out", str(tmp_path / "out"), "--no-report", "--scheduler", "processes"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and error in err[0] and "lost its workers" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
