@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Sequence
 
 from backtest.errors import HedgeBTError
-from backtest.metrics import fmt
 
 __all__ = ["main", "DEMO_CONFIGS"]
 
@@ -63,6 +62,8 @@ def _run_one(
 
 
 def _print_summary(summary: dict, out: Path, seconds: float) -> None:
+    from backtest.metrics import fmt
+
     period = summary["period"]
     print(f"{summary['scenario']['name']}: {period['start'][:10]} .. {period['end'][:10]}, {period['bars']} bars of {period['bar']}")
     print(f"  oracle rho^2 (best constant linear hedge, in sample): {fmt(summary['oracle_r2'], '.3f')}")
