@@ -312,6 +312,13 @@ class OutputDir:
 
     def check(self) -> None:
         """Refuse an unsafe target now (call before expensive work) and record its state."""
+        try:
+            self._check()
+        except OSError as exc:  # e.g. a path component over the file system's name limit
+            shown = self.raw if len(self.raw) <= 80 else self.raw[:77] + "..."
+            raise OutputError(f"{shown}: unusable output path ({exc.strerror})") from None
+
+    def _check(self) -> None:
         t, raw = self.target, self.raw
         if not raw.strip():
             raise OutputError("output path is empty; name a folder, e.g. --out results")

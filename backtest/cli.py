@@ -104,35 +104,17 @@ def _kernels_cached() -> bool:
 
 
 def config_input_paths(config) -> list[Path]:
-    """Every existing file a config names (its data inputs), resolved; ``--force`` never deletes them."""
-    from backtest.config import config_to_dict
+    """Every existing file a config names (its data inputs); ``--force`` never deletes them."""
+    from backtest.config import input_paths
 
-    found: list[Path] = []
-
-    def walk(value) -> None:
-        if isinstance(value, dict):
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                walk(v)
-        elif isinstance(value, str) and value and len(value) < 4096 and "\n" not in value:
-            try:
-                path = config.resolve(value)
-                if path.is_file():
-                    found.append(path)
-            except (OSError, ValueError, HedgeBTError):
-                pass
-
-    walk(config_to_dict(config))
-    return found
+    return input_paths(config)
 
 
 def fmt(value, spec: str) -> str:
     """``format(value, spec)``, or ``n/a`` for an undefined (``None``/NaN) figure."""
-    if value is None or (isinstance(value, float) and value != value):
-        return "n/a"
-    return format(value, spec)
+    from backtest.metrics import fmt as _fmt
+
+    return _fmt(value, spec)
 
 
 def _print_summary(console: _Console, summary: dict) -> None:

@@ -940,3 +940,30 @@ def config_to_dict(config: Config) -> dict[str, Any]:
     if config.compare is not None:
         out["compare"] = dict(config.compare)
     return out
+
+
+def input_paths(config: Config) -> list[Path]:
+    """Every existing file the config names (its data inputs), resolved.
+
+    Found by walking :func:`config_to_dict` for strings that resolve to a file, so fields added
+    later are covered too. ``--force`` never deletes a folder holding one of them.
+    """
+    found: list[Path] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str) and value and len(value) < 4096 and "\n" not in value and "\0" not in value:
+            try:
+                path = config.resolve(value)
+                if path.is_file():
+                    found.append(path)
+            except (OSError, ValueError):
+                pass
+
+    walk(config_to_dict(config))
+    return found

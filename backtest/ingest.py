@@ -75,7 +75,7 @@ import pyarrow as pa
 from filelock import FileLock, Timeout
 import pyarrow.parquet as pq
 
-from backtest.atomic import atomic_file
+from backtest.atomic import MAX_NAME_BYTES, atomic_file
 from backtest.data import PRICE_COLUMNS, _check_long_frame, check_input_file, read_long, validate_long_frame
 from backtest.errors import ConfigError, DataError
 
@@ -852,6 +852,14 @@ LOCK_TIMEOUT_S = 600.0
 
 
 def _dataset_path(into: str | Path) -> Path:
+    """:func:`_resolve_dataset`, with OS-level path errors (name too long, ...) as one-line errors."""
+    try:
+        return _resolve_dataset(into)
+    except OSError as exc:
+        raise DataError(str(into)[:80], f"unusable dataset path ({exc.strerror})") from None
+
+
+def _resolve_dataset(into: str | Path) -> Path:
     """The file to write: a symbolic link is followed to its target (written through, the link kept).
 
     Raises
@@ -862,6 +870,8 @@ def _dataset_path(into: str | Path) -> Path:
     target = Path(into)
     if str(into).strip() == "":
         raise ConfigError("ingest.into", "expected a dataset path such as data/prices.parquet, got ''")
+    if len(os.fsencode(target.name)) > MAX_NAME_BYTES:
+        raise ConfigError("ingest.into", f"file name is {len(os.fsencode(target.name))} bytes long; the limit is {MAX_NAME_BYTES}")
     if target.is_symlink():
         try:
             real = target.resolve(strict=True)
@@ -872,8 +882,12 @@ def _dataset_path(into: str | Path) -> Path:
     target = Path(os.path.realpath(target))  # a linked parent folder is written through too
     if target.exists():
         check_input_file(target, "a Parquet dataset")
-    elif not target.parent.is_dir() and target.parent.exists():
-        raise DataError(target, f"cannot create the dataset: {target.parent} is not a folder")
+        return target
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise DataError(target, f"cannot create the dataset: {ancestor} is not a folder")
     return target
 
 
@@ -1046,10 +1060,15 @@ def ingest(
     target = _dataset_path(into)
     lock = FileLock(str(target.with_name(f".{target.name}.lock")), timeout=LOCK_TIMEOUT_S)
     try:
-        with lock:
-            return _merge_into(target, new, columns, paths=paths, symbol=symbol, overwrite=overwrite, shown=Path(into))
+        lock.acquire()
     except Timeout:
         raise DataError(target, f"locked by another ingest for more than {LOCK_TIMEOUT_S:g} s ({lock.lock_file})") from None
+    except OSError as exc:
+        raise DataError(target, f"cannot create the lock file {lock.lock_file}: {exc.strerror}") from None
+    try:
+        return _merge_into(target, new, columns, paths=paths, symbol=symbol, overwrite=overwrite, shown=Path(into))
+    finally:
+        lock.release()
 
 
 def _merge_into(

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["DAYS_PER_YEAR", "HORIZONS", "Horizon", "annualisation", "summary_metrics", "horizon_bars",
-           "horizon_returns", "he_by_horizon", "describe_index_held"]
+           "horizon_returns", "he_by_horizon", "describe_index_held", "fmt"]
 
 #: Horizons of :func:`he_by_horizon`: one bar, one day, one week.
 Horizon = Literal["bar", "1D", "7D"]
@@ -184,3 +184,10 @@ def describe_index_held(index: Any, start: pd.Timestamp, end: pd.Timestamp) -> s
         text += (f"; weight cap {spec.max_weight:.0%} bound at {bound} of {len(w)} rebalances" if bound
                  else f"; weight cap {spec.max_weight:.0%} never bound")
     return text
+
+
+def fmt(value: Any, spec: str) -> str:
+    """``format(value, spec)``, or ``"n/a"`` for an undefined (``None`` / NaN) figure."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "n/a"
+    return format(value, spec)

@@ -440,6 +440,8 @@ def write_report(
         pdf_path = result_dir / "report.pdf"
         captions = {f"{CAPTIONS[k]}": p for k, p in pngs.items()}
         pages = write_pdf(pdf_path, summary, metrics, events_df, captions, compare, events=chosen, notes=notes)
+    except OutputError as exc:
+        raise OutputError(f"{result_dir}: cannot write the report: {exc}") from None
     except OSError as exc:
         raise OutputError(f"{result_dir}: cannot write the report: {exc}") from exc
     return ReportFiles(metrics_csv=metrics_csv, events_csv=events_csv, figures=tuple(pngs.values()),

@@ -577,6 +577,9 @@ HOSTILE = [
     Case("ingest_into_directory", _ingest_to(lambda tmp: (tmp / "dsdir").mkdir() or str(tmp / "dsdir")), ("dsdir", "directory")),
     Case("ingest_into_empty", _ingest_to(lambda tmp: ""), ("ingest.into",)),
     Case("ingest_into_below_file", _ingest_to(lambda tmp: (tmp / "plain").write_text("x") and str(tmp / "plain" / "ds.parquet")), ("plain", "not a folder")),
+    Case("ingest_into_deep_below_file", _ingest_to(lambda tmp: (tmp / "plain").write_text("x") and str(tmp / "plain" / "a" / "ds.parquet")), ("plain", "not a folder")),
+    Case("ingest_into_name_300_chars", _ingest_to(lambda tmp: str(tmp / ("x" * 300 + ".parquet"))), ("ingest.into", "limit is 200")),
+    Case("ingest_into_parent_300_chars", _ingest_to(lambda tmp: str(tmp / ("z" * 300) / "ds.parquet")), ("unusable dataset path", "too long")),
     Case("ingest_into_dev_zero", _ingest_to(lambda tmp: "/dev/zero"), ("/dev/zero", "character device")),
     Case("ingest_bad_symbol", lambda tmp: _ingest("k.csv", _klines(), "binance")(tmp)[:2] + ["--symbol", " FET", "--into", str(tmp / "d.parquet")], ("ingest.symbol",)),
     # -- output paths
@@ -589,6 +592,7 @@ HOSTILE = [
     Case("out_below_a_file", _out(lambda tmp: (tmp / "file").write_text("x") and str(tmp / "file" / "sub")), ("file", "is a file")),
     Case("out_deep_below_a_file", _out(lambda tmp: (tmp / "file").write_text("x") and str(tmp / "file" / "a" / "b")), ("is a file",)),
     Case("out_name_300_chars", _out(lambda tmp: str(tmp / ("x" * 300))), ("300 bytes", "limit is 200")),
+    Case("out_parent_name_300_chars", _out(lambda tmp: str(tmp / ("y" * 300) / "out")), ("unusable output path", "too long")),
     Case("out_non_empty_no_force", _out(_nonempty), ("res", "not empty", "--force")),
     Case("out_is_a_file_no_force", _out(lambda tmp: (tmp / "f").write_text("x") and str(tmp / "f")), ("is a file",)),
     Case("out_is_a_file_force", _out(lambda tmp: (tmp / "f").write_text("x") and str(tmp / "f"), "--force"), ("is a file",)),

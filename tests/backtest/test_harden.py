@@ -305,3 +305,70 @@ def test_every_bounded_float_is_accepted_only_when_finite_and_in_range(key: str,
         assert exc.key.startswith(key), (exc.key, key)
         return
     assert np.isfinite(value) and abs(value) <= BOUNDS[key]
+
+
+def test_holdings_times_with_mixed_offsets_are_each_converted_to_utc() -> None:
+    from backtest.data import holdings_times
+
+    ts = pd.Series(["2024-01-01T02:00:00+02:00", "2024-01-01T01:00:00Z", "2024-01-01T03:30:00+01:30"])
+    got = holdings_times(ts, Path("h.csv"))
+    assert list(got) == [pd.Timestamp("2024-01-01 00:00", tz="UTC"), pd.Timestamp("2024-01-01 01:00", tz="UTC"),
+                         pd.Timestamp("2024-01-01 02:00", tz="UTC")]
+
+
+# -- hypothesis: price frames -----------------------------------------------------------------
+
+_VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -1.0, 1e9, 1e9 * (1 + 1e-15), 2e9, 1e300, 5e-324]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(row=st.integers(0, 47), column=st.sampled_from(["open", "high", "low", "close", "volume"]), value=_VALUES)
+def test_a_price_frame_is_accepted_only_with_finite_bounded_values(row: int, column: str, value: float) -> None:
+    """One value replaced in a valid OHLCV frame: accepted iff the frame still obeys every rule,
+    else a DataError naming the file, the column (or the OHLC relation) and the row."""
+    from backtest.data import MAX_PRICE, MAX_VOLUME, REL_TOL, validate_long_frame
+    from backtest.errors import DataError
+
+    ts = pd.date_range("2024-01-01", periods=48, freq="h", tz="UTC")
+    df = pd.DataFrame({"ts": ts, "symbol": "FET", "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 10.0})
+    df["symbol"] = df["symbol"].astype("string")
+    df.loc[row, column] = value
+    r = df.loc[row]
+    if column == "volume":
+        ok = np.isfinite(value) and 0 <= value <= MAX_VOLUME
+    else:
+        prices_ok = all(np.isfinite(r[c]) and 0 < r[c] <= MAX_PRICE for c in ("open", "high", "low", "close"))
+        def le(a: float, b: float) -> bool:  # the validator's relative tolerance
+            return a - b <= REL_TOL * max(abs(a), abs(b))
+
+        order_ok = all(le(r["low"], r[c]) and le(r[c], r["high"]) for c in ("open", "close")) and le(r["low"], r["high"])
+        ok = prices_ok and order_ok
+    try:
+        validate_long_frame(df, file="f.parquet", price_columns=["open", "high", "low", "close"])
+    except DataError as exc:
+        assert not ok, str(exc)
+        assert str(exc).startswith("f.parquet: column ") and f"row {row}" in str(exc)
+        return
+    assert ok
+
+
+@pytest.mark.parametrize("error", ["BrokenProcessPool", "FutureCancelledError"])
+def test_lost_workers_are_one_line(error: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import strategies.compare as compare_mod
+
+    lost = type(error, (Exception,), {})
+
+    def dispatch(tasks, scheduler, progress):
+        raise lost("a worker died")
+
+    monkeypatch.setattr(compare_mod, "_dispatch", dispatch)
+    config = _scenario(tmp_path, BASE + '[compare]\n[[compare.rules]]\nfamily = "notional"\n')
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["compare", str(config), "--out", str(tmp_path / "out"), "--no-report", "--scheduler", "processes"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and error in err[0] and "lost its workers" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
