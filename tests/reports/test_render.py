@@ -59,7 +59,8 @@ def test_outputs_exist_and_inputs_untouched(rendered) -> None:
     assert files.pdf == folder / "report.pdf"
     assert [p.name for p in files.figures] == [
         "equity.png", "rolling_vol.png", "drawdowns.png", "hedge_ratio.png", "rolling_he.png",
-        "pnl_attribution.png", "events.png", "margin.png", "compare_scatter.png", "compare_table.png",
+        "pnl_attribution.png", "events.png", "margin.png", "monthly_returns.png", "return_histogram.png",
+        "rolling_beta.png", "compare_scatter.png", "compare_table.png",
     ]
     for name, digest in inputs.items():
         assert _digest(folder / name) == digest  # render only reads its inputs
@@ -131,7 +132,7 @@ def test_pdf_pages_and_numbers(rendered) -> None:
     summary = json.loads((folder / "summary.json").read_text())
     pages, text = _pdf_text(folder / "report.pdf")
     # title, executive summary, metrics + costs, events, compare ranking, one per figure, appendix
-    assert pages == files.pages == 6 + len(files.figures) == 16
+    assert pages == files.pages == 6 + len(files.figures) == 19
     for rule, block in summary["rules"].items():
         assert f"{rule}: variance reduced by {fmt_pct(block['hedge_effectiveness'])}" in text
         assert fmt_pct(block["max_drawdown_hedged"]) in text
@@ -167,7 +168,7 @@ def test_without_compare_and_with_chosen_events(tmp_path: Path) -> None:
     extra = {"mine": {"start": "2025-01-10T00:00:00Z", "end": "2025-01-12T00:00:00Z", "title": "My window"}}
     events = select_events(load_events(extra), ["mine"])
     files = render_report(folder, events=events)
-    assert len(files.figures) == 8
+    assert len(files.figures) == 11
     pages, text = _pdf_text(files.pdf)
     assert pages == files.pages == 5 + 8
     assert "proxy" not in text
