@@ -324,6 +324,28 @@ class ResultPlots:
         ledger, s = self._frame()
         return F.plot_margin(ledger, rules=list(s["rules"]))  # type: ignore[return-value]
 
+    def monthly_returns(self) -> Figure:
+        """Monthly returns heatmap (%), unhedged and per rule (:mod:`reports.tearsheet`)."""
+        from reports import tearsheet as T
+
+        ledger, s = self._frame()
+        return T.plot_monthly_returns(ledger, rules=list(s["rules"]))  # type: ignore[return-value]
+
+    def return_histogram(self, ax: Axes | None = None) -> Figure:
+        """Histogram of daily returns, unhedged vs each rule, with the 1-day 99 % VaR."""
+        from reports import tearsheet as T
+
+        ledger, s = self._frame()
+        return T.plot_return_histogram(ledger, rules=list(s["rules"]), ax=ax)  # type: ignore[return-value]
+
+    def rolling_beta(self, *, window_days: float = 30.0) -> Figure:
+        """Rolling beta and correlation of the coin's returns on the futures' returns."""
+        from reports import tearsheet as T
+
+        ledger, s = self._frame()
+        return T.plot_rolling_beta(ledger, bars_per_day=float(s["period"]["bars_per_day"]),  # type: ignore[return-value]
+                                   window_days=window_days)
+
 
 @dataclass(frozen=True, eq=False)
 class Result:

@@ -10,45 +10,58 @@ drawn on their own Agg canvas at 150 dpi with fonts of at least 9 pt, a title, a
 with units and a legend, and saved without a ``Software`` tag so identical inputs give
 identical bytes.
 
-Downsampling: a line with more than :data:`MAX_POINTS` points (e.g. 39,000 hourly bars)
-is thinned before plotting by *min/max decimation*: the series is cut into equal buckets
-of consecutive bars and, per bucket, the bars holding the minimum and the maximum are
-kept (in time order). At most ``MAX_POINTS`` points remain, and every peak and trough
-of the full series is still drawn, so the envelope -- what the eye reads from a
-39,000-point line at 1,500 pixels -- is unchanged. Computations (rolling windows,
-drawdowns, cumulative sums) always run on the full series first.
+Layout rules every figure keeps (checked by ``tests/reports/test_layout.py``): text a
+user supplies (rule, coin, event and variant names) is escaped for matplotlib's mathtext
+(:func:`tex`), so ``"$500,000 of RENDER, $500,000 of TAO"`` prints as written; legends sit
+outside the plotted area (beside or below the axes); no two labels overlap and none leaves
+the figure. Rules are told apart by colour *and* line style.
+
+Downsampling: a line is thinned to the pixel width of its axes before plotting by
+*min/max decimation*: the series is cut into as many buckets of consecutive bars as the
+axes has pixel columns and, per bucket, the bars holding the minimum and the maximum are
+kept (in time order). Every peak and trough of the full series is still drawn, so the
+envelope -- what the eye reads from a 39,000-point line at 1,300 pixels -- is unchanged.
+Computations (rolling windows, drawdowns, cumulative sums) always run on the full series
+first.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ContextManager, Final
 
 import matplotlib
-import matplotlib.dates as mdates  # noqa: E402
-import numpy as np  # noqa: E402
-import numpy.typing as npt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter, PercentFormatter  # noqa: E402
-from matplotlib.typing import RcKeyType  # noqa: E402
+import matplotlib.dates as mdates
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, PercentFormatter
+from matplotlib.transforms import Bbox
+from matplotlib.typing import RcKeyType
 
-from backtest.atomic import atomic_file  # noqa: E402
-from backtest.schema import PNL_COLUMN, PNL_COMPONENTS  # noqa: E402
-from reports import stats  # noqa: E402
-from reports.events import Event, split_rules  # noqa: E402
+from backtest.atomic import atomic_file
+from backtest.schema import PNL_COLUMN, PNL_COMPONENTS
+from reports import stats
+from reports.events import Event, split_rules
 
 __all__ = [
     "DPI",
     "MAX_POINTS",
     "MAX_TICKS",
     "STYLE",
+    "PNG_COMPRESS_LEVEL",
     "atomic_output",
     "new_figure",
+    "tex",
+    "roll_starts",
     "plot_equity",
     "plot_rolling_vol",
     "plot_drawdowns",
@@ -59,14 +72,21 @@ __all__ = [
     "plot_margin",
     "plot_compare_scatter",
     "plot_compare_table",
+    "plot_compare_heatmap",
+    "compare_heatmap_axes",
+    "render_all",
 ]
 
 #: Resolution of every PNG (dots per inch).
 DPI: Final[int] = 150
-#: Most points drawn per line (see the module docstring).
-MAX_POINTS: Final[int] = 5000
+#: Most points drawn per line when the axes width is not known (2 per pixel column of a
+#: 10-inch figure at 150 dpi).
+MAX_POINTS: Final[int] = 3000
 #: Most rebalancing bars marked individually in the hedge-ratio figure.
 MAX_TICKS: Final[int] = 300
+#: zlib level of the PNGs (1 = fastest; the files are ~20 % larger than at the default 6,
+#: and encoding is ~4x faster).
+PNG_COMPRESS_LEVEL: Final[int] = 1
 #: Default figure size in inches (1,500 x 900 px at 150 dpi).
 SIZE: Final[tuple[float, float]] = (10.0, 6.0)
 #: Matplotlib settings applied inside every figure function (never globally).
@@ -84,6 +104,7 @@ STYLE: Final[dict[RcKeyType, Any]] = {
     "axes.spines.right": False,
     "pdf.fonttype": 42,
     "svg.hashsalt": "hedgebt",
+    "path.simplify": True,
 }
 _UNHEDGED_COLOUR: Final[str] = "0.35"
 _PALETTE: Final[tuple[str, ...]] = (
@@ -97,6 +118,9 @@ _PALETTE: Final[tuple[str, ...]] = (
     "tab:olive",
     "tab:cyan",
 )
+#: Line styles cycled with the colours, so rules stay distinguishable in print and when
+#: their lines nearly coincide.
+_LINESTYLES: Final[tuple[Any, ...]] = ("-", (0, (5, 2)), (0, (3, 1, 1, 1)), (0, (1, 1)))
 
 
 def atomic_output(path: Path) -> ContextManager[Path]:
@@ -115,12 +139,25 @@ def new_figure(width: float = SIZE[0], height: float = SIZE[1]) -> Figure:
     return fig
 
 
-def _figure_and_axes(ax: Axes | None) -> tuple[Figure, Axes]:
-    """A new single-axes figure, or the figure of the caller's ``ax`` (drawn into, not cleared)."""
+def tex(text: Any) -> str:
+    r"""``text`` with every ``$`` escaped (``\$``), so matplotlib draws it literally.
+
+    Matplotlib reads the span between two unescaped dollar signs as mathtext: "Long
+    $500,000 of RENDER, $500,000 of TAO" would print "500,000 of RENDER," in math italics.
+    Every user-supplied string (rule, coin, event, variant names) goes through here.
+    """
+    return str(text).replace("\\$", "$").replace("$", r"\$")
+
+
+def _figure_and_axes(ax: Axes | None) -> tuple[Figure, Axes, bool]:
+    """A new single-axes figure, or the figure of the caller's ``ax`` (drawn into, not cleared).
+
+    The third value is True when the figure is ours (legends may then go outside the axes).
+    """
     if ax is not None:
-        return ax.figure, ax  # type: ignore[return-value]
+        return ax.figure, ax, False  # type: ignore[return-value]
     fig = new_figure()
-    return fig, fig.add_subplot()
+    return fig, fig.add_subplot(), True
 
 
 def _finish(fig: Figure, path: Path | None) -> Path | Figure:
@@ -132,12 +169,19 @@ def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
+        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None},
+                    pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
     return path
 
 
 def _colours(rules: Sequence[str]) -> dict[str, str]:
     return {r: _PALETTE[i % len(_PALETTE)] for i, r in enumerate(rules)}
+
+
+def _styles(rules: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Colour and line style per rule (``plot`` keyword arguments)."""
+    return {r: {"color": _PALETTE[i % len(_PALETTE)], "ls": _LINESTYLES[i % len(_LINESTYLES)]}
+            for i, r in enumerate(rules)}
 
 
 def _times(g: pd.DataFrame) -> npt.NDArray[np.datetime64]:
@@ -151,7 +195,12 @@ def _times(g: pd.DataFrame) -> npt.NDArray[np.datetime64]:
 def _decimate(
     x: npt.NDArray[Any], y: npt.ArrayLike, max_points: int = MAX_POINTS
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.float64]]:
-    """Min/max decimation to at most ``max_points`` points (NaN points dropped)."""
+    """Min/max decimation to at most ``max_points`` points (NaN points dropped).
+
+    The series is cut into ``max_points // 2`` buckets of equal length (one per pixel
+    column when ``max_points`` is twice the axes width in pixels); per bucket the minimum
+    and the maximum are kept, plus the first and last point.
+    """
     yy = np.asarray(y, dtype=np.float64)
     ok = np.isfinite(yy)
     x, yy = x[ok], yy[ok]
@@ -168,22 +217,24 @@ def _decimate(
     return x[idx], yy[idx]
 
 
+def _pixel_points(ax: Axes) -> int:
+    """Two points per pixel column of ``ax`` (its width from the figure's grid, in pixels)."""
+    fig = ax.figure
+    width_px = ax.get_position().width * fig.get_figwidth() * DPI  # type: ignore[union-attr]
+    return max(200, 2 * int(math.ceil(width_px)))
+
+
 def _line(ax: Axes, x: npt.NDArray[Any], y: npt.ArrayLike, **kw: Any) -> None:
-    xd, yd = _decimate(x, y)
+    xd, yd = _decimate(x, y, _pixel_points(ax))
     ax.plot(xd, yd, **kw)
 
 
-def _time_axis(ax: Axes) -> None:
-    locator = mdates.AutoDateLocator(minticks=4, maxticks=9)
+def _time_axis(ax: Axes, label: bool = True) -> None:
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    ax.set_xlabel("time (UTC)")
-
-
-def _headroom(ax: Axes, frac: float = 0.3) -> None:
-    """Extend the y axis upwards by ``frac`` of its span (room for a legend)."""
-    lo, hi = ax.get_ylim()
-    ax.set_ylim(lo, hi + frac * (hi - lo))
+    if label:
+        ax.set_xlabel("time (UTC)", loc="left")
 
 
 def _full_span(ax: Axes, x: npt.NDArray[Any]) -> None:
@@ -192,35 +243,100 @@ def _full_span(ax: Axes, x: npt.NDArray[Any]) -> None:
         ax.set_xlim(x[0], x[-1])
 
 
-_USD = FuncFormatter(lambda v, _pos: f"{v:,.0f}")
+def _legend(fig: Figure, ax: Axes, own: bool, *, ncols: int | None = None) -> None:
+    """A legend that never covers data: below the figure when the figure is ours, else the
+    axes' emptiest corner (``loc="best"``)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    if own:
+        fig.legend(handles, labels, loc="outside lower center", ncols=ncols or min(len(handles), 4),
+                   frameon=False)
+    else:
+        ax.legend(loc="best")
+
+
+def _legend_right(ax: Axes, **kw: Any) -> None:
+    """A legend to the right of ``ax``, outside the plotted area."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False, **kw)
+
+
+def _usd(v: float, _pos: Any = None) -> str:
+    """``1,234`` with no ``-0``."""
+    r = round(float(v))
+    return f"{(r if r != 0 else 0):,.0f}"
+
+
+_USD = FuncFormatter(_usd)
+
+
+def roll_starts(g: pd.DataFrame) -> npt.NDArray[np.bool_]:
+    """Bars where a roll starts: ``rolled`` set and not set on the bar before.
+
+    A roll spread over ``grace_bars`` bars sets ``rolled`` on each of them; this counts it
+    once.
+    """
+    rolled = g["rolled"].to_numpy(dtype=bool)
+    prev = np.concatenate([[False], rolled[:-1]])
+    return rolled & ~prev
+
+
+def _wrap(text: str, width: int) -> str:
+    return "\n".join(textwrap.wrap(text, width=width, break_long_words=False)) or text
+
+
+def _reserve_note(first: pd.DataFrame) -> str:
+    """How much cash (margin collateral + reserve) sits beside the coin position at the start."""
+    cash0 = float(first["cash"].iloc[0])
+    coin0 = float(first["alt_value"].iloc[0])
+    return f"coin position at the start: {_usd(coin0)} USD; cash beside it (collateral + reserve): {_usd(cash0)} USD"
 
 
 def plot_equity(
     ledger: pd.DataFrame, path: Path | None = None, *, rules: Sequence[str] | None = None, ax: Axes | None = None
 ) -> Path | Figure:
-    """Hedged equity of each rule against the unhedged equity (USD).
+    """Cumulative P&L of each hedged rule against the unhedged coin (USD).
 
-    The unhedged line is the same capital without futures (``equity_unhedged``); it is
-    drawn once, from the first rule.
+    Hedged P&L is ``equity_hedged - equity_hedged[0]`` (the sum of every P&L column:
+    coin, futures, costs, funding), unhedged P&L ``equity_unhedged - equity_unhedged[0]``
+    (the coin alone). The idle cash (margin collateral and reserve) is the same on both
+    sides; it is stated under the title, not plotted, so the axis shows what the hedge
+    changes.
     """
     frames = split_rules(ledger, rules)
-    colours = _colours(list(frames))
+    styles = _styles(list(frames))
     with matplotlib.rc_context(STYLE):
-        fig, ax = _figure_and_axes(ax)
+        fig, ax, own = _figure_and_axes(ax)
         first = next(iter(frames.values()))
-        _line(ax, _times(first), first["equity_unhedged"], color=_UNHEDGED_COLOUR, lw=1.2, label="unhedged")
+        x = _times(first)
+        eq_u = first["equity_unhedged"].to_numpy(dtype=float)
+        _line(ax, x, eq_u - eq_u[0], color=_UNHEDGED_COLOUR, lw=1.2, label="unhedged (coin only)")
         for rule, g in frames.items():
-            _line(ax, _times(g), g["equity_hedged"], color=colours[rule], lw=1.2, label=f"hedged: {rule}")
-        ax.set_title("Equity: hedged vs unhedged")
-        ax.set_ylabel("equity (USD)")
+            eq_h = g["equity_hedged"].to_numpy(dtype=float)
+            _line(ax, _times(g), eq_h - eq_h[0], lw=1.2, label=f"hedged: {tex(rule)}", **styles[rule])
+        ax.axhline(0.0, color="0.5", lw=0.8)
+        ax.set_title(f"Cumulative P&L: hedged vs unhedged\n{_reserve_note(first)}", fontsize=11)
+        ax.set_ylabel("P&L since the start (USD)")
         ax.yaxis.set_major_formatter(_USD)
+        _full_span(ax, x)
         _time_axis(ax)
-        ax.legend(loc="best")
+        _legend(fig, ax, own)
         return _finish(fig, path)
 
 
 def _window_bars(bars_per_day: float, window_days: float) -> int:
     return max(2, int(round(window_days * bars_per_day)))
+
+
+def _diff_panel(fig: Figure, own: bool, n_rules: int) -> tuple[Axes, Axes | None]:
+    """Main axes, plus a difference-to-best panel below it when the figure is ours and
+    there is more than one rule."""
+    if not own or n_rules < 2:
+        return fig.axes[0], None
+    main = fig.axes[0]
+    main.remove()
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[2.6, 1.0])
+    return top, bottom
 
 
 def plot_rolling_vol(
@@ -235,27 +351,42 @@ def plot_rolling_vol(
     """Rolling annualised volatility of hedged and unhedged per-bar returns (%).
 
     sd over the last ``window_days`` days of bars (at least 90 % of them present) times
-    sqrt(365 x bars per day).
+    sqrt(365 x bars per day). In a figure of its own, a lower panel shows each rule's
+    volatility minus that of the rule with the lowest full-sample hedged volatility
+    (percentage points), where lines too close to tell apart in the upper panel separate.
     """
     frames = split_rules(ledger, rules)
-    colours = _colours(list(frames))
+    styles = _styles(list(frames))
     w = _window_bars(bars_per_day, window_days)
     scale = math.sqrt(stats.DAYS_PER_YEAR * bars_per_day) * 100.0
     minp = max(2, int(0.9 * w))
     with matplotlib.rc_context(STYLE):
-        fig, ax = _figure_and_axes(ax)
+        fig, ax, own = _figure_and_axes(ax)
+        ax, diff_ax = _diff_panel(fig, own, len(frames))
         first = next(iter(frames.values()))
+        x = _times(first)
         vol_u = first["ret_unhedged"].rolling(w, min_periods=minp).std() * scale
-        _line(ax, _times(first), vol_u, color=_UNHEDGED_COLOUR, lw=1.2, label="unhedged")
+        _line(ax, x, vol_u, color=_UNHEDGED_COLOUR, lw=1.2, label="unhedged")
+        vols = {}
         for rule, g in frames.items():
-            vol_h = g["ret_hedged"].rolling(w, min_periods=minp).std() * scale
-            _line(ax, _times(g), vol_h, color=colours[rule], lw=1.2, label=f"hedged: {rule}")
-        _full_span(ax, _times(first))
+            vols[rule] = (g["ret_hedged"].rolling(w, min_periods=minp).std() * scale).to_numpy()
+            _line(ax, _times(g), vols[rule], lw=1.2, label=f"hedged: {tex(rule)}", **styles[rule])
+        _full_span(ax, x)
         ax.set_title(f"Rolling volatility ({window_days:g}-day window, annualised, 365 days)")
         ax.set_ylabel("volatility (% per year)")
         ax.set_ylim(bottom=0)
-        _time_axis(ax)
-        ax.legend(loc="best")
+        if diff_ax is not None:
+            full = {r: stats.annualised_vol(g["ret_hedged"], bars_per_day) for r, g in frames.items()}
+            best = min(full, key=lambda r: full[r] if math.isfinite(full[r]) else math.inf)
+            for rule, g in frames.items():
+                _line(diff_ax, _times(g), vols[rule] - vols[best], lw=1.2, **styles[rule])
+            diff_ax.axhline(0.0, color="0.5", lw=0.8)
+            diff_ax.set_ylabel("minus lowest\n(pp)")
+            diff_ax.set_title(f"difference to {tex(best)} (lowest full-sample volatility)", fontsize=10)
+            _full_span(diff_ax, x)
+            ax.tick_params(labelbottom=False)
+        _time_axis(diff_ax if diff_ax is not None else ax)
+        _legend(fig, ax, own)
         return _finish(fig, path)
 
 
@@ -264,23 +395,24 @@ def plot_drawdowns(
 ) -> Path | Figure:
     """Drawdown of prod(1 + ret) for the unhedged and each hedged position (%)."""
     frames = split_rules(ledger, rules)
-    colours = _colours(list(frames))
+    styles = _styles(list(frames))
     with matplotlib.rc_context(STYLE):
-        fig, ax = _figure_and_axes(ax)
+        fig, ax, own = _figure_and_axes(ax)
         first = next(iter(frames.values()))
         x = _times(first)
         dd_u = -100.0 * stats.drawdown(first["ret_unhedged"].to_numpy())
-        xd, yd = _decimate(x, dd_u)
+        xd, yd = _decimate(x, dd_u, _pixel_points(ax))
         ax.fill_between(xd, yd, 0.0, color=_UNHEDGED_COLOUR, alpha=0.25, lw=0)
         ax.plot(xd, yd, color=_UNHEDGED_COLOUR, lw=1.0, label="unhedged")
         for rule, g in frames.items():
             dd_h = -100.0 * stats.drawdown(g["ret_hedged"].to_numpy())
-            _line(ax, _times(g), dd_h, color=colours[rule], lw=1.2, label=f"hedged: {rule}")
+            _line(ax, _times(g), dd_h, lw=1.2, label=f"hedged: {tex(rule)}", **styles[rule])
         ax.set_title("Drawdown from the running peak (returns on the coin notional)")
         ax.set_ylabel("drawdown (%)")
         ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+        _full_span(ax, x)
         _time_axis(ax)
-        ax.legend(loc="best")
+        _legend(fig, ax, own)
         return _finish(fig, path)
 
 
@@ -289,18 +421,19 @@ def plot_hedge_ratio(ledger: pd.DataFrame, path: Path | None = None, *, rules: S
 
     One panel per rule (held ratio, target ratio, a tick at the bottom for each
     rebalancing bar -- or, above :data:`MAX_TICKS` rebalances, their count and average
-    spacing in the legend -- and a dotted vertical line at each roll), then one panel with
-    the signed number of contracts of every rule.
+    spacing in the legend -- and a dotted vertical line where each roll starts, counted
+    once however many grace bars it spans, :func:`roll_starts`), then one panel with the
+    signed number of contracts of every rule. Legends sit to the right of each panel.
     """
     frames = split_rules(ledger, rules)
-    colours = _colours(list(frames))
+    styles = _styles(list(frames))
     n = len(frames)
     with matplotlib.rc_context(STYLE):
-        fig = new_figure(10.0, 2.4 * n + 2.8)
+        fig = new_figure(11.0, 2.3 * n + 2.8)
         axes = fig.subplots(n + 1, 1, sharex=True, height_ratios=[1.0] * n + [1.1])
         for ax, (rule, g) in zip(axes[:-1], frames.items(), strict=True):
             x = _times(g)
-            _line(ax, x, g["hedge_ratio_held"], color=colours[rule], lw=1.2, label="held")
+            _line(ax, x, g["hedge_ratio_held"], color=styles[rule]["color"], lw=1.0, label="held")
             _line(ax, x, g["hedge_ratio_target"], color="black", lw=0.8, ls="--", alpha=0.7, label="target")
             lo, hi = ax.get_ylim()
             reb = g["rebalanced"].to_numpy(dtype=bool)
@@ -310,26 +443,33 @@ def plot_hedge_ratio(ledger: pd.DataFrame, path: Path | None = None, *, rules: S
                         ms=8, color="tab:gray", label=f"rebalance ({n_reb})")
             elif n_reb > MAX_TICKS:
                 # ticks this dense would merge into a solid bar: say how often instead
-                ax.plot([], [], ls="none", label=f"rebalances: {n_reb:,}, one every {len(g) / n_reb:,.0f} bars "
-                                                 "on average (too dense to mark)")
-            rolls = x[g["rolled"].to_numpy(dtype=bool)]
+                ax.plot([], [], ls="none", label=f"{n_reb:,} rebalances,\none every {len(g) / n_reb:,.0f} bars\n"
+                                                 "(too dense to mark)")
+            rolls = x[roll_starts(g)]
             for i, t in enumerate(rolls):
                 ax.axvline(t, color="tab:red", ls=":", lw=1.0, label=f"roll ({rolls.size})" if i == 0 else None)
             ax.set_ylim(lo, hi)
-            _headroom(ax)
             ax.set_ylabel("hedge ratio h")
-            ax.set_title(f"Hedge ratio: {rule}", fontsize=11)
-            ax.legend(loc="upper left", ncols=4)
+            ax.set_title(f"Hedge ratio: {tex(rule)}", fontsize=11)
+            _legend_right(ax)
         ax = axes[-1]
         for rule, g in frames.items():
-            _line(ax, _times(g), g["contracts"], color=colours[rule], lw=1.2, label=rule)
+            _line(ax, _times(g), g["contracts"], lw=1.2, label=tex(rule), **styles[rule])
         ax.set_title("Contracts held (negative = short)", fontsize=11)
         ax.set_ylabel("contracts")
         ax.yaxis.set_major_formatter(_USD)
-        ax.legend(loc="best")
+        _legend_right(ax)
+        _full_span(ax, _times(next(iter(frames.values()))))
         _time_axis(ax)
         fig.suptitle("Hedge ratio and futures position over time")
         return _finish(fig, path)
+
+
+def _rolling_he(g: pd.DataFrame, w: int, minp: int) -> npt.NDArray[np.float64]:
+    pair = g[["ret_hedged", "ret_unhedged"]].where(g[["ret_hedged", "ret_unhedged"]].notna().all(axis=1))
+    var_h = pair["ret_hedged"].rolling(w, min_periods=minp).var()
+    var_u = pair["ret_unhedged"].rolling(w, min_periods=minp).var()
+    return (100.0 * (1.0 - var_h / var_u.where(var_u > 0))).to_numpy()
 
 
 def plot_rolling_he(
@@ -344,31 +484,44 @@ def plot_rolling_he(
 ) -> Path | Figure:
     """Rolling hedge effectiveness 1 - Var(hedged) / Var(unhedged) per rule (%).
 
-    Variances over the last ``window_days`` days of bars (at least 90 % present); the
-    horizontal line is the full-sample oracle ρ² (best constant hedge in hindsight).
+    Variances over the last ``window_days`` days of bars (at least 90 % present). The
+    horizontal line is the full-sample oracle ρ²: the HE of the one constant hedge fitted
+    to the whole period in hindsight. A window is a different (shorter) sample, so its HE
+    can lie above that line. In a figure of its own, a lower panel shows each rule minus
+    the rule with the highest full-sample HE (percentage points).
     """
     frames = split_rules(ledger, rules)
-    colours = _colours(list(frames))
+    styles = _styles(list(frames))
     w = _window_bars(bars_per_day, window_days)
     minp = max(2, int(0.9 * w))
     with matplotlib.rc_context(STYLE):
-        fig, ax = _figure_and_axes(ax)
+        fig, ax, own = _figure_and_axes(ax)
+        ax, diff_ax = _diff_panel(fig, own, len(frames))
+        he = {}
         for rule, g in frames.items():
-            pair = g[["ret_hedged", "ret_unhedged"]].where(g[["ret_hedged", "ret_unhedged"]].notna().all(axis=1))
-            var_h = pair["ret_hedged"].rolling(w, min_periods=minp).var()
-            var_u = pair["ret_unhedged"].rolling(w, min_periods=minp).var()
-            he = 100.0 * (1.0 - var_h / var_u.where(var_u > 0))
-            _line(ax, _times(g), he, color=colours[rule], lw=1.2, label=rule)
+            he[rule] = _rolling_he(g, w, minp)
+            _line(ax, _times(g), he[rule], lw=1.2, label=tex(rule), **styles[rule])
         if math.isfinite(oracle_r2):
             ax.axhline(100.0 * oracle_r2, color="black", ls="--", lw=1.2,
-                       label=f"oracle ρ² = {100.0 * oracle_r2:.1f} %")
+                       label=f"full-sample oracle ρ² = {100.0 * oracle_r2:.1f} %")
         ax.axhline(0.0, color="0.5", lw=0.8)
-        _full_span(ax, _times(next(iter(frames.values()))))
+        x = _times(next(iter(frames.values())))
+        _full_span(ax, x)
         ax.set_title(f"Rolling hedge effectiveness ({window_days:g}-day window)")
-        ax.set_ylabel("HE = 1 - Var(hedged) / Var(unhedged) (%)")
+        ax.set_ylabel("HE = 1 - Var(hedged)/Var(unhedged)")
         ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
-        _time_axis(ax)
-        ax.legend(loc="best")
+        if diff_ax is not None:
+            full = {r: stats.hedge_effectiveness(g["ret_hedged"], g["ret_unhedged"]) for r, g in frames.items()}
+            best = max(full, key=lambda r: full[r] if math.isfinite(full[r]) else -math.inf)
+            for rule, g in frames.items():
+                _line(diff_ax, _times(g), he[rule] - he[best], lw=1.2, **styles[rule])
+            diff_ax.axhline(0.0, color="0.5", lw=0.8)
+            diff_ax.set_ylabel("minus best\n(pp)")
+            diff_ax.set_title(f"difference to {tex(best)} (highest full-sample HE)", fontsize=10)
+            _full_span(diff_ax, x)
+            ax.tick_params(labelbottom=False)
+        _time_axis(diff_ax if diff_ax is not None else ax)
+        _legend(fig, ax, own, ncols=min(len(frames) + 1, 3))
         return _finish(fig, path)
 
 
@@ -385,6 +538,7 @@ def plot_pnl_attribution(pnl: Mapping[str, Mapping[str, float]], path: Path | No
     colours = _colours(rules)
     market = ["altcoin", "futures", "total"]
     costs = [c for c in PNL_COMPONENTS if c not in ("altcoin", "futures")]
+    hatches = ("", "//", "..", "xx", "\\\\")
     with matplotlib.rc_context(STYLE):
         fig = new_figure(11.0, 6.0)
         ax_m, ax_c = fig.subplots(1, 2, width_ratios=[1.0, 1.5])
@@ -393,20 +547,23 @@ def plot_pnl_attribution(pnl: Mapping[str, Mapping[str, float]], path: Path | No
             xs = np.arange(len(comps))
             for i, rule in enumerate(rules):
                 vals = [float(pnl[rule].get(c, math.nan)) for c in comps]
-                bars = ax.bar(xs + (i - (len(rules) - 1) / 2) * width, vals, width, color=colours[rule], label=rule)
+                bars = ax.bar(xs + (i - (len(rules) - 1) / 2) * width, vals, width, color=colours[rule],
+                              hatch=hatches[i % len(hatches)], edgecolor="white", lw=0.0, label=tex(rule))
                 if ax is ax_c:
-                    ax.bar_label(bars, labels=[f"{v:,.0f}" for v in vals], fontsize=9, padding=2, rotation=90)
+                    ax.bar_label(bars, labels=[_usd(v) if math.isfinite(v) else "" for v in vals], fontsize=9,
+                                 padding=2, rotation=90)
             finite = [v for r in rules for c in comps if math.isfinite(v := float(pnl[r].get(c, math.nan)))]
             lo, hi = min([0.0, *finite]), max([0.0, *finite])
             span = (hi - lo) or 1.0
-            ax.set_ylim(lo - (0.2 if ax is ax_c else 0.05) * span, hi + (0.2 if ax is ax_c else 0.05) * span)
+            pad = 0.3 if ax is ax_c else 0.05
+            ax.set_ylim(lo - (pad * span if lo < 0 else 0.05 * span), hi + (pad * span if hi > 0 else 0.05 * span))
             ax.set_xticks(xs, comps)
             ax.axhline(0.0, color="black", lw=0.8)
             ax.yaxis.set_major_formatter(_USD)
             ax.set_ylabel("P&L (USD)")
         ax_m.set_title("Market legs and total", fontsize=11)
         ax_c.set_title("Costs and funding (own scale)", fontsize=11)
-        ax_m.legend(loc="best")
+        _legend(fig, ax_m, True)
         fig.suptitle("P&L attribution over the whole period")
         return _finish(fig, path)
 
@@ -414,25 +571,27 @@ def plot_pnl_attribution(pnl: Mapping[str, Mapping[str, float]], path: Path | No
 def plot_event_panels(
     ledger: pd.DataFrame, events: Sequence[Event], path: Path | None = None, *, rules: Sequence[str] | None = None
 ) -> Path | Figure:
-    """One small panel per event: cumulative hedged vs unhedged P&L inside the window (USD).
+    """One panel per event: cumulative hedged vs unhedged P&L inside the window (USD).
 
     Hedged P&L is the cumulative sum of all P&L columns (change of hedged equity),
     unhedged P&L the cumulative ``pnl_altcoin``; both start at 0 at the window start.
+    Two panels a row; titles wrap instead of being cut; one legend below all panels.
     """
     frames = split_rules(ledger, rules)
-    colours = _colours(list(frames))
+    styles = _styles(list(frames))
     cols = [PNL_COLUMN[c] for c in PNL_COMPONENTS]
     n = max(len(events), 1)
-    ncols = min(3, n)
+    ncols = min(2, n)
     nrows = math.ceil(n / ncols)
     with matplotlib.rc_context(STYLE):
-        fig = new_figure(max(10.0, 3.4 * ncols), 3.3 * nrows + 0.8)
+        fig = new_figure(11.0, 3.4 * nrows + 1.2)
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
         for ax in axes[len(events):]:
             ax.set_axis_off()
         if not events:
             axes[0].text(0.5, 0.5, "no event windows inside the data period", ha="center", va="center",
                          transform=axes[0].transAxes)
+        handles: dict[str, Any] = {}
         for ax, ev in zip(axes, events, strict=False):
             drawn = False
             for k, (rule, g) in enumerate(frames.items()):
@@ -443,23 +602,24 @@ def plot_event_panels(
                 if k == 0:
                     _line(ax, x, np.cumsum(g["pnl_altcoin"].to_numpy()[m]), color=_UNHEDGED_COLOUR, lw=1.2,
                           label="unhedged")
-                _line(ax, x, np.cumsum(g[cols].to_numpy().sum(axis=1)[m]), color=colours[rule], lw=1.2,
-                      label=f"hedged: {rule}")
+                _line(ax, x, np.cumsum(g[cols].to_numpy().sum(axis=1)[m]), lw=1.2,
+                      label=f"hedged: {tex(rule)}", **styles[rule])
                 drawn = True
             if not drawn:
                 ax.text(0.5, 0.5, "no data in this window", ha="center", va="center", transform=ax.transAxes)
+            for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+                handles.setdefault(lab, h)
             ax.axhline(0.0, color="0.5", lw=0.8)
-            ax.set_title(f"{ev.title}\n{ev.span()}", fontsize=10)
+            ax.set_title(f"{_wrap(tex(ev.title), 48)}\n{ev.span()}", fontsize=10)
             ax.set_ylabel("cumulative P&L (USD)")
             ax.yaxis.set_major_formatter(_USD)
-            locator = mdates.AutoDateLocator(minticks=3, maxticks=7)
+            locator = mdates.AutoDateLocator(minticks=3, maxticks=6)
             ax.xaxis.set_major_locator(locator)
             ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-            ax.set_xlabel("time (UTC)")
-        if events:
-            handles, labels = axes[0].get_legend_handles_labels()
-            if handles:
-                axes[0].legend(handles, labels, loc="best")
+            ax.set_xlabel("time (UTC)", loc="left")
+        if handles:
+            fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+                       ncols=min(len(handles), 4), frameon=False)
         fig.suptitle("Event windows: cumulative P&L, hedged vs unhedged")
         return _finish(fig, path)
 
@@ -467,92 +627,243 @@ def plot_event_panels(
 def plot_margin(ledger: pd.DataFrame, path: Path | None = None, *, rules: Sequence[str] | None = None) -> Path | Figure:
     """Margin balance against maintenance and initial requirement, one panel per rule (USD).
 
-    Margin calls are marked with triangles, liquidations with crosses.
+    Log scale, so the requirement band (maintenance to initial, a factor
+    initial/maintenance apart) stays visible beside a balance many times larger. Bars
+    where the balance is zero or negative cannot be drawn on a log scale: they are marked
+    at the bottom edge and counted in the legend. Margin calls are marked with triangles,
+    liquidations with crosses.
     """
     frames = split_rules(ledger, rules)
-    colours = _colours(list(frames))
+    styles = _styles(list(frames))
     n = len(frames)
     with matplotlib.rc_context(STYLE):
-        fig = new_figure(10.0, 2.8 * n + 1.2)
+        fig = new_figure(11.0, 2.6 * n + 1.2)
         axes = np.atleast_1d(fig.subplots(n, 1, sharex=True, squeeze=False).ravel())
         for ax, (rule, g) in zip(axes, frames.items(), strict=True):
             x = _times(g)
-            _line(ax, x, g["margin_balance"], color=colours[rule], lw=1.2, label="margin balance")
-            _line(ax, x, g["margin_initial"], color="0.3", lw=1.0, ls="--", label="initial requirement")
-            _line(ax, x, g["margin_required"], color="tab:red", lw=1.0, label="maintenance requirement")
+            bal = g["margin_balance"].to_numpy(dtype=float)
+            init = g["margin_initial"].to_numpy(dtype=float)
+            req = g["margin_required"].to_numpy(dtype=float)
+            pos = lambda a: np.where(a > 0, a, np.nan)  # noqa: E731
+            xd, lo_d = _decimate(x, pos(req), _pixel_points(ax))
+            _xd2, hi_d = _decimate(x, pos(init), _pixel_points(ax))
+            if xd.size == _xd2.size and np.array_equal(xd, _xd2):
+                ax.fill_between(xd, lo_d, hi_d, color="tab:red", alpha=0.12, lw=0,
+                                label="requirement band (maintenance to initial)")
+            _line(ax, x, pos(init), color="0.3", lw=1.0, ls="--", label="initial requirement")
+            _line(ax, x, pos(req), color="tab:red", lw=1.0, label="maintenance requirement")
+            _line(ax, x, pos(bal), color=styles[rule]["color"], lw=1.0, label="margin balance")
+            ax.set_yscale("log")
+            low = bal <= 0
+            if low.any():
+                ymin = ax.get_ylim()[0]
+                ax.plot(x[low], np.full(int(low.sum()), ymin), ls="none", marker="|", ms=8, color="black",
+                        label=f"balance <= 0 ({int(low.sum())} bars)", clip_on=False)
             calls = g["margin_call"].to_numpy(dtype=bool)
             if calls.any():
-                ax.plot(x[calls], g["margin_balance"].to_numpy()[calls], ls="none", marker="v", ms=5,
+                ax.plot(x[calls], pos(bal)[calls], ls="none", marker="v", ms=5,
                         color="tab:red", label=f"margin call ({int(calls.sum())})")
             liq = g["liquidated"].to_numpy(dtype=bool)
             if liq.any():
-                ax.plot(x[liq], g["margin_balance"].to_numpy()[liq], ls="none", marker="X", ms=8,
+                ax.plot(x[liq], pos(bal)[liq], ls="none", marker="X", ms=8,
                         color="black", label=f"liquidation ({int(liq.sum())})")
-            _headroom(ax)
-            ax.set_title(f"Margin: {rule}", fontsize=11)
-            ax.set_ylabel("USD")
-            ax.yaxis.set_major_formatter(_USD)
-            ax.legend(loc="upper left", ncols=3)
+            ax.set_title(f"Margin: {tex(rule)}", fontsize=11)
+            ax.set_ylabel("USD (log scale)")
+            _legend_right(ax)
+        _full_span(axes[-1], _times(next(iter(frames.values()))))
         _time_axis(axes[-1])
         fig.suptitle("Margin balance vs maintenance and initial requirement")
         return _finish(fig, path)
 
 
-def plot_compare_scatter(compare: pd.DataFrame, path: Path | None = None, *, ax: Axes | None = None) -> Path | Figure:
-    """HE against annual cost drag for every compared variant, with the efficient frontier.
+# -- rule comparison ----------------------------------------------------------------------------
 
-    Each variant is a point coloured by family; the frontier joins the variants that no
-    other variant beats on both higher HE and lower cost drag
-    (:func:`reports.stats.efficient_frontier`), in order of cost.
+
+def _scenario_groups(compare: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The compare table split per scenario (coin x window), labelled; one group without
+    those columns."""
+    keys = [c for c in ("coin", "window") if c in compare.columns]
+    if not keys:
+        return [("", compare)]
+    out = []
+    for key, g in compare.groupby(keys, sort=False):
+        parts = key if isinstance(key, tuple) else (key,)
+        label = " ".join(str(p) for p in parts if str(p))
+        out.append((label, g))
+    return out
+
+
+def _bulk_limit(values: npt.NDArray[np.float64]) -> float:
+    """Upper x limit that keeps the bulk: the largest value inside Tukey's far-out fence
+    ``Q3 + 3 IQR`` (the maximum when nothing lies beyond it)."""
+    v = values[np.isfinite(values)]
+    if v.size < 4:
+        return float(v.max()) if v.size else 1.0
+    q1, q3 = np.quantile(v, [0.25, 0.75])
+    fence = q3 + 3.0 * max(q3 - q1, 1e-9)
+    return float(v[v <= fence].max())
+
+
+def _place_labels(fig: Figure, ax: Axes, points: Sequence[tuple[float, float, str]],
+                  avoid: Sequence[tuple[float, float]] = ()) -> int:
+    """Annotate points with names, never overprinting: each label takes the first of eight
+    offsets around its point whose box lies inside the axes and clear of every label and
+    marker (``points`` and ``avoid``, in data coordinates); a label with no free spot is left
+    out. Returns how many were left out."""
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    axbox = ax.get_window_extent(renderer)
+    taken = []
+    for xv, yv in [*[(p[0], p[1]) for p in points], *avoid]:
+        px, py = ax.transData.transform((xv, yv))
+        taken.append(Bbox.from_extents(px - 6, py - 6, px + 6, py + 6))
+    offsets = ((8, 6), (8, -14), (-8, 6), (-8, -14), (8, 18), (-8, 18), (8, -26), (-8, -26))
+    skipped = 0
+    for xv, yv, name in points:
+        placed = False
+        for dx, dy in offsets:
+            ann = ax.annotate(name, (xv, yv), textcoords="offset points", xytext=(dx, dy), fontsize=9,
+                              ha="left" if dx > 0 else "right", annotation_clip=True)
+            ann.set_in_layout(False)
+            box = ann.get_window_extent(renderer)
+            inside = axbox.x0 <= box.x0 and box.x1 <= axbox.x1 and axbox.y0 <= box.y0 and box.y1 <= axbox.y1
+            if inside and not any(box.overlaps(t) for t in taken):
+                taken.append(box)
+                placed = True
+                break
+            ann.remove()
+        skipped += not placed
+    return skipped
+
+
+def plot_compare_scatter(compare: pd.DataFrame, path: Path | None = None, *, ax: Axes | None = None) -> Path | Figure:
+    """HE against annual cost drag for every compared variant, with the efficient frontier,
+    one panel per scenario (coin x window).
+
+    Each variant is a point coloured by family, the legend counting the table's rows of
+    that family in that scenario (variants that coincide, e.g. ``none`` under every
+    rebalance policy, are one point but all counted). The frontier joins the variants no
+    other beats on both higher HE and lower cost drag
+    (:func:`reports.stats.efficient_frontier`); its points are named where a label fits
+    without overprinting. The x axis keeps the bulk (:func:`_bulk_limit`); costlier
+    variants are drawn as ``>`` at the right edge and counted.
     """
-    he = 100.0 * compare["hedge_effectiveness"].to_numpy(dtype=float)
-    cost = compare["cost_drag_bps_per_year"].to_numpy(dtype=float)
+    groups = _scenario_groups(compare)
     families = list(pd.unique(compare["family"].astype(str)))
     colours = _colours(families)
-    front = stats.efficient_frontier(he, cost)
     with matplotlib.rc_context(STYLE):
-        fig, ax = _figure_and_axes(ax)
-        fam = compare["family"].astype(str).to_numpy()
-        for f in families:
-            m = fam == f
-            ax.scatter(cost[m], he[m], s=36, color=colours[f], label=f, zorder=3)
-        order = np.argsort(cost[front], kind="stable")
-        ax.plot(cost[front][order], he[front][order], color="black", lw=1.2, marker="o", mfc="none", ms=10,
-                label="efficient frontier", zorder=2)
-        names = compare["variant"].astype(str).to_numpy()
-        if front.sum() <= 15:
-            for xv, yv, name in zip(cost[front], he[front], names[front], strict=True):
-                ax.annotate(name, (xv, yv), textcoords="offset points", xytext=(6, 4), fontsize=9)
-        ax.set_title("Rule comparison: hedge effectiveness vs cost")
-        ax.set_xlabel("cost drag (bps of coin notional per year)")
-        ax.set_ylabel("hedge effectiveness (%)")
-        ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
-        ax.legend(loc="best")
-        return _finish(fig, path)
+        if ax is not None:
+            fig, axes, own = ax.figure, [ax], False
+            groups = groups[:1]
+        else:
+            fig = new_figure(11.0, 6.0 if len(groups) == 1 else 4.6 * len(groups) + 0.6)
+            axes = list(np.atleast_1d(fig.subplots(len(groups), 1, squeeze=False).ravel()))
+            own = True
+        fronts = []
+        for a, (label, g) in zip(axes, groups, strict=True):
+            fronts.append((_scatter_panel(a, g, label, families, colours), _visible_points(a, g)))
+        if own:
+            for a in axes:
+                _legend_right(a)
+            fig.suptitle("Rule comparison: hedge effectiveness vs cost")
+            fig.draw_without_rendering()
+            fig.set_layout_engine("none")
+        else:
+            a = axes[0]
+            a.legend(loc="best")
+            fig.draw_without_rendering()  # type: ignore[union-attr]
+        for a, (pts, avoid) in zip(axes, fronts, strict=True):
+            skipped = _place_labels(fig, a, pts, avoid)  # type: ignore[arg-type]
+            if skipped:
+                a.set_title(f"{a.get_title()} ({skipped} frontier label(s) left out: no free space)", fontsize=11)
+        return _finish(fig, path)  # type: ignore[arg-type]
+
+
+def _visible_points(ax: Axes, g: pd.DataFrame) -> list[tuple[float, float]]:
+    """Every variant's marker position inside the axes (data coordinates)."""
+    he = 100.0 * g["hedge_effectiveness"].to_numpy(dtype=float)
+    cost = g["cost_drag_bps_per_year"].to_numpy(dtype=float)
+    right = ax.get_xlim()[1]
+    return [(min(float(c), right), float(h)) for c, h in zip(cost, he, strict=True) if math.isfinite(c + h)]
+
+
+def _scatter_panel(ax: Axes, g: pd.DataFrame, label: str, families: Sequence[str],
+                   colours: Mapping[str, str]) -> list[tuple[float, float, str]]:
+    """One scenario's scatter; returns the frontier points to label."""
+    he = 100.0 * g["hedge_effectiveness"].to_numpy(dtype=float)
+    cost = g["cost_drag_bps_per_year"].to_numpy(dtype=float) + 0.0
+    fam = g["family"].astype(str).to_numpy()
+    limit = _bulk_limit(cost)
+    finite_cost = cost[np.isfinite(cost)]
+    lo = float(min(0.0, finite_cost.min())) if finite_cost.size else 0.0
+    span = (limit - lo) or 1.0
+    right = limit + 0.08 * span
+    out = cost > right
+    for f in families:
+        m = fam == f
+        if not m.any():
+            continue
+        inside = m & ~out
+        ax.scatter(cost[inside], he[inside], s=36, color=colours[f], label=f"{tex(f)} ({int(m.sum())})", zorder=3)
+        if (m & out).any():
+            ax.scatter(np.full(int((m & out).sum()), right), he[m & out], s=60, marker=">", color=colours[f],
+                       zorder=3, clip_on=False)
+    front = stats.efficient_frontier(he, cost)
+    order = np.argsort(cost[front], kind="stable")
+    fx, fy = cost[front][order], he[front][order]
+    keep = fx <= right
+    ax.plot(fx[keep], fy[keep], color="black", lw=1.2, marker="o", mfc="none", ms=10,
+            label="efficient frontier", zorder=2)
+    if out.any():
+        ax.plot([], [], ls="none", marker=">", color="0.3",
+                label=f"{int(out.sum())} beyond the axis\n(up to {_usd(float(np.nanmax(cost)))} bps)")
+    ax.set_xlim(lo - 0.03 * span, right + 0.02 * span)
+    names = g["variant"].astype(str).to_numpy()[front][order]
+    ax.set_title(f"{tex(label)}" if label else "all variants", fontsize=11)
+    labels: dict[tuple[float, float], list[str]] = {}
+    for x, y, nm, k in zip(fx, fy, names, keep, strict=True):
+        if k:
+            labels.setdefault((float(x), float(y)), []).append(tex(nm))
+    ax.set_xlabel("cost drag (bps of coin notional per year)")
+    ax.set_ylabel("hedge effectiveness (%)")
+    ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+    ax.xaxis.set_major_formatter(_USD)
+    # identical variants (e.g. ``none`` under every rebalance policy) get one label
+    return [(x, y, nm[0] if len(nm) == 1 else f"{nm[0]} (+{len(nm) - 1} identical)")
+            for (x, y), nm in labels.items()]
+
+
+def _fmt_int(v: Any) -> str:
+    return _usd(float(v))
 
 
 #: Columns of the ranked compare table: (compare column, header, formatter).
 _COMPARE_TABLE: Final[tuple[tuple[str, str, Any], ...]] = (
+    ("coin", "coin", str),
+    ("window", "window", str),
     ("rank", "rank", lambda v: f"{int(v)}"),
     ("variant", "variant", str),
-    ("family", "family", str),
-    ("rebalance", "rebalance", str),
     ("hedge_effectiveness", "HE", lambda v: f"{100 * v:.1f} %"),
     ("he_vs_oracle", "HE / oracle", lambda v: f"{v:.2f}"),
-    ("cost_drag_bps_per_year", "cost (bps/yr)", lambda v: f"{v:,.0f}"),
+    ("cost_drag_bps_per_year", "cost (bps/yr)", _fmt_int),
     ("max_drawdown_hedged", "max DD hedged", lambda v: f"{100 * v:.1f} %"),
-    ("margin_calls", "margin calls", lambda v: f"{v:,.0f}"),
-    ("liquidations", "liquidations", lambda v: f"{v:,.0f}"),
+    ("margin_calls", "margin calls", _fmt_int),
+    ("liquidations", "liquidations", _fmt_int),
 )
 
 
 def compare_table_rows(compare: pd.DataFrame, max_rows: int) -> tuple[list[str], list[list[str]]]:
-    """Header and formatted rows of the best ``max_rows`` variants by rank."""
-    cols = [c for c in _COMPARE_TABLE if c[0] in compare.columns]
-    top = compare.sort_values(["rank", "variant"], kind="stable").head(max_rows)
+    """Header and formatted rows of the best ``max_rows`` variants of each scenario by rank.
+
+    ``coin`` and ``window`` columns appear when the table has them and they vary.
+    """
+    varying = {c for c in ("coin", "window") if c in compare.columns and compare[c].nunique() > 1}
+    cols = [c for c in _COMPARE_TABLE if c[0] in compare.columns and (c[0] not in ("coin", "window") or c[0] in varying)]
+    keys = [c for c in ("coin", "window") if c in compare.columns]
+    ordered = compare.sort_values([*keys, "rank", "variant"], kind="stable")
+    top = ordered.groupby(keys, sort=False).head(max_rows) if keys else ordered.head(max_rows)
     header = [c[1] for c in cols]
     rows = [
-        ["" if (isinstance(v, float) and not math.isfinite(v)) else fmt(v) for (name, _h, fmt), v in
+        ["" if (isinstance(v, float) and not math.isfinite(v)) else tex(fmt(v)) for (name, _h, fmt), v in
          zip(cols, [row[c[0]] for c in cols], strict=True)]
         for _, row in top.iterrows()
     ]
@@ -560,22 +871,149 @@ def compare_table_rows(compare: pd.DataFrame, max_rows: int) -> tuple[list[str],
 
 
 def plot_compare_table(compare: pd.DataFrame, path: Path | None = None, *, max_rows: int = 25) -> Path | Figure:
-    """The compared variants ranked (best ``max_rows``), drawn as a table."""
+    """The compared variants ranked (best ``max_rows`` of each scenario), drawn as a table
+    whose width is sized from its longest cells, so nothing is clipped."""
     header, rows = compare_table_rows(compare, max_rows)
+    body = rows or [[""] * len(header)]
+    chars = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
+    col_in = [0.078 * c + 0.2 for c in chars]  # 9-pt sans: ~0.075 in a character, plus padding
+    width = sum(col_in) + 0.4
+    height = 0.25 * (len(body) + 1) + 0.9
     with matplotlib.rc_context(STYLE):
-        fig = new_figure(11.0, max(3.0, 0.29 * (len(rows) + 1) + 0.8))
+        fig = new_figure(max(6.0, width), max(2.0, height))
         ax = fig.add_subplot()
         ax.set_axis_off()
-        table = ax.table(cellText=rows or [[""] * len(header)], colLabels=header, loc="upper center",
-                         cellLoc="center")
+        table = ax.table(cellText=body, colLabels=header, cellLoc="center", bbox=(0.0, 0.0, 1.0, 1.0),
+                         colWidths=[w / sum(col_in) for w in col_in])
         table.auto_set_font_size(False)
         table.set_fontsize(9)
-        table.scale(1.0, 1.25)
-        table.auto_set_column_width(list(range(len(header))))
         for (r, _c), cell in table.get_celld().items():
             if r == 0:
                 cell.set_text_props(weight="bold")
                 cell.set_facecolor("0.9")
-        shown = f"best {len(rows)} of {len(compare)}" if len(compare) > len(rows) else f"all {len(rows)}"
+        n_shown, n_all = len(rows), len(compare)
+        shown = f"best {n_shown} of {n_all}" if n_all > n_shown else f"all {n_shown}"
         ax.set_title(f"Rule comparison ranked by the grid's rank ({shown} variants)")
         return _finish(fig, path)
+
+
+def compare_heatmap_axes(compare: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """Families of a compare table with exactly two varying grid axes, as
+    ``(family, row axis, column axis)``.
+
+    The axes of a family are its parameters (``params``, JSON) with more than one value
+    and ``rebalance`` when it takes more than one policy; a family with more than two
+    varying axes uses its first parameter and ``rebalance`` (the rest averaged over is
+    not done: such a family is skipped).
+    """
+    out = []
+    for fam, g in compare.groupby(compare["family"].astype(str), sort=False):
+        params = pd.DataFrame([_params(p) for p in g["params"]], index=g.index)
+        axes = [c for c in params.columns if params[c].nunique(dropna=False) > 1]
+        if "rebalance" in g.columns and g["rebalance"].nunique() > 1:
+            axes.append("rebalance")
+        if len(axes) == 2:
+            out.append((str(fam), axes[0], axes[1]))
+    return out
+
+
+def _params(text: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if isinstance(text, str) else {}
+    except ValueError:
+        value = {}
+    return value if isinstance(value, dict) else {}
+
+
+def _axis_values(g: pd.DataFrame, axis: str) -> pd.Series:
+    if axis == "rebalance":
+        return g["rebalance"].astype(str)
+    return pd.Series([_params(p).get(axis) for p in g["params"]], index=g.index)
+
+
+def plot_compare_heatmap(
+    compare: pd.DataFrame, path: Path | None = None, *, value: str = "hedge_effectiveness", max_panels: int = 6
+) -> Path | Figure:
+    """Hedge effectiveness over two grid axes (e.g. EWMA half-life x rebalance policy),
+    one heatmap per (scenario, family) with two varying axes (:func:`compare_heatmap_axes`).
+
+    Cells print the value (HE in %); every cell is one row of the compare table, so the
+    grid's counts and the table's agree. At most ``max_panels`` panels (the first ones).
+    """
+    panels = []
+    for label, g in _scenario_groups(compare):
+        for fam, row_axis, col_axis in compare_heatmap_axes(g):
+            panels.append((label, fam, row_axis, col_axis, g[g["family"].astype(str) == fam]))
+    panels = panels[:max_panels]
+    with matplotlib.rc_context(STYLE):
+        if not panels:
+            fig = new_figure(8.0, 2.5)
+            ax = fig.add_subplot()
+            ax.set_axis_off()
+            ax.text(0.5, 0.5, "no family varies over exactly two grid axes", ha="center", va="center")
+            ax.set_title("Rule comparison heatmap")
+            return _finish(fig, path)
+        heights = []
+        grids = []
+        for label, fam, ra, ca, g in panels:
+            rows = _axis_values(g, ra)
+            colv = _axis_values(g, ca)
+            grid = pd.DataFrame({"r": rows.astype(str), "c": colv.astype(str), "v": g[value].to_numpy(dtype=float)})
+            r_order = _sorted_labels(rows)
+            c_order = _sorted_labels(colv)
+            table = grid.pivot_table(index="r", columns="c", values="v", aggfunc="mean").reindex(
+                index=r_order, columns=c_order)
+            grids.append(table)
+            heights.append(0.45 * len(r_order) + 1.6)
+        ncol_max = max(t.shape[1] for t in grids)
+        fig = new_figure(max(8.0, 1.15 * ncol_max + 3.0), sum(heights) + 0.8)
+        axes = np.atleast_1d(fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights).ravel())
+        scale = 100.0 if value == "hedge_effectiveness" else 1.0
+        for ax, (label, fam, ra, ca, _g), table in zip(axes, panels, grids, strict=True):
+            data = table.to_numpy() * scale
+            im = ax.imshow(data, aspect="auto", cmap="viridis", interpolation="nearest")
+            finite = data[np.isfinite(data)]
+            mid = float(np.mean([finite.min(), finite.max()])) if finite.size else 0.0
+            for (i, j), v in np.ndenumerate(data):
+                if math.isfinite(v):
+                    ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=9,
+                            color="black" if v > mid else "white")
+            ax.set_xticks(range(table.shape[1]), [tex(c) for c in table.columns], rotation=20, ha="right")
+            ax.set_yticks(range(table.shape[0]), [tex(r) for r in table.index])
+            ax.set_xlabel(tex(ca))
+            ax.set_ylabel(tex(ra))
+            ax.grid(False)
+            ax.set_title(f"{tex(label)} {tex(fam)}: {'HE (%)' if scale == 100.0 else tex(value)}".strip(),
+                         fontsize=11)
+            fig.colorbar(im, ax=ax, shrink=0.9, label="HE (%)" if scale == 100.0 else tex(value))
+        fig.suptitle("Rule comparison over two grid axes")
+        return _finish(fig, path)
+
+
+def _sorted_labels(values: pd.Series) -> list[str]:
+    """Distinct values as strings in natural order (numbers inside labels compared as numbers:
+    "every 24 bars" before "every 168 bars")."""
+    def key(text: str) -> tuple[Any, ...]:
+        parts = re.split(r"(\d+(?:\.\d+)?)", text)
+        return tuple((0, float(p), "") if i % 2 else (1, 0.0, p) for i, p in enumerate(parts) if p)
+
+    return sorted({str(v) for v in pd.unique(values)}, key=key)
+
+
+# -- rendering many figures --------------------------------------------------------------------
+
+#: A figure job: ``(function, args, kwargs)``; the function is called as
+#: ``function(*args, path, **kwargs)`` and returns the path it wrote.
+FigureJob = tuple[Any, tuple[Any, ...], dict[str, Any]]
+
+
+def render_all(jobs: Mapping[str, FigureJob], out: Path) -> dict[str, Path]:
+    """Render every job to ``out/<stem>.png``, in the order given; returns ``{stem: path}``."""
+    return {stem: _run_job(job, Path(out) / f"{stem}.png") for stem, job in jobs.items()}
+
+
+def _run_job(job: FigureJob, path: Path) -> Path:
+    func, args, kwargs = job
+    result = func(*args, path, **kwargs)
+    assert isinstance(result, Path)
+    return result

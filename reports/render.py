@@ -33,7 +33,7 @@ import pandas as pd
 from backtest.errors import DataError, OutputError
 from backtest.schema import LEDGER_COLUMNS, PNL_COMPONENTS, RULE_METRICS
 from reports import figures as fig
-from reports import stats
+from reports import stats, tearsheet
 from reports.events import Event, event_table, events_in_period, load_events, split_rules
 from reports.pdf import write_compare_pdf, write_pdf
 
@@ -288,45 +288,78 @@ def csv_bytes(df: pd.DataFrame) -> bytes:
 
 #: Captions printed under each figure in the PDF (keyed by PNG stem).
 CAPTIONS: Final[dict[str, str]] = {
-    "equity": "Hedged equity of each rule against the same capital without futures (USD).",
+    "equity": "Cumulative P&L of each hedged rule against the coin alone (USD). The cash held beside the "
+              "position (margin collateral and reserve, stated in the title) is the same on both sides and "
+              "is not plotted.",
     "rolling_vol": "Rolling 30-day volatility of per-bar returns, annualised with 365 days: the hedge should "
-                   "keep the coloured lines below the grey one.",
-    "drawdowns": "Drawdown of the compounded per-bar returns from their running peak.",
-    "hedge_ratio": "Held vs target hedge ratio per rule (ticks: rebalancing bars; dotted lines: rolls) and the "
-                   "signed number of contracts held.",
-    "rolling_he": "Rolling 30-day hedge effectiveness against the full-sample oracle ρ² (dashed): the best any "
-                  "constant hedge could do in hindsight.",
+                   "keep the coloured lines below the grey one. Lower panel: each rule minus the rule with "
+                   "the lowest full-sample volatility (percentage points).",
+    "drawdowns": "Drawdown of the compounded per-bar returns (on the coin notional) from their running peak.",
+    "hedge_ratio": "Held vs target hedge ratio per rule; dotted red lines where a roll starts (a roll over "
+                   "several grace bars counts once); rebalancing bars ticked at the bottom when there are at "
+                   "most 300, else counted in the legend. Bottom: signed number of contracts held.",
+    "rolling_he": "Rolling 30-day hedge effectiveness. Dashed: the full-sample oracle ρ², the HE of the one "
+                  "constant hedge fitted to the whole period in hindsight; a 30-day window is a different, "
+                  "shorter sample, so its HE can lie above that line. Lower panel: each rule minus the rule "
+                  "with the highest full-sample HE (percentage points).",
     "pnl_attribution": "Where the P&L came from over the whole period; costs on their own scale (USD).",
     "events": "Cumulative P&L inside each named market window, hedged vs unhedged (USD).",
-    "margin": "Margin balance against maintenance and initial requirement; triangles mark margin calls, "
-              "crosses liquidations.",
-    "compare_scatter": "Every compared variant: hedge effectiveness against annual cost drag; the line joins the "
-                       "variants no other beats on both.",
-    "compare_table": "Compared variants in the grid's rank order.",
+    "margin": "Margin balance against maintenance and initial requirement, log scale (the shaded band runs "
+              "from maintenance to initial); triangles mark margin calls, crosses liquidations.",
+    "monthly_returns": "Monthly returns on the coin notional (daily returns compounded), unhedged and per "
+                       "rule (%).",
+    "return_histogram": "Distribution of daily returns on the coin notional (sums of the day's per-bar "
+                        "returns), unhedged vs each rule; dashed lines at the 1-day 99 % VaR.",
+    "rolling_beta": "Rolling 30-day beta and correlation of the coin's returns on the futures' returns (bars "
+                    "where the held contract changes are left out).",
+    "compare_scatter": "Every compared variant, one panel per coin and window: hedge effectiveness against "
+                       "annual cost drag; the line joins the variants no other beats on both. Legend counts "
+                       "are rows of the compare table; costlier outliers sit at the right edge (>).",
+    "compare_table": "Compared variants in the grid's rank order, per coin and window.",
+    "compare_heatmap": "Hedge effectiveness (%) over the two grid axes a rule family varies (e.g. EWMA "
+                       "half-life x rebalance policy), per coin and window.",
 }
+
+
+def _figure_jobs(summary: Mapping[str, Any], ledger: pd.DataFrame, events: Sequence[Event],
+                 compare: pd.DataFrame | None) -> dict[str, tuple[Any, tuple[Any, ...], dict[str, Any]]]:
+    """Every figure of a report as ``stem: (function, args, kwargs)``; each function takes the
+    PNG path as its second positional argument."""
+    rules = list(summary["rules"])
+    bpd = float(summary["period"]["bars_per_day"])
+    jobs: dict[str, tuple[Any, tuple[Any, ...], dict[str, Any]]] = {
+        "equity": (fig.plot_equity, (ledger,), {"rules": rules}),
+        "rolling_vol": (fig.plot_rolling_vol, (ledger,), {"bars_per_day": bpd, "rules": rules}),
+        "drawdowns": (fig.plot_drawdowns, (ledger,), {"rules": rules}),
+        "hedge_ratio": (fig.plot_hedge_ratio, (ledger,), {"rules": rules}),
+        "rolling_he": (fig.plot_rolling_he, (ledger,), {"bars_per_day": bpd,
+                                                         "oracle_r2": float(summary["oracle_r2"]), "rules": rules}),
+        "pnl_attribution": (fig.plot_pnl_attribution, ({r: summary["rules"][r]["pnl"] for r in rules},), {}),
+        "events": (fig.plot_event_panels, (ledger, events), {"rules": rules}),
+        "margin": (fig.plot_margin, (ledger,), {"rules": rules}),
+        "monthly_returns": (tearsheet.plot_monthly_returns, (ledger,), {"rules": rules}),
+        "return_histogram": (tearsheet.plot_return_histogram, (ledger,), {"rules": rules}),
+        "rolling_beta": (tearsheet.plot_rolling_beta, (ledger,), {"bars_per_day": bpd}),
+    }
+    if compare is not None and len(compare):
+        jobs.update(_compare_jobs(compare))
+    return jobs
+
+
+def _compare_jobs(compare: pd.DataFrame) -> dict[str, tuple[Any, tuple[Any, ...], dict[str, Any]]]:
+    jobs: dict[str, tuple[Any, tuple[Any, ...], dict[str, Any]]] = {
+        "compare_scatter": (fig.plot_compare_scatter, (compare,), {}),
+        "compare_table": (fig.plot_compare_table, (compare,), {}),
+    }
+    if fig.compare_heatmap_axes(compare):
+        jobs["compare_heatmap"] = (fig.plot_compare_heatmap, (compare,), {})
+    return jobs
 
 
 def _figures(result_dir: Path, summary: Mapping[str, Any], ledger: pd.DataFrame, events: Sequence[Event],
              compare: pd.DataFrame | None) -> dict[str, Path]:
     out = result_dir / "figures"
-    rules = list(summary["rules"])
-    bpd = float(summary["period"]["bars_per_day"])
-    paths = {
-        "equity": fig.plot_equity(ledger, out / "equity.png", rules=rules),
-        "rolling_vol": fig.plot_rolling_vol(ledger, out / "rolling_vol.png", bars_per_day=bpd, rules=rules),
-        "drawdowns": fig.plot_drawdowns(ledger, out / "drawdowns.png", rules=rules),
-        "hedge_ratio": fig.plot_hedge_ratio(ledger, out / "hedge_ratio.png", rules=rules),
-        "rolling_he": fig.plot_rolling_he(ledger, out / "rolling_he.png", bars_per_day=bpd,
-                                          oracle_r2=float(summary["oracle_r2"]), rules=rules),
-        "pnl_attribution": fig.plot_pnl_attribution({r: summary["rules"][r]["pnl"] for r in rules},
-                                                    out / "pnl_attribution.png"),
-        "events": fig.plot_event_panels(ledger, events, out / "events.png", rules=rules),
-        "margin": fig.plot_margin(ledger, out / "margin.png", rules=rules),
-    }
-    if compare is not None and len(compare):
-        paths["compare_scatter"] = fig.plot_compare_scatter(compare, out / "compare_scatter.png")
-        paths["compare_table"] = fig.plot_compare_table(compare, out / "compare_table.png")
-    return paths
+    return fig.render_all(_figure_jobs(summary, ledger, events, compare), out)
 
 
 def read_result(result_dir: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame | None]:
@@ -480,16 +513,14 @@ def render_compare(folder: Path) -> CompareFiles:
 
 
 def write_compare_report(folder: Path, compare: pd.DataFrame, info: Mapping[str, Any]) -> CompareFiles:
-    """Write ``figures/compare_scatter.png`` (HE vs annual cost, efficient frontier),
-    ``figures/compare_table.png`` (the ranking) and ``compare.pdf`` into ``folder``."""
+    """Write ``figures/compare_scatter.png`` (HE vs annual cost, efficient frontier, per
+    scenario), ``figures/compare_table.png`` (the ranking), ``figures/compare_heatmap.png``
+    (when a family varies over two grid axes) and ``compare.pdf`` into ``folder``."""
     folder = Path(folder)
     compare = compare.sort_values(["rank", "variant"], kind="stable").reset_index(drop=True)
     out = folder / "figures"
     try:
-        pngs = (
-            fig.plot_compare_scatter(compare, out / "compare_scatter.png"),
-            fig.plot_compare_table(compare, out / "compare_table.png"),
-        )
+        pngs = tuple(fig.render_all(_compare_jobs(compare), out).values())
         pages = write_compare_pdf(folder / "compare.pdf", compare, dict(info), pngs)
     except OSError as exc:
         raise OutputError(f"{folder}: cannot write the compare report: {exc}") from exc

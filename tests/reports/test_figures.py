@@ -76,7 +76,7 @@ def test_figure_png_and_text(
         dpi = img.info.get("dpi")
     assert dpi is not None and round(dpi[0]) == 150
     assert width >= 1200 and height >= 400
-    if name in ("equity", "rolling_vol", "drawdowns", "rolling_he", "compare_scatter"):
+    if name in ("equity", "rolling_vol", "drawdowns", "rolling_he"):
         assert (width, height) == (1500, 900)  # 10 x 6 in at 150 dpi
     assert list(tmp_path.joinpath("sub").iterdir()) == [path]  # no temporary file left behind
 
@@ -91,7 +91,7 @@ def test_figure_png_and_text(
         if (ax.lines or ax.collections or ax.patches) and ax.axison:
             assert ax.get_ylabel(), f"{name}: y axis without label"
     if name != "compare_table":
-        assert any(ax.get_legend() is not None for ax in fig.axes), f"{name}: no legend"
+        assert fig.legends or any(ax.get_legend() is not None for ax in fig.axes), f"{name}: no legend"
 
 
 def test_decimation_keeps_extremes(rng: np.random.Generator) -> None:
@@ -133,3 +133,132 @@ def test_compare_scatter_frontier_line(inputs: dict[str, Any], tmp_path: Path, m
     assert np.all(np.diff(xs) > 0) and np.all(np.diff(line.get_ydata()) > 0)
     for xv, yv in zip(xs, line.get_ydata(), strict=True):
         assert not np.any((cost <= xv) & (100 * he > yv) | (cost < xv) & (100 * he >= yv))
+
+
+def _all_texts(fig: Figure) -> list[Text]:
+    """Every visible text of ``fig``, table cells included (``findobj`` does not reach them)."""
+    cells = [c.get_text() for ax in fig.axes for tbl in ax.tables for c in tbl.get_celld().values()]
+    return [t for t in [*fig.findobj(Text), *cells] if t.get_visible() and t.get_text()]
+
+
+def test_user_text_is_never_mathtext(inputs: dict[str, Any]) -> None:
+    """Dollar signs in rule, event and variant names print as dollars, not as mathematics."""
+    from matplotlib import cbook
+
+    led = inputs["ledger"].copy()
+    led["rule"] = led["rule"].map({"static_ols": "$500,000 of RENDER", "rolling_ols": "$500,000 of TAO"})
+    extra = {"cash": {"start": "2025-01-20T00:00:00Z", "end": "2025-02-01T00:00:00Z",
+                      "title": "Long $500,000 of RENDER, $500,000 of TAO"}}
+    events = select_events(load_events(extra), ["cash"])
+    compare = inputs["compare"].copy()
+    compare["variant"] = [f"${i} fixed" for i in range(len(compare))]
+    figs = [
+        F.plot_equity(led), F.plot_rolling_he(led, bars_per_day=24, oracle_r2=0.5), F.plot_hedge_ratio(led),
+        F.plot_margin(led), F.plot_event_panels(led, events), F.plot_rolling_vol(led, bars_per_day=24),
+        F.plot_compare_table(compare), F.plot_compare_scatter(compare),
+    ]
+    for fig in figs:
+        assert isinstance(fig, Figure)
+        texts = _all_texts(fig)
+        assert any("$" in t.get_text() for t in texts), fig.axes[0].get_title()
+        for t in texts:
+            assert not cbook.is_math_text(t.get_text()), t.get_text()
+        fig.canvas.draw()  # renders without a mathtext parse error
+
+
+def test_tex_escapes_each_dollar_once() -> None:
+    assert F.tex("$5 and $6") == r"\$5 and \$6"
+    assert F.tex(r"\$5") == r"\$5"
+    assert F.tex("no dollars") == "no dollars"
+
+
+def test_roll_count_counts_roll_starts(inputs: dict[str, Any]) -> None:
+    """A roll spread over 4 grace bars is one roll in the legend."""
+    led = inputs["ledger"].copy()
+    rolled = np.zeros(len(led) // 2, dtype=bool)
+    for start in (100, 700, 1400):
+        rolled[start:start + 4] = True
+    led["rolled"] = np.concatenate([rolled, rolled])
+    fig = F.plot_hedge_ratio(led)
+    labels = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    assert "roll (3)" in labels and not any(lab == "roll (12)" for lab in labels)
+    assert F.roll_starts(led[led["rule"] == "static_ols"]).sum() == 3
+
+
+def test_margin_is_log_scale_and_shows_the_band(inputs: dict[str, Any]) -> None:
+    led = inputs["ledger"]
+    fig = F.plot_margin(led)
+    for ax, rule in zip(fig.axes, ["static_ols", "rolling_ols"], strict=True):
+        g = led[led["rule"] == rule]
+        assert ax.get_yscale() == "log"
+        lo, hi = ax.get_ylim()
+        req = g["margin_required"]
+        assert lo <= req[req > 0].min() and hi >= g["margin_balance"].max()
+        assert any("requirement band" in c.get_label() for c in ax.collections)
+
+
+def test_equity_is_pnl_with_reserve_stated(inputs: dict[str, Any]) -> None:
+    led = inputs["ledger"]
+    fig = F.plot_equity(led)
+    ax = fig.axes[0]
+    first = led[led["rule"] == "static_ols"].sort_values("ts")
+    unhedged = [ln for ln in ax.lines if ln.get_label().startswith("unhedged")][0]
+    assert unhedged.get_ydata()[0] == 0.0
+    want = first["equity_unhedged"].iloc[-1] - first["equity_unhedged"].iloc[0]
+    assert unhedged.get_ydata()[-1] == pytest.approx(want)
+    assert f"{first['cash'].iloc[0]:,.0f}" in ax.get_title()
+
+
+def test_rules_have_distinct_line_styles_and_a_difference_panel(inputs: dict[str, Any]) -> None:
+    fig = F.plot_rolling_he(inputs["ledger"], bars_per_day=24, oracle_r2=0.5)
+    top, bottom = fig.axes
+    styles = {ln.get_label(): ln.get_linestyle() for ln in top.lines if not ln.get_label().startswith("_")}
+    assert styles["static_ols"] != styles["rolling_ols"]
+    assert "difference to" in bottom.get_title()
+    # the best rule's difference to itself is zero wherever it is defined
+    zero = [ln for ln in bottom.lines if np.nanmax(np.abs(ln.get_ydata())) == 0.0]
+    assert len(zero) >= 2  # the best rule's own line and the zero reference
+
+
+def test_compare_scatter_per_coin_clipped_and_counted() -> None:
+    from synthetic import build_compare_grid
+
+    compare = build_compare_grid()
+    fig = F.plot_compare_scatter(compare)
+    scen = compare.groupby(["coin", "window"]).ngroups
+    assert len(fig.axes) == scen == 2
+    for ax, ((coin, _w), g) in zip(fig.axes, compare.groupby(["coin", "window"], sort=False), strict=True):
+        assert coin in ax.get_title()
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        for fam, n in g["family"].value_counts().items():
+            assert f"{fam} ({n})" in labels
+        # the costly outlier is beyond the axis, and said so
+        assert ax.get_xlim()[1] < g["cost_drag_bps_per_year"].max()
+        assert any("beyond the axis" in lab for lab in labels)
+    # no "-0" anywhere
+    assert not any(t.get_text().startswith("-0") for t in _all_texts(fig))
+
+
+def test_compare_table_has_coin_and_no_negative_zero() -> None:
+    from synthetic import build_compare_grid
+
+    compare = build_compare_grid()
+    header, rows = F.compare_table_rows(compare, 100)
+    assert header[0] == "coin"
+    assert {r[0] for r in rows} == set(compare["coin"])
+    assert not any(cell == "-0" for r in rows for cell in r)
+
+
+def test_compare_heatmap_axes_and_cells() -> None:
+    from synthetic import build_compare_grid
+
+    compare = build_compare_grid()
+    axes = F.compare_heatmap_axes(compare[compare["coin"] == "FET"])
+    assert ("ewma", "halflife", "rebalance") in axes
+    assert all(fam != "none" for fam, _r, _c in axes)
+    fig = F.plot_compare_heatmap(compare)
+    panel = [ax for ax in fig.axes if ax.get_title().startswith("FET") and "ewma" in ax.get_title()][0]
+    g = compare[(compare["coin"] == "FET") & (compare["family"] == "ewma")]
+    cells = [t.get_text() for t in panel.texts]
+    assert len(cells) == len(g)
+    assert sorted(cells) == sorted(f"{100 * v:.1f}" for v in g["hedge_effectiveness"])

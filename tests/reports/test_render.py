@@ -59,7 +59,8 @@ def test_outputs_exist_and_inputs_untouched(rendered) -> None:
     assert files.pdf == folder / "report.pdf"
     assert [p.name for p in files.figures] == [
         "equity.png", "rolling_vol.png", "drawdowns.png", "hedge_ratio.png", "rolling_he.png",
-        "pnl_attribution.png", "events.png", "margin.png", "compare_scatter.png", "compare_table.png",
+        "pnl_attribution.png", "events.png", "margin.png", "monthly_returns.png", "return_histogram.png",
+        "rolling_beta.png", "compare_scatter.png", "compare_table.png",
     ]
     for name, digest in inputs.items():
         assert _digest(folder / name) == digest  # render only reads its inputs
@@ -136,7 +137,7 @@ def test_pdf_pages_and_numbers(rendered) -> None:
     summary = json.loads((folder / "summary.json").read_text())
     pages, text = _pdf_text(folder / "report.pdf")
     # title, executive summary (2 pages), metrics + costs, events, compare ranking, one per figure, appendix
-    assert pages == files.pages == 7 + len(files.figures) == 17
+    assert pages == files.pages == 7 + len(files.figures) == 20
     metrics = pd.read_csv(folder / "metrics.csv")
     for _, row in metrics.iterrows():
         assert f"{row['rule']}: variance reduced by {fmt_pct(row['he_1D'])} at the 1D horizon" in text
@@ -176,9 +177,9 @@ def test_without_compare_and_with_chosen_events(tmp_path: Path) -> None:
     extra = {"mine": {"start": "2025-01-10T00:00:00Z", "end": "2025-01-12T00:00:00Z", "title": "My window"}}
     events = select_events(load_events(extra), ["mine"])
     files = render_report(folder, events=events)
-    assert len(files.figures) == 8
+    assert len(files.figures) == 11
     pages, text = _pdf_text(files.pdf)
-    assert pages == files.pages == 6 + 8
+    assert pages == files.pages == 6 + 11
     assert "proxy" not in text
     assert "My window" in text
     table = pd.read_csv(files.events_csv)
