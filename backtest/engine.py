@@ -364,6 +364,12 @@ def _price_stage(config: Config, inputs: list[InputFile]) -> _Closes:
     constituents = _migrated_constituents(constituents, migrations, close)
     panel = replace(panel, not_listed=tuple(s for s in panel.not_listed if s not in close.columns))
     last = min(close[c].last_valid_index() for c in coins)
+    if config.scenario.end is None:
+        # no end given: the last bar where every needed series still has data (the underlying
+        # symbol, or at least one index constituent), not a bar past the data
+        ends = [close[c].last_valid_index() for c in constituents if c in close and close[c].notna().any()]
+        if ends:
+            last = min(last, min(ends) if not is_index(underlying) else max(ends))
     return _Closes(close.loc[:last], panel, constituents, migrations, migration_notes, gappy)
 
 

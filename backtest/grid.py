@@ -227,11 +227,14 @@ def _scenarios(config: Config, spec: CompareSpec) -> list[_Scenario]:
             cfg = replace(cfg, position=PositionSection(coins=coins, kind="notional", notional_usd=(spec.notional_usd,), units=()),
                           rebalance=replace(cfg.rebalance, every_bars=reset_bars))
         for start, end in windows:
+            label = None
             for under in spec.underlyings or (config.futures.underlying,):
                 scen = replace(cfg, scenario=replace(cfg.scenario, start=start, end=end),
                                futures=replace(cfg.futures, underlying=under))
-                label = f"{start or 'start'}..{end or 'end'}"
-                out.append(_Scenario("+".join(coins), label, scen, prepare(scen), under))
+                prepared = prepare(scen)
+                if label is None:  # the window as asked, open ends shown as the replay's first / last day
+                    label = f"{start or f'{prepared.ts[0]:%Y-%m-%d}'}..{end or f'{prepared.ts[-1]:%Y-%m-%d}'}"
+                out.append(_Scenario("+".join(coins), label, scen, prepared, under))
     return out
 
 

@@ -230,7 +230,7 @@ class IndexSpec:
         Cap on any weight, in (0, 1]; None for no cap. Must allow
         ``len(constituents) * max_weight >= 1``.
     vol_lookback_days : int
-        Window of the ``inverse_vol`` volatility estimate, in days, >= 1.
+        Window of the ``inverse_vol`` volatility estimate, in days, >= 2 (as ``[index]``).
     min_constituents : int
         Eligible constituents needed at the start rebalance, in
         [1, len(constituents)].
@@ -286,9 +286,9 @@ class IndexSpec:
             raise ConfigError(
                 "index.min_history_days", f"expected an integer number of days >= 0, got {self.min_history_days!r}"
             )
-        if not _is_int(self.vol_lookback_days) or self.vol_lookback_days < 1:
+        if not _is_int(self.vol_lookback_days) or self.vol_lookback_days < 2:
             raise ConfigError(
-                "index.vol_lookback_days", f"expected an integer number of days >= 1, got {self.vol_lookback_days!r}"
+                "index.vol_lookback_days", f"expected an integer number of days >= 2, got {self.vol_lookback_days!r}"
             )
         if not _is_int(self.min_constituents) or not 1 <= self.min_constituents <= len(cons):
             raise ConfigError(

@@ -429,6 +429,12 @@ def _title_page(doc: _Doc, summary: Mapping[str, Any]) -> None:
     ]
     for k, v in facts:
         doc.para(f"{k}: {v}", size=11, hanging="")
+    ended = data_end_exits(summary)
+    if ended:
+        doc.para("Left the index because their price data ended (the data, not the market): " + ended + ".",
+                 size=10, hanging="")
+    if (summary.get("futures", {}) or {}).get("basis", {}).get("source") == "series":
+        doc.para("Basis: " + carry_source(summary) + ".", size=10, hanging="")
     if sc.get("funding_is_proxy"):
         doc.space(0.1)
         doc.para("WARNING: the funding series is a proxy - it is not the funding history of the hedging "
@@ -447,6 +453,17 @@ def _title_page(doc: _Doc, summary: Mapping[str, Any]) -> None:
     doc.line(f"Data gaps filled: {len(gaps)}" + (" (listed in Appendix B)." if gaps else "."), size=10)
 
 
+def data_end_exits(summary: Mapping[str, Any]) -> str:
+    """``"AGIX (last price 2023-12-30 23:00), ..."``: index exits caused by the end of a price series."""
+    events = (summary.get("index", {}) or {}).get("events", []) or []
+    out = []
+    for e in events:
+        if e.get("event") == "exit" and e.get("cause") == "data_end":
+            when = str(e.get("data_end") or e.get("ts") or "?")[:16].replace("T", " ")
+            out.append(f"{e.get('symbol', '?')} (last price {when})")
+    return ", ".join(out)
+
+
 def carry_source(summary: Mapping[str, Any]) -> str:
     """Where the carry figure comes from, in plain words (assumption, real series or proxy)."""
     fut = summary.get("futures", {}) or {}
@@ -460,9 +477,15 @@ def carry_source(summary: Mapping[str, Any]) -> str:
         kind = "a proxy series" if funding.get("is_proxy") else "a real series"
         return (f"funding of the perpetual from {kind} ({funding.get('symbol') or '?'}); {filled:,} of {times:,} "
                 f"funding times ({fmt_pct(share)}) had no value and were filled")
+    basis = fut.get("basis") or {}
+    if basis.get("source") == "series":
+        return (f"basis of the dated futures modelled from a proxy series, {basis.get('file') or '?'} "
+                f"(mean {fmt_pct(basis.get('mean_ann', math.nan))} a year, range "
+                f"{fmt_pct(basis.get('min_ann', math.nan))} to {fmt_pct(basis.get('max_ann', math.nan))}; "
+                "no AI-index future trades, so this is a proxy)")
     src = str(fut.get("source", "?"))
     if src.startswith("modelled"):
-        return f"basis of the dated futures under an assumed basis ({src})"
+        return f"basis of the dated futures under an assumed constant basis ({src})"
     return f"basis of the dated futures from a real price series ({src})"
 
 

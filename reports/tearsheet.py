@@ -226,7 +226,9 @@ def _full_beta_corr(g: pd.DataFrame) -> tuple[float, float]:
     if ok.sum() < 3:
         return math.nan, math.nan
     cov = np.cov(c[ok], f[ok], ddof=1)
-    return float(cov[0, 1] / cov[1, 1]), float(cov[0, 1] / math.sqrt(cov[0, 0] * cov[1, 1]))
+    beta = float(cov[0, 1] / cov[1, 1]) if cov[1, 1] > 0 else math.nan
+    corr = float(cov[0, 1] / math.sqrt(cov[0, 0] * cov[1, 1])) if cov[0, 0] > 0 and cov[1, 1] > 0 else math.nan
+    return beta, corr  # undefined (NaN) when either series never moved
 
 
 def tearsheet_table(summary: Mapping[str, Any], ledger: pd.DataFrame, *, level: float = VAR_LEVEL) -> pd.DataFrame:

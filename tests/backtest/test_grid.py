@@ -88,7 +88,7 @@ def test_coins_and_windows_become_scenarios(tmp_path: Path) -> None:
     table = run_compare(config)
     assert len(table) == 2 * 2
     assert set(table["coin"]) == {"COIN", "AAA"}
-    assert set(table["window"]) == {"2024-01-05..2024-01-25", "2024-01-20..end"}
+    assert set(table["window"]) == {"2024-01-05..2024-01-25", "2024-01-20..2024-02-09"}
     assert (table["rank"] == 1).all()  # one variant per scenario
 
 
