@@ -317,6 +317,12 @@ class ResultPlots:
         ledger, s = self._frame()
         return F.plot_event_panels(ledger, self._result._events(names), rules=list(s["rules"]))  # type: ignore[return-value]
 
+    def index_weights(self, ax: Axes | None = None) -> Figure:
+        """What the index held: target weights per rebalance (stacked), the count held, data-end exits."""
+        from reports.choose import plot_index_weights
+
+        return plot_index_weights(self._result._summary, ax=ax)
+
     def margin(self) -> Figure:
         """Margin balance against maintenance and initial requirement, per rule."""
         from reports import figures as F

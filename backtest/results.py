@@ -229,6 +229,7 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
                 for m in p.notes.migrations
             ],
             "intrabar_high_share": p.notes.intrabar_high_share,
+            "weights": _index_weights(index, p.ts[0], p.ts[-1]),
             "intrabar_high": "upper bound of the intrabar index high: sum of units x constituent highs (the "
             "constituents' highs need not coincide), so margin checked at it overstates margin calls",
         },
@@ -259,6 +260,23 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
             ],
         },
     }
+
+
+def _index_weights(index: Any, start: pd.Timestamp, end: pd.Timestamp) -> dict[str, Any]:
+    """Target weights of the rebalances in effect during the replay (the last one at or before
+    ``start`` and every later one up to ``end``): ``ts``, ``symbols`` and one row of weights per
+    rebalance (0 = not held), for the report's weights-over-time figure."""
+    w = getattr(index, "weights", None)
+    if w is None or not len(w):
+        return {"ts": [], "symbols": [], "weights": []}
+    w = w[w.index <= end]
+    before = w.index[w.index <= start]
+    if len(before):
+        w = w[w.index >= before[-1]]
+    w = w.fillna(0.0)
+    w = w.loc[:, (w > 0).any(axis=0)]
+    return {"ts": [pd.Timestamp(t).isoformat() for t in w.index], "symbols": [str(c) for c in w.columns],
+            "weights": [[round(float(x), 6) for x in row] for row in w.to_numpy()]}
 
 
 def _describe(config: Config, p: Prepared) -> str:

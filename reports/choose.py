@@ -15,7 +15,7 @@ import pandas as pd
 
 from backtest.atomic import atomic_file
 
-__all__ = ["plot_scan", "plot_stress"]
+__all__ = ["plot_scan", "plot_stress", "plot_index_weights"]
 
 
 def plot_scan(table: pd.DataFrame, underlyings: tuple[str, ...], path: Path | None = None, *, ax: Any = None) -> Any:
@@ -96,3 +96,67 @@ def plot_stress(result: Any, path: Path | None = None, *, ax: Any = None) -> Any
         with atomic_file(Path(path)) as tmp:
             fig.savefig(tmp, format="png", metadata={"Software": None})
     return fig
+
+
+def plot_index_weights(summary: Any, path: Path | None = None, *, ax: Any = None) -> Any:
+    """What the index held: target weights at each rebalance in effect during the replay, stacked
+    (a step per rebalance), with the number of constituents held on a second axis. Exits caused by
+    the end of a price series (``cause = "data_end"``) are marked. Reads ``summary.json``'s
+    ``index.weights`` and ``index.events``; returns the Figure (written as PNG when given a path)."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from reports.figures import STYLE
+
+    idx = summary.get("index", {}) or {}
+    table = idx.get("weights") or {}
+    period = summary.get("period", {}) or {}
+    with matplotlib.rc_context(STYLE):
+        if ax is None:
+            fig = Figure(figsize=(10, 6), dpi=150, layout="constrained")
+            FigureCanvasAgg(fig)
+            ax = fig.add_subplot(1, 1, 1)
+        else:
+            fig = ax.figure
+        symbols = list(table.get("symbols") or [])
+        if not symbols:
+            ax.text(0.5, 0.5, "futures on a single symbol: no index weights", ha="center", va="center",
+                    transform=ax.transAxes)
+            ax.set_axis_off()
+        else:
+            starts = pd.to_datetime(table["ts"], utc=True).tz_convert(None)
+            end = pd.Timestamp(period.get("end", starts[-1])).tz_convert(None) if period.get("end") else starts[-1]
+            start = pd.Timestamp(period.get("start", starts[0])).tz_convert(None) if period.get("start") else starts[0]
+            x = [max(t, start) for t in starts] + [end]
+            w = np.asarray(table["weights"], dtype=float) * 100.0
+            w = np.vstack([w, w[-1:]])
+            colours = [matplotlib.colormaps["tab20"](i % 20) for i in range(len(symbols))]
+            ax.stackplot(x, w.T, labels=symbols, step="post", alpha=0.9, colors=colours)
+            ax.set_ylim(0, 100)
+            ax.set_ylabel("target weight (%)")
+            ax.set_title(f"What the index held: {len(symbols)} constituents over the replay")
+            held = (w > 0).sum(axis=1)
+            twin = ax.twinx()
+            twin.step(x, held, where="post", color="black", lw=1.4, label="constituents held")
+            twin.set_ylabel("constituents held")
+            twin.set_ylim(0, max(held) + 1)
+            ended: dict[pd.Timestamp, list[str]] = {}
+            for e in idx.get("events", []) or []:
+                if e.get("event") == "exit" and e.get("cause") == "data_end":
+                    t = pd.Timestamp(e["ts"]).tz_convert(None).floor("D")
+                    if start <= t <= end:
+                        ended.setdefault(t, []).append(str(e["symbol"]))
+            for t, names in ended.items():
+                ax.axvline(t, color="black", ls=":", lw=1.0)
+                ax.annotate("data ended: " + ", ".join(names), (t, 98), rotation=90, va="top", ha="right",
+                            fontsize=9, bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.8, "lw": 0})
+            handles, labels = ax.get_legend_handles_labels()
+            h2, l2 = twin.get_legend_handles_labels()
+            ax.legend(handles + h2, labels + l2, loc="upper left", bbox_to_anchor=(1.08, 1.0), fontsize=9,
+                      title="constituent")
+            ax.set_xlabel("time (UTC)")
+        if path is not None:
+            with atomic_file(Path(path)) as tmp:
+                fig.savefig(tmp, format="png", metadata={"Software": None})
+        return fig

@@ -32,6 +32,7 @@ import pandas as pd
 
 from backtest.errors import DataError, OutputError
 from backtest.schema import LEDGER_COLUMNS, PNL_COMPONENTS, RULE_METRICS
+from reports import choose
 from reports import figures as fig
 from reports import stats, tearsheet
 from reports.events import Event, event_table, events_in_period, load_events, split_rules
@@ -288,6 +289,9 @@ def csv_bytes(df: pd.DataFrame) -> bytes:
 
 #: Captions printed under each figure in the PDF (keyed by PNG stem).
 CAPTIONS: Final[dict[str, str]] = {
+    "index_weights": "What the index held: target weights at each rebalance in effect during the replay "
+                     "(stacked), the number of constituents held (black, right axis), and exits caused by the "
+                     "end of a price series rather than by the market (dotted).",
     "equity": "Cumulative P&L of each hedged rule against the coin alone (USD). The cash held beside the "
               "position (margin collateral and reserve, stated in the title) is the same on both sides and "
               "is not plotted.",
@@ -341,6 +345,8 @@ def _figure_jobs(summary: Mapping[str, Any], ledger: pd.DataFrame, events: Seque
         "return_histogram": (tearsheet.plot_return_histogram, (ledger,), {"rules": rules}),
         "rolling_beta": (tearsheet.plot_rolling_beta, (ledger,), {"bars_per_day": bpd}),
     }
+    if ((summary.get("index") or {}).get("weights") or {}).get("symbols"):
+        jobs["index_weights"] = (choose.plot_index_weights, (summary,), {})
     if compare is not None and len(compare):
         jobs.update(_compare_jobs(compare))
     return jobs
