@@ -358,7 +358,7 @@ def test_a_price_frame_is_accepted_only_with_finite_bounded_values(row: int, col
 @pytest.mark.parametrize("error", ["BrokenProcessPool", "FutureCancelledError"])
 def test_lost_workers_are_one_line(error: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    import strategies.compare as compare_mod
+    import backtest.grid as compare_mod
 
     lost = type(error, (Exception,), {})
 
