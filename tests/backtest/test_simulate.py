@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from backtest.market import Market, Variant, run_variant, run_variants
+from backtest.market import Market, Variant, pack_variants, run_variant
 from backtest.reference import simulate_reference
 from backtest import kernels as K
 
@@ -160,13 +160,86 @@ def test_fast_kernel_equals_reference(seed: int) -> None:
         np.testing.assert_allclose(fast[name], ref[name], rtol=1e-10, atol=1e-7, equal_nan=True, err_msg=name)
 
 
+def _many(m: Market, variants: list[Variant]) -> np.ndarray:
+    fps, ips = pack_variants(variants)
+    return K.simulate_many_nb(*m.kernel_args(), fps, ips)
+
+
 def test_many_variant_driver_equals_single_runs(rng: np.random.Generator) -> None:
     m = random_market(rng, 300, n_rules=3)
     variants = [_random_variant(rng, 3) for _ in range(8)]
-    many = run_variants(m, variants)
+    many = _many(m, variants)
     for v, row in zip(variants, many):
         _, single = run_variant(m, v)
-        np.testing.assert_allclose(row, [single[k] for k in K.SUM], rtol=1e-12, equal_nan=True)
+        np.testing.assert_array_equal(row, [single[k] for k in K.SUM])
+
+
+def _stressed_variants(rng: np.random.Generator, n_rules: int, n: int) -> list[Variant]:
+    """Variants that hit margin calls, liquidations and caps under both policies, with and
+    without a reserve, rebalancing often and rarely (so most bars are quiet for most of them)."""
+    out = []
+    for i in range(n):
+        out.append(Variant(
+            hr_col=i % n_rules, fee_bps=float(rng.uniform(0, 10)), half_spread_bps=float(rng.uniform(0, 5)),
+            impact_coef=float(rng.choice([0.0, 0.05])), mode=("every", "band", "band_on_schedule")[i % 3],
+            every_bars=int(rng.choice([1, 7, 24, 100])), band=float(rng.uniform(0, 0.3)),
+            whole_contracts=bool(i % 2), margin_enabled=i % 5 != 4,
+            collateral_usd=float(rng.uniform(2e4, 2e5)),
+            reserve_usd=float(rng.choice([0.0, rng.uniform(1e4, 2e5)])),
+            policy=("top_up", "cut_hedge")[(i // 2) % 2], liquidation_fee_bps=float(rng.uniform(0, 100)),
+            settlement_fee_bps=float(rng.uniform(0, 10)), daily_variation=bool((i // 3) % 2),
+        ))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["perpetual", "dated"])
+def test_many_variant_driver_equals_single_runs_bit_for_bit_under_stress(kind: str) -> None:
+    """Perpetual with funding (the quiet pass's funding branch: funding falls on quiet bars)
+    and dated futures with rolls; margin calls, liquidations and caps under both policies;
+    more variants than one group (so a padded group too). Every summary field equal to
+    the bit, and the features really exercised."""
+    rng = np.random.default_rng(7 if kind == "perpetual" else 8)
+    m = random_market(rng, 600, n_rules=3, vol=0.04, perpetual=kind == "perpetual", grace=2, holding_changes=True)
+    variants = _stressed_variants(rng, 3, 2 * K._GROUP + 5)
+    many = _many(m, variants)
+    singles = np.array([[run_variant(m, v)[1][k] for k in K.SUM] for v in variants])
+    np.testing.assert_array_equal(many, singles)
+    col = {k: i for i, k in enumerate(K.SUM)}
+    calls = many[:, col["margin_calls"]]
+    liqs = many[:, col["liquidations"]]
+    for policy in ("top_up", "cut_hedge"):
+        mine = np.array([v.policy == policy and v.margin_enabled for v in variants])
+        assert calls[mine].sum() > 0, policy
+    assert liqs.sum() > 0 and many[:, col["margin_capped"]].sum() > 0
+    if kind == "perpetual":
+        assert (many[:, col["funding"]] != 0).mean() > 0.8  # (the rest are liquidated early)
+        # funding settles on quiet bars (no roll, no holding change): the quiet pass books it
+        _, _, _, quiet = K._market_prep(m.idx, m.idx_hi, m.idx_lo, m.c0, m.c1, m.exp_bar, m.alt_value, m.alt_changed)
+        assert (quiet & (m.fund_rate != 0)).sum() > 20
+    else:
+        assert (many[:, col["rolls"]] > 0).mean() > 0.3  # (the rest are liquidated before a roll)
+
+
+@pytest.mark.parametrize(
+    "kind, policy, reserve",
+    [("perpetual", "top_up", 3e5), ("perpetual", "cut_hedge", 0.0), ("perpetual", "top_up", 0.0),
+     ("dated", "top_up", 3e5), ("dated", "cut_hedge", 0.0), ("dated", "top_up", 0.0)],
+)
+def test_fast_kernel_equals_reference_with_margin_calls(kind: str, policy: str, reserve: float) -> None:
+    """Funding or rolls, margin calls under each policy (top-ups from a reserve, cuts),
+    liquidation without a reserve, capped re-sizes."""
+    rng = np.random.default_rng(31)
+    m = random_market(rng, 400, vol=0.02, perpetual=kind == "perpetual", grace=2)
+    v = Variant(fee_bps=4, half_spread_bps=2, impact_coef=0.05, every_bars=5, whole_contracts=kind == "dated",
+                margin_enabled=True, collateral_usd=4e4, reserve_usd=reserve, policy=policy,
+                settlement_fee_bps=5, liquidation_fee_bps=50)
+    fast, summary = run_variant(m, v)
+    ref = simulate_reference(m, v)
+    for name in K.OUT:
+        np.testing.assert_allclose(fast[name], ref[name], rtol=1e-10, atol=1e-7, equal_nan=True, err_msg=name)
+    assert summary["margin_calls"] > 0 and summary["liquidations"] > 0 and summary["margin_capped"] > 0
+    if reserve > 0:
+        assert (summary["funding"] != 0) if kind == "perpetual" else (summary["rolls"] > 0)
 
 
 # -- rolls and expiry (hand calculation) --------------------------------------------------------
