@@ -30,8 +30,9 @@ Per bar ``t`` (prices are bar closes) the kernel does, in order:
    slippage (``roll_cost``).
 6. **Rebalance** (if the policy triggers): the total goes to
    ``N* = -h[t] * V[t] / (cs * px[t, c0])`` (rounded for whole contracts), limited
-   to what the margin balance (plus reserve, under ``top_up``) supports at
-   initial margin; fees and slippage are charged.
+   to what the margin balance supports at initial margin; under ``top_up`` the
+   reserve first tops the balance up to the new position's initial margin plus
+   the trade's own fees and slippage. Fees and slippage are charged.
 7. **Variation margin**: unrealised futures P&L moves into the margin wallet
    every bar (``per_bar``) or on bars flagged ``vm_bar`` (``daily``).
 
@@ -721,17 +722,42 @@ def _target_contracts(h_t, av, cs, f0, whole):
 
 
 @njit(cache=True, inline="always")
-def _margin_limit(n_star, mb, wallet, reserve, topped, cs, f0, vol, p):
+def _resize_cost(st, pb, G, cand, nc, tgt, k0, k1, w, n_star, p_close, cs, p, vol):
+    """Fees plus slippage (>= 0, USD) that :func:`_trade_to` would charge for trading to ``n_star``."""
+    _set_split(tgt, n_star, k0, k1, w, p.whole)
+    cost = 0.0
+    for jj in range(nc):
+        k = cand[jj]
+        if k != k0 and k != k1:
+            tgt[k] = 0.0
+        q = tgt[k] - st[pb + k * G]
+        if abs(q) > _EPS:
+            f_, s_ = _trade_cost(q, cs, p_close[k], p.fee, p.half_spread, p.impact, vol)
+            cost += f_ + s_
+    return cost
+
+
+@njit(cache=True, inline="always")
+def _margin_limit(n_star, mb, wallet, reserve, topped, cs, f0, vol, p, cost):
     """Limit ``N*`` to what the balance ``mb`` covers at initial margin, after a top-up (``top_up``).
 
-    Returns ``n_star, wallet, reserve, topped`` and 1.0 if the target was capped.
+    Under ``top_up`` the reserve first covers the shortfall ``IM(N*) + cost - mb`` (the new
+    position's initial margin plus the trade's own fees and slippage ``cost``); when the
+    reserve covers all of it the position is covered by construction (no comparison of
+    the rounded sum ``mb + amount``, which can land one ulp below the target). Otherwise
+    ``N*`` is capped to the largest position whose initial margin plus trading costs the
+    balance covers. Returns ``n_star, wallet, reserve, topped`` and 1.0 if capped.
     """
     need_im = p.im * abs(n_star) * cs * f0
-    if need_im > mb and p.policy == POLICY_TOP_UP and reserve > 0.0:
-        amount, reserve, wallet, topped = _top_up(reserve, wallet, topped, need_im - mb)
-        mb += amount
+    covered = False
+    if p.policy == POLICY_TOP_UP and reserve > 0.0:
+        shortfall = need_im + cost - mb
+        if shortfall > 0.0:
+            amount, reserve, wallet, topped = _top_up(reserve, wallet, topped, shortfall)
+            mb += amount
+            covered = amount == shortfall
     capped = 0.0
-    if need_im > mb:
+    if need_im > mb and not covered:
         # the venue would reject an order beyond the available margin: the largest position
         # whose initial margin plus trading costs the balance covers (impact bounded above by
         # that of a trade of the whole balance / im)
@@ -910,7 +936,11 @@ def _bar(t, j, G, m, cs, p, st, cand, nc, tgt, h_t, record, out):
         n_star = _target_contracts(h_t, av, cs, f0, p.whole)
         if p.margin_on:
             mb = wallet + unreal + fund + fees + slip + roll + liq
-            n_star, wallet, reserve, topped, capped = _margin_limit(n_star, mb, wallet, reserve, topped, cs, f0, vol, p)
+            cost = 0.0
+            if p.policy == POLICY_TOP_UP and reserve > 0.0:
+                cost = _resize_cost(st, pb, G, cand, nc, tgt, k0, k1, m.w1[t], n_star, p_close, cs, p, vol)
+            n_star, wallet, reserve, topped, capped = _margin_limit(n_star, mb, wallet, reserve, topped, cs, f0, vol, p,
+                                                                    cost)
         q_total = n_star - held
         if abs(q_total) > _EPS and abs(q_total) >= p.min_trade:
             fees, slip, trade_q, traded = _trade_to(st, pb, G, cand, nc, tgt, k0, k1, m.w1[t], n_star, p_close, cs, p,

@@ -402,6 +402,59 @@ def test_min_safe_collateral_is_the_smallest_that_avoids_calls() -> None:
     assert short["margin_calls"] >= 1
 
 
+F0 = 1234.5677  # (an initial margin with an odd last bit: some collaterals round down to it)
+
+
+def _resize_market() -> tuple[Market, float]:
+    """Short about 470 contracts at 1234.5677 on bar 0 (hedge ratio 1); the target as the kernel computes it."""
+    m = hand_market(idx=[F0] * 3, coin=[1.0] * 3, units=470.0 * F0, contract_size=1.0)
+    return m, -1.0 * m.alt_value[0] / (1.0 * F0)
+
+
+def test_reserve_top_up_at_a_resize_is_not_an_ulp_short() -> None:
+    """Issue 10, fix 4: a top-up to exactly the initial margin could land one floating-point
+    step below it (``C + (IM - C) < IM``), and the cap branch then cut the hedge although the
+    reserve had plenty (demo: min-variance rule on 2024-02-29, -433 contracts held for a
+    -470 target, ``margin_capped = 1``). A collateral that rounds so is searched for; the
+    hedge must be the full target, uncapped, as in the reference."""
+    m, n = _resize_market()
+    im = 0.05
+    need = im * abs(n) * 1.0 * F0  # as the kernel computes it
+    rng = np.random.default_rng(5)
+    collateral = next(c for c in rng.uniform(0.0, need / 2, 10_000) if c + (need - c) < need)
+    v = Variant(fee_bps=0.0, every_bars=1000, margin_enabled=True, initial_rate=im, collateral_usd=float(collateral),
+                reserve_usd=1e6, policy="top_up")
+    rows, summary = run_variant(m, v)
+    assert summary["margin_capped"] == 0
+    assert rows["contracts"].tolist() == [n] * 3
+    assert rows["margin_reserve"][0] == 1e6 - (need - collateral)
+    ref = simulate_reference(m, v)
+    assert ref["contracts"].tolist() == [n] * 3
+
+
+@pytest.mark.parametrize("whole", [True, False])
+def test_reserve_top_up_at_a_resize_covers_initial_margin_plus_the_trades_costs(whole: bool) -> None:
+    """After a re-size funded from the reserve the margin balance covers the new position's
+    initial margin: the top-up paid the trade's fees and slippage too (hand calculation)."""
+    m, n = _resize_market()
+    m = replace(m, volume_usd=np.full(3, 5e6))
+    v = Variant(fee_bps=5.0, half_spread_bps=2.0, impact_coef=0.1, whole_contracts=whole, every_bars=1000,
+                margin_enabled=True, initial_rate=0.05, collateral_usd=1_000.0, reserve_usd=1e6, policy="top_up")
+    rows, summary = run_variant(m, v)
+    n = round(n) if whole else n
+    notional = abs(n) * F0
+    cost = notional * (7e-4 + 0.1 * np.sqrt(notional / 5e6))
+    im = 0.05 * notional
+    assert summary["margin_capped"] == 0 and rows["contracts"][0] == n
+    assert -(rows["fees"][0] + rows["slippage"][0]) == pytest.approx(cost, rel=1e-12)
+    assert rows["margin_reserve"][0] == pytest.approx(1e6 - (im + cost - 1_000.0), rel=1e-12)
+    assert rows["margin_balance"][0] == pytest.approx(im, rel=1e-12)
+    assert rows["margin_balance"][0] >= rows["margin_initial"][0] * (1 - 1e-12)
+    ref = simulate_reference(m, v)
+    for name in K.OUT:
+        np.testing.assert_allclose(rows[name], ref[name], rtol=1e-12, atol=1e-9, equal_nan=True, err_msg=name)
+
+
 # -- slippage --------------------------------------------------------------------------------------
 
 
