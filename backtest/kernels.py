@@ -30,8 +30,9 @@ Per bar ``t`` (prices are bar closes) the kernel does, in order:
    slippage (``roll_cost``).
 6. **Rebalance** (if the policy triggers): the total goes to
    ``N* = -h[t] * V[t] / (cs * px[t, c0])`` (rounded for whole contracts), limited
-   to what the margin balance (plus reserve, under ``top_up``) supports at
-   initial margin; fees and slippage are charged.
+   to what the margin balance supports at initial margin; under ``top_up`` the
+   reserve first tops the balance up to the new position's initial margin plus
+   the trade's own fees and slippage. Fees and slippage are charged.
 7. **Variation margin**: unrealised futures P&L moves into the margin wallet
    every bar (``per_bar``) or on bars flagged ``vm_bar`` (``daily``).
 
@@ -47,11 +48,13 @@ Accounting identities, true on every bar by construction and tested:
 from __future__ import annotations
 
 import numpy as np
+from typing import NamedTuple
+
 from numba import njit, prange
 
 __all__ = [
-    "FP",
-    "IP",
+    "N_FP",
+    "N_IP",
     "OUT",
     "SUM",
     "MODE_EVERY",
@@ -76,19 +79,6 @@ FP_RESERVE = 8  # USD
 FP_LIQ_FEE = 9  # fraction of notional
 FP_SETTLE_FEE = 10  # fraction of notional
 N_FP = 11
-FP = {
-    "fee": FP_FEE,
-    "half_spread": FP_HALF_SPREAD,
-    "impact": FP_IMPACT,
-    "band": FP_BAND,
-    "min_trade": FP_MIN_TRADE,
-    "im": FP_IM,
-    "mm": FP_MM,
-    "collateral": FP_COLLATERAL,
-    "reserve": FP_RESERVE,
-    "liq_fee": FP_LIQ_FEE,
-    "settle_fee": FP_SETTLE_FEE,
-}
 
 # -- integer parameters: ip[...] ---------------------------------------------------------
 IP_EVERY = 0  # rebalance period (bars)
@@ -99,15 +89,6 @@ IP_POLICY = 4  # POLICY_*
 IP_MARGIN_ON = 5  # 1 = margin checks on
 IP_VM_DAILY = 6  # 1 = variation margin only on vm_bar bars
 N_IP = 7
-IP = {
-    "every": IP_EVERY,
-    "mode": IP_MODE,
-    "whole": IP_WHOLE,
-    "hr_col": IP_HR_COL,
-    "policy": IP_POLICY,
-    "margin_on": IP_MARGIN_ON,
-    "vm_daily": IP_VM_DAILY,
-}
 
 MODE_EVERY = 0
 MODE_BAND = 1
@@ -246,63 +227,205 @@ _DUST = 1e-9
 
 # -- implementation ------------------------------------------------------------------------
 #
-# One source for the bar logic: the loop of :func:`_run` performs steps 1-7 for each
-# variant of a group on each bar, on the variants' state kept in a flat array (row
-# ``r`` of variant ``j`` at ``st[r * G + j]``). :func:`simulate_1d_nb` runs it with a
-# group of one and the ledger on. :func:`simulate_many_nb` runs groups of ``_GROUP``
-# variants side by side, summaries only: on a *quiet* bar (same single contract as the
-# last bar, nothing settling or rolling, no change of the holding; see
-# :func:`_market_prep`) :func:`_quiet_pass` first performs, for all variants of the
-# group at once (vectorised), exactly the operations of steps 1-7 on such a bar when
-# nothing happens, in the same order, and flags the variants for which something does
-# (a margin call, a rebalance by schedule or band); only those run the full steps on
-# that bar. Results are bit-for-bit those of the one-variant loop (the tests hold
+# One definition of each step. Steps 1-7 are small functions (``_mark_contract``,
+# ``_adverse``, ``_margin_call``, ``_funding_contract``, ``_expire``, ``_roll``,
+# ``_schedule`` / ``_drift`` / ``_trigger`` / ``_margin_limit`` / ``_trade_to``, ``_pay`` /
+# ``_variation_margin`` / ``_end_margin`` / ``_close_bar``), inlined where they are used,
+# over a variant's named state: its :class:`Params` and its :class:`Account`.
+# They are composed twice:
+#
+# * :func:`_bar` runs steps 1-7 for one variant on one bar (every bar of
+#   :func:`simulate_1d_nb`; the bars of :func:`simulate_many_nb` where something happens);
+# * :func:`_quiet_pass` runs them for a group of ``_GROUP`` variants side by side
+#   (vectorised, branch-free) on a *quiet* bar (same single contract as the last bar,
+#   nothing settling or rolling, no change of the holding; see :func:`_market_prep`),
+#   where steps 4 and 5 do nothing and step 6 can only be triggered by the variant's
+#   schedule or band. It commits the bar where nothing happens and flags the variants
+#   where something does (a margin call, a rebalance), which then run :func:`_bar`.
+#
+# Results are bit-for-bit those of the one-variant loop (the tests hold
 # ``simulate_many_nb`` equal to ``simulate_1d_nb`` and both equal to
-# :mod:`backtest.reference`). Hedged-return statistics are accumulated from a small
-# tile of buffered equities (:func:`_return_stats`), variants side by side, so no
-# per-bar series is kept for them.
+# :mod:`backtest.reference`). The state of the ``G`` variants of a group is kept
+# structure-of-arrays in one flat array ``st``: row ``r`` of variant ``j`` at
+# ``st[r * G + j]``, the rows being the fields of :class:`Params`, then of
+# :class:`Account`, two scratch rows of the quiet pass, then one row per contract
+# (the position). Only :func:`_init_state`, :func:`_load_params`,
+# :func:`_load_account` and :func:`_store_account` know the rows. Hedged-return
+# statistics are accumulated from a small tile of buffered equities
+# (:func:`_return_stats`), variants side by side, so no per-bar series is kept.
 
 #: variants run side by side in :func:`simulate_many_nb` (one parallel task each group)
 _GROUP = 32
 #: bars of hedged equity buffered before the return statistics are brought up to date
 _TILE = 256
 
-# rows of the state array
-(
-    R_WALLET,
-    R_RESERVE,
-    R_UNREAL,
-    R_SPOT,
-    R_EQ_U,
-    R_TOPPED,
-    R_NEED,
-    R_PNL_F,
-    R_PNL_B,
-    R_FEES,
-    R_SLIP,
-    R_ROLL,
-    R_FUND,
-    R_LIQ,
-    R_TRADES,
-    R_ROLLS,
-    R_CALLS,
-    R_LIQS,
-    R_CAPPED,
-    R_TURNOVER,
-    R_MIN_EXCESS,
-    R_NEXT_SCHED,
-    R_EVERY,
-    R_MM,
-    R_COLLATERAL,
-    R_BAND,
-    R_MODE,
-    R_MARGIN_ON,
-    R_VM_DAILY,
-    R_EQ_PREV,  # hedged equity after the last bar (kept for the ledger)
-    R_PK,  # scratch for _quiet_pass: position in the bar's contract
-    R_H,  # scratch for _quiet_pass: target hedge ratio of the bar
-    R_POS,  # first of K rows: position per contract
-) = range(33)
+
+class Params(NamedTuple):
+    """A variant's parameters as the steps read them (see :class:`backtest.market.Variant`)."""
+
+    fee: float  # fee rate (fraction of traded notional)
+    half_spread: float  # fraction
+    impact: float  # square-root impact coefficient
+    band: float  # relative drift band
+    min_trade: float  # contracts
+    im: float  # initial margin rate
+    mm: float  # maintenance margin rate
+    collateral: float  # USD
+    liq_fee: float  # fraction of notional
+    settle_fee: float  # fraction of notional
+    every: float  # rebalance period (bars)
+    mode: float  # MODE_*
+    policy: float  # POLICY_*
+    whole: bool  # whole contracts
+    margin_on: bool  # margin checks on
+    vm_daily: bool  # variation margin only on vm_bar bars
+
+
+class Account(NamedTuple):
+    """A variant's account and running totals after a bar (USD unless stated)."""
+
+    wallet: float  # margin wallet: collateral, futures cash flows, costs, top-ups
+    reserve: float  # cash held back for top-ups
+    unreal: float  # futures P&L not yet moved into the wallet (daily variation margin)
+    spot: float  # cash flow of the coin trades so far
+    eq_u: float  # unhedged equity
+    topped: float  # reserve moved into the wallet so far
+    need: float  # margin_need so far
+    min_excess: float  # smallest margin excess at a close so far
+    next_sched: float  # next scheduled rebalance bar
+    eq_prev: float  # hedged equity after the last bar (kept for the ledger)
+    pnl_f: float  # running sums of the per-bar figures ...
+    pnl_b: float
+    fees: float
+    slip: float
+    roll: float
+    fund: float
+    liq: float
+    turnover: float  # contracts
+    trades: float  # ... and counts
+    rolls: float
+    calls: float
+    liqs: float
+    capped: float
+
+
+class Mkt(NamedTuple):
+    """The market arrays of a run (see :func:`simulate_1d_nb`) plus :func:`_market_prep`'s."""
+
+    px: np.ndarray
+    idx: np.ndarray
+    xhi: np.ndarray
+    xlo: np.ndarray
+    expiring: np.ndarray
+    quiet: np.ndarray
+    c0: np.ndarray
+    c1: np.ndarray
+    w1: np.ndarray
+    exp_bar: np.ndarray
+    fund_rate: np.ndarray
+    volume_usd: np.ndarray
+    vm_bar: np.ndarray
+    alt_value: np.ndarray
+    alt_pnl: np.ndarray
+    alt_flow: np.ndarray
+    alt_changed: np.ndarray
+    hr: np.ndarray
+
+
+_N_PARAM = len(Params._fields)
+_N_ACCOUNT = len(Account._fields)
+_ROW_A = _N_PARAM  # first row of the account
+_ROW_PK = _N_PARAM + _N_ACCOUNT  # scratch of _quiet_pass: position in the bar's contract
+_ROW_H = _ROW_PK + 1  # scratch of _quiet_pass: target hedge ratio of the bar
+_ROW_POS = _ROW_H + 1  # first of K rows: position per contract
+
+
+# -- state --------------------------------------------------------------------------------
+
+
+@njit(cache=True, inline="always")
+def _init_state(st, G, j, K, fp, ip, alt_value0):
+    """Starting state of variant ``j``: its parameters, a fresh account, no position."""
+    for r in range(_ROW_POS + K):
+        st[r * G + j] = 0.0
+    p = (
+        fp[FP_FEE], fp[FP_HALF_SPREAD], fp[FP_IMPACT], fp[FP_BAND], fp[FP_MIN_TRADE], fp[FP_IM], fp[FP_MM],
+        fp[FP_COLLATERAL], fp[FP_LIQ_FEE], fp[FP_SETTLE_FEE], float(ip[IP_EVERY]), float(ip[IP_MODE]),
+        float(ip[IP_POLICY]), 1.0 if ip[IP_WHOLE] == 1 else 0.0, 1.0 if ip[IP_MARGIN_ON] == 1 else 0.0,
+        1.0 if ip[IP_VM_DAILY] == 1 else 0.0,
+    )
+    for r in range(_N_PARAM):
+        st[r * G + j] = p[r]
+    a = Account(
+        fp[FP_COLLATERAL], fp[FP_RESERVE], 0.0, 0.0, alt_value0 + fp[FP_COLLATERAL] + fp[FP_RESERVE], 0.0, 0.0,
+        np.inf, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+    )
+    _store_account(st, G, j, a, True)
+
+
+@njit(cache=True, inline="always")
+def _load_params(st, G, j):
+    """:class:`Params` of variant ``j``."""
+    return Params(
+        st[j], st[G + j], st[2 * G + j], st[3 * G + j], st[4 * G + j], st[5 * G + j], st[6 * G + j],
+        st[7 * G + j], st[8 * G + j], st[9 * G + j], st[10 * G + j], st[11 * G + j], st[12 * G + j],
+        st[13 * G + j] != 0.0, st[14 * G + j] != 0.0, st[15 * G + j] != 0.0,
+    )
+
+
+@njit(cache=True, inline="always")
+def _params_of(fps, ips, v):
+    """:class:`Params` of variant ``v`` read from the packed parameters (one contiguous row each)."""
+    return Params(
+        fps[v, FP_FEE], fps[v, FP_HALF_SPREAD], fps[v, FP_IMPACT], fps[v, FP_BAND], fps[v, FP_MIN_TRADE],
+        fps[v, FP_IM], fps[v, FP_MM], fps[v, FP_COLLATERAL], fps[v, FP_LIQ_FEE], fps[v, FP_SETTLE_FEE],
+        float(ips[v, IP_EVERY]), float(ips[v, IP_MODE]), float(ips[v, IP_POLICY]), ips[v, IP_WHOLE] == 1,
+        ips[v, IP_MARGIN_ON] == 1, ips[v, IP_VM_DAILY] == 1,
+    )
+
+
+@njit(cache=True, inline="always")
+def _load_account(st, G, j):
+    """:class:`Account` of variant ``j``."""
+    b = _ROW_A * G + j
+    return Account(
+        st[b], st[b + G], st[b + 2 * G], st[b + 3 * G], st[b + 4 * G], st[b + 5 * G], st[b + 6 * G],
+        st[b + 7 * G], st[b + 8 * G], st[b + 9 * G], st[b + 10 * G], st[b + 11 * G], st[b + 12 * G],
+        st[b + 13 * G], st[b + 14 * G], st[b + 15 * G], st[b + 16 * G], st[b + 17 * G], st[b + 18 * G],
+        st[b + 19 * G], st[b + 20 * G], st[b + 21 * G], st[b + 22 * G],
+    )
+
+
+@njit(cache=True, inline="always")
+def _store_account(st, G, j, a, keep):
+    """Write ``a`` as the account of variant ``j`` where ``keep`` (branch-free)."""
+    b = _ROW_A * G + j
+    st[b] = a.wallet if keep else st[b]
+    st[b + G] = a.reserve if keep else st[b + G]
+    st[b + 2 * G] = a.unreal if keep else st[b + 2 * G]
+    st[b + 3 * G] = a.spot if keep else st[b + 3 * G]
+    st[b + 4 * G] = a.eq_u if keep else st[b + 4 * G]
+    st[b + 5 * G] = a.topped if keep else st[b + 5 * G]
+    st[b + 6 * G] = a.need if keep else st[b + 6 * G]
+    st[b + 7 * G] = a.min_excess if keep else st[b + 7 * G]
+    st[b + 8 * G] = a.next_sched if keep else st[b + 8 * G]
+    st[b + 9 * G] = a.eq_prev if keep else st[b + 9 * G]
+    st[b + 10 * G] = a.pnl_f if keep else st[b + 10 * G]
+    st[b + 11 * G] = a.pnl_b if keep else st[b + 11 * G]
+    st[b + 12 * G] = a.fees if keep else st[b + 12 * G]
+    st[b + 13 * G] = a.slip if keep else st[b + 13 * G]
+    st[b + 14 * G] = a.roll if keep else st[b + 14 * G]
+    st[b + 15 * G] = a.fund if keep else st[b + 15 * G]
+    st[b + 16 * G] = a.liq if keep else st[b + 16 * G]
+    st[b + 17 * G] = a.turnover if keep else st[b + 17 * G]
+    st[b + 18 * G] = a.trades if keep else st[b + 18 * G]
+    st[b + 19 * G] = a.rolls if keep else st[b + 19 * G]
+    st[b + 20 * G] = a.calls if keep else st[b + 20 * G]
+    st[b + 21 * G] = a.liqs if keep else st[b + 21 * G]
+    st[b + 22 * G] = a.capped if keep else st[b + 22 * G]
+
+
+# -- small helpers ----------------------------------------------------------------------------
 
 
 @njit(cache=True)
@@ -315,6 +438,17 @@ def _split_part(total, w, whole):
     """Contracts of ``total`` that sit in the contract being rolled into (fraction ``w``)."""
     part = total * w
     return _round_half_away(part) if whole else part
+
+
+@njit(cache=True, inline="always")
+def _set_split(tgt, total, k0, k1, w, whole):
+    """Targets of a total position on this bar's split: ``k1`` gets ``w`` of it, ``k0`` the rest."""
+    if k1 >= 0:
+        part = _split_part(total, w, whole)
+        tgt[k1] = part
+        tgt[k0] = total - part
+    else:
+        tgt[k0] = total
 
 
 @njit(cache=True)
@@ -331,6 +465,20 @@ def _trade_cost(q, cs, p, fee, half_spread, impact, volume):
 def _bar_return(value, value_prev, base):
     """Return of a bar on the coin notional at its start (hedged and unhedged alike)."""
     return (value - value_prev) / base
+
+
+@njit(cache=True, inline="always")
+def _need(need, m_req, mb, collateral, topped):
+    """``margin_need = max(need, MM - (MB - collateral - top-ups))``: the collateral that would
+    have kept maintenance ``m_req`` covered at balance ``mb`` along this path with no calls."""
+    return max(need, m_req - (mb - collateral - topped))
+
+
+@njit(cache=True, inline="always")
+def _top_up(reserve, wallet, topped, wanted):
+    """Move ``min(reserve, wanted)`` from the reserve into the wallet; returns it and the new state."""
+    amount = min(reserve, wanted)
+    return amount, reserve - amount, wallet + amount, topped + amount
 
 
 @njit(cache=True)
@@ -375,587 +523,686 @@ def _market_prep(idx, idx_hi, idx_lo, c0, c1, exp_bar, alt_value, alt_changed):
     return xhi, xlo, expiring, quiet
 
 
-@njit(cache=True, inline="always")
-def _init_state(st, G, j, K, fp, ip, alt_value0):
-    """Starting state of a variant (column ``j`` of ``st``)."""
-    for r in range(R_POS + K):
-        st[r * G + j] = 0.0
-    st[R_WALLET * G + j] = fp[FP_COLLATERAL]
-    st[R_RESERVE * G + j] = fp[FP_RESERVE]
-    st[R_EQ_U * G + j] = alt_value0 + fp[FP_COLLATERAL] + fp[FP_RESERVE]
-    st[R_MIN_EXCESS * G + j] = np.inf
-    st[R_MM * G + j] = fp[FP_MM]
-    st[R_COLLATERAL * G + j] = fp[FP_COLLATERAL]
-    st[R_BAND * G + j] = fp[FP_BAND]
-    st[R_MODE * G + j] = ip[IP_MODE]
-    st[R_EVERY * G + j] = ip[IP_EVERY]
-    st[R_MARGIN_ON * G + j] = 1.0 if ip[IP_MARGIN_ON] == 1 else 0.0
-    st[R_VM_DAILY * G + j] = 1.0 if ip[IP_VM_DAILY] == 1 else 0.0
+# -- steps 1-3: mark, margin check, funding -----------------------------------------------------
 
 
 @njit(cache=True, inline="always")
-def _write_summary(st, G, j, equity_final, summary):
-    """Summary fields kept in the state (all but the return statistics and the unhedged fields)."""
-    summary[S_PNL_FUTURES] = st[R_PNL_F * G + j]
-    summary[S_PNL_BASIS] = st[R_PNL_B * G + j]
-    summary[S_FEES] = st[R_FEES * G + j]
-    summary[S_SLIPPAGE] = st[R_SLIP * G + j]
-    summary[S_ROLL_COST] = st[R_ROLL * G + j]
-    summary[S_FUNDING] = st[R_FUND * G + j]
-    summary[S_LIQUIDATION_COST] = st[R_LIQ * G + j]
-    summary[S_TRADES] = st[R_TRADES * G + j]
-    summary[S_ROLLS] = st[R_ROLLS * G + j]
-    summary[S_MARGIN_CALLS] = st[R_CALLS * G + j]
-    summary[S_LIQUIDATIONS] = st[R_LIQS * G + j]
-    summary[S_MARGIN_CAPPED] = st[R_CAPPED * G + j]
-    summary[S_TURNOVER_CONTRACTS] = st[R_TURNOVER * G + j]
-    me = st[R_MIN_EXCESS * G + j]
-    summary[S_MIN_MARGIN_EXCESS] = me if np.isfinite(me) else np.nan
-    summary[S_FINAL_EQUITY_HEDGED] = equity_final
-    summary[S_FINAL_EQUITY_UNHEDGED] = st[R_EQ_U * G + j]
-    summary[S_MARGIN_NEED] = max(st[R_NEED * G + j], 0.0)
+def _mark_contract(pk, cs, p_t, p_p, i_t, i_p, pnl_f, pnl_b, A, B, D):
+    """Step 1 for one held contract, and its part of the book ``MB(x) = D + A x``, ``MM(x) = m B x``.
 
-
-@njit(cache=True, inline="always")
-def _run(
-    px, idx, xhi, xlo, expiring, quiet, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
-    alt_value, alt_pnl, alt_flow, alt_changed, hr, cs, fps, ips, var, record, out, st, eq, rs,
-):
-    """The bar loop of ``G = len(var)`` variants (rows ``var`` of ``fps`` / ``ips``) side by side.
-
-    Per bar, for each variant, steps 1-7 of the module docstring on the variant's
-    state (row ``r`` of variant ``j`` at ``st[r * G + j]``; ``st`` holds at least
-    ``(R_POS + K) * G`` values and is initialised here). A bar flagged in ``quiet``
-    first goes through :func:`_quiet_pass` for all variants at once and only the
-    variants it flags run the steps here. The hedged equity after each bar goes to
-    the tile buffer ``eq`` (``(_TILE + 1) x G``), from which :func:`_return_stats`
-    keeps the return statistics in ``rs`` (``5 x G``) up to date; at the end
-    ``eq[0, j]`` is the final equity. Writes the per-bar rows of variant 0 to
-    ``out`` when ``record``.
-
-    The steps are written out in this loop (not in a function called per bar) so
-    that no array reference is taken per bar.
+    ``pnl_f += pk cs (p_t - p_p)``; ``pnl_b += pk cs ((p_t - i_t) - (p_p - i_p))``;
+    ``A += pk cs g``, ``B += |pk| cs g`` with ``g = p_t / i_t``; ``D -= pk cs p_p``.
     """
-    G = var.shape[0]
-    T = px.shape[0]
-    K = px.shape[1]
-    cols = np.empty(G, dtype=np.int64)
-    for j in range(G):
-        v = var[j]
-        _init_state(st, G, j, K, fps[v], ips[v], alt_value[0])
-        cols[j] = ips[v, IP_HR_COL]
-    for j in range(G):
-        rs[j] = 0.0
-        rs[G + j] = 0.0
-        rs[2 * G + j] = 1.0
-        rs[3 * G + j] = 1.0
-        rs[4 * G + j] = 0.0
-    ev = np.ones(G, dtype=np.bool_)
-    cand = np.empty(4, dtype=np.int64)
-    tgt = np.zeros(K)
-    row = 0
-    for t in range(T):
-        if row == _TILE:
-            _return_stats(eq, row, t - row, alt_value, rs, G)
-            for j in range(G):
-                eq[0, j] = eq[row, j]
-            row = 0
-        row += 1  # bar t's row of eq
-        k0 = c0[t]
-        k1 = c1[t]
-        on_quiet = quiet[t]
-        if on_quiet:
-            # same contract as the last bar and nothing rolling: k0 is the only candidate
-            cand[0] = k0
-            nc = 1
-            n_ev = _quiet_pass(
-                t, row, k0, st, hr, cols, eq, ev, cs, px[t, k0], px[t - 1, k0], idx[t], idx[t - 1], px[t, k0] / idx[t],
-                xhi[t], xlo[t], fund_rate[t], vm_bar[t], alt_flow[t], alt_value[t], alt_pnl[t],
+    pnl_f += pk * cs * (p_t - p_p)
+    pnl_b += pk * cs * ((p_t - i_t) - (p_p - i_p))
+    gk = p_t / i_t
+    A += pk * cs * gk
+    B += abs(pk) * cs * gk
+    D -= pk * cs * p_p
+    return pnl_f, pnl_b, A, B, D
+
+
+@njit(cache=True, inline="always")
+def _adverse(A, B, D, mm, x_hi, x_lo):
+    """Step 2's adverse level: the high where ``MB - MM`` falls with ``x`` (slope ``A - m B < 0``),
+    else the low; returns ``(slope, x_adv, MB(x_adv), MM(x_adv))``."""
+    slope = A - mm * B
+    x_adv = x_hi if slope < 0.0 else x_lo
+    return slope, x_adv, D + A * x_adv, mm * B * x_adv
+
+
+@njit(cache=True, inline="always")
+def _liquidation_level(D, A, B, mm, slope, i_p, x_adv):
+    """``x* = D / (m B - A)`` (where ``MB = MM``), kept between the last close and ``x_adv``."""
+    x_star = D / (mm * B - A)
+    if slope < 0.0:
+        return min(max(x_star, i_p if i_p < x_adv else x_adv), x_adv)
+    return max(min(x_star, i_p if i_p > x_adv else x_adv), x_adv)
+
+
+@njit(cache=True, inline="always")
+def _cut(st, pb, G, cand, nc, p_close, i_t, x_adv, scale, p, cs, vol, pnl_f, fees, slip, trade_q):
+    """Scale every position by ``scale`` at ``p_close[k] / I * x_adv``, charging fees and slippage."""
+    for jj in range(nc):
+        k = cand[jj]
+        pk = st[pb + k * G]
+        if pk != 0.0:
+            new = pk * scale
+            if p.whole:
+                new = np.trunc(new)
+            q = new - pk
+            price = p_close[k] / i_t * x_adv
+            pnl_f += q * cs * (p_close[k] - price)
+            f_, s_ = _trade_cost(q, cs, price, p.fee, p.half_spread, p.impact, vol)
+            fees -= f_
+            slip -= s_
+            trade_q += abs(q)
+            st[pb + k * G] = new
+    return pnl_f, fees, slip, trade_q
+
+
+@njit(cache=True, inline="always")
+def _liquidate(st, pb, G, cand, nc, p_close, i_t, x_star, cs, liq_fee, pnl_f, liq):
+    """Close every position at ``p_close[k] / I * x*`` with the liquidation fee on the notional."""
+    for jj in range(nc):
+        k = cand[jj]
+        pk = st[pb + k * G]
+        if pk != 0.0:
+            price = p_close[k] / i_t * x_star
+            q = -pk
+            pnl_f += q * cs * (p_close[k] - price)
+            liq -= abs(q) * cs * price * liq_fee
+            st[pb + k * G] = 0.0
+    return pnl_f, liq
+
+
+@njit(cache=True, inline="always")
+def _margin_call(st, pb, G, cand, nc, p_close, i_t, i_p, vol, cs, p, A, B, D, slope, x_adv, mb_adv, mm_adv,
+                 wallet, reserve, topped, pnl_f, fees, slip, liq, trade_q):
+    """Step 2 after a breach ``MB(x_adv) < MM(x_adv)``.
+
+    ``top_up``: move ``min(reserve, IM(x_adv) - MB(x_adv))`` into the wallet; liquidate
+    if maintenance is still not covered. ``cut_hedge``: scale the book by
+    ``MB / IM`` (at ``x_adv``; closed below ``_DUST``), or liquidate if ``MB <= 0``.
+    Returns the new ``wallet, reserve, topped, pnl_f, fees, slip, liq, trade_q``,
+    whether the hedge was cut and whether it was liquidated.
+    """
+    liquidate = False
+    cut = False
+    if p.policy == POLICY_TOP_UP:
+        amount, reserve, wallet, topped = _top_up(reserve, wallet, topped, p.im * B * x_adv - mb_adv)
+        D += amount
+        mb_adv += amount
+        liquidate = mb_adv < mm_adv
+    elif mb_adv <= 0.0:
+        liquidate = True
+    else:
+        scale = mb_adv / (p.im * B * x_adv)
+        if scale < _DUST:
+            scale = 0.0
+        pnl_f, fees, slip, trade_q = _cut(
+            st, pb, G, cand, nc, p_close, i_t, x_adv, scale, p, cs, vol, pnl_f, fees, slip, trade_q
+        )
+        cut = True
+    if liquidate:
+        x_star = _liquidation_level(D, A, B, p.mm, slope, i_p, x_adv)
+        pnl_f, liq = _liquidate(st, pb, G, cand, nc, p_close, i_t, x_star, cs, p.liq_fee, pnl_f, liq)
+    return wallet, reserve, topped, pnl_f, fees, slip, liq, trade_q, cut, liquidate
+
+
+@njit(cache=True, inline="always")
+def _funding_contract(fund, pk, cs, p, rate):
+    """Step 3 for one contract: ``funding -= pk cs p rate``."""
+    return fund - pk * cs * p * rate
+
+
+# -- steps 4-5: expiry and roll --------------------------------------------------------------
+
+
+@njit(cache=True, inline="always")
+def _expire(st, pb, G, cand, nc, exp_bar, p_close, t, cs, settle_fee):
+    """Step 4: close positions in contracts settling at ``t`` at the close, with the settlement fee.
+
+    Returns the (negative) fees, the contracts carried into the roll and the number settled.
+    """
+    roll = 0.0
+    carried = 0.0
+    n = 0.0
+    for jj in range(nc):
+        k = cand[jj]
+        pk = st[pb + k * G]
+        if exp_bar[k] == t and pk != 0.0:
+            roll -= abs(pk) * cs * p_close[k] * settle_fee
+            carried += pk
+            st[pb + k * G] = 0.0
+            n += 1.0
+    return roll, carried, n
+
+
+@njit(cache=True, inline="always")
+def _roll(st, pb, G, cand, nc, tgt, k0, k1, w, carried, p_close, cs, p, vol, roll, rolls):
+    """Step 5: move the held total (plus what settled) onto this bar's split, keeping the total.
+
+    Each leg pays fee and slippage into ``roll``. Returns ``roll``, the contracts
+    moved, ``rolls`` (+1 per contract left without a settlement) and whether anything moved.
+    """
+    total = carried
+    for jj in range(nc):
+        total += st[pb + cand[jj] * G]
+    for jj in range(nc):
+        tgt[cand[jj]] = 0.0
+    _set_split(tgt, total, k0, k1, w, p.whole)
+    roll_q = 0.0
+    moved = False
+    for jj in range(nc):
+        k = cand[jj]
+        pk = st[pb + k * G]
+        q = tgt[k] - pk
+        if abs(q) > _EPS:
+            f_, s_ = _trade_cost(q, cs, p_close[k], p.fee, p.half_spread, p.impact, vol)
+            roll -= f_ + s_
+            roll_q += abs(q)
+            if pk != 0.0 and tgt[k] == 0.0 and carried == 0.0:
+                rolls += 1.0
+            st[pb + k * G] = tgt[k]
+            moved = True
+    return roll, roll_q, rolls, moved
+
+
+# -- step 6: rebalance --------------------------------------------------------------------------
+
+
+@njit(cache=True, inline="always")
+def _schedule(t, next_sched, every):
+    """Whether bar ``t`` (float) is scheduled (``t % every == 0`` without a division) and the next one."""
+    scheduled = next_sched == t
+    return scheduled, next_sched + every if scheduled else next_sched
+
+
+@njit(cache=True, inline="always")
+def _drift(held, cs, f0, av, h_t, band):
+    """The held hedge ratio ``-N cs F / V`` is more than ``band`` (relative) away from ``h_t``."""
+    h_held = -held * cs * f0 / av
+    return abs(h_held - h_t) > band * abs(h_t) + _EPS
+
+
+@njit(cache=True, inline="always")
+def _trigger(forced, mode, scheduled, drift):
+    """The rebalance policy: forced, or by schedule (``every``), drift (``band``) or both."""
+    return forced or (mode == MODE_EVERY and scheduled) or (
+        (mode == MODE_BAND or (mode == MODE_BAND_ON_SCHEDULE and scheduled)) and drift
+    )
+
+
+@njit(cache=True, inline="always")
+def _target_contracts(h_t, av, cs, f0, whole):
+    """``N* = -h V / (cs F)``, rounded half away from zero for whole contracts."""
+    n_star = -h_t * av / (cs * f0)
+    return _round_half_away(n_star) if whole else n_star
+
+
+@njit(cache=True, inline="always")
+def _resize_cost(st, pb, G, cand, nc, tgt, k0, k1, w, n_star, p_close, cs, p, vol):
+    """Fees plus slippage (>= 0, USD) that :func:`_trade_to` would charge for trading to ``n_star``."""
+    _set_split(tgt, n_star, k0, k1, w, p.whole)
+    cost = 0.0
+    for jj in range(nc):
+        k = cand[jj]
+        if k != k0 and k != k1:
+            tgt[k] = 0.0
+        q = tgt[k] - st[pb + k * G]
+        if abs(q) > _EPS:
+            f_, s_ = _trade_cost(q, cs, p_close[k], p.fee, p.half_spread, p.impact, vol)
+            cost += f_ + s_
+    return cost
+
+
+@njit(cache=True, inline="always")
+def _margin_limit(n_star, mb, wallet, reserve, topped, cs, f0, vol, p, cost):
+    """Limit ``N*`` to what the balance ``mb`` covers at initial margin, after a top-up (``top_up``).
+
+    Under ``top_up`` the reserve first covers the shortfall ``IM(N*) + cost - mb`` (the new
+    position's initial margin plus the trade's own fees and slippage ``cost``); when the
+    reserve covers all of it the position is covered by construction (no comparison of
+    the rounded sum ``mb + amount``, which can land one ulp below the target). Otherwise
+    ``N*`` is capped to the largest position whose initial margin plus trading costs the
+    balance covers. Returns ``n_star, wallet, reserve, topped`` and 1.0 if capped.
+    """
+    need_im = p.im * abs(n_star) * cs * f0
+    covered = False
+    if p.policy == POLICY_TOP_UP and reserve > 0.0:
+        shortfall = need_im + cost - mb
+        if shortfall > 0.0:
+            amount, reserve, wallet, topped = _top_up(reserve, wallet, topped, shortfall)
+            mb += amount
+            covered = amount == shortfall
+    capped = 0.0
+    if need_im > mb and not covered:
+        # the venue would reject an order beyond the available margin: the largest position
+        # whose initial margin plus trading costs the balance covers (impact bounded above by
+        # that of a trade of the whole balance / im)
+        cost_rate = p.fee + p.half_spread
+        if p.impact > 0.0 and vol > 0.0 and np.isfinite(vol):
+            cost_rate += p.impact * np.sqrt(max(mb, 0.0) / p.im / vol)
+        cap = max(mb, 0.0) / (p.im * cs * f0 * (1.0 + cost_rate / p.im))
+        if p.whole:
+            cap = np.floor(cap)
+        if cap < _DUST * abs(n_star):
+            cap = 0.0
+        if abs(n_star) > cap:
+            n_star = cap if n_star > 0 else -cap
+            capped = 1.0
+    return n_star, wallet, reserve, topped, capped
+
+
+@njit(cache=True, inline="always")
+def _trade_to(st, pb, G, cand, nc, tgt, k0, k1, w, n_star, p_close, cs, p, vol, fees, slip, trade_q):
+    """Trade every contract to ``n_star``'s split at the close, charging fees and slippage.
+
+    Returns ``fees, slip, trade_q`` and whether any contract traded.
+    """
+    _set_split(tgt, n_star, k0, k1, w, p.whole)
+    traded = False
+    for jj in range(nc):
+        k = cand[jj]
+        if k != k0 and k != k1:
+            tgt[k] = 0.0
+        pk = st[pb + k * G]
+        q = tgt[k] - pk
+        if abs(q) > _EPS:
+            f_, s_ = _trade_cost(q, cs, p_close[k], p.fee, p.half_spread, p.impact, vol)
+            fees -= f_
+            slip -= s_
+            trade_q += abs(q)
+            st[pb + k * G] = tgt[k]
+            traded = True
+    return fees, slip, trade_q, traded
+
+
+# -- step 7: cash, variation margin, end-of-bar figures ----------------------------------------
+
+
+@njit(cache=True, inline="always")
+def _pay(wallet, busy, fund, fees, slip, roll, liq):
+    """The bar's funding and costs go through the wallet (skipped when all are +0.0)."""
+    return wallet + (fund + fees + slip + roll + liq) if busy else wallet
+
+
+@njit(cache=True, inline="always")
+def _variation_margin(wallet, unreal, settle):
+    """On a settling bar the unrealised futures P&L moves into the wallet."""
+    return (wallet + unreal, 0.0) if settle else (wallet, unreal)
+
+
+@njit(cache=True, inline="always")
+def _gross_contract(gross, pk, cs, p):
+    """Gross notional ``+= |pk| cs p``."""
+    return gross + abs(pk) * cs * p
+
+
+@njit(cache=True, inline="always")
+def _end_margin(wallet, unreal, gross, mm, collateral, topped, need, min_excess):
+    """Margin balance, maintenance, excess at the close; the running minimum excess and need."""
+    mb = wallet + unreal
+    m_req = mm * gross
+    excess = mb - m_req
+    has_g = gross > 0.0
+    me = min(min_excess, excess)
+    nd = _need(need, m_req, mb, collateral, topped)
+    return mb, m_req, excess, me if has_g else min_excess, nd if has_g else need
+
+
+@njit(cache=True, inline="always")
+def _close_bar(a, wallet, reserve, unreal, spot, eq_u, topped, need, min_excess, next_sched, eq_prev, busy,
+               pnl_f, pnl_b, fees, slip, roll, fund, liq, turnover, trades, rolls, calls, liqs, capped):
+    """The account after a bar: state replaced, the bar's figures added to the running sums
+    (the costs only on a busy bar: otherwise they are all +0.0)."""
+    return Account(
+        wallet, reserve, unreal, spot, eq_u, topped, need, min_excess, next_sched, eq_prev,
+        a.pnl_f + pnl_f, a.pnl_b + pnl_b,
+        a.fees + fees if busy else a.fees,
+        a.slip + slip if busy else a.slip,
+        a.roll + roll if busy else a.roll,
+        a.fund + fund if busy else a.fund,
+        a.liq + liq if busy else a.liq,
+        a.turnover + turnover if busy else a.turnover,
+        a.trades + trades, a.rolls + rolls, a.calls + calls, a.liqs + liqs, a.capped + capped,
+    )
+
+
+# -- compositions ---------------------------------------------------------------------------------
+
+
+@njit(cache=True, inline="always")
+def _mark_and_check(st, pb, G, cand, nc, m, t, cs, p, a):
+    """Steps 1-3 of :func:`_bar` (``t > 0``); returns the bar's state and figures so far."""
+    wallet, reserve, unreal, topped, need = a.wallet, a.reserve, a.unreal, a.topped, a.need
+    pnl_f = pnl_b = fees = slip = liq = fund = trade_q = 0.0
+    call = cut = liqd = busy = False
+    i_t = m.idx[t]
+    i_p = m.idx[t - 1]
+    p_close = m.px[t]
+    A = 0.0
+    B = 0.0
+    D = wallet + unreal
+    for jj in range(nc):
+        k = cand[jj]
+        pk = st[pb + k * G]
+        if pk != 0.0:
+            pnl_f, pnl_b, A, B, D = _mark_contract(pk, cs, p_close[k], m.px[t - 1, k], i_t, i_p, pnl_f, pnl_b, A, B, D)
+    if B > 0.0:
+        slope, x_adv, mb_adv, mm_adv = _adverse(A, B, D, p.mm, m.xhi[t], m.xlo[t])
+        need = _need(need, mm_adv, mb_adv, p.collateral, topped)
+        if p.margin_on and mb_adv < mm_adv:
+            call = True
+            busy = True
+            wallet, reserve, topped, pnl_f, fees, slip, liq, trade_q, cut, liqd = _margin_call(
+                st, pb, G, cand, nc, p_close, i_t, i_p, m.volume_usd[t], cs, p, A, B, D, slope, x_adv, mb_adv,
+                mm_adv, wallet, reserve, topped, pnl_f, fees, slip, liq, trade_q,
             )
-            if n_ev == 0:
-                continue
-        else:
-            # contracts that may hold a position or be targeted on this bar
-            nc = 0
-            for k in (c0[t - 1] if t > 0 else -1, c1[t - 1] if t > 0 else -1, k0, k1):
-                if k < 0:
-                    continue
-                dup = False
-                for jj in range(nc):
-                    if cand[jj] == k:
-                        dup = True
-                if not dup:
-                    cand[nc] = k
-                    nc += 1
-        for j in range(G):
-            if on_quiet and not ev[j]:
-                continue
-            v = var[j]
-            h_t = hr[t, cols[j]]
-            fee = fps[v, FP_FEE]
-            hs = fps[v, FP_HALF_SPREAD]
-            imp = fps[v, FP_IMPACT]
-            band = fps[v, FP_BAND]
-            min_trade = fps[v, FP_MIN_TRADE]
-            im = fps[v, FP_IM]
-            mm = fps[v, FP_MM]
-            collateral = fps[v, FP_COLLATERAL]
-            liq_fee = fps[v, FP_LIQ_FEE]
-            settle_fee = fps[v, FP_SETTLE_FEE]
-            every = ips[v, IP_EVERY]
-            mode = ips[v, IP_MODE]
-            whole = ips[v, IP_WHOLE] == 1
-            policy = ips[v, IP_POLICY]
-            margin_on = ips[v, IP_MARGIN_ON] == 1
-            vm_daily = ips[v, IP_VM_DAILY] == 1
-            pb = R_POS * G + j  # position of contract k: st[pb + k * G]
-
-            wallet = st[R_WALLET * G + j]
-            reserve = st[R_RESERVE * G + j]
-            unreal = st[R_UNREAL * G + j]
-            topped = st[R_TOPPED * G + j]
-            need = st[R_NEED * G + j]
-
-            pnl_f = 0.0
-            pnl_b = 0.0
-            fees = 0.0
-            slip = 0.0
-            roll = 0.0
-            fund = 0.0
-            liq = 0.0
-            trade_q = 0.0
-            roll_q = 0.0
-            rebal = False
-            rolled = False
-            call = False
-            liqd = False
-            trades = 0.0
-            rolls = 0.0
-            capped = 0.0
-            # any cost, funding or trade this bar (otherwise those are all +0.0 and adding
-            # them changes nothing, so the additions are skipped)
-            busy = False
-
-            if t > 0:
-                # 1. mark to market, and 2. the book as a function of the index level x
-                i_t = idx[t]
-                i_p = idx[t - 1]
-                A = 0.0
-                B = 0.0
-                D = wallet + unreal
-                for jj in range(nc):
-                    k = cand[jj]
-                    pk = st[pb + k * G]
-                    if pk != 0.0:
-                        p_t = px[t, k]
-                        p_p = px[t - 1, k]
-                        pnl_f += pk * cs * (p_t - p_p)
-                        pnl_b += pk * cs * ((p_t - i_t) - (p_p - i_p))
-                        gk = p_t / i_t
-                        A += pk * cs * gk
-                        B += abs(pk) * cs * gk
-                        D -= pk * cs * p_p
-                # 2. margin check at the adverse intrabar price
-                if B > 0.0:
-                    slope = A - mm * B  # d(MB - MM)/dx
-                    if slope < 0.0:
-                        x_adv = xhi[t]
-                    else:
-                        x_adv = xlo[t]
-                    mb_adv = D + A * x_adv
-                    mm_adv = mm * B * x_adv
-                    # margin_need tracks max(MM_adv - (MB_adv - collateral - top-ups)): the collateral
-                    # that would have kept maintenance covered along this path with no calls
-                    need = max(need, mm_adv - (mb_adv - collateral - topped))
-                    if margin_on and mb_adv < mm_adv:
-                        call = True
-                        busy = True
-                        liquidate = False
-                        if policy == POLICY_TOP_UP:
-                            amount = min(reserve, im * B * x_adv - mb_adv)
-                            reserve -= amount
-                            wallet += amount
-                            topped += amount
-                            D += amount
-                            mb_adv += amount
-                            liquidate = mb_adv < mm_adv
-                        elif mb_adv <= 0.0:
-                            liquidate = True
-                        else:
-                            # cut the hedge to what the balance supports at initial margin
-                            scale = mb_adv / (im * B * x_adv)
-                            if scale < _DUST:
-                                scale = 0.0
-                            for jj in range(nc):
-                                k = cand[jj]
-                                pk = st[pb + k * G]
-                                if pk != 0.0:
-                                    new = pk * scale
-                                    if whole:
-                                        new = np.trunc(new)
-                                    q = new - pk
-                                    p = px[t, k] / i_t * x_adv
-                                    pnl_f += q * cs * (px[t, k] - p)
-                                    f_, s_ = _trade_cost(q, cs, p, fee, hs, imp, volume_usd[t])
-                                    fees -= f_
-                                    slip -= s_
-                                    trade_q += abs(q)
-                                    st[pb + k * G] = new
-                            rebal = True
-                            trades += 1.0
-                        if liquidate:
-                            x_star = D / (mm * B - A)
-                            if slope < 0.0:
-                                x_star = min(max(x_star, i_p if i_p < x_adv else x_adv), x_adv)
-                            else:
-                                x_star = max(min(x_star, i_p if i_p > x_adv else x_adv), x_adv)
-                            for jj in range(nc):
-                                k = cand[jj]
-                                pk = st[pb + k * G]
-                                if pk != 0.0:
-                                    p = px[t, k] / i_t * x_star
-                                    q = -pk
-                                    pnl_f += q * cs * (px[t, k] - p)
-                                    liq -= abs(q) * cs * p * liq_fee
-                                    st[pb + k * G] = 0.0
-                            liqd = True
-                            st[R_LIQS * G + j] += 1.0
-                        st[R_CALLS * G + j] += 1.0
-                unreal += pnl_f
-                # 3. funding at the close
-                rate = fund_rate[t]
-                if rate != 0.0:
-                    busy = True
-                    for jj in range(nc):
-                        k = cand[jj]
-                        pk = st[pb + k * G]
-                        if pk != 0.0:
-                            fund -= pk * cs * px[t, k] * rate
-
-            # 4. expiry settlement at the index
-            carried = 0.0
-            for jj in range(nc if expiring[t] else 0):
-                k = cand[jj]
-                pk = st[pb + k * G]
-                if exp_bar[k] == t and pk != 0.0:
-                    roll -= abs(pk) * cs * px[t, k] * settle_fee
-                    carried += pk
-                    st[pb + k * G] = 0.0
-                    rolled = True
-                    busy = True
-                    rolls += 1.0
-
-            # 5. roll: move the held total onto this bar's contract split
-            # (one contract, no split and nothing settled: the split is the holding itself)
-            if nc > 1 or k1 >= 0 or carried != 0.0:
-                total = carried
-                for jj in range(nc):
-                    total += st[pb + cand[jj] * G]
-                for jj in range(nc):
-                    tgt[cand[jj]] = 0.0
-                if k1 >= 0:
-                    part = _split_part(total, w1[t], whole)
-                    tgt[k1] = part
-                    tgt[k0] = total - part
-                else:
-                    tgt[k0] = total
-                for jj in range(nc):
-                    k = cand[jj]
-                    pk = st[pb + k * G]
-                    q = tgt[k] - pk
-                    if abs(q) > _EPS:
-                        f_, s_ = _trade_cost(q, cs, px[t, k], fee, hs, imp, volume_usd[t])
-                        roll -= f_ + s_
-                        roll_q += abs(q)
-                        if pk != 0.0 and tgt[k] == 0.0 and carried == 0.0:
-                            rolls += 1.0
-                        st[pb + k * G] = tgt[k]
-                        rolled = True
-                        busy = True
-
-            # 6. rebalance to the rule's target
-            f0 = px[t, k0]
-            held = 0.0
-            for jj in range(nc):
-                held += st[pb + cand[jj] * G]
-            next_sched = np.int64(st[R_NEXT_SCHED * G + j])
-            scheduled = t == next_sched  # t % every == 0, without a division per bar
-            if scheduled:
-                st[R_NEXT_SCHED * G + j] = next_sched + every
-            if t == 0 or alt_changed[t]:
-                trigger = True
-            elif mode == MODE_EVERY:
-                trigger = scheduled
-            elif mode == MODE_BAND or scheduled:
-                h_held = -held * cs * f0 / alt_value[t]
-                trigger = abs(h_held - h_t) > band * abs(h_t) + _EPS
-            else:
-                trigger = False
-            if trigger:
-                n_star = -h_t * alt_value[t] / (cs * f0)
-                if whole:
-                    n_star = _round_half_away(n_star)
-                if margin_on:
-                    mb = wallet + unreal + fund + fees + slip + roll + liq
-                    need_im = im * abs(n_star) * cs * f0
-                    if need_im > mb and policy == POLICY_TOP_UP and reserve > 0.0:
-                        amount = min(reserve, need_im - mb)
-                        reserve -= amount
-                        wallet += amount
-                        topped += amount
-                        mb += amount
-                    if need_im > mb:
-                        # the venue would reject an order beyond the available margin
-                        # largest position whose initial margin plus trading costs the balance covers
-                        # (impact bounded above by that of a trade of the whole balance / im)
-                        cost_rate = fee + hs
-                        if imp > 0.0 and volume_usd[t] > 0.0 and np.isfinite(volume_usd[t]):
-                            cost_rate += imp * np.sqrt(max(mb, 0.0) / im / volume_usd[t])
-                        cap = max(mb, 0.0) / (im * cs * f0 * (1.0 + cost_rate / im))
-                        if whole:
-                            cap = np.floor(cap)
-                        if cap < _DUST * abs(n_star):
-                            cap = 0.0
-                        if abs(n_star) > cap:
-                            n_star = cap if n_star > 0 else -cap
-                            capped += 1.0
-                q_total = n_star - held
-                if abs(q_total) > _EPS and abs(q_total) >= min_trade:
-                    if k1 >= 0:
-                        part = _split_part(n_star, w1[t], whole)
-                        tgt[k1] = part
-                        tgt[k0] = n_star - part
-                    else:
-                        tgt[k0] = n_star
-                    for jj in range(nc):
-                        k = cand[jj]
-                        if k != k0 and k != k1:
-                            tgt[k] = 0.0
-                        pk = st[pb + k * G]
-                        q = tgt[k] - pk
-                        if abs(q) > _EPS:
-                            f_, s_ = _trade_cost(q, cs, px[t, k], fee, hs, imp, volume_usd[t])
-                            fees -= f_
-                            slip -= s_
-                            trade_q += abs(q)
-                            st[pb + k * G] = tgt[k]
-                            busy = True
-                    rebal = True
-                    trades += 1.0
-
-            # 7. cash movements and variation margin
-            if busy:
-                wallet += fund + fees + slip + roll + liq
-            if not vm_daily or vm_bar[t]:
-                wallet += unreal
-                unreal = 0.0
-            spot_cash = st[R_SPOT * G + j] + alt_flow[t]
-            cash = spot_cash + wallet + reserve
-            equity = cash + alt_value[t] + unreal
-            eq_u = st[R_EQ_U * G + j] + alt_pnl[t]
-
-            contracts = 0.0
-            gross = 0.0
-            for jj in range(nc):
-                k = cand[jj]
-                pk = st[pb + k * G]
-                contracts += pk
-                gross += abs(pk) * cs * px[t, k]
-            mb = wallet + unreal
-            m_req = mm * gross
-            excess = mb - m_req
-            if gross > 0.0:
-                st[R_MIN_EXCESS * G + j] = min(st[R_MIN_EXCESS * G + j], excess)
-                need = max(need, m_req - (mb - collateral - topped))
-
-            st[R_WALLET * G + j] = wallet
-            st[R_RESERVE * G + j] = reserve
-            st[R_UNREAL * G + j] = unreal
-            st[R_SPOT * G + j] = spot_cash
-            st[R_EQ_U * G + j] = eq_u
-            st[R_TOPPED * G + j] = topped
-            st[R_NEED * G + j] = need
-            st[R_PNL_F * G + j] += pnl_f
-            st[R_PNL_B * G + j] += pnl_b
-            st[R_TRADES * G + j] += trades
-            st[R_ROLLS * G + j] += rolls
-            st[R_CAPPED * G + j] += capped
-            if busy:
-                st[R_FEES * G + j] += fees
-                st[R_SLIP * G + j] += slip
-                st[R_ROLL * G + j] += roll
-                st[R_FUND * G + j] += fund
-                st[R_LIQ * G + j] += liq
-                st[R_TURNOVER * G + j] += trade_q + roll_q
-            if record:
-                equity_prev = st[R_EQ_PREV * G + j]
-                st[R_EQ_PREV * G + j] = equity
-            eq[row, j] = equity
-
-            if record:
-                out[O_CONTRACTS, t] = contracts
-                out[O_PRIMARY, t] = k0
-                out[O_HR_TARGET, t] = h_t
-                out[O_HR_HELD, t] = -contracts * cs * f0 / alt_value[t]
-                out[O_TRADE, t] = trade_q
-                out[O_ROLL_Q, t] = roll_q
-                out[O_REBAL, t] = 1.0 if rebal else 0.0
-                out[O_ROLLED, t] = 1.0 if rolled else 0.0
-                out[O_CASH, t] = cash
-                out[O_UNREAL, t] = unreal
-                out[O_EQ_H, t] = equity
-                out[O_EQ_U, t] = eq_u
-                out[O_PNL_F, t] = pnl_f
-                out[O_PNL_B, t] = pnl_b
-                out[O_FEES, t] = fees
-                out[O_SLIP, t] = slip
-                out[O_ROLL, t] = roll
-                out[O_FUND, t] = fund
-                out[O_LIQ, t] = liq
-                out[O_MB, t] = mb
-                out[O_IM, t] = im * gross
-                out[O_MM, t] = m_req
-                out[O_EXCESS, t] = excess
-                out[O_RESERVE, t] = reserve
-                out[O_CALL, t] = 1.0 if call else 0.0
-                out[O_LIQD, t] = 1.0 if liqd else 0.0
-                if t > 0:
-                    out[O_RET_H, t] = _bar_return(equity, equity_prev, alt_value[t - 1])
-                    out[O_RET_U, t] = alt_pnl[t] / alt_value[t - 1]
-                else:
-                    out[O_RET_H, t] = np.nan
-                    out[O_RET_U, t] = np.nan
-                out[O_NEED, t] = need
-    _return_stats(eq, row, T - row, alt_value, rs, G)
-    for j in range(G):
-        eq[0, j] = eq[row, j]
+    unreal += pnl_f
+    rate = m.fund_rate[t]
+    if rate != 0.0:
+        busy = True
+        for jj in range(nc):
+            k = cand[jj]
+            pk = st[pb + k * G]
+            if pk != 0.0:
+                fund = _funding_contract(fund, pk, cs, p_close[k], rate)
+    return wallet, reserve, unreal, topped, need, pnl_f, pnl_b, fees, slip, liq, fund, trade_q, call, cut, liqd, busy
 
 
-@njit(cache=True, error_model="numpy")
-def _quiet_pass(
-    t, row, k, st, hr, cols, eq, ev, cs, p_t, p_p, i_t, i_p, g_t, x_hi, x_lo, rate, vm_t, flow_t, av_t, pnl_t,
-):
+@njit(cache=True, inline="always")
+def _bar(t, j, G, m, cs, p, st, cand, nc, tgt, h_t, record, out):
+    """Steps 1-7 for variant ``j`` (parameters ``p``) on bar ``t`` (contracts ``cand[:nc]``);
+    returns the hedged equity."""
+    a = _load_account(st, G, j)
+    pb = _ROW_POS * G + j  # position of contract k: st[pb + k * G]
+    k0 = m.c0[t]
+    k1 = m.c1[t]
+    p_close = m.px[t]
+    vol = m.volume_usd[t]
+    av = m.alt_value[t]
+    wallet, reserve, unreal, topped, need = a.wallet, a.reserve, a.unreal, a.topped, a.need
+    pnl_f = pnl_b = fees = slip = liq = fund = trade_q = roll = roll_q = rolls = trades = capped = 0.0
+    call = cut = liqd = busy = rolled = rebal = False
+    if t > 0:  # 1.-3. mark to market, margin check at the adverse price, funding
+        (wallet, reserve, unreal, topped, need, pnl_f, pnl_b, fees, slip, liq, fund, trade_q, call, cut, liqd,
+         busy) = _mark_and_check(st, pb, G, cand, nc, m, t, cs, p, a)
+        rebal = cut
+        trades = 1.0 if cut else 0.0
+    carried = 0.0
+    if m.expiring[t]:  # 4. expiry settlement at the index
+        roll, carried, rolls = _expire(st, pb, G, cand, nc, m.exp_bar, p_close, t, cs, p.settle_fee)
+        rolled = rolls > 0.0
+        busy = busy or rolled
+    # 5. roll (one contract, no split and nothing settled: the split is the holding itself)
+    if nc > 1 or k1 >= 0 or carried != 0.0:
+        roll, roll_q, rolls, moved = _roll(st, pb, G, cand, nc, tgt, k0, k1, m.w1[t], carried, p_close, cs, p, vol,
+                                           roll, rolls)
+        rolled = rolled or moved
+        busy = busy or moved
+    # 6. rebalance to the rule's target
+    f0 = p_close[k0]
+    held = 0.0
+    for jj in range(nc):
+        held += st[pb + cand[jj] * G]
+    scheduled, next_sched = _schedule(float(t), a.next_sched, p.every)
+    forced = t == 0 or m.alt_changed[t]
+    drift = False
+    if not forced and p.mode != MODE_EVERY and (p.mode == MODE_BAND or scheduled):
+        drift = _drift(held, cs, f0, av, h_t, p.band)
+    if _trigger(forced, p.mode, scheduled, drift):
+        n_star = _target_contracts(h_t, av, cs, f0, p.whole)
+        if p.margin_on:
+            mb = wallet + unreal + fund + fees + slip + roll + liq
+            cost = 0.0
+            if p.policy == POLICY_TOP_UP and reserve > 0.0:
+                cost = _resize_cost(st, pb, G, cand, nc, tgt, k0, k1, m.w1[t], n_star, p_close, cs, p, vol)
+            n_star, wallet, reserve, topped, capped = _margin_limit(n_star, mb, wallet, reserve, topped, cs, f0, vol, p,
+                                                                    cost)
+        q_total = n_star - held
+        if abs(q_total) > _EPS and abs(q_total) >= p.min_trade:
+            fees, slip, trade_q, traded = _trade_to(st, pb, G, cand, nc, tgt, k0, k1, m.w1[t], n_star, p_close, cs, p,
+                                                    vol, fees, slip, trade_q)
+            busy = busy or traded
+            rebal = True
+            trades += 1.0
+    # 7. cash movements and variation margin
+    wallet = _pay(wallet, busy, fund, fees, slip, roll, liq)
+    wallet, unreal = _variation_margin(wallet, unreal, not p.vm_daily or m.vm_bar[t])
+    spot = a.spot + m.alt_flow[t]
+    cash = spot + wallet + reserve
+    equity = cash + av + unreal
+    eq_u = a.eq_u + m.alt_pnl[t]
+    contracts = 0.0
+    gross = 0.0
+    for jj in range(nc):
+        k = cand[jj]
+        pk = st[pb + k * G]
+        contracts += pk
+        gross = _gross_contract(gross, pk, cs, p_close[k])
+    mb, m_req, excess, min_excess, need = _end_margin(wallet, unreal, gross, p.mm, p.collateral, topped, need,
+                                                      a.min_excess)
+    a2 = _close_bar(a, wallet, reserve, unreal, spot, eq_u, topped, need, min_excess, next_sched,
+                    equity if record else a.eq_prev, busy, pnl_f, pnl_b, fees, slip, roll, fund, liq,
+                    trade_q + roll_q, trades, rolls, 1.0 if call else 0.0, 1.0 if liqd else 0.0, capped)
+    _store_account(st, G, j, a2, True)
+    if record:
+        o = out[:, t]
+        o[O_CONTRACTS] = contracts
+        o[O_PRIMARY] = k0
+        o[O_HR_TARGET] = h_t
+        o[O_HR_HELD] = -contracts * cs * f0 / av
+        o[O_TRADE] = trade_q
+        o[O_ROLL_Q] = roll_q
+        o[O_REBAL] = 1.0 if rebal else 0.0
+        o[O_ROLLED] = 1.0 if rolled else 0.0
+        o[O_CASH] = cash
+        o[O_UNREAL] = unreal
+        o[O_EQ_H] = equity
+        o[O_EQ_U] = eq_u
+        _record_flows(o, pnl_f, pnl_b, fees, slip, roll, fund, liq)
+        _record_margin(o, mb, p.im * gross, m_req, excess, reserve, call, liqd, need)
+        o[O_RET_H] = _bar_return(equity, a.eq_prev, m.alt_value[t - 1]) if t > 0 else np.nan
+        o[O_RET_U] = m.alt_pnl[t] / m.alt_value[t - 1] if t > 0 else np.nan
+    return equity
+
+
+@njit(cache=True, inline="always")
+def _record_flows(o, pnl_f, pnl_b, fees, slip, roll, fund, liq):
+    o[O_PNL_F] = pnl_f
+    o[O_PNL_B] = pnl_b
+    o[O_FEES] = fees
+    o[O_SLIP] = slip
+    o[O_ROLL] = roll
+    o[O_FUND] = fund
+    o[O_LIQ] = liq
+
+
+@njit(cache=True, inline="always")
+def _record_margin(o, mb, m_init, m_req, excess, reserve, call, liqd, need):
+    o[O_MB] = mb
+    o[O_IM] = m_init
+    o[O_MM] = m_req
+    o[O_EXCESS] = excess
+    o[O_RESERVE] = reserve
+    o[O_CALL] = 1.0 if call else 0.0
+    o[O_LIQD] = 1.0 if liqd else 0.0
+    o[O_NEED] = need
+
+
+@njit(cache=True, error_model="numpy", _nrt=False)
+def _quiet_pass(t, row, k, st, hr, cols, eq, ev, cs, p_t, p_p, i_t, i_p, x_hi, x_lo, rate, vm_t, flow_t, av_t, pnl_t):
     """Bar ``t`` (row ``row`` of the equity tile ``eq``) of a group of ``_GROUP`` variants on a
     quiet bar (contract ``k``), side by side.
 
-    Performs the operations of the loop of :func:`_run` on a quiet bar when nothing
-    happens (steps 1, 2, 3, 7 and the schedule of step 6; steps 4 and 5 do nothing there), in the same order, for
-    every variant, and commits them where nothing happens. ``ev[j]`` is set where
-    something does: a margin call, a scheduled rebalance, a band breach; the state
-    of those variants is left untouched for that loop. Returns the number of them.
-    Branch-free so that it vectorises; ``error_model="numpy"`` only removes the
-    zero check of ``av_t`` (non-zero on quiet bars).
+    The steps of :func:`_bar` on a quiet bar when nothing happens (1, 2, 3, the
+    schedule and band of 6, and 7; 4 and 5 do nothing there), in the same order, for
+    every variant, committed where nothing happens. ``ev[j]`` is set where something
+    does: a margin call, a rebalance by schedule or band; the state of those variants
+    is left untouched for :func:`_bar`. Returns the number of them. Branch-free so
+    that it vectorises; ``error_model="numpy"`` only removes the zero checks of
+    ``i_t`` and ``av_t`` (non-zero on quiet bars).
     """
     G = _GROUP
     tf = float(t)
+    busy = rate != 0.0  # a funding bar is busy: its (zero) costs and its funding are booked
     n_ev = 0
     # the loop below reads fixed rows of st only (so the compiler sees they do not overlap)
     for j in range(G):
-        st[R_PK * G + j] = st[(R_POS + k) * G + j]
-        st[R_H * G + j] = hr[t, cols[j]]
+        st[_ROW_PK * G + j] = st[(_ROW_POS + k) * G + j]
+        st[_ROW_H * G + j] = hr[t, cols[j]]
     for j in range(G):
-        pk = st[R_PK * G + j]
-        wallet = st[R_WALLET * G + j]
-        unreal = st[R_UNREAL * G + j]
-        reserve = st[R_RESERVE * G + j]
-        mm = st[R_MM * G + j]
-        collateral = st[R_COLLATERAL * G + j]
-        topped = st[R_TOPPED * G + j]
-        need = st[R_NEED * G + j]
-        min_excess = st[R_MIN_EXCESS * G + j]
-        # 1. mark to market, and 2. the book as a function of x (all zero when flat)
+        p = _load_params(st, G, j)
+        a = _load_account(st, G, j)
+        pk = st[_ROW_PK * G + j]
         held = pk != 0.0
-        pc = pk * cs
-        D = wallet + unreal
-        pnl_f = 0.0 + pc * (p_t - p_p)
-        pnl_b = 0.0 + pc * ((p_t - i_t) - (p_p - i_p))
-        A = 0.0 + pc * g_t
-        B = 0.0 + abs(pk) * cs * g_t
-        D_held = D - pc * p_p
+        # 1. mark to market, and 2. the book as a function of x (all zero when flat)
+        D = a.wallet + a.unreal
+        pnl_f, pnl_b, A, B, D_held = _mark_contract(pk, cs, p_t, p_p, i_t, i_p, 0.0, 0.0, 0.0, 0.0, D)
         pnl_f = pnl_f if held else 0.0
         pnl_b = pnl_b if held else 0.0
         A = A if held else 0.0
         B = B if held else 0.0
         D = D_held if held else D
-        # 2. margin check at the adverse intrabar price
+        # 2. margin check at the adverse intrabar price (a call is an event)
         has_b = B > 0.0
-        slope = A - mm * B
-        x_adv = x_hi if slope < 0.0 else x_lo
-        mb_adv = D + A * x_adv
-        mm_adv = mm * B * x_adv
-        gap = mm_adv - (mb_adv - collateral - topped)
-        need_b = gap if gap > need else need
-        need = need_b if has_b else need
-        call = has_b and st[R_MARGIN_ON * G + j] != 0.0 and mb_adv < mm_adv
-        unreal = unreal + pnl_f
-        # 3. funding at the close (the only cost on a quiet bar without an event)
-        fund_held = 0.0 - pc * p_t * rate
-        fund = fund_held if held and rate != 0.0 else 0.0
-        # 6. rebalance trigger: the variant's schedule, or its band in band mode
-        held_total = 0.0 + pk
-        h_t = st[R_H * G + j]
-        h_held = -held_total * cs * p_t / av_t
-        drift = abs(h_held - h_t) > st[R_BAND * G + j] * abs(h_t) + _EPS
-        next_sched = st[R_NEXT_SCHED * G + j]
-        scheduled = next_sched == tf
-        mode = st[R_MODE * G + j]
-        trigger = (mode == MODE_EVERY and scheduled) or (
-            (mode == MODE_BAND or (mode == MODE_BAND_ON_SCHEDULE and scheduled)) and drift
-        )
-        event = call or trigger
-        next_sched = next_sched + st[R_EVERY * G + j] if scheduled else next_sched
+        slope, x_adv, mb_adv, mm_adv = _adverse(A, B, D, p.mm, x_hi, x_lo)
+        need_b = _need(a.need, mm_adv, mb_adv, p.collateral, a.topped)
+        need = need_b if has_b else a.need
+        call = has_b and p.margin_on and mb_adv < mm_adv
+        unreal = a.unreal + pnl_f
+        # 3. funding at the close
+        fund_held = _funding_contract(0.0, pk, cs, p_t, rate)
+        fund = fund_held if held and busy else 0.0
+        # 6. rebalance trigger: the variant's schedule, or its band (an event)
+        drift = _drift(0.0 + pk, cs, p_t, av_t, st[_ROW_H * G + j], p.band)
+        scheduled, next_sched = _schedule(tf, a.next_sched, p.every)
+        event = call or _trigger(False, p.mode, scheduled, drift)
         # 7. variation margin, cash, equity, margin figures
-        busy = rate != 0.0
-        wallet_busy = wallet + (fund + 0.0 + 0.0 + 0.0 + 0.0)  # + fees + slippage + roll + liquidation
-        wallet = wallet_busy if busy else wallet
-        vm = st[R_VM_DAILY * G + j] == 0.0 or vm_t
-        wallet_vm = wallet + unreal
-        wallet = wallet_vm if vm else wallet
-        unreal = 0.0 if vm else unreal
-        spot_cash = st[R_SPOT * G + j] + flow_t
-        cash = spot_cash + wallet + reserve
-        equity = cash + av_t + unreal
-        eq_u = st[R_EQ_U * G + j] + pnl_t
-        gross = 0.0 + abs(pk) * cs * p_t
-        mb = wallet + unreal
-        m_req = mm * gross
-        excess = mb - m_req
-        has_g = gross > 0.0
-        min_excess_g = excess if excess < min_excess else min_excess
-        min_excess_new = min_excess_g if has_g else min_excess
-        gap = m_req - (mb - collateral - topped)
-        need_g = gap if gap > need else need
-        need = need_g if has_g else need
-        # commit where nothing happened
-        keep = not event
-        st[R_WALLET * G + j] = wallet if keep else st[R_WALLET * G + j]
-        st[R_UNREAL * G + j] = unreal if keep else st[R_UNREAL * G + j]
-        st[R_SPOT * G + j] = spot_cash if keep else st[R_SPOT * G + j]
-        st[R_EQ_U * G + j] = eq_u if keep else st[R_EQ_U * G + j]
-        st[R_NEED * G + j] = need if keep else st[R_NEED * G + j]
-        st[R_MIN_EXCESS * G + j] = min_excess_new if keep else min_excess
-        st[R_NEXT_SCHED * G + j] = next_sched if keep else st[R_NEXT_SCHED * G + j]
-        pnl_f_sum = st[R_PNL_F * G + j] + pnl_f
-        st[R_PNL_F * G + j] = pnl_f_sum if keep else st[R_PNL_F * G + j]
-        pnl_b_sum = st[R_PNL_B * G + j] + pnl_b
-        st[R_PNL_B * G + j] = pnl_b_sum if keep else st[R_PNL_B * G + j]
+        # (-0.0 for the figures that are zero on a quiet bar: x + -0.0 == x for every x, so the
+        # compiler drops those additions; the sums they go into are never -0.0, so adding +0.0
+        # as :func:`_bar` does gives the same bits)
+        wallet = _pay(a.wallet, busy, fund, -0.0, -0.0, -0.0, -0.0)
+        wallet, unreal = _variation_margin(wallet, unreal, not p.vm_daily or vm_t)
+        spot = a.spot + flow_t
+        equity = spot + wallet + a.reserve + av_t + unreal
+        gross = _gross_contract(0.0, pk, cs, p_t)
+        _, _, _, min_excess, need = _end_margin(wallet, unreal, gross, p.mm, p.collateral, a.topped, need,
+                                                a.min_excess)
+        a2 = _close_bar(a, wallet, a.reserve, unreal, spot, a.eq_u + pnl_t, a.topped, need, min_excess, next_sched,
+                        a.eq_prev, busy, pnl_f, pnl_b, -0.0, -0.0, -0.0, fund, -0.0, -0.0, -0.0, -0.0, -0.0, -0.0, -0.0)
+        _store_account(st, G, j, a2, not event)
         eq[row, j] = equity
         ev[j] = event
         n_ev += 1 if event else 0
-    if rate != 0.0:
-        # a funding bar is busy: the cost sums take this bar's (zero) fees, slippage, roll
-        # and liquidation costs and its funding, as in the loop of _run
-        for j in range(G):
-            if not ev[j]:
-                pk = st[R_PK * G + j]
-                fund = 0.0 - pk * cs * p_t * rate if pk != 0.0 else 0.0
-                st[R_FEES * G + j] += 0.0
-                st[R_SLIP * G + j] += 0.0
-                st[R_ROLL * G + j] += 0.0
-                st[R_FUND * G + j] += fund
-                st[R_LIQ * G + j] += 0.0
-                st[R_TURNOVER * G + j] += 0.0 + 0.0
     return n_ev
+
+
+@njit(cache=True, inline="always")
+def _candidates(c0, c1, t, cand):
+    """Contracts that may hold a position or be targeted on bar ``t`` (last and this bar's split)."""
+    nc = 0
+    for k in (c0[t - 1] if t > 0 else -1, c1[t - 1] if t > 0 else -1, c0[t], c1[t]):
+        if k < 0:
+            continue
+        dup = False
+        for jj in range(nc):
+            if cand[jj] == k:
+                dup = True
+        if not dup:
+            cand[nc] = k
+            nc += 1
+    return nc
+
+
+@njit(cache=True, inline="always")
+def _run(m, cs, fps, ips, G, record, out, work):
+    """The bar loop of ``G`` variants (rows ``var = work[0]`` of ``fps`` / ``ips``) side by side.
+
+    Per bar: on a bar flagged in ``m.quiet``, :func:`_quiet_pass` for all variants at
+    once, then :func:`_bar` for the variants it flags; on any other bar :func:`_bar`
+    for every variant. ``st`` holds at least ``(_ROW_POS + K) * G`` values and is
+    initialised here. The hedged equity after each bar goes to the tile buffer ``eq``
+    (``(_TILE + 1) x G``), from which :func:`_return_stats` keeps the return
+    statistics in ``rs`` (``5 x G``) up to date; at the end ``eq[0, j]`` is the final
+    equity. Writes the per-bar rows of variant 0 to ``out`` when ``record``. ``work``
+    holds the arrays of :func:`_work`. Inlined into callers compiled without
+    reference counting (``_nrt=False``: nothing here allocates), so that the views
+    and arrays the steps take cost nothing per bar, and with ``G`` a constant.
+    """
+    var, st, eq, rs, cols, ev, cand, tgt = work
+    T = m.px.shape[0]
+    K = m.px.shape[1]
+    for j in range(G):
+        v = var[j]
+        _init_state(st, G, j, K, fps[v], ips[v], m.alt_value[0])
+        cols[j] = ips[v, IP_HR_COL]
+        rs[j] = 0.0
+        rs[G + j] = 0.0
+        rs[2 * G + j] = 1.0
+        rs[3 * G + j] = 1.0
+        rs[4 * G + j] = 0.0
+    for j in range(G):
+        ev[j] = True
+    for k in range(K):
+        tgt[k] = 0.0
+    row = 0
+    for t in range(T):
+        if row == _TILE:
+            _return_stats(eq, row, t - row, m.alt_value, rs, G)
+            for j in range(G):
+                eq[0, j] = eq[row, j]
+            row = 0
+        row += 1  # bar t's row of eq
+        on_quiet = m.quiet[t]
+        if on_quiet:
+            k0 = m.c0[t]
+            cand[0] = k0
+            nc = 1
+            n_ev = _quiet_pass(
+                t, row, k0, st, m.hr, cols, eq, ev, cs, m.px[t, k0], m.px[t - 1, k0], m.idx[t], m.idx[t - 1],
+                m.xhi[t], m.xlo[t], m.fund_rate[t], m.vm_bar[t], m.alt_flow[t], m.alt_value[t], m.alt_pnl[t],
+            )
+            if n_ev == 0:
+                continue
+        else:
+            nc = _candidates(m.c0, m.c1, t, cand)
+        for j in range(G):
+            if on_quiet and not ev[j]:
+                continue
+            eq[row, j] = _bar(
+                t, j, G, m, cs, _params_of(fps, ips, var[j]), st, cand, nc, tgt, m.hr[t, cols[j]], record, out
+            )
+    _return_stats(eq, row, T - row, m.alt_value, rs, G)
+    for j in range(G):
+        eq[0, j] = eq[row, j]
+
+
+@njit(cache=True, inline="always")
+def _work(G, K):
+    """Arrays of :func:`_run` for ``G`` variants and ``K`` contracts: the variants (``var``),
+    their state (``st``), the equity tile (``eq``), the return statistics (``rs``) and
+    scratch (``cols``, ``ev``, ``cand``, ``tgt``)."""
+    return (
+        np.zeros(G, dtype=np.int64), np.empty((_ROW_POS + K) * G), np.empty((_TILE + 1, G)), np.empty(5 * G),
+        np.empty(G, dtype=np.int64), np.empty(G, dtype=np.bool_), np.empty(4, dtype=np.int64), np.empty(K),
+    )
+
+
+@njit(cache=True, _nrt=False)
+def _run_one(m, cs, fps, ips, record, out, work, summary):
+    """:func:`_run` for the one variant of :func:`simulate_1d_nb`; its summary fields."""
+    _run(m, cs, fps, ips, 1, record, out, work)
+    st, eq, rs = work[1], work[2], work[3]
+    _write_summary(st, 1, 0, eq[0, 0], summary)
+    summary[S_MEAN_H] = rs[0]
+    summary[S_M2_H] = rs[1]
+    summary[S_MAX_DD_H] = rs[4]
+
+
+@njit(cache=True, inline="always")
+def _write_summary(st, G, j, equity_final, summary):
+    """Summary fields kept in the account (all but the return statistics and the unhedged fields)."""
+    a = _load_account(st, G, j)
+    summary[S_PNL_FUTURES] = a.pnl_f
+    summary[S_PNL_BASIS] = a.pnl_b
+    summary[S_FEES] = a.fees
+    summary[S_SLIPPAGE] = a.slip
+    summary[S_ROLL_COST] = a.roll
+    summary[S_FUNDING] = a.fund
+    summary[S_LIQUIDATION_COST] = a.liq
+    summary[S_TRADES] = a.trades
+    summary[S_ROLLS] = a.rolls
+    summary[S_MARGIN_CALLS] = a.calls
+    summary[S_LIQUIDATIONS] = a.liqs
+    summary[S_MARGIN_CAPPED] = a.capped
+    summary[S_TURNOVER_CONTRACTS] = a.turnover
+    summary[S_MIN_MARGIN_EXCESS] = a.min_excess if np.isfinite(a.min_excess) else np.nan
+    summary[S_FINAL_EQUITY_HEDGED] = equity_final
+    summary[S_FINAL_EQUITY_UNHEDGED] = a.eq_u
+    summary[S_MARGIN_NEED] = max(a.need, 0.0)
 
 
 @njit(cache=True)
@@ -994,7 +1241,7 @@ def _unhedged_stats(alt_value, alt_pnl, summary):
     summary[S_MEAN_NOTIONAL] = notional
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def _return_stats(eq, n_rows, t0, alt_value, rs, G):
     """Bring the hedged-return statistics of ``G`` variants up to date with a tile of bars.
 
@@ -1084,55 +1331,36 @@ def simulate_1d_nb(
     cs : float
         Contract size in index units.
     fp, ip : float64[N_FP], int64[N_IP]
-        Variant parameters (see ``FP`` / ``IP``).
+        Variant parameters (indices ``FP_*`` / ``IP_*``).
     record : bool
         Write per-bar rows into ``out`` (float64[N_OUT, T]); otherwise ``out`` is ignored.
     summary : float64[N_SUM]
         Filled with the variant's summary statistics.
     """
     xhi, xlo, expiring, quiet = _market_prep(idx, idx_hi, idx_lo, c0, c1, exp_bar, alt_value, alt_changed)
+    # one variant: no quiet-bar pass, every bar runs the steps
+    m = Mkt(px, idx, xhi, xlo, expiring, np.zeros_like(quiet), c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
+            alt_value, alt_pnl, alt_flow, alt_changed, hr)
     fps = np.empty((1, N_FP))
     fps[0] = fp
     ips = np.empty((1, N_IP), dtype=np.int64)
     ips[0] = ip
-    var = np.zeros(1, dtype=np.int64)
-    st = np.empty(R_POS + px.shape[1])
-    eq = np.empty((_TILE + 1, 1))
-    rs = np.empty(5)
-    # one variant: no quiet-bar pass, every bar runs the steps
-    _run(
-        px, idx, xhi, xlo, expiring, np.zeros_like(quiet), c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
-        alt_value, alt_pnl, alt_flow, alt_changed, hr, cs, fps, ips, var, record, out, st, eq, rs,
-    )
-    _write_summary(st, 1, 0, eq[0, 0], summary)
+    _run_one(m, cs, fps, ips, record, out, _work(1, px.shape[1]), summary)
     _unhedged_stats(alt_value, alt_pnl, summary)
-    summary[S_MEAN_H] = rs[0]
-    summary[S_M2_H] = rs[1]
-    summary[S_MAX_DD_H] = rs[4]
 
 
-@njit(cache=True)
-def _simulate_group_nb(
-    px, idx, xhi, xlo, expiring, quiet, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
-    alt_value, alt_pnl, alt_flow, alt_changed, hr, cs, fps, ips, members, unhedged, summaries,
-):
+@njit(cache=True, _nrt=False)
+def _simulate_group_nb(m, cs, fps, ips, members, unhedged, summaries, dummy, work):
     """Variants ``members`` (at most ``_GROUP``) of :func:`simulate_many_nb`, side by side; summaries only.
 
     A group with fewer members is padded with copies of its last member (results discarded).
     """
     G = _GROUP
     ng = members.shape[0]
-    var = np.empty(G, dtype=np.int64)
+    var, st, eq, rs = work[0], work[1], work[2], work[3]
     for j in range(G):
         var[j] = members[min(j, ng - 1)]
-    dummy = np.empty((N_OUT, 1))
-    st = np.empty((R_POS + px.shape[1]) * G)
-    eq = np.empty((_TILE + 1, G))
-    rs = np.empty(5 * G)
-    _run(
-        px, idx, xhi, xlo, expiring, quiet, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
-        alt_value, alt_pnl, alt_flow, alt_changed, hr, cs, fps, ips, var, False, dummy, st, eq, rs,
-    )
+    _run(m, cs, fps, ips, G, False, dummy, work)
     for j in range(ng):
         s = summaries[var[j]]
         _write_summary(st, G, j, eq[0, j], s)
@@ -1189,11 +1417,10 @@ def simulate_many_nb(
     group_at = np.empty(n_groups, dtype=np.int64)
     for g in range(n_groups):
         group_at[(g * q) % n_groups] = g
+    m = Mkt(px, idx, xhi, xlo, expiring, quiet, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
+            alt_value, alt_pnl, alt_flow, alt_changed, hr)
     for i in prange(n_groups):
         g = group_at[i]
-        _simulate_group_nb(
-            px, idx, xhi, xlo, expiring, quiet, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
-            alt_value, alt_pnl, alt_flow, alt_changed, hr, cs, fps, ips, order[g * _GROUP : min(V, (g + 1) * _GROUP)],
-            unhedged, summaries,
-        )
+        _simulate_group_nb(m, cs, fps, ips, order[g * _GROUP : min(V, (g + 1) * _GROUP)], unhedged, summaries,
+                           np.empty((N_OUT, 1)), _work(_GROUP, px.shape[1]))
     return summaries

@@ -66,6 +66,17 @@ def _costs(v: Variant, q: float, cs: float, price: float, volume: float) -> tupl
     return fee, slip
 
 
+def _trades_to(acct: _Account, targets: dict[int, float]) -> dict[int, tuple[float, float]]:
+    """Per contract, the trade (above 1e-12 contracts) to go from the positions to ``targets``
+    and the target it leaves."""
+    out = {}
+    for k in sorted(set(acct.positions) | set(targets)):
+        q = targets.get(k, 0.0) - acct.positions.get(k, 0.0)
+        if abs(q) > 1e-12:
+            out[k] = (q, targets.get(k, 0.0))
+    return out
+
+
 def simulate_reference(m: Market, v: Variant) -> dict[str, np.ndarray]:
     """Simulate one variant; returns per-bar arrays named like ``kernels.OUT``."""
     T = m.n_bars
@@ -198,13 +209,22 @@ def simulate_reference(m: Market, v: Variant) -> dict[str, np.ndarray]:
                 pending = bar.funding + bar.fees + bar.slippage + bar.roll_cost + bar.liquidation_cost
                 balance_now = acct.wallet + acct.unrealized + pending
                 required = im * abs(n_star) * cs * f0
-                if required > balance_now and v.policy == "top_up" and acct.reserve > 0:
-                    amount = min(acct.reserve, required - balance_now)
-                    acct.reserve -= amount
-                    acct.wallet += amount
-                    acct.topped_up += amount
-                    balance_now += amount
-                if required > balance_now:
+                covered = False
+                if v.policy == "top_up" and acct.reserve > 0:
+                    # the top-up covers the new position's initial margin plus the trade's own costs
+                    trade_cost = sum(sum(_costs(v, q, cs, m.px[t, k], m.volume_usd[t]))
+                                     for k, (q, _) in _trades_to(acct, split(n_star)).items())
+                    shortfall = required + trade_cost - balance_now
+                    if shortfall > 0:
+                        amount = min(acct.reserve, shortfall)
+                        acct.reserve -= amount
+                        acct.wallet += amount
+                        acct.topped_up += amount
+                        balance_now += amount
+                        # all of the shortfall came from the reserve: covered, whatever the rounding
+                        # of balance_now + amount (it can land an ulp below the target)
+                        covered = amount == shortfall
+                if required > balance_now and not covered:
                     cost_rate = v.fee_bps / 1e4 + v.half_spread_bps / 1e4
                     volume = m.volume_usd[t]
                     if v.impact_coef > 0 and math.isfinite(volume) and volume > 0:
@@ -218,15 +238,12 @@ def simulate_reference(m: Market, v: Variant) -> dict[str, np.ndarray]:
                         n_star = math.copysign(cap, n_star)
             q_total = n_star - held_total
             if abs(q_total) > 1e-12 and abs(q_total) >= v.min_trade_contracts:
-                targets = split(n_star)
-                for k in set(acct.positions) | set(targets):
-                    q = targets.get(k, 0.0) - acct.positions.get(k, 0.0)
-                    if abs(q) > 1e-12:
-                        fee, slip = _costs(v, q, cs, m.px[t, k], m.volume_usd[t])
-                        bar.fees -= fee
-                        bar.slippage -= slip
-                        bar.trade_contracts += abs(q)
-                        acct.positions[k] = targets.get(k, 0.0)
+                for k, (q, target) in _trades_to(acct, split(n_star)).items():
+                    fee, slip = _costs(v, q, cs, m.px[t, k], m.volume_usd[t])
+                    bar.fees -= fee
+                    bar.slippage -= slip
+                    bar.trade_contracts += abs(q)
+                    acct.positions[k] = target
                 bar.rebalanced = True
 
         # 7. cash and variation margin

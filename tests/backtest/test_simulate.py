@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from backtest.market import Market, Variant, run_variant, run_variants
+from backtest.market import Market, Variant, pack_variants, run_variant
 from backtest.reference import simulate_reference
 from backtest import kernels as K
 
@@ -160,13 +160,86 @@ def test_fast_kernel_equals_reference(seed: int) -> None:
         np.testing.assert_allclose(fast[name], ref[name], rtol=1e-10, atol=1e-7, equal_nan=True, err_msg=name)
 
 
+def _many(m: Market, variants: list[Variant]) -> np.ndarray:
+    fps, ips = pack_variants(variants)
+    return K.simulate_many_nb(*m.kernel_args(), fps, ips)
+
+
 def test_many_variant_driver_equals_single_runs(rng: np.random.Generator) -> None:
     m = random_market(rng, 300, n_rules=3)
     variants = [_random_variant(rng, 3) for _ in range(8)]
-    many = run_variants(m, variants)
+    many = _many(m, variants)
     for v, row in zip(variants, many):
         _, single = run_variant(m, v)
-        np.testing.assert_allclose(row, [single[k] for k in K.SUM], rtol=1e-12, equal_nan=True)
+        np.testing.assert_array_equal(row, [single[k] for k in K.SUM])
+
+
+def _stressed_variants(rng: np.random.Generator, n_rules: int, n: int) -> list[Variant]:
+    """Variants that hit margin calls, liquidations and caps under both policies, with and
+    without a reserve, rebalancing often and rarely (so most bars are quiet for most of them)."""
+    out = []
+    for i in range(n):
+        out.append(Variant(
+            hr_col=i % n_rules, fee_bps=float(rng.uniform(0, 10)), half_spread_bps=float(rng.uniform(0, 5)),
+            impact_coef=float(rng.choice([0.0, 0.05])), mode=("every", "band", "band_on_schedule")[i % 3],
+            every_bars=int(rng.choice([1, 7, 24, 100])), band=float(rng.uniform(0, 0.3)),
+            whole_contracts=bool(i % 2), margin_enabled=i % 5 != 4,
+            collateral_usd=float(rng.uniform(2e4, 2e5)),
+            reserve_usd=float(rng.choice([0.0, rng.uniform(1e4, 2e5)])),
+            policy=("top_up", "cut_hedge")[(i // 2) % 2], liquidation_fee_bps=float(rng.uniform(0, 100)),
+            settlement_fee_bps=float(rng.uniform(0, 10)), daily_variation=bool((i // 3) % 2),
+        ))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["perpetual", "dated"])
+def test_many_variant_driver_equals_single_runs_bit_for_bit_under_stress(kind: str) -> None:
+    """Perpetual with funding (the quiet pass's funding branch: funding falls on quiet bars)
+    and dated futures with rolls; margin calls, liquidations and caps under both policies;
+    more variants than one group (so a padded group too). Every summary field equal to
+    the bit, and the features really exercised."""
+    rng = np.random.default_rng(7 if kind == "perpetual" else 8)
+    m = random_market(rng, 600, n_rules=3, vol=0.04, perpetual=kind == "perpetual", grace=2, holding_changes=True)
+    variants = _stressed_variants(rng, 3, 2 * K._GROUP + 5)
+    many = _many(m, variants)
+    singles = np.array([[run_variant(m, v)[1][k] for k in K.SUM] for v in variants])
+    np.testing.assert_array_equal(many, singles)
+    col = {k: i for i, k in enumerate(K.SUM)}
+    calls = many[:, col["margin_calls"]]
+    liqs = many[:, col["liquidations"]]
+    for policy in ("top_up", "cut_hedge"):
+        mine = np.array([v.policy == policy and v.margin_enabled for v in variants])
+        assert calls[mine].sum() > 0, policy
+    assert liqs.sum() > 0 and many[:, col["margin_capped"]].sum() > 0
+    if kind == "perpetual":
+        assert (many[:, col["funding"]] != 0).mean() > 0.8  # (the rest are liquidated early)
+        # funding settles on quiet bars (no roll, no holding change): the quiet pass books it
+        _, _, _, quiet = K._market_prep(m.idx, m.idx_hi, m.idx_lo, m.c0, m.c1, m.exp_bar, m.alt_value, m.alt_changed)
+        assert (quiet & (m.fund_rate != 0)).sum() > 20
+    else:
+        assert (many[:, col["rolls"]] > 0).mean() > 0.3  # (the rest are liquidated before a roll)
+
+
+@pytest.mark.parametrize(
+    "kind, policy, reserve",
+    [("perpetual", "top_up", 3e5), ("perpetual", "cut_hedge", 0.0), ("perpetual", "top_up", 0.0),
+     ("dated", "top_up", 3e5), ("dated", "cut_hedge", 0.0), ("dated", "top_up", 0.0)],
+)
+def test_fast_kernel_equals_reference_with_margin_calls(kind: str, policy: str, reserve: float) -> None:
+    """Funding or rolls, margin calls under each policy (top-ups from a reserve, cuts),
+    liquidation without a reserve, capped re-sizes."""
+    rng = np.random.default_rng(31)
+    m = random_market(rng, 400, vol=0.02, perpetual=kind == "perpetual", grace=2)
+    v = Variant(fee_bps=4, half_spread_bps=2, impact_coef=0.05, every_bars=5, whole_contracts=kind == "dated",
+                margin_enabled=True, collateral_usd=4e4, reserve_usd=reserve, policy=policy,
+                settlement_fee_bps=5, liquidation_fee_bps=50)
+    fast, summary = run_variant(m, v)
+    ref = simulate_reference(m, v)
+    for name in K.OUT:
+        np.testing.assert_allclose(fast[name], ref[name], rtol=1e-10, atol=1e-7, equal_nan=True, err_msg=name)
+    assert summary["margin_calls"] > 0 and summary["liquidations"] > 0 and summary["margin_capped"] > 0
+    if reserve > 0:
+        assert (summary["funding"] != 0) if kind == "perpetual" else (summary["rolls"] > 0)
 
 
 # -- rolls and expiry (hand calculation) --------------------------------------------------------
@@ -327,6 +400,59 @@ def test_min_safe_collateral_is_the_smallest_that_avoids_calls() -> None:
     _, short = run_variant(_margin_path(), _margin_variant(collateral_usd=need * 0.99))
     assert just["margin_calls"] == 0
     assert short["margin_calls"] >= 1
+
+
+F0 = 1234.5677  # (an initial margin with an odd last bit: some collaterals round down to it)
+
+
+def _resize_market() -> tuple[Market, float]:
+    """Short about 470 contracts at 1234.5677 on bar 0 (hedge ratio 1); the target as the kernel computes it."""
+    m = hand_market(idx=[F0] * 3, coin=[1.0] * 3, units=470.0 * F0, contract_size=1.0)
+    return m, -1.0 * m.alt_value[0] / (1.0 * F0)
+
+
+def test_reserve_top_up_at_a_resize_is_not_an_ulp_short() -> None:
+    """Issue 10, fix 4: a top-up to exactly the initial margin could land one floating-point
+    step below it (``C + (IM - C) < IM``), and the cap branch then cut the hedge although the
+    reserve had plenty (demo: min-variance rule on 2024-02-29, -433 contracts held for a
+    -470 target, ``margin_capped = 1``). A collateral that rounds so is searched for; the
+    hedge must be the full target, uncapped, as in the reference."""
+    m, n = _resize_market()
+    im = 0.05
+    need = im * abs(n) * 1.0 * F0  # as the kernel computes it
+    rng = np.random.default_rng(5)
+    collateral = next(c for c in rng.uniform(0.0, need / 2, 10_000) if c + (need - c) < need)
+    v = Variant(fee_bps=0.0, every_bars=1000, margin_enabled=True, initial_rate=im, collateral_usd=float(collateral),
+                reserve_usd=1e6, policy="top_up")
+    rows, summary = run_variant(m, v)
+    assert summary["margin_capped"] == 0
+    assert rows["contracts"].tolist() == [n] * 3
+    assert rows["margin_reserve"][0] == 1e6 - (need - collateral)
+    ref = simulate_reference(m, v)
+    assert ref["contracts"].tolist() == [n] * 3
+
+
+@pytest.mark.parametrize("whole", [True, False])
+def test_reserve_top_up_at_a_resize_covers_initial_margin_plus_the_trades_costs(whole: bool) -> None:
+    """After a re-size funded from the reserve the margin balance covers the new position's
+    initial margin: the top-up paid the trade's fees and slippage too (hand calculation)."""
+    m, n = _resize_market()
+    m = replace(m, volume_usd=np.full(3, 5e6))
+    v = Variant(fee_bps=5.0, half_spread_bps=2.0, impact_coef=0.1, whole_contracts=whole, every_bars=1000,
+                margin_enabled=True, initial_rate=0.05, collateral_usd=1_000.0, reserve_usd=1e6, policy="top_up")
+    rows, summary = run_variant(m, v)
+    n = round(n) if whole else n
+    notional = abs(n) * F0
+    cost = notional * (7e-4 + 0.1 * np.sqrt(notional / 5e6))
+    im = 0.05 * notional
+    assert summary["margin_capped"] == 0 and rows["contracts"][0] == n
+    assert -(rows["fees"][0] + rows["slippage"][0]) == pytest.approx(cost, rel=1e-12)
+    assert rows["margin_reserve"][0] == pytest.approx(1e6 - (im + cost - 1_000.0), rel=1e-12)
+    assert rows["margin_balance"][0] == pytest.approx(im, rel=1e-12)
+    assert rows["margin_balance"][0] >= rows["margin_initial"][0] * (1 - 1e-12)
+    ref = simulate_reference(m, v)
+    for name in K.OUT:
+        np.testing.assert_allclose(rows[name], ref[name], rtol=1e-12, atol=1e-9, equal_nan=True, err_msg=name)
 
 
 # -- slippage --------------------------------------------------------------------------------------
