@@ -76,6 +76,7 @@ __all__ = [
     "plot_compare_heatmap",
     "compare_heatmap_axes",
     "render_all",
+    "default_workers",
 ]
 
 #: Resolution of every PNG (dots per inch).
@@ -1016,9 +1017,54 @@ def _sorted_labels(values: pd.Series) -> list[str]:
 FigureJob = tuple[Any, tuple[Any, ...], dict[str, Any]]
 
 
-def render_all(jobs: Mapping[str, FigureJob], out: Path) -> dict[str, Path]:
-    """Render every job to ``out/<stem>.png``, in the order given; returns ``{stem: path}``."""
-    return {stem: _run_job(job, Path(out) / f"{stem}.png") for stem, job in jobs.items()}
+#: Relative rendering cost of the heavier figures (the rest count 1): handed out first, so
+#: the workers finish together.
+_COST: Final[dict[str, float]] = {"monthly_returns": 4.0, "margin": 3.5, "events": 3.0, "hedge_ratio": 2.5,
+                                  "compare_scatter": 2.0, "compare_heatmap": 2.0}
+#: The jobs of the :func:`render_all` call in progress, read by forked workers (set only
+#: for the duration of that call; the workers inherit it instead of unpickling a ledger).
+_PENDING: dict[str, tuple[FigureJob, Path]] = {}
+
+
+def default_workers() -> int:
+    """Worker processes :func:`render_all` uses: the CPUs this process may run on, at most 4."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    return max(1, min(4, n))
+
+
+def render_all(jobs: Mapping[str, FigureJob], out: Path, *, workers: int | None = None) -> dict[str, Path]:
+    """Render every job to ``out/<stem>.png``; returns ``{stem: path}`` in the order given.
+
+    With ``workers > 1`` (default :func:`default_workers`) and the ``fork`` start method
+    available, the figures are drawn in that many forked processes, costliest first; each
+    figure is drawn by the same code from the same data either way, so the PNG bytes are
+    identical to a serial render (tested). Otherwise they are drawn here, one by one.
+    """
+    import multiprocessing as mp
+
+    out = Path(out)
+    paths = {stem: out / f"{stem}.png" for stem in jobs}
+    n = min(default_workers() if workers is None else workers, len(jobs))
+    if n <= 1 or "fork" not in mp.get_all_start_methods():
+        return {stem: _run_job(job, paths[stem]) for stem, job in jobs.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    order = sorted(jobs, key=lambda stem: -_COST.get(stem, 1.0))
+    _PENDING.clear()
+    _PENDING.update({stem: (jobs[stem], paths[stem]) for stem in jobs})
+    try:
+        with mp.get_context("fork").Pool(n) as pool:
+            done = dict(pool.imap_unordered(_run_pending, order, chunksize=1))
+    finally:
+        _PENDING.clear()
+    return {stem: done[stem] for stem in jobs}
+
+
+def _run_pending(stem: str) -> tuple[str, Path]:
+    job, path = _PENDING[stem]
+    return stem, _run_job(job, path)
 
 
 def _run_job(job: FigureJob, path: Path) -> Path:
