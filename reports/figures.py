@@ -32,6 +32,7 @@ import math
 import os
 import re
 import textwrap
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -1063,8 +1064,13 @@ def render_all(jobs: Mapping[str, FigureJob], out: Path, *, workers: int | None 
     _PENDING.clear()
     _PENDING.update({stem: (jobs[stem], paths[stem]) for stem in jobs})
     try:
-        with mp.get_context("fork").Pool(n) as pool:
-            done = dict(pool.imap_unordered(_run_pending, order, chunksize=1))
+        with warnings.catch_warnings():
+            # Python >= 3.12 warns on fork() in a process with threads (numba, pyarrow pools);
+            # the workers only draw with matplotlib and numpy and start no threads of their own
+            warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks",
+                                    category=DeprecationWarning)
+            with mp.get_context("fork").Pool(n) as pool:
+                done = dict(pool.imap_unordered(_run_pending, order, chunksize=1))
     finally:
         _PENDING.clear()
     return {stem: done[stem] for stem in jobs}
