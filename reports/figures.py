@@ -46,7 +46,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, PercentFormatter
+from matplotlib.ticker import FuncFormatter, NullLocator, PercentFormatter
 from matplotlib.transforms import Bbox
 from matplotlib.typing import RcKeyType
 from PIL import Image
@@ -287,6 +287,17 @@ def _usd(v: float, _pos: Any = None) -> str:
 
 
 _USD = FuncFormatter(_usd)
+
+
+def _usd_short(v: float, _pos: Any = None) -> str:
+    """``950``, ``10k``, ``2.5M`` (for log axes)."""
+    for div, unit in ((1e9, "bn"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:,.4g}{unit}"
+    return _usd(v)
+
+
+_USD_SHORT = FuncFormatter(_usd_short)
 
 
 def roll_starts(g: pd.DataFrame) -> npt.NDArray[np.bool_]:
@@ -673,6 +684,8 @@ def plot_margin(ledger: pd.DataFrame, path: Path | None = None, *, rules: Sequen
             _line(ax, x, pos(req), color="tab:red", lw=1.0, label="maintenance requirement")
             _line(ax, x, pos(bal), color=styles[rule]["color"], lw=1.0, label="margin balance")
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(_USD_SHORT)  # plain numbers: no mathtext to typeset
+            ax.yaxis.set_minor_locator(NullLocator())  # 2..9 x 10^k minor ticks cost a third of the figure
             low = bal <= 0
             if low.any():
                 ymin = ax.get_ylim()[0]
@@ -995,8 +1008,8 @@ def plot_compare_heatmap(
             mid = float(np.mean([finite.min(), finite.max()])) if finite.size else 0.0
             for (i, j), v in np.ndenumerate(data):
                 if math.isfinite(v):
-                    ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=9,
-                            color="black" if v > mid else "white")
+                    ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=9, in_layout=False,
+                            color="black" if v > mid else "white")  # inside its cell
             ax.set_xticks(range(table.shape[1]), [tex(c) for c in table.columns], rotation=20, ha="right")
             ax.set_yticks(range(table.shape[0]), [tex(r) for r in table.index])
             ax.set_xlabel(tex(ca))
