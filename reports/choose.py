@@ -102,7 +102,8 @@ def plot_index_weights(summary: Any, path: Path | None = None, *, ax: Any = None
     """What the index held: target weights at each rebalance in effect during the replay, stacked
     (a step per rebalance), with the number of constituents held on a second axis. Exits caused by
     the end of a price series (``cause = "data_end"``) are marked. Reads ``summary.json``'s
-    ``index.weights`` and ``index.events``; returns the Figure (written as PNG when given a path)."""
+    ``index.weights`` and ``index.events``. Returns the Figure, or, given a path, writes the PNG
+    there and returns the path (as :mod:`reports.figures` does)."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -159,4 +160,5 @@ def plot_index_weights(summary: Any, path: Path | None = None, *, ax: Any = None
         if path is not None:
             with atomic_file(Path(path)) as tmp:
                 fig.savefig(tmp, format="png", metadata={"Software": None})
+            return Path(path)
         return fig

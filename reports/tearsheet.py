@@ -288,8 +288,8 @@ def plot_monthly_returns(
             im = ax.imshow(data, aspect="auto", cmap="RdYlGn", vmin=-lim, vmax=lim, interpolation="nearest")
             for (i, j), v in np.ndenumerate(data):
                 if math.isfinite(v):
-                    ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=9,
-                            color="black" if abs(v) < 0.6 * lim else "white")
+                    ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=9, in_layout=False,
+                            color="black" if abs(v) < 0.6 * lim else "white")  # inside its cell
             ax.set_xticks(range(12), list(_MONTHS))
             ax.set_yticks(range(len(table)), [str(y) for y in table.index])
             ax.tick_params(axis="x", labelbottom=ax is axes[-1])

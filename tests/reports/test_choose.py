@@ -31,7 +31,8 @@ def test_summary_holds_the_rebalance_weights_of_the_replay(result: hb.Result) ->
 
 
 def test_weights_figure_stacks_every_constituent(result: hb.Result, tmp_path: Path) -> None:
-    fig = plot_index_weights(result.summary, tmp_path / "w.png")
+    assert plot_index_weights(result.summary, tmp_path / "w.png") == tmp_path / "w.png"
+    fig = plot_index_weights(result.summary)
     assert (tmp_path / "w.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ax = fig.axes[0]
     assert len(ax.collections) == 4  # one stacked band per constituent
