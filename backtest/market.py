@@ -16,7 +16,7 @@ import numpy as np
 from backtest import kernels as K
 from backtest.errors import ConfigError
 
-__all__ = ["Market", "Variant", "pack_variants", "run_variant"]
+__all__ = ["Market", "Variant", "pack_variants", "run_variant", "run_variants"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -190,3 +190,10 @@ def run_variant(market: Market, variant: Variant) -> tuple[dict[str, np.ndarray]
     K.simulate_1d_nb(*market.kernel_args(), variant.fp(), variant.ip(), True, out, summary)
     return dict(zip(K.OUT, out)), dict(zip(K.SUM, summary.tolist()))
 
+
+
+def run_variants(market: Market, variants: Sequence[Variant]) -> np.ndarray:
+    """Run many variants (summaries only) in one parallel kernel call: one row of
+    :data:`backtest.kernels.SUM` per variant (used by the minimum-safe-collateral bisection)."""
+    fps, ips = pack_variants(variants)
+    return K.simulate_many_nb(*market.kernel_args(), fps, ips)
