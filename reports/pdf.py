@@ -433,7 +433,7 @@ def _title_page(doc: _Doc, summary: Mapping[str, Any]) -> None:
     if ended:
         doc.para("Left the index because their price data ended (the data, not the market): " + ended + ".",
                  size=10, hanging="")
-    if (summary.get("futures", {}) or {}).get("basis", {}).get("source") == "series":
+    if ((summary.get("futures") or {}).get("basis") or {}).get("source") == "series":
         doc.para("Basis: " + carry_source(summary) + ".", size=10, hanging="")
     if sc.get("funding_is_proxy"):
         doc.space(0.1)
