@@ -58,8 +58,6 @@ _BOTTOM: Final[float] = 0.55  # room for the footer
 #: Average advance of DejaVu Sans / DejaVu Sans Mono glyphs, in em (for wrapping).
 _SANS_EM: Final[float] = 0.56
 _MONO_EM: Final[float] = 0.602
-#: Lines of data provenance shown on the title page (the rest goes to the appendix).
-_TITLE_PROVENANCE_LINES: Final[int] = 14
 #: Most compared variants listed in the PDF table (the full list stays in compare.parquet).
 MAX_COMPARE_ROWS: Final[int] = 100
 
@@ -441,16 +439,30 @@ def _title_page(doc: _Doc, summary: Mapping[str, Any]) -> None:
                  "instrument itself, so funding P&L is an estimate.", size=11, weight="bold")
     data = summary.get("data", {}) or {}
     doc.space(0.2)
-    doc.line("Data provenance", size=12, weight="bold")
-    text = " ".join(str(data.get("provenance") or "not recorded").split())
-    lines = textwrap.wrap(text, width=doc._width_chars(9, _SANS_EM)) or [""]
-    for ln in lines[:_TITLE_PROVENANCE_LINES]:
-        doc.line(ln, size=9)
-    if len(lines) > _TITLE_PROVENANCE_LINES:
-        doc.line("... (full text in Appendix B)", size=9)
+    doc.line("Data provenance (data/PROVENANCE.md; the full note is in Appendix B)", size=12, weight="bold")
+    rows = provenance_rows(str(data.get("provenance") or ""))
+    inputs = {Path(str(i.get("path", ""))).name for i in summary.get("inputs", []) or []}
+    used = [r for r in rows if r[0] in inputs] or rows
+    if used:
+        doc.grid(["file read by this run", "source"], [[_short(f, 48), _short(src, 70)] for f, src in used],
+                 right=[False, False], size=8.5)
+    else:
+        doc.line("not recorded", size=9)
     gaps = list(data.get("gaps", []) or [])
     doc.space(0.05)
     doc.line(f"Data gaps filled: {len(gaps)}" + (" (listed in Appendix B)." if gaps else "."), size=10)
+
+
+def provenance_rows(text: str) -> list[tuple[str, str]]:
+    """``(file, source)`` of every row of the Markdown table in a provenance note (header and rule
+    rows skipped), so the PDF prints a real table instead of raw Markdown."""
+    out = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or set(cells[0]) <= {"-", ":", " "} or cells[0].lower() == "file":
+            continue
+        out.append((cells[0], cells[-1]))
+    return out
 
 
 def data_end_exits(summary: Mapping[str, Any]) -> str:
@@ -715,13 +727,22 @@ def write_pdf(
         data = summary.get("data", {}) or {}
         doc.space(0.1)
         doc.line("Data provenance", size=11, weight="bold")
-        doc.para(" ".join(str(data.get("provenance") or "not recorded").split()), size=9)
+        for line in str(data.get("provenance") or "not recorded").splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if line.strip().startswith("|"):
+                if len(cells) >= 3 and not set(cells[0]) <= {"-", ":", " "} and cells[0].lower() != "file":
+                    doc.para(f"{cells[0]}: {cells[1]} (source: {cells[-1]})", size=8.5, hanging="- ")
+            elif line.strip() and not line.startswith("#"):
+                doc.para(line.strip(), size=8.5)
         gaps = list(data.get("gaps", []) or [])
         if gaps:
             doc.space(0.1)
             doc.line(f"Data gaps filled ({len(gaps)})", size=11, weight="bold")
-            for g in gaps:
-                doc.para(g if isinstance(g, str) else json.dumps(g, default=str), size=9, mono=True)
+            doc.grid(["symbol", "gaps", "missing bars", "longest (bars)", "longest gap starts"],
+                     [[str(g.get("symbol", "?")), str(g.get("n_gaps", "?")), str(g.get("missing_bars", "?")),
+                       str(g.get("longest_gap_bars", "?")), str(g.get("longest_gap_start") or "")[:16]]
+                      if isinstance(g, dict) else [str(g), "", "", "", ""] for g in gaps],
+                     right=[False, True, True, True, False], size=8.5)
         doc.space(0.1)
         doc.line("Package versions", size=11, weight="bold")
         packages = {"hedgebt": summary.get("hedgebt_version", "?"), **dict(summary.get("packages", {}) or {})}
