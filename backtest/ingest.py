@@ -77,7 +77,7 @@ import pyarrow.parquet as pq
 
 from backtest.atomic import MAX_NAME_BYTES, atomic_file
 from backtest.data import PRICE_COLUMNS, _check_long_frame, check_input_file, read_long, validate_long_frame
-from backtest.errors import ConfigError, DataError
+from backtest.errors import ConfigError, DataError, HedgeBTError
 
 __all__ = [
     "Format",
@@ -680,6 +680,59 @@ def _parse_json_rows(path: Path, text: str, symbol: str) -> _Parsed:
 # --------------------------------------------------------------------------------------------
 
 
+class _Ambiguous(Exception):
+    """The header fits several formats (resolved by :func:`_parse_agreeing`)."""
+
+    def __init__(self, candidates: tuple[str, ...], first: str, line: int) -> None:
+        super().__init__(first)
+        self.candidates, self.first, self.line = candidates, first, line
+
+
+def _parse_as(path: Path, data: bytes, symbol: str, fmt: str, yahoo_shift_days: int) -> _Parsed:
+    if fmt == "binance":
+        return _parse_binance(path, data, symbol)
+    if fmt == "cryptodatadownload":
+        return _parse_cryptodatadownload(path, data, symbol)
+    if fmt == "yahoo":
+        return _parse_yahoo(path, data, symbol, yahoo_shift_days)
+    return _parse_ohlcv_rows(path, data, symbol)
+
+
+def _parse_agreeing(path: Path, data: bytes, symbol: str, amb: _Ambiguous) -> tuple[_Parsed, str]:
+    """Read a file whose header fits several formats with each of them; accept it when every
+    format that can read it gives the same bars (a plain ``date,open,high,low,close,volume``
+    CSV), else refuse naming the formats and asking for ``--format``."""
+    results: dict[str, _Parsed] = {}
+    for fmt in amb.candidates:
+        try:
+            results[fmt] = _parse_as(path, data, symbol, fmt, 0)
+        except HedgeBTError:
+            continue
+    frames = list(results.values())
+    if frames and all(f.frame.equals(frames[0].frame) for f in frames[1:]):
+        return frames[0], next(iter(results))
+    groups: list[list[str]] = []
+    for fmt, parsed in results.items():
+        for g in groups:
+            if results[g[0]].frame.equals(parsed.frame):
+                g.append(fmt)
+                break
+        else:
+            groups.append([fmt])
+    differ = ""
+    if len(groups) > 1:
+        a, b = results[groups[0][0]].frame, results[groups[1][0]].frame
+        cols = [c for c in a.columns if c in b.columns and not a[c].equals(b[c])]
+        differ = (f": {'/'.join(groups[0])} and {'/'.join(groups[1])} read column(s) {', '.join(cols)} "
+                  "differently (yahoo takes volume in USD and divides it by the close)")
+    raise DataError(
+        path,
+        f"ambiguous format: the header {amb.first!r} fits {', '.join(amb.candidates)}{differ}; pass --format "
+        "(format=) to say which the file is",
+        detail=f"line {amb.line}",
+    )
+
+
 def _detect(path: Path, data: bytes) -> str:
     """Sniff the format from the extension and the first line (see the module docstring)."""
     name = path.name.lower()
@@ -711,11 +764,7 @@ def _detect(path: Path, data: bytes) -> str:
     if len(candidates) == 1:
         return candidates[0]
     if candidates:
-        raise DataError(
-            path,
-            f"ambiguous format: the header {first!r} fits {', '.join(candidates)}; pass --format (format=) to choose",
-            detail=f"line {first_no}",
-        )
+        raise _Ambiguous(tuple(dict.fromkeys(candidates)), first, first_no)
     other = _other_delimiter(first)
     hint = f"; the line looks {other}-delimited, hedgebt reads comma-separated files" if other else ""
     raise DataError(
@@ -747,19 +796,23 @@ def _read_parsed(path: str | Path, *, symbol: str, format: Format, yahoo_shift_d
     if isinstance(yahoo_shift_days, bool) or not isinstance(yahoo_shift_days, (int, np.integer)):
         raise ConfigError("ingest.yahoo_shift_days", f"expected an integer number of days, got {yahoo_shift_days!r}")
     data = _read_bytes(path)
-    fmt = _detect(path, data) if format == "auto" else format
+    parsed: _Parsed | None = None
+    if format != "auto":
+        fmt = format
+    else:
+        try:
+            fmt = _detect(path, data)
+        except _Ambiguous as amb:
+            if yahoo_shift_days and "yahoo" in amb.candidates:
+                fmt = "yahoo"  # only yahoo files take a shift
+            else:
+                parsed, fmt = _parse_agreeing(path, data, symbol, amb)
     if yahoo_shift_days and fmt != "yahoo":
         raise ConfigError("ingest.yahoo_shift_days", f"only applies to yahoo files, but {path} is read as {fmt}")
     if not data.strip():
         raise DataError(path, "file is empty", row=0)
-    if fmt == "binance":
-        parsed = _parse_binance(path, data, symbol)
-    elif fmt == "cryptodatadownload":
-        parsed = _parse_cryptodatadownload(path, data, symbol)
-    elif fmt == "yahoo":
-        parsed = _parse_yahoo(path, data, symbol, int(yahoo_shift_days))
-    else:
-        parsed = _parse_ohlcv_rows(path, data, symbol)
+    if parsed is None:
+        parsed = _parse_as(path, data, symbol, fmt, int(yahoo_shift_days))
 
     frame = parsed.frame
     price_cols = [c for c in PRICE_COLUMNS if c in frame.columns]

@@ -557,3 +557,14 @@ def test_cli_ingest_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit) as exc:
         main(["ingest", str(FREQTRADE), "--symbol", "FET", "--into", str(dataset), "--format", "excel"])
     assert exc.value.code == 2
+
+
+def test_a_header_fitting_several_formats_is_read_when_they_agree(tmp_path: Path) -> None:
+    """With zero volume every format that fits a plain OHLCV header reads the same bars."""
+    path = write_lines(tmp_path / "x.csv", ["date,open,high,low,close,volume", "2024-01-01,1,2,0.5,1.5,0",
+                                            "2024-01-02,1.5,2,1,1.8,0"])
+    frame = read_vendor_file(path, symbol="X")
+    assert frame["close"].tolist() == [1.5, 1.8] and frame["volume"].tolist() == [0.0, 0.0]
+    nonzero = write_lines(tmp_path / "y.csv", ["date,open,high,low,close,volume", "2024-01-01,1,2,0.5,1.5,10"])
+    with pytest.raises(DataError, match="yahoo and freqtrade/ccxt read column.s. volume differently"):
+        read_vendor_file(nonzero, symbol="X")
