@@ -39,7 +39,7 @@ from backtest.market import Market, Variant, run_variant, run_variants
 from strategies.rules import HedgeRule, make_rule, oracle_r2
 
 __all__ = ["Prepared", "PrepareNotes", "FundingNotes", "InputFile", "prepare", "variant_for", "rule_objects",
-           "coin_and_futures_returns", "min_safe_collateral",
+           "coin_and_futures_returns", "holding_arrays", "min_safe_collateral",
            "min_safe_collaterals", "MIN_SAFE_COLLATERAL_LABEL", "MIN_SAFE_TOL_USD"]
 
 #: default market caps: monthly CoinMarketCap snapshots (see data/PROVENANCE.md)
@@ -463,11 +463,22 @@ def _holding_stage(config: Config, ts: pd.DatetimeIndex, close: pd.DataFrame, in
     units, holdings_input = _holdings(config, ts, prices)
     if holdings_input is not None:
         inputs.append(holdings_input)
-    T = len(ts)
-    alt_value = (units * prices).sum(axis=1)
-    if not (alt_value > 0).all():
-        first = ts[np.flatnonzero(~(alt_value > 0))[0]]
+    holding = holding_arrays(units, prices)
+    if not (holding.alt_value > 0).all():
+        first = ts[np.flatnonzero(~(holding.alt_value > 0))[0]]
         raise ConfigError("position", f"the coin holding is worth nothing at {first}; a hedge needs a positive holding")
+    return holding
+
+
+def holding_arrays(units: np.ndarray, prices: np.ndarray) -> _Holding:
+    """The coin leg of ``units`` held at ``prices`` (both shape (T, n_coins)).
+
+    ``alt_value[t] = Σ units[t]·P[t]``; ``alt_pnl[t] = Σ units[t-1]·(P[t] − P[t-1])``;
+    ``alt_flow[t] = −Σ (units[t] − units[t-1])·P[t]`` (cash paid for a change of holding);
+    ``alt_changed[t]`` = the holding changed at ``t``. Bar 0 has no P&L, flow or change.
+    """
+    T = len(prices)
+    alt_value = (units * prices).sum(axis=1)
     alt_pnl = np.zeros(T)
     alt_pnl[1:] = (units[:-1] * np.diff(prices, axis=0)).sum(axis=1)
     alt_flow = np.zeros(T)

@@ -48,7 +48,14 @@ import pandas as pd
 
 from backtest import kernels as K
 from backtest.config import Config
-from backtest.engine import Prepared, coin_and_futures_returns, min_safe_collateral, prepare, variant_for
+from backtest.engine import (
+    Prepared,
+    coin_and_futures_returns,
+    holding_arrays,
+    min_safe_collateral,
+    prepare,
+    variant_for,
+)
 from backtest.errors import ConfigError
 from backtest.market import Market, Variant, pack_variants
 
@@ -189,20 +196,13 @@ def path_market(config: Config, prepared: Prepared, rows: np.ndarray, moves: np.
     prices = prepared.coin_prices[start] * growth[:, :n]
     idx = m.idx[start] * growth[:, n]
     hi_ratio = np.concatenate([[np.nan], x[:, n + 1]])
-    units = _units(config, prepared, start, prices)
-    alt_value = (units * prices).sum(axis=1)
-    alt_pnl = np.zeros(H)
-    alt_pnl[1:] = (units[:-1] * np.diff(prices, axis=0)).sum(axis=1)
-    alt_flow = np.zeros(H)
-    alt_flow[1:] = -(np.diff(units, axis=0) * prices[1:]).sum(axis=1)
-    alt_changed = np.zeros(H, dtype=bool)
-    alt_changed[1:] = (np.diff(units, axis=0) != 0).any(axis=1)
+    coin = holding_arrays(_units(config, prepared, start, prices), prices)
     basis = m.px[start:] / m.idx[start:, None]
     base = Market(
         px=basis * idx[:, None], idx=idx, idx_hi=idx * hi_ratio, idx_lo=np.full(H, np.nan),
         c0=m.c0[start:], c1=m.c1[start:], w1=m.w1[start:], exp_bar=m.exp_bar - start,
         fund_rate=m.fund_rate[start:], volume_usd=m.volume_usd[start:], vm_bar=m.vm_bar[start:],
-        alt_value=alt_value, alt_pnl=alt_pnl, alt_flow=alt_flow, alt_changed=alt_changed,
+        alt_value=coin.alt_value, alt_pnl=coin.alt_pnl, alt_flow=coin.alt_flow, alt_changed=coin.alt_changed,
         hr=np.zeros((H, 1)), contract_size=m.contract_size,
     )
     if hr is not None:
