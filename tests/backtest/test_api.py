@@ -83,7 +83,7 @@ def test_load_and_report_need_no_simulation(result: hb.Result, tmp_path: Path, m
     pd.testing.assert_frame_equal(loaded.ledger, result.ledger)
     pd.testing.assert_frame_equal(loaded.metrics, result.metrics)
     files = loaded.report(tmp_path / "rep")
-    assert files.pdf.is_file() and files.pages >= 5 and len(files.figures) == 11
+    assert files.pdf.is_file() and files.pages >= 5 and len(files.figures) == 12
     assert (tmp_path / "rep" / "metrics.csv").read_bytes() == (tmp_path / "rep" / "metrics.csv").read_bytes()
 
 
