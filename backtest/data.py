@@ -60,7 +60,7 @@ resampled grid (``max_fill_bars`` counts resampled bars). ``start``/``end`` sele
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -595,110 +595,289 @@ def load_panel(
         On invalid arguments (``start`` after ``end``, bad ``freq``/``resample``, negative
         ``max_fill_bars``, duplicate symbols).
     """
+    args = _panel_args(symbols, start, end, freq, resample, max_fill_bars)
+    path = Path(path)
+    df = read_long(path)
+    names, explicit = _requested_symbols(df, args.symbols, path)
+    bars = _select_rows(df, names)
+    src_step = _infer_bar_length(bars, path) if args.src_step is None else args.src_step
+    _check_grid(bars, df, src_step, path)
+    bars, step = _resample(bars, src_step, args.out_step, resample)
+    bars, names = _window_bars(bars, names, explicit, args.t_start, args.t_end, path)
+    grid = _grid(bars, step, args.t_start, args.t_end)
+    _check_gaps(bars, grid, names, args.max_fill, path)
+    wide, filled = _fill_wide(bars, grid, len(names))
+    wide, filled, index = _cut_to_window(wide, filled, grid)
+    return _price_panel(wide, filled, index, names, grid.step, path)
+
+
+@dataclass(frozen=True)
+class _PanelArgs:
+    """Validated arguments of :func:`load_panel`."""
+
+    symbols: list[str] | None
+    t_start: pd.Timestamp | None
+    t_end: pd.Timestamp | None
+    src_step: pd.Timedelta | None
+    out_step: pd.Timedelta | None
+    max_fill: int
+
+
+@dataclass(frozen=True)
+class _Values:
+    """Per-bar (1-d) or per-grid-point (2-d) values: ``close`` always, the others when the file has them."""
+
+    close: np.ndarray
+    high: np.ndarray | None
+    low: np.ndarray | None
+    volume: np.ndarray | None
+
+    def fields(self) -> tuple[np.ndarray | None, ...]:
+        """``(close, high, low, volume)``."""
+        return (self.close, self.high, self.low, self.volume)
+
+    def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> _Values:
+        """Apply ``fn`` to every present array."""
+        return _Values(*(None if v is None else fn(v) for v in self.fields()))
+
+
+@dataclass(frozen=True)
+class _Bars:
+    """Bars of the requested symbols sorted by (symbol code, ts).
+
+    ``codes`` is the symbol's position in the requested list, ``ts`` the bar open time (ns since
+    the epoch), ``rows`` the 0-based file row of the bar (of a bucket's first bar after resampling).
+    """
+
+    codes: np.ndarray
+    ts: np.ndarray
+    rows: np.ndarray
+    values: _Values
+
+    def take(self, keep: np.ndarray) -> _Bars:
+        """The bars selected by the boolean mask or index array ``keep``."""
+        return _Bars(self.codes[keep], self.ts[keep], self.rows[keep], self.values.map(lambda v: v[keep]))
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Positions of the bars on the regular grid ``t0 + k * step``.
+
+    ``pos[j]`` is the grid position of bar ``j``, ``n_grid`` the number of grid points, and
+    ``w_lo..w_hi`` (inclusive) the positions inside ``[start, end]``.
+    """
+
+    t0: int
+    step: pd.Timedelta
+    pos: np.ndarray
+    n_grid: int
+    w_lo: int
+    w_hi: int
+
+
+def _panel_args(
+    symbols: Sequence[str] | None,
+    start: object,
+    end: object,
+    freq: str | None,
+    resample: str | None,
+    max_fill_bars: object,
+) -> _PanelArgs:
+    """Check :func:`load_panel`'s arguments.
+
+    Returns
+    -------
+    _PanelArgs
+        Symbols as a list (a single string is one symbol), UTC bounds, parsed bar lengths.
+
+    Raises
+    ------
+    ConfigError
+        Negative or non-integer ``max_fill_bars``, bad bounds or ``start > end``, bad
+        ``freq``/``resample``, an empty or duplicated symbol list.
+    """
     if isinstance(max_fill_bars, bool) or not isinstance(max_fill_bars, (int, np.integer)) or max_fill_bars < 0:
         raise ConfigError("data.max_fill_bars", f"expected an integer >= 0, got {max_fill_bars!r}")
-    max_fill = int(max_fill_bars)
     t_start = _parse_bound(start, "data.start")
     t_end = _parse_bound(end, "data.end")
     if t_start is not None and t_end is not None and t_start > t_end:
         raise ConfigError("data.start", f"start {t_start} is after end {t_end}")
     src_step = None if freq is None else _parse_timedelta(freq, "data.freq")
     out_step = None if resample is None else _parse_timedelta(resample, "data.resample")
+    names = None
     if symbols is not None:
-        if isinstance(symbols, str):
-            symbols = [symbols]
-        symbols = list(symbols)
-        if not symbols:
+        names = [symbols] if isinstance(symbols, str) else list(symbols)
+        if not names:
             raise ConfigError("data.symbols", "expected at least one symbol, got an empty list")
         seen: set[str] = set()
-        for s in symbols:
+        for s in names:
             if s in seen:
                 raise ConfigError("data.symbols", f"symbol '{s}' is listed twice")
             seen.add(s)
+    return _PanelArgs(names, t_start, t_end, src_step, out_step, int(max_fill_bars))
 
-    path = Path(path)
-    df = read_long(path)
+
+def _requested_symbols(df: pd.DataFrame, symbols: list[str] | None, path: Path) -> tuple[list[str], bool]:
+    """The panel's symbols and whether they were given explicitly.
+
+    Returns
+    -------
+    names : list of str
+        ``symbols``, or every symbol of the file sorted by name when None.
+    explicit : bool
+        ``symbols is not None``.
+
+    Raises
+    ------
+    DataError
+        A requested symbol is not in the file.
+    """
     file_symbols = sorted(pd.unique(df["symbol"]).tolist())
-    explicit = symbols is not None
     if symbols is None:
-        symbols = file_symbols
-    else:
-        known = set(file_symbols)
-        for s in symbols:
-            if s not in known:
-                raise DataError(path, f"unknown symbol '{s}'; available: {', '.join(file_symbols)}", column="symbol")
+        return file_symbols, False
+    known = set(file_symbols)
+    for s in symbols:
+        if s not in known:
+            raise DataError(path, f"unknown symbol '{s}'; available: {', '.join(file_symbols)}", column="symbol")
+    return symbols, True
 
-    # ---- select rows of the requested symbols, sorted by (symbol order, ts) -------------------
+
+def _select_rows(df: pd.DataFrame, symbols: list[str]) -> _Bars:
+    """Rows of ``symbols``, sorted by (position in ``symbols``, ts).
+
+    File order within a symbol is ts order (validated by :func:`read_long`), so a stable sort by
+    symbol code suffices.
+    """
     file_codes, file_uniques = pd.factorize(df["symbol"])
     codes_all = pd.Index(symbols).get_indexer(pd.Index(file_uniques))[file_codes].astype(np.int64)
     sel = np.flatnonzero(codes_all >= 0)
     codes = codes_all[sel]
-    order = np.argsort(codes, kind="stable")  # file order within a symbol is ts order (validated)
+    order = np.argsort(codes, kind="stable")
     rows = sel[order]
-    codes = codes[order]
-    ts = df["ts"].array.as_unit("ns").asi8[rows]
-    cols: dict[str, np.ndarray] = {"close": df["close"].to_numpy(np.float64)[rows]}
-    for name in ("high", "low", "volume"):
-        if name in df.columns:
-            cols[name] = df[name].to_numpy(np.float64)[rows]
 
-    # ---- bar length and grid check ---------------------------------------------------------
-    same_sym = codes[1:] == codes[:-1]
-    if src_step is None:
-        diffs = (ts[1:] - ts[:-1])[same_sym]
-        if diffs.size == 0:
-            raise DataError(
-                path,
-                "cannot infer the bar length: every requested symbol has a single bar; pass freq",
-                column="ts",
-            )
-        values, counts = np.unique(diffs, return_counts=True)
-        src_step = pd.Timedelta(int(values[np.argmax(counts)]), unit="ns")
-    step_ns = int(src_step.value)
-    off = np.flatnonzero(ts % step_ns != 0)
-    if off.size:
-        i = int(rows[off].min())
+    def column(name: str) -> np.ndarray | None:
+        return df[name].to_numpy(np.float64)[rows] if name in df.columns else None
+
+    values = _Values(df["close"].to_numpy(np.float64)[rows], column("high"), column("low"), column("volume"))
+    return _Bars(codes[order], df["ts"].array.as_unit("ns").asi8[rows], rows, values)
+
+
+def _infer_bar_length(bars: _Bars, path: Path) -> pd.Timedelta:
+    """Most common difference between consecutive bars of a symbol (ties: the shortest).
+
+    Raises
+    ------
+    DataError
+        Every symbol has a single bar.
+    """
+    diffs = (bars.ts[1:] - bars.ts[:-1])[bars.codes[1:] == bars.codes[:-1]]
+    if diffs.size == 0:
         raise DataError(
             path,
-            f"timestamp {df['ts'].iloc[i]} is not on the {_td_str(src_step)} bar grid "
-            f"(expected bar open times at 1970-01-01 00:00 UTC + k * {_td_str(src_step)})",
+            "cannot infer the bar length: every requested symbol has a single bar; pass freq",
+            column="ts",
+        )
+    values, counts = np.unique(diffs, return_counts=True)
+    return pd.Timedelta(int(values[np.argmax(counts)]), unit="ns")
+
+
+def _check_grid(bars: _Bars, df: pd.DataFrame, step: pd.Timedelta, path: Path) -> None:
+    """Check ``ts % step == 0`` for every bar (grid anchored at 1970-01-01 00:00 UTC).
+
+    Raises
+    ------
+    DataError
+        Naming the earliest file row off the grid.
+    """
+    off = np.flatnonzero(bars.ts % int(step.value) != 0)
+    if off.size:
+        i = int(bars.rows[off].min())
+        raise DataError(
+            path,
+            f"timestamp {df['ts'].iloc[i]} is not on the {_td_str(step)} bar grid "
+            f"(expected bar open times at 1970-01-01 00:00 UTC + k * {_td_str(step)})",
             column="ts",
             row=i,
             detail=f"symbol '{df['symbol'].iloc[i]}', ts {df['ts'].iloc[i]}",
         )
 
-    # ---- resample ---------------------------------------------------------------------------
+
+def _resample(
+    bars: _Bars, src_step: pd.Timedelta, out_step: pd.Timedelta | None, rule: str | None
+) -> tuple[_Bars, pd.Timedelta]:
+    """Aggregate bars into buckets ``floor(ts / out_step) * out_step`` per symbol.
+
+    close = last close, high = max, low = min, volume = sum of the bucket's bars.
+
+    Returns
+    -------
+    bars : _Bars
+        One bar per non-empty bucket (``rows`` = file row of its first bar); unchanged when
+        ``out_step`` is None.
+    step : Timedelta
+        The panel's bar length: ``out_step``, else ``src_step``.
+
+    Raises
+    ------
+    ConfigError
+        ``out_step`` is not a multiple of ``src_step``.
+    """
+    step_ns = int(src_step.value)
     if out_step is not None:
         if out_step.value % step_ns != 0:
             raise ConfigError(
                 "data.resample",
-                f"resample rule {resample!r} is not a multiple of the file's bar length {_td_str(src_step)}",
+                f"resample rule {rule!r} is not a multiple of the file's bar length {_td_str(src_step)}",
             )
         step_ns = int(out_step.value)
+        ts, codes, v = bars.ts, bars.codes, bars.values
         bucket = np.floor_divide(ts, step_ns) * step_ns
         starts = np.flatnonzero(np.r_[True, (codes[1:] != codes[:-1]) | (bucket[1:] != bucket[:-1])])
         ends = np.r_[starts[1:], len(ts)] - 1
-        agg = {"close": cols["close"][ends]}
-        if "high" in cols:
-            agg["high"] = np.maximum.reduceat(cols["high"], starts)
-        if "low" in cols:
-            agg["low"] = np.minimum.reduceat(cols["low"], starts)
-        if "volume" in cols:
-            agg["volume"] = np.add.reduceat(cols["volume"], starts)
-        cols, ts, codes, rows = agg, bucket[starts], codes[starts], rows[starts]
-    step = pd.Timedelta(step_ns, unit="ns")
+        values = _Values(
+            v.close[ends],
+            None if v.high is None else np.maximum.reduceat(v.high, starts),
+            None if v.low is None else np.minimum.reduceat(v.low, starts),
+            None if v.volume is None else np.add.reduceat(v.volume, starts),
+        )
+        bars = _Bars(codes[starts], bucket[starts], bars.rows[starts], values)
+    return bars, pd.Timedelta(step_ns, unit="ns")
 
-    # ---- window: keep in-window bars plus one anchor bar on each side -------------------------
+
+def _window_bars(
+    bars: _Bars,
+    symbols: list[str],
+    explicit: bool,
+    t_start: pd.Timestamp | None,
+    t_end: pd.Timestamp | None,
+    path: Path,
+) -> tuple[_Bars, list[str]]:
+    """Keep the bars in ``[start, end]`` plus one anchor bar on each side of a symbol's run.
+
+    Symbols without a bar in the window are dropped when they were not requested explicitly.
+
+    Returns
+    -------
+    bars : _Bars
+        The kept bars, codes renumbered to the kept symbols.
+    symbols : list of str
+        The kept symbols.
+
+    Raises
+    ------
+    DataError
+        No bar in the window, or an explicitly requested symbol without one.
+    """
     lo = -np.inf if t_start is None else t_start.value
     hi = np.inf if t_end is None else t_end.value
-    in_win = (ts >= lo) & (ts <= hi)
+    in_win = (bars.ts >= lo) & (bars.ts <= hi)
     if not in_win.any():
         raise DataError(
             path,
             f"no bars of {', '.join(symbols)} {_window_str(t_start, t_end)}",
             column="ts",
         )
-    has_bars = np.bincount(codes[in_win], minlength=len(symbols)) > 0
+    has_bars = np.bincount(bars.codes[in_win], minlength=len(symbols)) > 0
     if not has_bars.all():
         empty = [s for s, ok in zip(symbols, has_bars, strict=True) if not ok]
         if explicit:
@@ -711,53 +890,91 @@ def load_panel(
         remap = np.full(len(symbols), -1, dtype=np.int64)
         remap[keep_sym] = np.arange(keep_sym.size)
         symbols = [symbols[k] for k in keep_sym]
-        codes = remap[codes]
+        codes = remap[bars.codes]
         mask = codes >= 0
-        cols = {k: v[mask] for k, v in cols.items()}
-        ts, codes, rows, in_win = ts[mask], codes[mask], rows[mask], in_win[mask]
+        bars = _Bars(codes, bars.ts, bars.rows, bars.values).take(mask)
+        in_win = in_win[mask]
+    codes = bars.codes
     same_next = np.r_[codes[1:] == codes[:-1], False]
     same_prev = np.r_[False, codes[1:] == codes[:-1]]
     keep = in_win | (same_next & np.r_[in_win[1:], False]) | (same_prev & np.r_[False, in_win[:-1]])
-    cols = {k: v[keep] for k, v in cols.items()}
-    ts, codes, rows, in_win = ts[keep], codes[keep], rows[keep], in_win[keep]
+    return bars.take(keep), symbols
 
-    # ---- grid positions and gap policy --------------------------------------------------------
-    t0 = int(ts.min())
-    pos = (ts - t0) // step_ns
+
+def _grid(bars: _Bars, step: pd.Timedelta, t_start: pd.Timestamp | None, t_end: pd.Timestamp | None) -> _Grid:
+    """Grid ``t0 + k * step`` from the first kept bar ``t0``; ``pos = (ts - t0) // step``.
+
+    The window is ``w_lo = ceil((start - t0) / step)`` (at least 0) to
+    ``w_hi = floor((end - t0) / step)`` (at most ``n_grid - 1``).
+    """
+    step_ns = int(step.value)
+    t0 = int(bars.ts.min())
+    pos = (bars.ts - t0) // step_ns
     n_grid = int(pos.max()) + 1
     w_lo = 0 if t_start is None else max(0, -(-(t_start.value - t0) // step_ns))
     w_hi = n_grid - 1 if t_end is None else min(n_grid - 1, (t_end.value - t0) // step_ns)
+    return _Grid(t0, step, pos, n_grid, w_lo, w_hi)
+
+
+def _check_gaps(bars: _Bars, grid: _Grid, symbols: list[str], max_fill: int, path: Path) -> None:
+    """Raise on a run of more than ``max_fill`` missing grid points inside a symbol's life.
+
+    Only runs touching the window ``[w_lo, w_hi]`` count; the whole run's length counts.
+
+    Raises
+    ------
+    DataError
+        Naming the first too-long gap (symbol, first and last missing ts, length), the file row
+        of the bar after it and how many more gaps exceed the limit.
+    """
+    pos, codes, step_ns = grid.pos, bars.codes, int(grid.step.value)
     same = codes[1:] == codes[:-1]
     run_len = (pos[1:] - pos[:-1] - 1) * same
     first_missing = pos[:-1] + 1
     last_missing = pos[1:] - 1
-    relevant = (run_len > 0) & (last_missing >= w_lo) & (first_missing <= w_hi)
+    relevant = (run_len > 0) & (last_missing >= grid.w_lo) & (first_missing <= grid.w_hi)
     too_long = np.flatnonzero(relevant & (run_len > max_fill))
     if too_long.size:
         k = int(too_long[0])
         n_bad = int(too_long.size)
         sym = symbols[int(codes[k])]
-        gap_start = t0 + int(first_missing[k]) * step_ns
-        gap_end = t0 + int(last_missing[k]) * step_ns
+        gap_start = grid.t0 + int(first_missing[k]) * step_ns
+        gap_end = grid.t0 + int(last_missing[k]) * step_ns
         more = f"; {n_bad - 1} more gap(s) exceed the limit" if n_bad > 1 else ""
         raise DataError(
             path,
-            f"gap of {int(run_len[k])} missing {_td_str(step)} bar(s) for '{sym}' from {_fmt_ns(gap_start)} "
+            f"gap of {int(run_len[k])} missing {_td_str(grid.step)} bar(s) for '{sym}' from {_fmt_ns(gap_start)} "
             f"to {_fmt_ns(gap_end)} exceeds max_fill_bars={max_fill} (config key data.max_fill_bars "
             f"controls how many missing bars are forward-filled){more}",
             column="ts",
-            row=int(rows[k + 1]),
+            row=int(bars.rows[k + 1]),
             detail=f"symbol '{sym}', first missing ts {_fmt_ns(gap_start)}",
         )
 
-    # ---- wide matrices, forward fill inside each life ---------------------------------------
-    n_sym = len(symbols)
-    wide: dict[str, np.ndarray] = {}
-    for name, values in cols.items():
+
+def _fill_wide(bars: _Bars, grid: _Grid, n_sym: int) -> tuple[_Values, np.ndarray]:
+    """Wide ``(n_grid, n_sym)`` matrices, forward-filled inside each symbol's life.
+
+    A missing point ``t`` between a symbol's first and last bar gets
+    ``close[t] = close[last bar before t]``, ``high = low = close`` and ``volume = 0``;
+    outside the life it stays NaN.
+
+    Returns
+    -------
+    wide : _Values
+        The matrices.
+    filled : ndarray of bool
+        ``(n_grid, n_sym)``, True on filled points.
+    """
+    n_grid, pos, codes = grid.n_grid, grid.pos, bars.codes
+
+    def to_wide(values: np.ndarray) -> np.ndarray:
         mat = np.full((n_grid, n_sym), np.nan)
         mat[pos, codes] = values
-        wide[name] = mat
-    present = ~np.isnan(wide["close"])
+        return mat
+
+    wide = bars.values.map(to_wide)
+    present = ~np.isnan(wide.close)
     first_pos = np.full(n_sym, n_grid, dtype=np.int64)
     last_pos = np.full(n_sym, -1, dtype=np.int64)
     np.minimum.at(first_pos, codes, pos)
@@ -769,42 +986,58 @@ def load_panel(
         src = np.where(present, grid_idx, -1)
         np.maximum.accumulate(src, axis=0, out=src)
         rr, cc = np.nonzero(filled)
-        close_fill = wide["close"][src[rr, cc], cc]
-        wide["close"][rr, cc] = close_fill
-        for name in ("high", "low"):
-            if name in wide:
-                wide[name][rr, cc] = close_fill
-        if "volume" in wide:
-            wide["volume"][rr, cc] = 0.0
+        close_fill = wide.close[src[rr, cc], cc]
+        wide.close[rr, cc] = close_fill
+        for mat in (wide.high, wide.low):
+            if mat is not None:
+                mat[rr, cc] = close_fill
+        if wide.volume is not None:
+            wide.volume[rr, cc] = 0.0
+    return wide, filled
 
-    # ---- cut to the window, drop all-NaN edge rows ----------------------------------------------
-    window = slice(w_lo, w_hi + 1)
-    wide = {k: v[window] for k, v in wide.items()}
+
+def _cut_to_window(wide: _Values, filled: np.ndarray, grid: _Grid) -> tuple[_Values, np.ndarray, pd.DatetimeIndex]:
+    """Cut the matrices to the window ``[w_lo, w_hi]``, then drop all-NaN rows at either edge.
+
+    Returns
+    -------
+    wide : _Values
+        The cut matrices.
+    filled : ndarray of bool
+        The cut fill mask.
+    index : DatetimeIndex
+        Their bar open times (``datetime64[us, UTC]``, named ``ts``).
+    """
+    window = slice(grid.w_lo, grid.w_hi + 1)
+    wide = wide.map(lambda v: v[window])
     filled = filled[window]
-    alive = ~np.isnan(wide["close"]).all(axis=1)
+    alive = ~np.isnan(wide.close).all(axis=1)
     first_row = int(np.argmax(alive))
     last_row = len(alive) - 1 - int(np.argmax(alive[::-1]))
     cut = slice(first_row, last_row + 1)
-    wide = {k: v[cut] for k, v in wide.items()}
-    filled = filled[cut]
     index = pd.date_range(
-        start=pd.Timestamp(t0 + (w_lo + first_row) * step_ns, unit="ns", tz="UTC"),
+        start=pd.Timestamp(grid.t0 + (grid.w_lo + first_row) * int(grid.step.value), unit="ns", tz="UTC"),
         periods=last_row - first_row + 1,
-        freq=step,
+        freq=grid.step,
         unit="us",
         name="ts",
     )
-    columns = pd.Index(symbols, name="symbol")
-    frames = {k: pd.DataFrame(v, index=index, columns=columns) for k, v in wide.items()}
+    return wide.map(lambda v: v[cut]), filled[cut], index
 
-    gaps = tuple(_gap_report(sym, filled[:, j], index) for j, sym in enumerate(symbols))
+
+def _price_panel(
+    wide: _Values, filled: np.ndarray, index: pd.DatetimeIndex, symbols: list[str], step: pd.Timedelta, path: Path
+) -> PricePanel:
+    """Wrap the cut matrices into a :class:`PricePanel` (columns ``symbols``, one :class:`GapReport` each)."""
+    columns = pd.Index(symbols, name="symbol")
+    frames = [None if v is None else pd.DataFrame(v, index=index, columns=columns) for v in wide.fields()]
     return PricePanel(
-        close=frames["close"],
-        high=frames.get("high"),
-        low=frames.get("low"),
-        volume=frames.get("volume"),
+        close=frames[0],
+        high=frames[1],
+        low=frames[2],
+        volume=frames[3],
         freq=step,
-        gaps=gaps,
+        gaps=tuple(_gap_report(sym, filled[:, j], index) for j, sym in enumerate(symbols)),
         path=path.resolve(),
         sha256=file_sha256(path),
     )

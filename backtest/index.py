@@ -635,6 +635,68 @@ def build_index(
     """
     if not isinstance(spec, IndexSpec):
         raise TypeError(f"spec must be an IndexSpec, got {type(spec).__name__}")
+    _check_caps_given(spec, market_caps)
+    index, prices = _validate_close(close, spec, frozenset(gaps_allowed))
+    highs = np.full(prices.shape, np.nan) if high is None else _validate_high(high, index, prices, spec)
+    caps = None if market_caps is None else _validate_caps(market_caps, spec)
+    plan = _holdings(prices, _eligibility(index, prices, spec, caps, market_caps))
+    weights = _target_weights(plan, index, prices, spec, caps)
+    level, level_high, units = _run_kernel(plan, weights, index, prices, highs, spec)
+
+    columns = pd.Index(spec.constituents, dtype=object)
+    reb_index = pd.DatetimeIndex(index[plan.reb_pos], name="ts")
+    return IndexResult(
+        level=pd.Series(level, index=index, name="level"),
+        high=pd.Series(level_high, index=index, name="high"),
+        weights=pd.DataFrame(weights, index=reb_index, columns=columns),
+        units=pd.DataFrame(units, index=reb_index, columns=columns),
+        events=_events(index, spec, plan.exits, plan.held_after, plan.held_before, plan.scheduled, plan.start),
+        start=index[plan.start],
+        spec=spec,
+        held_weights=_held_weights(index, prices, level, units, plan.reb_pos, spec),
+    )
+
+
+@dataclass(frozen=True)
+class _Eligibility:
+    """Eligibility at the scheduled rebalances.
+
+    ``scheduled`` marks the scheduled bars (n_bars,), ``sched_pos`` their positions (K,),
+    ``eligible[k, i]`` whether constituent ``i`` is eligible at ``sched_pos[k]`` (K, N), and
+    ``start`` is the start bar ``t0``.
+    """
+
+    scheduled: np.ndarray
+    sched_pos: np.ndarray
+    eligible: np.ndarray
+    start: int
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Holdings and rebalance bars of the index.
+
+    ``held_after[t, i]`` / ``held_before[t, i]``: constituent ``i`` is held after / before the
+    rebalance at bar ``t`` (n_bars, N); ``exits[t, i]``: a held constituent without a price at
+    ``t``; ``reb_pos``: the rebalance bars (scheduled from ``start`` on, plus exit bars).
+    """
+
+    scheduled: np.ndarray
+    start: int
+    held_after: np.ndarray
+    held_before: np.ndarray
+    exits: np.ndarray
+    reb_pos: np.ndarray
+
+
+def _check_caps_given(spec: IndexSpec, market_caps: pd.DataFrame | None) -> None:
+    """Market caps are required for, and only accepted with, ``weighting="market_cap"``.
+
+    Raises
+    ------
+    ConfigError
+        Under the key ``index.weighting``.
+    """
     if spec.weighting == "market_cap" and market_caps is None:
         raise ConfigError("index.weighting", "'market_cap' weighting needs market caps (pass market_caps=)")
     if spec.weighting != "market_cap" and market_caps is not None:
@@ -642,13 +704,27 @@ def build_index(
             "index.weighting", f"market_caps were given but weighting is {spec.weighting!r}; they would be ignored"
         )
 
-    index, prices = _validate_close(close, spec, frozenset(gaps_allowed))
-    highs = np.full(prices.shape, np.nan) if high is None else _validate_high(high, index, prices, spec)
-    caps = None if market_caps is None else _validate_caps(market_caps, spec)
-    n_bars, n_sym = prices.shape
-    days = pd.Timedelta(days=spec.min_history_days)
 
-    # Eligibility at the scheduled bars.
+def _eligibility(
+    index: pd.DatetimeIndex,
+    prices: np.ndarray,
+    spec: IndexSpec,
+    caps: dict[str, _CapSeries] | None,
+    market_caps: pd.DataFrame | None,
+) -> _Eligibility:
+    """Eligibility at the scheduled bars and the start bar.
+
+    Constituent ``i`` is eligible at scheduled bar ``r`` when ``P[r, i]`` is known,
+    ``ts_r - first_ts_i >= min_history_days`` and (with ``cap_max_missing``) its market cap is
+    fresh enough; the start is the first scheduled bar with ``>= min_constituents`` eligible.
+
+    Raises
+    ------
+    DataError
+        No scheduled rebalance has ``min_constituents`` eligible constituents.
+    """
+    n_sym = prices.shape[1]
+    days = pd.Timedelta(days=spec.min_history_days)
     priced = ~np.isnan(prices)
     has_data = priced.any(axis=0)
     first_pos = np.where(has_data, priced.argmax(axis=0), 0)
@@ -671,14 +747,23 @@ def build_index(
             f"no scheduled ({spec.rebalance}) rebalance has at least {spec.min_constituents} eligible "
             f"constituents (price at the bar and >= {spec.min_history_days} days of history)",
         )
-    start = int(sched_pos[int(enough.argmax())])
+    return _Eligibility(scheduled, sched_pos, eligible, int(sched_pos[int(enough.argmax())]))
 
-    # Holdings: members of the latest scheduled rebalance that still have a price.
+
+def _holdings(prices: np.ndarray, elig: _Eligibility) -> _Plan:
+    """Holdings: members of the latest scheduled rebalance that still have a price.
+
+    A constituent is held after bar ``t`` when it was eligible at the latest scheduled bar
+    ``s <= t`` and priced on every bar of ``[s, t]`` (a constituent whose prices stop and resume
+    re-enters only at a scheduled rebalance). Rebalances: scheduled bars from ``start`` on and
+    every bar where a held constituent lost its price.
+    """
+    n_bars = prices.shape[0]
+    priced = ~np.isnan(prices)
+    scheduled, sched_pos, start = elig.scheduled, elig.sched_pos, elig.start
     sched_row = np.cumsum(scheduled) - 1  # bar 0 is always scheduled
-    # held: eligible at the latest scheduled bar and priced on every bar since (a constituent
-    # whose prices stop and resume re-enters only at a scheduled rebalance)
     last_unpriced = np.maximum.accumulate(np.where(priced, -1, np.arange(n_bars)[:, None]), axis=0)
-    held_after = eligible[sched_row] & (last_unpriced < sched_pos[sched_row][:, None])
+    held_after = elig.eligible[sched_row] & (last_unpriced < sched_pos[sched_row][:, None])
     held_after[:start] = False
     held_before = np.zeros_like(held_after)
     held_before[1:] = held_after[:-1]
@@ -686,17 +771,36 @@ def build_index(
     rebalance = np.zeros(n_bars, dtype=bool)
     rebalance[start:] = scheduled[start:]
     rebalance |= exits.any(axis=1)
-    reb_pos = np.flatnonzero(rebalance)
+    return _Plan(scheduled, start, held_after, held_before, exits, np.flatnonzero(rebalance))
 
-    # Target weights per rebalance.
+
+def _target_weights(
+    plan: _Plan,
+    index: pd.DatetimeIndex,
+    prices: np.ndarray,
+    spec: IndexSpec,
+    caps: dict[str, _CapSeries] | None,
+) -> np.ndarray:
+    """Target weights ``w[k, i]`` at each rebalance ``plan.reb_pos[k]``.
+
+    ``w = raw / sum(raw)`` over the held members (see :func:`_raw_weights`), then capped at
+    ``max_weight`` by :func:`~backtest.index_kernels.cap_weights`.
+
+    Raises
+    ------
+    DataError
+        No constituent held at a rebalance.
+    ConfigError
+        ``n * max_weight < 1`` at a rebalance (key ``index.max_weight``).
+    """
     log_returns = None
     if spec.weighting == "inverse_vol":
         log_returns = np.full(prices.shape, np.nan)
         with np.errstate(invalid="ignore"):
             log_returns[1:] = np.log(prices[1:] / prices[:-1])
-    weights = np.zeros((len(reb_pos), n_sym))
-    for k, r in enumerate(reb_pos):
-        members = held_after[r]
+    weights = np.zeros((len(plan.reb_pos), prices.shape[1]))
+    for k, r in enumerate(plan.reb_pos):
+        members = plan.held_after[r]
         if not members.any():
             raise DataError(
                 _CLOSE_LABEL,
@@ -718,11 +822,36 @@ def build_index(
                 )
             w = cap_weights(w, float(spec.max_weight))
         weights[k] = w
+    return weights
 
+
+def _run_kernel(
+    plan: _Plan,
+    weights: np.ndarray,
+    index: pd.DatetimeIndex,
+    prices: np.ndarray,
+    highs: np.ndarray,
+    spec: IndexSpec,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run :func:`~backtest.index_kernels.index_level_nb` on the plan.
+
+    Returns
+    -------
+    level, level_high : ndarray
+        ``I[t]`` and the bar-high level (n_bars,).
+    units : ndarray
+        ``q[k, i]`` set at each rebalance (K, N).
+
+    Raises
+    ------
+    RuntimeError
+        The kernel reports an inconsistent plan (unreachable; kept as a guard).
+    """
+    n_bars = prices.shape[0]
     rebalance_row = np.full(n_bars, -1, dtype=np.int64)
-    rebalance_row[reb_pos] = np.arange(len(reb_pos))
+    rebalance_row[plan.reb_pos] = np.arange(len(plan.reb_pos))
     level, level_high, units, status = index_level_nb(
-        prices, np.ascontiguousarray(highs), rebalance_row, weights, start, float(spec.base_level)
+        prices, np.ascontiguousarray(highs), rebalance_row, weights, plan.start, float(spec.base_level)
     )
     if status[0] != STATUS_OK:  # the plan above makes this unreachable; kept as a guard
         code, bar, col = (int(x) for x in status)
@@ -731,19 +860,7 @@ def build_index(
             STATUS_NO_START_REBALANCE: "start bar is not a rebalance bar",
         }.get(code, "positive target weight without a price")
         raise RuntimeError(f"index kernel: {what} at bar {bar} ({index[bar]}), column {spec.constituents[col]}")
-
-    columns = pd.Index(spec.constituents, dtype=object)
-    reb_index = pd.DatetimeIndex(index[reb_pos], name="ts")
-    return IndexResult(
-        level=pd.Series(level, index=index, name="level"),
-        high=pd.Series(level_high, index=index, name="high"),
-        weights=pd.DataFrame(weights, index=reb_index, columns=columns),
-        units=pd.DataFrame(units, index=reb_index, columns=columns),
-        events=_events(index, spec, exits, held_after, held_before, scheduled, start),
-        start=index[start],
-        spec=spec,
-        held_weights=_held_weights(index, prices, level, units, reb_pos, spec),
-    )
+    return level, level_high, units
 
 
 def _events(
