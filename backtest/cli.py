@@ -264,7 +264,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                     f"[{fmt(r.he_ci_lo, '.3f')}, {fmt(r.he_ci_hi, '.3f')}], "
                     f"cost {fmt(r.cost_drag_bps_per_year, '.0f')} bps/yr")
     for w in result.info.get("walk_forward", []):
-        console.say(f"  walk-forward {w['coin']} {w['window']} ({w['folds']} yearly folds, HE({w['horizon']})): "
+        on = f" on {w['underlying']}" if len(result.info.get("walk_forward", [])) > 1 and w.get("underlying") else ""
+        console.say(f"  walk-forward {w['coin']} {w['window']}{on} ({w['folds']} yearly folds, HE({w['horizon']})): "
                     f"variants chosen on the past score {fmt(w['mean_he_oos_chosen'], '.3f')} out of sample on "
                     f"average; the in-sample best {w['in_sample_best']} scores "
                     f"{fmt(w['mean_he_oos_in_sample_best'], '.3f')} on the same folds")

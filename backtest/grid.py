@@ -317,7 +317,7 @@ class GridRun:
 MIN_FOLD_SPANS: Final[int] = 10
 #: Columns of the walk-forward table.
 WALK_FORWARD_COLUMNS: Final[tuple[str, ...]] = (
-    "coin", "window", "horizon", "fold", "train_start", "train_end", "chosen", "he_train", "he_oos",
+    "coin", "window", "underlying", "horizon", "fold", "train_start", "train_end", "chosen", "he_train", "he_oos",
     "in_sample_best", "in_sample_best_he_oos", "fold_best", "fold_best_he",
 )
 
@@ -421,7 +421,7 @@ def run_compare_full(config: Config, *, scheduler: str = "none", progress: bool 
         r_h, r_u = _span_paths(p.market, variants, n)
         names = [f"{p.rule_labels[col]} | {_rebalance_label(reb)}" for col, reb in combos]
         years = np.asarray(p.ts[1 : 1 + n * r_u.size : n].year)
-        folds += [{"coin": scen.coin, "window": scen.window, "horizon": horizon, **f}
+        folds += [{"coin": scen.coin, "window": scen.window, "underlying": scen.underlying, "horizon": horizon, **f}
                   for f in walk_forward(r_h, r_u, years, names)]
         for j, (col, reb) in enumerate(combos):
             s = dict(zip(K.SUM, summaries[i].tolist()))
@@ -472,9 +472,10 @@ def write_compare_tables(table: pd.DataFrame, folder: Path, info: dict[str, Any]
 def _walk_forward_summary(folds: pd.DataFrame) -> list[dict[str, Any]]:
     """Per scenario: number of folds, mean out-of-sample HE of the chosen variants and of the in-sample best."""
     out = []
-    for (coin, window), g in folds.groupby(["coin", "window"], sort=True):
+    for (coin, window, underlying), g in folds.groupby(["coin", "window", "underlying"], sort=True):
         out.append({
-            "coin": coin, "window": window, "horizon": str(g["horizon"].iloc[0]), "folds": int(len(g)),
+            "coin": coin, "window": window, "underlying": underlying, "horizon": str(g["horizon"].iloc[0]),
+            "folds": int(len(g)),
             "mean_he_oos_chosen": float(g["he_oos"].mean()),
             "in_sample_best": str(g["in_sample_best"].iloc[0]),
             "mean_he_oos_in_sample_best": float(g["in_sample_best_he_oos"].mean()),

@@ -788,7 +788,9 @@ def write_compare_pdf(path: Path, compare: pd.DataFrame, info: Mapping[str, Any]
             doc.grid(header, rows, right=[True, False] + [True] * (len(header) - 2))
         for w in info.get("walk_forward") or []:
             doc.para(
-                f"Out-of-sample check ({w['coin']}, {w['window']}): over {w['folds']} yearly folds, the variant with "
+                f"Out-of-sample check ({w['coin']}, {w['window']}"
+                + (f", futures on {w['underlying']}" if w.get("underlying") else "")
+                + f"): over {w['folds']} yearly folds, the variant with "
                 f"the best HE {w['horizon']} on all earlier years scored {fmt_pct(w['mean_he_oos_chosen'])} on the "
                 f"next year on average; the in-sample best {w['in_sample_best']} scored "
                 f"{fmt_pct(w['mean_he_oos_in_sample_best'])} on the same years, and the best variant of each year "

@@ -163,7 +163,7 @@ def test_compare_rows_carry_the_headline_interval(grid_config) -> None:
     assert (t["he_horizon"] == "1D").all()
     hedged = t[t["family"] != "none"]
     assert (hedged["he_ci_lo"] <= hedged["he_headline"]).all() and (hedged["he_headline"] <= hedged["he_ci_hi"]).all()
-    assert list(result.walk_forward.columns)[:4] == ["coin", "window", "horizon", "fold"]
+    assert list(result.walk_forward.columns)[:5] == ["coin", "window", "underlying", "horizon", "fold"]
     assert result.walk_forward.empty  # 40 days: one calendar year, no fold to score
 
 
