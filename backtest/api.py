@@ -57,11 +57,14 @@ __all__ = [
     "StressOutcome",
     "ScanOutcome",
     "bundled_scenario",
+    "scenario_path",
     "BUNDLED_SCENARIOS",
 ]
 
 #: The scenario files shipped with hedgebt (``backtest/scenarios/``), usable by name.
-BUNDLED_SCENARIOS: tuple[str, ...] = ("demo.toml", "demo_perpetual.toml", "compare.toml", "daily_2021_2023.toml")
+BUNDLED_SCENARIOS: tuple[str, ...] = tuple(sorted(
+    entry.name for entry in resources.files("backtest").joinpath("scenarios").iterdir() if entry.name.endswith(".toml")
+))
 
 
 def bundled_scenario(name: str) -> Path:
@@ -72,8 +75,8 @@ def bundled_scenario(name: str) -> Path:
     return path
 
 
-def _scenario_path(path: str | Path) -> Path:
-    """``path`` itself when it exists, else a bundled scenario of that name."""
+def scenario_path(path: str | Path) -> Path:
+    """``path`` itself when it exists (or names a folder), else the bundled scenario of that name."""
     p = Path(path)
     if p.is_file() or p.parent != Path("."):
         return p
@@ -91,7 +94,7 @@ def _as_config(config_or_path: Config | str | Path | None, overrides: Mapping[st
         return config_from_mapping(raw, base_dir=config_or_path.base_dir)
     if config_or_path is None:
         return load_config(None, **overrides)
-    return load_config(_scenario_path(config_or_path), **overrides)
+    return load_config(scenario_path(config_or_path), **overrides)
 
 
 def run(config_or_path: Config | str | Path | None = None, /, **overrides: Any) -> Result:

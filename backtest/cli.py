@@ -137,9 +137,10 @@ def _print_summary(console: _Console, summary: dict) -> None:
 
 def _claim(out: str | Path, force: bool, config_path: Path):
     """Claim the output folder now (refused if unsafe); ``--force`` never touches the config."""
+    from backtest.api import scenario_path
     from backtest.atomic import OutputDir
 
-    claim = OutputDir(out, force=force, protect=[config_path])
+    claim = OutputDir(out, force=force, protect=[scenario_path(config_path)])
     claim.check()
     return claim
 
@@ -150,6 +151,7 @@ def _run_one(console: _Console, config_path: Path, out: str | Path, force: bool,
     from backtest.config import load_config
 
     claim = _claim(out, force, config_path)
+    config_path = api.scenario_path(config_path)  # a bundled scenario by name works from any folder
     config = load_config(config_path)
     claim.protect(config_input_paths(config))
     console.announce_compile()
@@ -249,7 +251,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     console = _Console(args.quiet)
     check_scheduler(args.scheduler)
     claim = _claim(args.out, args.force, Path(args.config))
-    config = load_config(args.config)
+    config = load_config(api.scenario_path(args.config))
     claim.protect(config_input_paths(config))
     console.announce_compile()
     with console.stage(f"running the grid of {Path(args.config).name}"):
@@ -281,7 +283,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     console = _Console(args.quiet)
     claim = _claim(args.out, args.force, Path(args.config))
-    config = load_config(args.config)
+    config = load_config(api.scenario_path(args.config))
     claim.protect(config_input_paths(config))
     console.announce_compile()
     with console.stage(f"simulating {Path(args.config).name}"):
@@ -314,7 +316,7 @@ def _cmd_stress(args: argparse.Namespace) -> int:
         except ValueError:
             raise ConfigError("--collateral-grid", f"expected comma-separated USD amounts, got {args.collateral_grid!r}") from None
     claim = _claim(args.out, args.force, Path(args.config))
-    config = load_config(args.config)
+    config = load_config(api.scenario_path(args.config))
     claim.protect(config_input_paths(config))
     console.announce_compile()
     with console.stage(f"replaying {args.paths} bootstrap paths of {args.horizon_days:g} days"):
@@ -340,7 +342,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     coins: tuple[str, ...] = () if args.coins == "all" else tuple(c.strip() for c in args.coins.split(",") if c.strip())
     if args.coins != "all" and not coins:
         raise ConfigError("--coins", f"expected 'all' or comma-separated symbols, got {args.coins!r}")
-    config_path = Path(args.config) if args.config else api.bundled_scenario("demo.toml")
+    config_path = api.scenario_path(args.config) if args.config else api.bundled_scenario("demo.toml")
     claim = _claim(args.out, args.force, config_path)
     config = load_config(config_path)
     claim.protect(config_input_paths(config))

@@ -241,3 +241,12 @@ def test_own_coin_against_the_bundled_index_in_three_commands(tmp_path: Path, ca
     assert summary["scenario"]["coins"] == ["MYFET"]
     assert summary["period"]["bars"] == 365
     assert 0.3 < summary["rules"]["notional"]["hedge_effectiveness"] < summary["oracle_r2"] + 0.05
+
+
+def test_a_bundled_scenario_runs_by_name_from_any_folder(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    # found by name: the error is about its content (no [compare] table), not a missing file
+    assert main(["compare", "demo.toml", "--out", "o", "--quiet"]) == 2
+    assert "no [compare] table" in capsys.readouterr().err
+    missing = main(["run", "no_such.toml", "--out", "o2", "--no-report", "--quiet"])
+    assert missing == 2 and "config file not found: no_such.toml" in capsys.readouterr().err
