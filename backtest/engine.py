@@ -22,7 +22,7 @@ from backtest.data import GapReport, file_sha256, load_funding, load_panel
 from backtest.errors import ConfigError, DataError
 from backtest.index import DEFAULT_AI_BASKET, IndexResult, IndexSpec, build_index, read_market_caps
 from backtest import kernels as K
-from backtest.market import Market, Variant, run_variant, run_variants
+from backtest.market import Market, Variant, run_variants
 from strategies.rules import HedgeRule, make_rule, oracle_r2
 
 __all__ = ["Prepared", "PrepareNotes", "FundingNotes", "InputFile", "prepare", "variant_for", "rule_objects",
