@@ -771,8 +771,9 @@ def write_compare_pdf(path: Path, compare: pd.DataFrame, info: Mapping[str, Any]
         horizon = str(compare["he_horizon"].iloc[0]) if headline else ""
         if headline:
             doc.para(f"HE {horizon}: hedge effectiveness of returns over non-overlapping {horizon} spans, with its 95 % "
-                     f"interval ({BOOTSTRAP_METHOD}). Variants whose intervals overlap cannot be told apart by "
-                     "this replay.")
+                     f"interval ({BOOTSTRAP_METHOD}). These are each variant's own intervals: they show how uncertain "
+                     "one figure is, not whether two variants differ (a paired bootstrap, as in the run report, "
+                     "can separate variants whose intervals overlap).")
         header = ["rank", "variant", "HE", "HE/oracle", "vol hedged", "cost bps/yr", "trades", "rolls", "calls"]
         header += [f"HE {horizon}", "95 % interval"] if headline else []
         for (coin, window), g in compare.groupby(["coin", "window"], sort=True):

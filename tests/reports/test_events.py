@@ -204,3 +204,14 @@ def test_event_outside_the_data_raises(ledger: pd.DataFrame) -> None:
 
 def test_events_toml_is_packaged() -> None:
     assert (Path(__file__).resolve().parents[2] / "reports" / "events.toml").is_file()
+
+
+def test_bundled_descriptions_carry_no_replay_figures() -> None:
+    """Event prose holds dates, titles and sourced market facts; replay figures (coin or index
+    returns, ρ²) come from the run's event table only, so prose and table cannot disagree."""
+    import re
+
+    for event in load_events():
+        text = event.description
+        assert "ρ²" not in text and "bundled data" not in text, event.name
+        assert not re.search(r"\b(FET|basket|index)\b[^.]*\d+ ?%", text), event.name
