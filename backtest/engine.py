@@ -39,7 +39,7 @@ from backtest.market import Market, Variant, run_variant, run_variants
 from strategies.rules import HedgeRule, make_rule, oracle_r2
 
 __all__ = ["Prepared", "PrepareNotes", "FundingNotes", "InputFile", "prepare", "variant_for", "rule_objects",
-           "coin_and_futures_returns", "holding_arrays", "min_safe_collateral",
+           "coin_and_futures_returns", "holding_arrays",
            "min_safe_collaterals", "MIN_SAFE_COLLATERAL_LABEL", "MIN_SAFE_TOL_USD"]
 
 #: default market caps: monthly CoinMarketCap snapshots (see data/PROVENANCE.md)
@@ -829,8 +829,3 @@ def min_safe_collaterals(market: Market, variants: Sequence[Variant], *, tol_usd
         lo[rows[bad]] = mid[bad]
         hi[rows[~bad]] = mid[~bad]
     return np.ceil(hi)
-
-
-def min_safe_collateral(prepared: Prepared, variant: Variant) -> float:
-    """:func:`min_safe_collaterals` of one variant (see there for the definition)."""
-    return float(min_safe_collaterals(prepared.market, [variant])[0])

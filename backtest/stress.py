@@ -52,7 +52,7 @@ from backtest.engine import (
     Prepared,
     coin_and_futures_returns,
     holding_arrays,
-    min_safe_collateral,
+    min_safe_collaterals,
     prepare,
     variant_for,
 )
@@ -317,7 +317,8 @@ def run_stress(config: Config, spec: StressSpec, *, prepared: Prepared | None = 
     indices = draw_indices(T - 1, H - 1, spec.paths, block, spec.seed)
     R = len(prepared.rules)
     labels = prepared.rule_labels
-    historical = [min_safe_collateral(prepared, variant_for(config, c, margin_enabled=True)) for c in range(R)]
+    # every rule's historical figure in one bisection (all rules side by side in each kernel call), as run does
+    historical = [float(c) for c in min_safe_collaterals(prepared.market, [variant_for(config, c) for c in range(R)])]
     window_rows = np.arange(T - H, T - 1)[None, :]
     grid = spec.collateral_usd
     first, hrs = simulate_paths(config, prepared, indices, grid or (), moves, scheduler=scheduler)
