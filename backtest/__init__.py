@@ -19,15 +19,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from backtest.api import CompareResult, Result, bundled_scenario, compare, run, scan, stress
-    from backtest.config import Config, load_config
+    from backtest.api import CompareResult, Result, bundled_scenario, compare, load_config, run, scan, stress
+    from backtest.config import Config
 
 __all__ = ["Config", "CompareResult", "Result", "bundled_scenario", "compare", "load_config", "run", "scan", "stress",
            "__version__"]
 
 _LAZY = {
     "Config": "backtest.config",
-    "load_config": "backtest.config",
+    "load_config": "backtest.api",
     "run": "backtest.api",
     "compare": "backtest.api",
     "Result": "backtest.api",

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import pandas as pd
 
 from backtest import grid
-from backtest.config import Config, config_from_mapping, config_to_dict, load_config, merge_overrides
+from backtest.config import Config, config_from_mapping, config_to_dict, merge_overrides
+from backtest.config import load_config as _load_file
 from backtest.errors import ConfigError, DataError
 from backtest.atomic import OutputDir
 from backtest import results as _engine
@@ -86,15 +87,22 @@ def scenario_path(path: str | Path) -> Path:
         return p  # load_config names the missing file
 
 
+def load_config(path: str | Path | None = None, /, **overrides: Any) -> Config:
+    """:func:`backtest.config.load_config`, also taking a bundled scenario by name.
+
+    ``hb.load_config("demo.toml")`` reads ``./demo.toml`` when it exists, else the bundled
+    scenario of that name (as :func:`run` does); ``None`` starts from the documented defaults.
+    """
+    return _load_file(None if path is None else scenario_path(path), **overrides)
+
+
 def _as_config(config_or_path: Config | str | Path | None, overrides: Mapping[str, Any]) -> Config:
     if isinstance(config_or_path, Config):
         if not overrides:
             return config_or_path
         raw = merge_overrides(config_to_dict(config_or_path), overrides)
         return config_from_mapping(raw, base_dir=config_or_path.base_dir)
-    if config_or_path is None:
-        return load_config(None, **overrides)
-    return load_config(scenario_path(config_or_path), **overrides)
+    return load_config(config_or_path, **overrides)
 
 
 def run(config_or_path: Config | str | Path | None = None, /, **overrides: Any) -> Result:

@@ -123,6 +123,16 @@ def test_bundled_scenario_by_name() -> None:
         hb.bundled_scenario("nope.toml")
 
 
+def test_load_config_takes_a_bundled_name_like_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no demo.toml here: the bundled one is read
+    config = hb.load_config("demo.toml", rebalance={"every_bars": 72})
+    assert Path(config.base_dir) == hb.bundled_scenario("demo.toml").parent and config.rebalance.every_bars == 72
+    (tmp_path / "demo.toml").write_text("[position]\nkind = \"notional\"\nnotional_usd = [1000.0]\n")
+    assert Path(hb.load_config("demo.toml").base_dir) == tmp_path  # a file of that name here wins
+    with pytest.raises(ConfigError, match="config file not found"):
+        hb.load_config("nope.toml")
+
+
 def test_compare_result(scenario: Path, tmp_path: Path) -> None:
     grid = hb.compare(scenario)
     table = grid.table
