@@ -47,10 +47,13 @@ Accounting identities, true on every bar by construction and tested:
 
 from __future__ import annotations
 
-import numpy as np
+import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
-from numba import njit, prange
+import numpy as np
+
+from numba import njit
 
 __all__ = [
     "N_FP",
@@ -245,9 +248,10 @@ _DUST = 1e-9
 #
 # Results are bit-for-bit those of the one-variant loop (the tests hold
 # ``simulate_many_nb`` equal to ``simulate_1d_nb`` and both equal to
-# :mod:`backtest.reference`). The state of the ``G`` variants of a group is kept
-# structure-of-arrays in one flat array ``st``: row ``r`` of variant ``j`` at
-# ``st[r * G + j]``, the rows being the fields of :class:`Params`, then of
+# :mod:`backtest.reference`). The state of the (up to ``_GROUP``) variants of a group is
+# kept structure-of-arrays in one flat array ``st``: row ``r`` of variant ``j`` at
+# ``st[r * _GROUP + j]`` (the stride is ``_GROUP`` even for one variant, so it is a
+# constant of the one compiled loop), the rows being the fields of :class:`Params`, then of
 # :class:`Account`, two scratch rows of the quiet pass, then one row per contract
 # (the position). Only :func:`_init_state`, :func:`_load_params`,
 # :func:`_load_account` and :func:`_store_account` know the rows. Hedged-return
@@ -423,6 +427,28 @@ def _store_account(st, G, j, a, keep):
     st[b + 20 * G] = a.calls if keep else st[b + 20 * G]
     st[b + 21 * G] = a.liqs if keep else st[b + 21 * G]
     st[b + 22 * G] = a.capped if keep else st[b + 22 * G]
+
+
+@njit(cache=True, inline="always")
+def _store_quiet(st, G, j, a, keep):
+    """:func:`_store_account` for :func:`_quiet_pass`: only the fields a quiet bar can change.
+
+    On a quiet bar no cost is paid and the reserve, top-ups, counts and ``eq_prev`` are
+    carried over unchanged (:func:`_close_bar` adds ``-0.0`` to them or passes them
+    through, which leaves every value's bits as they are), so their rows are not
+    rewritten.
+    """
+    b = _ROW_A * G + j
+    st[b] = a.wallet if keep else st[b]
+    st[b + 2 * G] = a.unreal if keep else st[b + 2 * G]
+    st[b + 3 * G] = a.spot if keep else st[b + 3 * G]
+    st[b + 4 * G] = a.eq_u if keep else st[b + 4 * G]
+    st[b + 6 * G] = a.need if keep else st[b + 6 * G]
+    st[b + 7 * G] = a.min_excess if keep else st[b + 7 * G]
+    st[b + 8 * G] = a.next_sched if keep else st[b + 8 * G]
+    st[b + 10 * G] = a.pnl_f if keep else st[b + 10 * G]
+    st[b + 11 * G] = a.pnl_b if keep else st[b + 11 * G]
+    st[b + 15 * G] = a.fund if keep else st[b + 15 * G]
 
 
 # -- small helpers ----------------------------------------------------------------------------
@@ -1073,7 +1099,7 @@ def _quiet_pass(t, row, k, st, hr, cols, eq, ev, cs, p_t, p_p, i_t, i_p, x_hi, x
                                                 a.min_excess)
         a2 = _close_bar(a, wallet, a.reserve, unreal, spot, a.eq_u + pnl_t, a.topped, need, min_excess, next_sched,
                         a.eq_prev, busy, pnl_f, pnl_b, -0.0, -0.0, -0.0, fund, -0.0, -0.0, -0.0, -0.0, -0.0, -0.0, -0.0)
-        _store_account(st, G, j, a2, not event)
+        _store_quiet(st, G, j, a2, not event)
         eq[row, j] = equity
         ev[j] = event
         n_ev += 1 if event else 0
@@ -1108,22 +1134,24 @@ def _run(m, cs, fps, ips, G, record, out, work):
     (``(_TILE + 1) x G``), from which :func:`_return_stats` keeps the return
     statistics in ``rs`` (``5 x G``) up to date; at the end ``eq[0, j]`` is the final
     equity. Writes the per-bar rows of variant 0 to ``out`` when ``record``. ``work``
-    holds the arrays of :func:`_work`. Inlined into callers compiled without
-    reference counting (``_nrt=False``: nothing here allocates), so that the views
-    and arrays the steps take cost nothing per bar, and with ``G`` a constant.
+    holds the arrays of :func:`_new_work`. Inlined into :func:`_simulate_group_nb`,
+    compiled without reference counting (``_nrt=False``: nothing here allocates), so
+    that the views and arrays the steps take cost nothing per bar. The quiet pass is
+    ``_GROUP`` wide: bars are flagged quiet only when ``G == _GROUP``.
     """
     var, st, eq, rs, cols, ev, cand, tgt = work
+    S = _GROUP  # the stride of the state rows (a constant, whatever G)
     T = m.px.shape[0]
     K = m.px.shape[1]
     for j in range(G):
         v = var[j]
-        _init_state(st, G, j, K, fps[v], ips[v], m.alt_value[0])
+        _init_state(st, S, j, K, fps[v], ips[v], m.alt_value[0])
         cols[j] = ips[v, IP_HR_COL]
         rs[j] = 0.0
-        rs[G + j] = 0.0
-        rs[2 * G + j] = 1.0
-        rs[3 * G + j] = 1.0
-        rs[4 * G + j] = 0.0
+        rs[S + j] = 0.0
+        rs[2 * S + j] = 1.0
+        rs[3 * S + j] = 1.0
+        rs[4 * S + j] = 0.0
     for j in range(G):
         ev[j] = True
     for k in range(K):
@@ -1131,7 +1159,7 @@ def _run(m, cs, fps, ips, G, record, out, work):
     row = 0
     for t in range(T):
         if row == _TILE:
-            _return_stats(eq, row, t - row, m.alt_value, rs, G)
+            _return_stats(eq, row, t - row, m.alt_value, rs, S, G)
             for j in range(G):
                 eq[0, j] = eq[row, j]
             row = 0
@@ -1153,33 +1181,11 @@ def _run(m, cs, fps, ips, G, record, out, work):
             if on_quiet and not ev[j]:
                 continue
             eq[row, j] = _bar(
-                t, j, G, m, cs, _params_of(fps, ips, var[j]), st, cand, nc, tgt, m.hr[t, cols[j]], record, out
+                t, j, S, m, cs, _params_of(fps, ips, var[j]), st, cand, nc, tgt, m.hr[t, cols[j]], record, out
             )
-    _return_stats(eq, row, T - row, m.alt_value, rs, G)
+    _return_stats(eq, row, T - row, m.alt_value, rs, S, G)
     for j in range(G):
         eq[0, j] = eq[row, j]
-
-
-@njit(cache=True, inline="always")
-def _work(G, K):
-    """Arrays of :func:`_run` for ``G`` variants and ``K`` contracts: the variants (``var``),
-    their state (``st``), the equity tile (``eq``), the return statistics (``rs``) and
-    scratch (``cols``, ``ev``, ``cand``, ``tgt``)."""
-    return (
-        np.zeros(G, dtype=np.int64), np.empty((_ROW_POS + K) * G), np.empty((_TILE + 1, G)), np.empty(5 * G),
-        np.empty(G, dtype=np.int64), np.empty(G, dtype=np.bool_), np.empty(4, dtype=np.int64), np.empty(K),
-    )
-
-
-@njit(cache=True, _nrt=False)
-def _run_one(m, cs, fps, ips, record, out, work, summary):
-    """:func:`_run` for the one variant of :func:`simulate_1d_nb`; its summary fields."""
-    _run(m, cs, fps, ips, 1, record, out, work)
-    st, eq, rs = work[1], work[2], work[3]
-    _write_summary(st, 1, 0, eq[0, 0], summary)
-    summary[S_MEAN_H] = rs[0]
-    summary[S_M2_H] = rs[1]
-    summary[S_MAX_DD_H] = rs[4]
 
 
 @njit(cache=True, inline="always")
@@ -1242,18 +1248,18 @@ def _unhedged_stats(alt_value, alt_pnl, summary):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
-def _return_stats(eq, n_rows, t0, alt_value, rs, G):
+def _return_stats(eq, n_rows, t0, alt_value, rs, S, G):
     """Bring the hedged-return statistics of ``G`` variants up to date with a tile of bars.
 
     ``eq[i, j]`` is the hedged equity of variant ``j`` after bar ``t0 + i - 1`` for
     ``i = 1 .. n_rows``, and ``eq[0, j]`` the equity after bar ``t0 - 1``. ``rs``
-    holds the running Welford mean (``rs[j]``), M2 (``rs[G + j]``), compounded
-    wealth, its peak and the maximum drawdown (``rs[4 * G + j]``) of the returns
+    holds the running Welford mean (``rs[j]``), M2 (``rs[S + j]``), compounded
+    wealth, its peak and the maximum drawdown (``rs[4 * S + j]``) of the returns
     ``(eq[t] - eq[t - 1]) / alt_value[t - 1]`` of bars ``t >= 1``. The variants'
     recursions are independent and run side by side (vector divisions); each still
-    sees exactly the operations of a one-variant loop. ``G`` equals ``eq.shape[1]``
-    but is passed on its own (taken from the shape, it keeps the loop from
-    vectorising). ``error_model="numpy"`` only drops zero-divisor checks: the
+    sees exactly the operations of a one-variant loop. ``S`` is the row stride of
+    ``rs`` (``_GROUP``) and ``G <= S`` the variants in use, both passed on their own
+    (taken from the shape, they keep the loop from vectorising). ``error_model="numpy"`` only drops zero-divisor checks: the
     divisors are the bar count, the coin value (checked non-zero by
     :func:`_unhedged_stats`) and the running peak (>= 1).
     """
@@ -1268,15 +1274,78 @@ def _return_stats(eq, n_rows, t0, alt_value, rs, G):
             d = r - rs[j]
             mean = rs[j] + d / n
             rs[j] = mean
-            rs[G + j] += d * (r - mean)
-            w = rs[2 * G + j] * (1.0 + r)
-            rs[2 * G + j] = w
-            p = max(rs[3 * G + j], w)
-            rs[3 * G + j] = p
-            rs[4 * G + j] = max(rs[4 * G + j], 1.0 - w / p)
+            rs[S + j] += d * (r - mean)
+            w = rs[2 * S + j] * (1.0 + r)
+            rs[2 * S + j] = w
+            p = max(rs[3 * S + j], w)
+            rs[3 * S + j] = p
+            rs[4 * S + j] = max(rs[4 * S + j], 1.0 - w / p)
 
 
-@njit(cache=True)
+def _new_work(K: int) -> tuple:
+    """Arrays of :func:`_run` for up to ``_GROUP`` variants and ``K`` contracts: the variants
+    (``var``), their state (``st``), the equity tile (``eq``), the return statistics
+    (``rs``) and scratch (``cols``, ``ev``, ``cand``, ``tgt``). Always ``_GROUP`` wide, so
+    the state's row stride is a constant of the compiled loop."""
+    G = _GROUP
+    return (
+        np.zeros(G, dtype=np.int64), np.empty((_ROW_POS + K) * G), np.empty((_TILE + 1, G)), np.empty(5 * G),
+        np.empty(G, dtype=np.int64), np.empty(G, dtype=np.bool_), np.empty(4, dtype=np.int64), np.empty(K),
+    )
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _simulate_group_nb(m, cs, fps, ips, members, G, unhedged, summaries, record, out, work):
+    """Variants ``members`` (at most ``G``) side by side; their summaries into ``summaries[v]``.
+
+    The one compiled body of the bar loop: :func:`simulate_1d_nb` runs it with ``G = 1``
+    (no quiet bars flagged, ``record`` on), :func:`simulate_many_nb` with ``G = _GROUP``
+    (the width of :func:`_quiet_pass`). A group with fewer members is padded with copies
+    of its last member (results discarded). Compiled without reference counting
+    (nothing here allocates: ``work`` is :func:`_new_work`) and without the GIL, so
+    groups run on parallel threads.
+    """
+    ng = members.shape[0]
+    var, st, eq, rs = work[0], work[1], work[2], work[3]
+    for j in range(G):
+        var[j] = members[min(j, ng - 1)]
+    _run(m, cs, fps, ips, G, record, out, work)
+    S = _GROUP
+    for j in range(ng):
+        s = summaries[var[j]]
+        _write_summary(st, S, j, eq[0, j], s)
+        s[S_N_RET] = unhedged[S_N_RET]
+        s[S_MEAN_U] = unhedged[S_MEAN_U]
+        s[S_M2_U] = unhedged[S_M2_U]
+        s[S_MAX_DD_U] = unhedged[S_MAX_DD_U]
+        s[S_PNL_ALTCOIN] = unhedged[S_PNL_ALTCOIN]
+        s[S_MEAN_NOTIONAL] = unhedged[S_MEAN_NOTIONAL]
+        s[S_MEAN_H] = rs[j]
+        s[S_M2_H] = rs[S + j]
+        s[S_MAX_DD_H] = rs[4 * S + j]
+
+
+def _market(px, idx, idx_hi, idx_lo, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
+            alt_value, alt_pnl, alt_flow, alt_changed, hr, *, quiet_bars: bool) -> tuple[Mkt, np.ndarray]:
+    """The :class:`Mkt` of a run (arrays made contiguous, of the kernel's dtypes) and its
+    unhedged summary fields; quiet bars flagged only when ``quiet_bars``."""
+    f = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
+    i = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
+    b = lambda a: np.ascontiguousarray(a, dtype=np.bool_)  # noqa: E731
+    px, idx, idx_hi, idx_lo, w1, fund_rate, volume_usd = map(f, (px, idx, idx_hi, idx_lo, w1, fund_rate, volume_usd))
+    alt_value, alt_pnl, alt_flow, hr = map(f, (alt_value, alt_pnl, alt_flow, hr))
+    c0, c1, exp_bar = map(i, (c0, c1, exp_bar))
+    vm_bar, alt_changed = b(vm_bar), b(alt_changed)
+    xhi, xlo, expiring, quiet = _market_prep(idx, idx_hi, idx_lo, c0, c1, exp_bar, alt_value, alt_changed)
+    if not quiet_bars:
+        quiet = np.zeros_like(quiet)
+    unhedged = np.zeros(N_SUM)
+    _unhedged_stats(alt_value, alt_pnl, unhedged)
+    m = Mkt(px, idx, xhi, xlo, expiring, quiet, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
+            alt_value, alt_pnl, alt_flow, alt_changed, hr)
+    return m, unhedged
+
+
 def simulate_1d_nb(
     px,
     idx,
@@ -1336,46 +1405,30 @@ def simulate_1d_nb(
         Write per-bar rows into ``out`` (float64[N_OUT, T]); otherwise ``out`` is ignored.
     summary : float64[N_SUM]
         Filled with the variant's summary statistics.
+
+    Notes
+    -----
+    A thin Python wrapper: the bar loop is :func:`_simulate_group_nb` with one variant
+    and every bar running the full steps (the body :func:`simulate_many_nb` runs too, so
+    a run compiles it once).
     """
-    xhi, xlo, expiring, quiet = _market_prep(idx, idx_hi, idx_lo, c0, c1, exp_bar, alt_value, alt_changed)
-    # one variant: no quiet-bar pass, every bar runs the steps
-    m = Mkt(px, idx, xhi, xlo, expiring, np.zeros_like(quiet), c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
-            alt_value, alt_pnl, alt_flow, alt_changed, hr)
-    fps = np.empty((1, N_FP))
-    fps[0] = fp
-    ips = np.empty((1, N_IP), dtype=np.int64)
-    ips[0] = ip
-    _run_one(m, cs, fps, ips, record, out, _work(1, px.shape[1]), summary)
-    _unhedged_stats(alt_value, alt_pnl, summary)
+    m, unhedged = _market(px, idx, idx_hi, idx_lo, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
+                          alt_value, alt_pnl, alt_flow, alt_changed, hr, quiet_bars=False)
+    fps = np.ascontiguousarray(fp, dtype=np.float64).reshape(1, N_FP)
+    ips = np.ascontiguousarray(ip, dtype=np.int64).reshape(1, N_IP)
+    record = bool(record)
+    if not record or out.dtype != np.float64 or not out.flags.c_contiguous:
+        rows = np.empty((N_OUT, m.px.shape[0]) if record else (N_OUT, 1))
+    else:
+        rows = out
+    summaries = np.empty((1, N_SUM))
+    _simulate_group_nb(m, float(cs), fps, ips, np.zeros(1, dtype=np.int64), 1, unhedged, summaries, record, rows,
+                       _new_work(m.px.shape[1]))
+    if record and rows is not out:
+        out[...] = rows
+    summary[:] = summaries[0]
 
 
-@njit(cache=True, _nrt=False)
-def _simulate_group_nb(m, cs, fps, ips, members, unhedged, summaries, dummy, work):
-    """Variants ``members`` (at most ``_GROUP``) of :func:`simulate_many_nb`, side by side; summaries only.
-
-    A group with fewer members is padded with copies of its last member (results discarded).
-    """
-    G = _GROUP
-    ng = members.shape[0]
-    var, st, eq, rs = work[0], work[1], work[2], work[3]
-    for j in range(G):
-        var[j] = members[min(j, ng - 1)]
-    _run(m, cs, fps, ips, G, False, dummy, work)
-    for j in range(ng):
-        s = summaries[var[j]]
-        _write_summary(st, G, j, eq[0, j], s)
-        s[S_N_RET] = unhedged[S_N_RET]
-        s[S_MEAN_U] = unhedged[S_MEAN_U]
-        s[S_M2_U] = unhedged[S_M2_U]
-        s[S_MAX_DD_U] = unhedged[S_MAX_DD_U]
-        s[S_PNL_ALTCOIN] = unhedged[S_PNL_ALTCOIN]
-        s[S_MEAN_NOTIONAL] = unhedged[S_MEAN_NOTIONAL]
-        s[S_MEAN_H] = rs[j]
-        s[S_M2_H] = rs[G + j]
-        s[S_MAX_DD_H] = rs[4 * G + j]
-
-
-@njit(cache=True, parallel=True)
 def simulate_many_nb(
     px, idx, idx_hi, idx_lo, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
     alt_value, alt_pnl, alt_flow, alt_changed, hr, cs, fps, ips,
@@ -1386,41 +1439,44 @@ def simulate_many_nb(
     running group: no per-bar ledger is kept. Variant-independent work (adverse index
     levels, quiet bars, the unhedged statistics) is done once. Variants are grouped
     with similar ones (same rebalance mode and margin policy, nearby periods and
-    bands: they tend to need the full steps on the same bars), and the groups are
-    dealt to the parallel loop in a scattered order so that each thread gets a mix of
-    cheap and expensive groups. Results do not depend on the grouping or the number
-    of threads.
+    bands: they tend to need the full steps on the same bars); the groups run on
+    ``numba.get_num_threads()`` threads (each group is one call of
+    :func:`_simulate_group_nb`, which releases the GIL), dealt in a scattered order so
+    that cheap and expensive groups interleave. Results do not depend on the grouping
+    or the number of threads.
     """
+    import numba
+
+    m, unhedged = _market(px, idx, idx_hi, idx_lo, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
+                          alt_value, alt_pnl, alt_flow, alt_changed, hr, quiet_bars=True)
+    fps = np.ascontiguousarray(fps, dtype=np.float64)
+    ips = np.ascontiguousarray(ips, dtype=np.int64)
     V = fps.shape[0]
+    K = m.px.shape[1]
     summaries = np.empty((V, N_SUM))
-    xhi, xlo, expiring, quiet = _market_prep(idx, idx_hi, idx_lo, c0, c1, exp_bar, alt_value, alt_changed)
-    unhedged = np.zeros(N_SUM)
-    _unhedged_stats(alt_value, alt_pnl, unhedged)
-    key = np.empty(V)
-    for v in range(V):
-        key[v] = (
-            (ips[v, IP_MODE] * 2.0 + ips[v, IP_POLICY]) * 2.0 + ips[v, IP_MARGIN_ON]
-        ) * 1e8 + min(ips[v, IP_EVERY], 10**7) + min(fps[v, FP_BAND], 0.999)
-    order = np.argsort(key, kind="mergesort")
+    key = ((ips[:, IP_MODE] * 2.0 + ips[:, IP_POLICY]) * 2.0 + ips[:, IP_MARGIN_ON]) * 1e8 \
+        + np.minimum(ips[:, IP_EVERY], 10**7) + np.minimum(fps[:, FP_BAND], 0.999)
+    order = np.argsort(key, kind="mergesort").astype(np.int64)
     n_groups = (V + _GROUP - 1) // _GROUP
-    # sorted group g runs as iteration (g * q) % n_groups of the parallel loop, q coprime
-    # with n_groups near n_groups / golden ratio: neighbours in cost land far apart, so
-    # every contiguous share of the iterations (one thread's) gets a spread of costs
-    q = 1
-    for s in range(max(1, int(n_groups * 0.618)), n_groups):
-        a, b = s, n_groups
-        while b:
-            a, b = b, a % b
-        if a == 1:
-            q = s
-            break
-    group_at = np.empty(n_groups, dtype=np.int64)
+    dummy = np.empty((N_OUT, 1))
+    cs = float(cs)
+
+    def group(g: int) -> None:
+        members = np.ascontiguousarray(order[g * _GROUP : min(V, (g + 1) * _GROUP)])
+        _simulate_group_nb(m, cs, fps, ips, members, _GROUP, unhedged, summaries, False, dummy, _new_work(K))
+
+    # sorted group g runs as the (g * q) % n_groups-th task, q coprime with n_groups near
+    # n_groups / golden ratio: neighbours in cost are dealt far apart
+    q = next((s for s in range(max(1, int(n_groups * 0.618)), n_groups) if math.gcd(s, n_groups) == 1), 1)
+    tasks = [0] * n_groups
     for g in range(n_groups):
-        group_at[(g * q) % n_groups] = g
-    m = Mkt(px, idx, xhi, xlo, expiring, quiet, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
-            alt_value, alt_pnl, alt_flow, alt_changed, hr)
-    for i in prange(n_groups):
-        g = group_at[i]
-        _simulate_group_nb(m, cs, fps, ips, order[g * _GROUP : min(V, (g + 1) * _GROUP)], unhedged, summaries,
-                           np.empty((N_OUT, 1)), _work(_GROUP, px.shape[1]))
+        tasks[(g * q) % n_groups] = g
+    threads = min(numba.get_num_threads(), n_groups)
+    if threads <= 1:
+        for g in tasks:
+            group(g)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            for _ in pool.map(group, tasks):
+                pass
     return summaries
