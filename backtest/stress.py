@@ -274,14 +274,14 @@ def _run_batches(batches: list[list[Market]], fps: np.ndarray, ips: np.ndarray, 
 def simulate_paths(config: Config, prepared: Prepared, indices: np.ndarray, grid: tuple[float, ...],
                    moves: np.ndarray | None = None, *, hrs: np.ndarray | None = None, scheduler: str = "none",
                    batch: int = 64, progress: Progress | None = None,
-                   step: str = "paths") -> tuple[np.ndarray, np.ndarray]:
+                   progress_step: str = "paths") -> tuple[np.ndarray, np.ndarray]:
     """Replay every path of ``indices`` (shape (N, H - 1)); summaries and hedge ratios.
 
     Path markets are built here, ``batch`` at a time (hedge rules re-estimated unless
     ``hrs`` is given); each market's variants run in one :func:`~backtest.kernels.simulate_many_nb`
     call, in this process (``scheduler="none"``) or as Dask tasks of ``batch`` paths
     (``"processes"`` or ``tcp://HOST:PORT``). Results do not depend on the scheduler.
-    ``progress`` (optional) hears ``(step, paths done, N)`` once per batch.
+    ``progress`` (optional) hears ``(progress_step, paths done, N)`` once per batch.
 
     Returns
     -------
@@ -305,7 +305,7 @@ def simulate_paths(config: Config, prepared: Prepared, indices: np.ndarray, grid
         batches = [markets[i : i + batch] for i in range(0, len(markets), batch)]
         for j, summ in enumerate(_run_batches(batches, fps, ips, scheduler)):
             out[lo + j] = summ.reshape(R, 1 + len(grid), K.N_SUM)
-        report_progress(progress, step, lo + len(markets), N)
+        report_progress(progress, progress_step, lo + len(markets), N)
     return out, hr_out
 
 
@@ -327,13 +327,13 @@ def run_stress(config: Config, spec: StressSpec, *, prepared: Prepared | None = 
     window_rows = np.arange(T - H, T - 1)[None, :]
     grid = spec.collateral_usd
     first, hrs = simulate_paths(config, prepared, indices, grid or (), moves, scheduler=scheduler, progress=progress,
-                                step="bootstrap paths")
+                                progress_step="bootstrap paths")
     needs = first[:, :, 0, K.S_MARGIN_NEED]
     if grid is None:
         top = 1.2 * max(float(np.max([_quantile(needs[:, r], 0.995) for r in range(R)])), max(historical))
         grid = _nice_grid(top)
         summ, _ = simulate_paths(config, prepared, indices, grid, moves, hrs=hrs, scheduler=scheduler,
-                                 progress=progress, step="paths at each collateral level")
+                                 progress=progress, progress_step="paths at each collateral level")
     else:
         summ = first
     window, _ = simulate_paths(config, prepared, window_rows, grid, moves)
