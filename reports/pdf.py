@@ -631,7 +631,7 @@ def _executive_summary(doc: _Doc, summary: Mapping[str, Any], metrics: pd.DataFr
 
 #: Least height (inches) of the executive summary's figure; with less room left on the page it
 #: goes to the next page (which it then fills, up to :data:`_SUMMARY_FIGURE_MAX`).
-_SUMMARY_FIGURE_MIN: Final[float] = 2.4
+_SUMMARY_FIGURE_MIN: Final[float] = 1.8
 _SUMMARY_FIGURE_MAX: Final[float] = 7.0
 
 
