@@ -44,7 +44,7 @@ import numpy.typing as npt
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from reports import stats
 from reports.events import split_rules
@@ -426,6 +426,7 @@ def draw_summary_panels(fig: Figure, box: tuple[float, float, float, float], led
         ax_he.axvline(100 * oracle, color="0.5", ls="--", lw=0.8)
     ax_he.set_yticks(ys, [tex(str(r) if len(str(r)) <= 30 else str(r)[:29] + "~") for r in metrics["rule"]])
     ax_he.set_ylim(-0.7, len(metrics) - 0.3)
+    ax_he.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 5, 10]))
     ax_he.xaxis.set_major_formatter(PercentFormatter(decimals=0))
     ax_he.tick_params(labelsize=7.5)
     ax_he.set_title(f"HE at {horizon}, 95 % interval", fontsize=9, loc="left")
