@@ -80,6 +80,14 @@ class _Console:
             bar.close()
             del self._bars[step]
 
+    def bar_below(self) -> bool:
+        """End an open terminal stage line so that a bar drawn by a library (the grid's and the
+        scan's own ``tqdm``) goes below it; True when bars are wanted (on a terminal, not quiet)."""
+        if self._line_open:
+            print(file=sys.stderr, flush=True)
+            self._line_open = False
+        return self.tty and not self.quiet
+
     def _close_bars(self) -> None:
         for bar in self._bars.values():
             bar.close()
@@ -298,7 +306,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     claim.protect(config_input_paths(config))
     console.announce_compile()
     with console.stage(f"running the grid of {Path(args.config).name}"):
-        result = api.compare(config, scheduler=args.scheduler, progress=console.tty and not args.quiet)
+        result = api.compare(config, scheduler=args.scheduler, progress=console.bar_below())
     with console.stage("writing tables" + ("" if args.no_report else " and the report")):
         result.save(claim, report=not args.no_report, progress=console.progress())
     table = result.table
@@ -394,7 +402,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     with console.stage("hedging every coin with every underlying"):
         result = api.scan(config, coins=coins, underlyings=tuple(u.strip() for u in args.underlyings.split(",")),
                           min_history_days=args.min_days, notional_usd=args.notional_usd,
-                          progress=console.tty and not args.quiet, config_file=config_path.name)
+                          progress=console.bar_below(), config_file=config_path.name)
     with console.stage("writing tables and the figure"):
         result.save(claim)
     console.say(f"{len(result.table)} coins scanned, {len(result.info['skipped'])} skipped (see scan.json); best first:")
