@@ -115,7 +115,9 @@ def run(config_or_path: Config | str | Path | None = None, /, *, progress: Progr
         Called as ``progress(step, done, total)`` from the long loops (the collateral
         bisection, the rule replays); see :mod:`backtest.progress`. Default: silent.
     """
-    return Result.from_run(_engine.run(_as_config(config_or_path, overrides), progress=progress))
+    config = _as_config(config_or_path, overrides)
+    # progress only when asked for: the engine's run(config) stays the call without it
+    return Result.from_run(_engine.run(config) if progress is None else _engine.run(config, progress=progress))
 
 
 def compare(
