@@ -297,6 +297,7 @@ def simulate_paths(config: Config, prepared: Prepared, indices: np.ndarray, grid
     out = np.empty((N, R, 1 + len(grid), K.N_SUM))
     hr_out = np.empty((N, m + 1, R)) if hrs is None else hrs
     step = batch * (4 if scheduler != "none" else 1)  # markets held in memory at once
+    report_progress(progress, progress_step, 0, N)
     for lo in range(0, N, step):
         markets = [path_market(config, prepared, indices[p], moves, None if hrs is None else hrs[p])
                    for p in range(lo, min(lo + step, N))]
