@@ -805,14 +805,22 @@ def instrument_rows(instruments: pd.DataFrame) -> tuple[list[str], list[list[str
     """Header and rows of the "Which hedge instrument?" table, one row per underlying of one
     (coin, window), as printed (the columns of ``instruments.csv``)."""
     header = ["underlying", "best variant on it", "oracle ρ²", "HE 1D", "95 % interval", "cost bps/yr",
-              "carry USD", "margin need USD", "calls", "max DD hedged"]
+              "carry USD", "margin need USD", "calls", "max DD hedged", "worst day: hedged / coin USD"]
     rows = [[str(r["underlying"]), _short(str(r["variant"]).split(" | ", 1)[-1], 50), fmt_pct(r["oracle_r2"]),
              fmt_pct(r["he_daily"]), f"{fmt_pct(r['he_daily_lo'])} .. {fmt_pct(r['he_daily_hi'])}",
              _fmt_num(r["cost_drag_bps_per_year"], ",.0f"), _fmt_num(r["carry_usd"], "+,.0f"),
              _fmt_num(r["min_safe_collateral"], ",.0f"), _fmt_num(r["margin_calls"], ",.0f"),
-             fmt_pct(r["max_drawdown_hedged"])]
+             fmt_pct(r["max_drawdown_hedged"]), _worst_day(r)]
             for _, r in instruments.iterrows()]
     return header, rows
+
+
+def _worst_day(r: pd.Series) -> str:
+    """``'2024-08-05 -81,234 / -150,876'`` (the worst hedged day of ``instruments.csv``; n/a if absent)."""
+    if not isinstance(r.get("worst_day"), str):
+        return "n/a"
+    return (f"{r['worst_day']} {_fmt_num(r.get('worst_day_pnl_hedged'), '+,.0f')} / "
+            f"{_fmt_num(r.get('worst_day_pnl_unhedged'), '+,.0f')}")
 
 
 def instrument_verdict(v: Mapping[str, Any]) -> str:
@@ -844,8 +852,9 @@ def _instrument_section(doc: _Doc, instruments: pd.DataFrame, verdicts: Sequence
              "the trading cost drag in bps of the coin notional a year; carry is the basis and funding P&L in USD "
              "(+ = earned by the short); margin need is the smallest starting collateral with no margin call, no "
              "capped re-size and no liquidation (reserve 0); calls are the margin calls with the configured "
-             "collateral; max DD hedged is the worst drawdown of the hedged position, its worst episode. Rows are "
-             "sorted by HE 1D." + ("" if horizon in ("", "1D") else
+             "collateral; max DD hedged is the worst drawdown of the hedged position; worst day is its worst event at "
+             "a daily scale, the common day with the largest hedged loss, with the hedged and the coin-alone P&L "
+             "that day (USD). Rows are sorted by HE 1D." + ("" if horizon in ("", "1D") else
                                     f" The ranking's headline horizon is {horizon}; this table is at 1D."),
              size=9.5)
     found = {(str(v["coin"]), str(v["window"])): v for v in verdicts}

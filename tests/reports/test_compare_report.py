@@ -102,6 +102,8 @@ def test_instrument_section_equals_the_instruments_table(tmp_path: Path, monkeyp
         assert row[0] == r["underlying"] and row[3] == fmt_pct(r["he_daily"]) and row[2] == fmt_pct(r["oracle_r2"])
         assert row[4] == f"{fmt_pct(r['he_daily_lo'])} .. {fmt_pct(r['he_daily_hi'])}"
         assert row[7] == f"{r['min_safe_collateral']:,.0f}" and row[6] == f"{r['carry_usd']:+,.0f}"
+        assert row[10] == f"{r['worst_day']} {r['worst_day_pnl_hedged']:+,.0f} / {r['worst_day_pnl_unhedged']:+,.0f}"
+        assert r["worst_day_pnl_hedged"] <= 0.0
     v = verdicts[0]
     assert re.sub(r"\s+", " ", instrument_verdict(v)) in text
     assert v["best"] == inst.sort_values("he_daily", ascending=False)["underlying"].iloc[0]
