@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from backtest.progress import Progress
     from reports.render import CompareFiles, ReportFiles
 
 __all__ = [
@@ -105,7 +106,8 @@ def _as_config(config_or_path: Config | str | Path | None, overrides: Mapping[st
     return load_config(config_or_path, **overrides)
 
 
-def run(config_or_path: Config | str | Path | None = None, /, **overrides: Any) -> Result:
+def run(config_or_path: Config | str | Path | None = None, /, *, progress: Progress | None = None,
+        **overrides: Any) -> Result:
     """Simulate every rule of a scenario and return its :class:`Result`.
 
     Parameters
@@ -117,8 +119,13 @@ def run(config_or_path: Config | str | Path | None = None, /, **overrides: Any) 
         Sections or keys to change before running, validated like a file's own, e.g.
         ``run("demo.toml", margin={"reserve_usd": 0})`` (see
         :func:`backtest.config.merge_overrides`).
+    progress : Progress, optional
+        Called as ``progress(step, done, total)`` from the long loops (the collateral
+        bisection, the rule replays); see :mod:`backtest.progress`. Default: silent.
     """
-    return Result.from_run(_engine.run(_as_config(config_or_path, overrides)))
+    config = _as_config(config_or_path, overrides)
+    # progress only when asked for: the engine's run(config) stays the call without it
+    return Result.from_run(_engine.run(config) if progress is None else _engine.run(config, progress=progress))
 
 
 def compare(
@@ -156,18 +163,20 @@ def stress(
     collateral_usd: Sequence[float] | None = None,
     block_bars: float | None = None,
     scheduler: str = "none",
+    progress: Progress | None = None,
     **overrides: Any,
 ) -> StressOutcome:
     """Margin stress: ``paths`` stationary-bootstrap paths of ``horizon_days`` replayed for a grid of
     starting collateral (see :mod:`backtest.stress`); P(margin call), P(liquidation) and the
-    collateral for 95 % / 99 % survival, per rule."""
+    collateral for 95 % / 99 % survival, per rule. ``progress`` hears the historical bisection and
+    the path batches (:mod:`backtest.progress`)."""
     from backtest.stress import StressSpec, run_stress
 
     grid.check_scheduler(scheduler)
     spec = StressSpec(paths=paths, horizon_days=horizon_days, seed=seed,
                       collateral_usd=None if collateral_usd is None else tuple(float(c) for c in collateral_usd),
                       block_bars=block_bars)
-    return StressOutcome(run_stress(_as_config(config_or_path, overrides), spec, scheduler=scheduler))
+    return StressOutcome(run_stress(_as_config(config_or_path, overrides), spec, scheduler=scheduler, progress=progress))
 
 
 def scan(
@@ -479,6 +488,7 @@ class Result:
         force: bool = False,
         report: bool = True,
         events: Sequence[str] | None = None,
+        progress: Progress | None = None,
     ) -> Path:
         """Write ``summary.json``, ``ledger.parquet`` and (``report=True``) the report into ``folder``.
 
@@ -486,27 +496,32 @@ class Result:
         folder is built under a temporary name and claimed atomically at the end
         (:class:`backtest.atomic.OutputDir`); an existing non-empty folder is replaced only
         with ``force=True``. ``folder`` may be a claim made before a long run, so that a
-        folder appearing meanwhile is detected.
+        folder appearing meanwhile is detected. ``progress`` hears the report's long loops
+        (HE bootstrap, figures, PDF pages; :mod:`backtest.progress`).
         """
         claim = folder if isinstance(folder, OutputDir) else OutputDir(folder, force=force)
         with claim as tmp:
             write_result_files(RunResult(self._ledger, self._summary_json, self.config), tmp)
             if report:
-                self._write_report(tmp, events)
+                self._write_report(tmp, events, progress)
         return claim.target
 
-    def report(self, folder: str | Path, *, events: Sequence[str] | None = None) -> ReportFiles:
+    def report(self, folder: str | Path, *, events: Sequence[str] | None = None,
+               progress: Progress | None = None) -> ReportFiles:
         """Render ``metrics.csv``, ``events.csv``, ``figures/*.png`` and ``report.pdf`` into ``folder``
         (created if missing) from this object: no re-simulation, no re-reading."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        return self._write_report(folder, events)
+        return self._write_report(folder, events, progress)
 
-    def _write_report(self, folder: Path, events: Sequence[str] | None) -> ReportFiles:
+    def _write_report(self, folder: Path, events: Sequence[str] | None,
+                      progress: Progress | None = None) -> ReportFiles:
         from reports.render import write_report
 
         chosen = None if events is None else self._events(events)
-        return write_report(folder, self._summary, self._ledger, events=chosen, metrics=self._metrics)
+        # metrics not computed yet: write_report computes the same table (same seed), reporting progress
+        metrics = self.__dict__.get("_metrics")
+        return write_report(folder, self._summary, self._ledger, events=chosen, metrics=metrics, progress=progress)
 
 
 # -- the result of a comparison grid ------------------------------------------------------------
@@ -553,7 +568,7 @@ class CompareResult:
     @classmethod
     def load(cls, folder: str | Path) -> CompareResult:
         """Read a folder written by :meth:`save` or ``hedgebt compare``."""
-        from reports.render import read_compare_folder
+        from reports.render import read_compare_folder, read_instrument_tables
 
         folder = Path(folder)
         table, info = read_compare_folder(folder)
@@ -564,7 +579,10 @@ class CompareResult:
             config = config_from_mapping(info.get("config") or {})
         except ConfigError as exc:
             raise DataError(folder / "compare.json", f"its config does not validate: {exc}") from None
-        return cls(config=config, _table=table, _info_json=json.dumps(info), _walk_forward=folds)
+        instruments, verdicts = read_instrument_tables(folder)
+        return cls(config=config, _table=table, _info_json=json.dumps(info), _walk_forward=folds,
+                   _instruments=instruments,
+                   _verdicts_json=None if instruments is None else json.dumps(verdicts, allow_nan=False))
 
     def __repr__(self) -> str:
         return f"CompareResult({len(self._table)} variants, ranked by {self.info['rank_by']})"
@@ -583,7 +601,8 @@ class CompareResult:
         """The rank-1 variant of every scenario (coin × window)."""
         return self._table[self._table["rank"] == 1].reset_index(drop=True)
 
-    def save(self, folder: str | Path | OutputDir, *, force: bool = False, report: bool = True) -> Path:
+    def save(self, folder: str | Path | OutputDir, *, force: bool = False, report: bool = True,
+             progress: Progress | None = None) -> Path:
         """Write ``compare.csv``, ``compare.parquet``, ``compare.json`` and (``report=True``) the
         figures and ``compare.pdf`` into ``folder`` (atomically, as :meth:`Result.save`)."""
         claim = folder if isinstance(folder, OutputDir) else OutputDir(folder, force=force)
@@ -597,14 +616,16 @@ class CompareResult:
             if self._instruments is not None:
                 grid.write_instrument_tables(self._instruments, self.verdicts, tmp)
             if report:
-                self.report(tmp)
+                self.report(tmp, progress=progress)
         return claim.target
 
-    def report(self, folder: str | Path) -> CompareFiles:
-        """Render the compare figures and ``compare.pdf`` into ``folder`` from this object."""
+    def report(self, folder: str | Path, *, progress: Progress | None = None) -> CompareFiles:
+        """Render the compare figures and ``compare.pdf`` into ``folder`` from this object (with the
+        "Which hedge instrument?" section when :attr:`instruments` has several underlyings)."""
         from reports.render import write_compare_report
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        return write_compare_report(folder, self._table, self.info)
+        return write_compare_report(folder, self._table, self.info, instruments=self._instruments,
+                                    verdicts=self.verdicts, progress=progress)
 

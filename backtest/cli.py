@@ -16,9 +16,12 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from backtest.errors import ConfigError, HedgeBTError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from backtest.progress import Progress
 
 __all__ = ["main", "DEMO_CONFIGS"]
 
@@ -41,12 +44,54 @@ class _Console:
     Each stage prints a line when it starts (so a slow stage never looks hung) and its
     elapsed time when it ends: on a terminal both on one stderr line; otherwise (logs,
     pipes, CI) as two lines on stdout, so that stderr keeps the error contract's single line.
+    On a terminal, the long loops inside a stage (collateral bisection, figures, PDF pages,
+    stress paths) also draw a ``tqdm`` bar each, on stderr, removed when the loop ends
+    (:meth:`progress`); off a terminal and with ``--quiet`` there are no bars.
     """
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
         self._announced = False
+        self._line_open = False  # a terminal stage line waits for its " 1.2 s"
+        self._bars: dict[str, Any] = {}
+
+    def progress(self) -> Progress | None:
+        """The callback that draws the bars (:class:`backtest.progress.Progress`), or None off a
+        terminal or with ``--quiet``."""
+        return None if self.quiet or not self.tty else self._advance
+
+    def _advance(self, step: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        bar = self._bars.get(step)
+        if bar is None:
+            if done >= total:
+                return  # finished before it was shown: nothing to draw
+            if self._line_open:  # the bars go below the stage line
+                print(file=sys.stderr, flush=True)
+                self._line_open = False
+            bar = self._bars[step] = tqdm(total=total, desc=f"  {step}", leave=False, file=sys.stderr,
+                                          dynamic_ncols=True, bar_format="{desc}: {n}/{total} |{bar}| {elapsed}")
+        if bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+            del self._bars[step]
+
+    def bar_below(self) -> bool:
+        """End an open terminal stage line so that a bar drawn by a library (the grid's and the
+        scan's own ``tqdm``) goes below it; True when bars are wanted (on a terminal, not quiet)."""
+        if self._line_open:
+            print(file=sys.stderr, flush=True)
+            self._line_open = False
+        return self.tty and not self.quiet
+
+    def _close_bars(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()
 
     def say(self, line: str = "") -> None:
         if not self.quiet:
@@ -60,14 +105,20 @@ class _Console:
         stream = sys.stderr if self.tty else sys.stdout
         started = time.perf_counter()
         print(f"hedgebt: {what} ...", end="" if self.tty else "\n", file=stream, flush=True)
+        self._line_open = self.tty
         try:
             yield
         except BaseException:
+            self._close_bars()
             if self.tty:
-                print(" failed", file=stream, flush=True)
+                print(" failed" if self._line_open else f"hedgebt: {what}: failed", file=stream, flush=True)
+            self._line_open = False
             raise
+        self._close_bars()
         took = time.perf_counter() - started
-        print(f" {took:.1f} s" if self.tty else f"hedgebt: {what}: {took:.1f} s", file=stream, flush=True)
+        same_line = self._line_open
+        self._line_open = False
+        print(f" {took:.1f} s" if same_line else f"hedgebt: {what}: {took:.1f} s", file=stream, flush=True)
 
     def announce_compile(self) -> None:
         """Say once that numba compiles the kernels on the first run after an install."""
@@ -156,9 +207,9 @@ def _run_one(console: _Console, config_path: Path, out: str | Path, force: bool,
     claim.protect(config_input_paths(config))
     console.announce_compile()
     with console.stage(f"simulating {config_path.name}"):
-        result = api.run(config)
+        result = api.run(config, progress=console.progress())
     with console.stage("writing results" + (" and the report" if report else "")):
-        result.save(claim, report=report)
+        result.save(claim, report=report, progress=console.progress())
     _print_summary(console, result.summary)
     if shown is None:  # the demo lists its folders once they are in place
         console.wrote(claim.target)
@@ -191,7 +242,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if (folder / "compare.parquet").is_file() and not (folder / "summary.json").is_file():
         _refuse_links(folder)
         with console.stage(f"re-rendering the compare report in {folder}"):
-            CompareResult.load(folder).report(folder)
+            CompareResult.load(folder).report(folder, progress=console.progress())
     elif not (folder / "summary.json").is_file() or not (folder / "ledger.parquet").is_file():
         raise HedgeBTError(f"{folder}: not a result folder (expected summary.json and ledger.parquet, "
                            "or compare.parquet and compare.json)")
@@ -199,7 +250,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         verify_ledger(folder)
         _refuse_links(folder)
         with console.stage(f"re-rendering the report in {folder}"):
-            Result.load(folder).report(folder)
+            Result.load(folder).report(folder, progress=console.progress())
     console.wrote(folder)
     return 0
 
@@ -255,9 +306,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     claim.protect(config_input_paths(config))
     console.announce_compile()
     with console.stage(f"running the grid of {Path(args.config).name}"):
-        result = api.compare(config, scheduler=args.scheduler, progress=console.tty and not args.quiet)
+        result = api.compare(config, scheduler=args.scheduler, progress=console.bar_below())
     with console.stage("writing tables" + ("" if args.no_report else " and the report")):
-        result.save(claim, report=not args.no_report)
+        result.save(claim, report=not args.no_report, progress=console.progress())
     table = result.table
     console.say(f"{len(table)} variants ranked by {result.info['rank_by']}; oracle rho^2 shown for context")
     for r in result.best().itertuples():
@@ -287,10 +338,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     claim.protect(config_input_paths(config))
     console.announce_compile()
     with console.stage(f"simulating {Path(args.config).name}"):
-        result = api.run(config)
+        result = api.run(config, progress=console.progress())
     table = result.events(args.event)  # unknown or out-of-period events fail before anything is written
     with console.stage("writing results and the report"):
-        result.save(claim, events=args.event)
+        result.save(claim, events=args.event, progress=console.progress())
     for r in table.itertuples(index=False):
         note = f"  ({r.note})" if r.note else ""
         console.say(
@@ -321,7 +372,8 @@ def _cmd_stress(args: argparse.Namespace) -> int:
     console.announce_compile()
     with console.stage(f"replaying {args.paths} bootstrap paths of {args.horizon_days:g} days"):
         result = api.stress(config, paths=args.paths, horizon_days=args.horizon_days, seed=args.seed,
-                            collateral_usd=grid, block_bars=args.block_bars, scheduler=args.scheduler)
+                            collateral_usd=grid, block_bars=args.block_bars, scheduler=args.scheduler,
+                            progress=console.progress())
     with console.stage("writing tables and the figure"):
         result.save(claim)
     info = result.info
@@ -350,7 +402,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     with console.stage("hedging every coin with every underlying"):
         result = api.scan(config, coins=coins, underlyings=tuple(u.strip() for u in args.underlyings.split(",")),
                           min_history_days=args.min_days, notional_usd=args.notional_usd,
-                          progress=console.tty and not args.quiet, config_file=config_path.name)
+                          progress=console.bar_below(), config_file=config_path.name)
     with console.stage("writing tables and the figure"):
         result.save(claim)
     console.say(f"{len(result.table)} coins scanned, {len(result.info['skipped'])} skipped (see scan.json); best first:")

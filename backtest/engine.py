@@ -36,6 +36,7 @@ from backtest.index import (
 from backtest import kernels as K
 from backtest.instrument import check_underlying, is_index, symbol_underlying
 from backtest.market import Market, Variant, run_variant, run_variants
+from backtest.progress import Progress, report as report_progress
 from strategies.rules import HedgeRule, make_rule, oracle_r2
 
 __all__ = ["Prepared", "PrepareNotes", "FundingNotes", "InputFile", "prepare", "variant_for", "rule_objects",
@@ -773,7 +774,15 @@ def _margin_events(summaries: np.ndarray) -> np.ndarray:
     return (summaries[:, cols] > 0).any(axis=1)
 
 
-def min_safe_collaterals(market: Market, variants: Sequence[Variant], *, tol_usd: float = MIN_SAFE_TOL_USD) -> np.ndarray:
+def _bisection_steps(lo: np.ndarray, hi: np.ndarray, tol_usd: float) -> int:
+    """Halvings left until every bracket ``[lo, hi]`` is at most ``tol_usd`` wide (an estimate
+    for progress reports: ``max ceil(log2((hi - lo) / tol_usd))``)."""
+    width = (hi - lo)[hi - lo > tol_usd]
+    return int(np.ceil(np.log2(width.max() / tol_usd))) if width.size else 0
+
+
+def min_safe_collaterals(market: Market, variants: Sequence[Variant], *, tol_usd: float = MIN_SAFE_TOL_USD,
+                         progress: Progress | None = None) -> np.ndarray:
     """Smallest starting collateral per variant for which the margin-on replay with reserve 0
     has no margin call, no capped re-size and no liquidation (USD, rounded up to whole dollars).
 
@@ -788,6 +797,10 @@ def min_safe_collaterals(market: Market, variants: Sequence[Variant], *, tol_usd
     the first trial upper bound is the margin-off maintenance need ``margin_need`` (below it
     the margin-on path breaches maintenance), doubled until event-free; then bisection.
 
+    ``progress`` (optional) is called as ``progress("collateral bisection", passes, total)``
+    after each kernel pass; ``total`` is re-estimated as the bounds narrow
+    (:func:`_bisection_steps`) and equals ``passes`` at the last call.
+
     Returns
     -------
     ndarray, shape (n_variants,)
@@ -801,20 +814,25 @@ def min_safe_collaterals(market: Market, variants: Sequence[Variant], *, tol_usd
         return _margin_events(run_variants(market, [replace(base[i], collateral_usd=float(c)) for i, c in zip(rows, cs)]))
 
     n = len(base)
+    step = "collateral bisection"
     free = run_variants(market, [replace(v, margin_enabled=False, collateral_usd=0.0) for v in base])
     need = np.maximum(free[:, K.SUM.index("margin_need")], 0.0)
     lo = np.full(n, -1.0)  # largest collateral known to have an event (-1: none yet)
     hi = np.maximum(need, 1.0)
     all_rows = np.arange(n)
+    report_progress(progress, step, 1, 3 + _bisection_steps(np.zeros(n), hi, tol_usd))
     zero_ok = ~events(np.zeros(n), all_rows)
+    passes = 2
     hi[zero_ok] = 0.0
     open_ = ~zero_ok
     lo[open_] = 0.0
     for _ in range(200):  # grow the upper bound
         rows = all_rows[open_]
+        report_progress(progress, step, passes, passes + int(rows.size > 0) + _bisection_steps(lo[~zero_ok], hi[~zero_ok], tol_usd))
         if rows.size == 0:
             break
         bad = events(hi[rows], rows)
+        passes += 1
         lo[rows[bad]] = hi[rows[bad]]
         hi[rows[bad]] *= 2.0
         open_[rows[~bad]] = False
@@ -826,6 +844,9 @@ def min_safe_collaterals(market: Market, variants: Sequence[Variant], *, tol_usd
             break
         mid = 0.5 * (lo[rows] + hi[rows])
         bad = events(mid, rows)
+        passes += 1
         lo[rows[bad]] = mid[bad]
         hi[rows[~bad]] = mid[~bad]
+        report_progress(progress, step, passes, passes + _bisection_steps(lo[~zero_ok], hi[~zero_ok], tol_usd))
+    report_progress(progress, step, passes, passes)
     return np.ceil(hi)

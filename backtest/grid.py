@@ -497,7 +497,7 @@ def instrument_choice(config: Config, table: pd.DataFrame) -> tuple[pd.DataFrame
 
 def write_instrument_tables(table: pd.DataFrame, verdicts: list[dict[str, Any]], folder: Path) -> None:
     """``instruments.csv`` (one row per underlying) and ``instruments.json`` (the paired verdicts)."""
-    write_text(folder / "instruments.csv", table.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
+    write_text(folder / "instruments.csv", table.to_csv(index=False, float_format="%.10g", lineterminator="\n"))  # as compare.csv: re-renders match
     write_text(folder / "instruments.json", json.dumps(verdicts, indent=2, allow_nan=False) + "\n")
 
 

@@ -4,7 +4,8 @@ For each (coin, window) of a grid with ``compare.underlyings``, the best variant
 underlying (by ``compare.rank_by``) is replayed with its per-bar ledger, and the table gives:
 oracle rho^2, per-bar and daily hedge effectiveness ``HE_1D`` (non-overlapping UTC-day P&L
 sums, :func:`backtest.scan.daily_he`) with a 95 % stationary-bootstrap interval, cost drag,
-carry (basis P&L + funding, USD), ``min_safe_collateral`` and margin calls.
+carry (basis P&L + funding, USD), ``min_safe_collateral``, margin calls, and the worst day
+(the common day with the largest hedged loss: its date and its hedged and unhedged P&L, USD).
 
 The verdict compares the two underlyings with the highest ``HE_1D``: the difference of their
 daily HE, with a 95 % interval from a *paired* stationary bootstrap of days (the same
@@ -111,6 +112,9 @@ def instrument_table(config: Config, table: pd.DataFrame, rebalances: dict[str, 
             u = x["underlying"]
             solo = paired_he_interval(days, u, u)
             x.update(he_daily=solo["he_a"], he_daily_lo=solo["a_lo"], he_daily_hi=solo["a_hi"], days=solo["days"])
+            worst = days[f"h_{u}"].idxmin()  # the worst event at a daily scale: the largest hedged loss
+            x.update(worst_day=worst.strftime("%Y-%m-%d"), worst_day_pnl_hedged=float(days.at[worst, f"h_{u}"]),
+                     worst_day_pnl_unhedged=float(days.at[worst, f"u_{u}"]))
         ours.sort(key=lambda x: -x["he_daily"])
         rows.extend(ours)
         if len(ours) >= 2:

@@ -25,6 +25,7 @@ from backtest import schema
 from backtest.config import Config, config_to_dict
 from backtest.atomic import OutputDir, write_bytes, write_text
 from backtest.engine import Prepared, min_safe_collaterals, prepare, variant_for
+from backtest.progress import Progress, report as report_progress
 from backtest.metrics import describe_index_held, he_by_horizon, summary_metrics
 from backtest.versions import hedgebt_version, package_versions
 from backtest.market import run_variant
@@ -153,17 +154,21 @@ def _ledger_block(prepared: Prepared, label: str, rows: dict[str, np.ndarray]) -
     return pd.DataFrame(data, columns=list(schema.LEDGER_COLUMNS))
 
 
-def run(config: Config, *, prepared: Prepared | None = None) -> RunResult:
-    """Simulate every rule of ``config``; return the immutable result."""
+def run(config: Config, *, prepared: Prepared | None = None, progress: Progress | None = None) -> RunResult:
+    """Simulate every rule of ``config``; return the immutable result.
+
+    ``progress`` (optional, :class:`backtest.progress.Progress`) hears the collateral
+    bisection's kernel passes and then ``"rules"``: replays done of the rules."""
     prepared = prepared if prepared is not None else prepare(config)
     oracle = prepared.notes.oracle_r2
     blocks = []
     rules_out: dict[str, Any] = {}
     variants = [variant_for(config, col) for col in range(len(prepared.rules))]
-    safe = min_safe_collaterals(prepared.market, variants)
+    safe = min_safe_collaterals(prepared.market, variants, progress=progress)
     for col, (rule, label) in enumerate(zip(prepared.rules, prepared.rule_labels)):
         variant = variants[col]
         rows, summ = run_variant(prepared.market, variant)
+        report_progress(progress, "rules", col + 1, len(variants))
         summ = {**summ, "margin_need": float(safe[col])}  # min_safe_collateral: margin on, reserve 0
         metrics = rule_metrics(rows, summ, bar=prepared.bar, oracle=oracle, alt_value=prepared.market.alt_value,
                                futures_kind=config.futures.kind)

@@ -58,6 +58,7 @@ from backtest.engine import (
 )
 from backtest.errors import ConfigError
 from backtest.market import Market, Variant, pack_variants
+from backtest.progress import Progress, report as report_progress
 
 __all__ = ["StressSpec", "StressResult", "joint_moves", "block_length", "draw_indices", "path_market",
            "run_stress", "write_stress_tables"]
@@ -272,13 +273,15 @@ def _run_batches(batches: list[list[Market]], fps: np.ndarray, ips: np.ndarray, 
 
 def simulate_paths(config: Config, prepared: Prepared, indices: np.ndarray, grid: tuple[float, ...],
                    moves: np.ndarray | None = None, *, hrs: np.ndarray | None = None, scheduler: str = "none",
-                   batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+                   batch: int = 64, progress: Progress | None = None,
+                   progress_step: str = "paths") -> tuple[np.ndarray, np.ndarray]:
     """Replay every path of ``indices`` (shape (N, H - 1)); summaries and hedge ratios.
 
     Path markets are built here, ``batch`` at a time (hedge rules re-estimated unless
     ``hrs`` is given); each market's variants run in one :func:`~backtest.kernels.simulate_many_nb`
     call, in this process (``scheduler="none"``) or as Dask tasks of ``batch`` paths
     (``"processes"`` or ``tcp://HOST:PORT``). Results do not depend on the scheduler.
+    ``progress`` (optional) hears ``(progress_step, paths done, N)`` once per batch.
 
     Returns
     -------
@@ -294,6 +297,7 @@ def simulate_paths(config: Config, prepared: Prepared, indices: np.ndarray, grid
     out = np.empty((N, R, 1 + len(grid), K.N_SUM))
     hr_out = np.empty((N, m + 1, R)) if hrs is None else hrs
     step = batch * (4 if scheduler != "none" else 1)  # markets held in memory at once
+    report_progress(progress, progress_step, 0, N)
     for lo in range(0, N, step):
         markets = [path_market(config, prepared, indices[p], moves, None if hrs is None else hrs[p])
                    for p in range(lo, min(lo + step, N))]
@@ -302,11 +306,12 @@ def simulate_paths(config: Config, prepared: Prepared, indices: np.ndarray, grid
         batches = [markets[i : i + batch] for i in range(0, len(markets), batch)]
         for j, summ in enumerate(_run_batches(batches, fps, ips, scheduler)):
             out[lo + j] = summ.reshape(R, 1 + len(grid), K.N_SUM)
+        report_progress(progress, progress_step, lo + len(markets), N)
     return out, hr_out
 
 
 def run_stress(config: Config, spec: StressSpec, *, prepared: Prepared | None = None,
-               scheduler: str = "none") -> StressResult:
+               scheduler: str = "none", progress: Progress | None = None) -> StressResult:
     """Bootstrap ``spec.paths`` paths of ``spec.horizon_days`` and replay the hedge on each
     for every collateral level (see the module docstring for the method)."""
     prepared = prepare(config) if prepared is None else prepared
@@ -318,15 +323,18 @@ def run_stress(config: Config, spec: StressSpec, *, prepared: Prepared | None = 
     R = len(prepared.rules)
     labels = prepared.rule_labels
     # every rule's historical figure in one bisection (all rules side by side in each kernel call), as run does
-    historical = [float(c) for c in min_safe_collaterals(prepared.market, [variant_for(config, c) for c in range(R)])]
+    historical = [float(c) for c in min_safe_collaterals(prepared.market, [variant_for(config, c) for c in range(R)],
+                                                         progress=progress)]
     window_rows = np.arange(T - H, T - 1)[None, :]
     grid = spec.collateral_usd
-    first, hrs = simulate_paths(config, prepared, indices, grid or (), moves, scheduler=scheduler)
+    first, hrs = simulate_paths(config, prepared, indices, grid or (), moves, scheduler=scheduler, progress=progress,
+                                progress_step="bootstrap paths")
     needs = first[:, :, 0, K.S_MARGIN_NEED]
     if grid is None:
         top = 1.2 * max(float(np.max([_quantile(needs[:, r], 0.995) for r in range(R)])), max(historical))
         grid = _nice_grid(top)
-        summ, _ = simulate_paths(config, prepared, indices, grid, moves, hrs=hrs, scheduler=scheduler)
+        summ, _ = simulate_paths(config, prepared, indices, grid, moves, hrs=hrs, scheduler=scheduler,
+                                 progress=progress, progress_step="paths at each collateral level")
     else:
         summ = first
     window, _ = simulate_paths(config, prepared, window_rows, grid, moves)

@@ -36,7 +36,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ContextManager, Final
+from typing import TYPE_CHECKING, Any, ContextManager, Final
 
 import matplotlib
 import matplotlib.dates as mdates
@@ -55,6 +55,9 @@ from backtest.atomic import atomic_file
 from backtest.schema import PNL_COLUMN, PNL_COMPONENTS
 from reports import stats
 from reports.events import Event, split_rules
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from backtest.progress import Progress
 
 __all__ = [
     "DPI",
@@ -1050,25 +1053,38 @@ def default_workers() -> int:
     return max(1, min(4, n))
 
 
-def render_all(jobs: Mapping[str, FigureJob], out: Path, *, workers: int | None = None) -> dict[str, Path]:
+def render_all(jobs: Mapping[str, FigureJob], out: Path, *, workers: int | None = None,
+               progress: Progress | None = None) -> dict[str, Path]:
     """Render every job to ``out/<stem>.png``; returns ``{stem: path}`` in the order given.
 
     With ``workers > 1`` (default :func:`default_workers`) and the ``fork`` start method
     available, the figures are drawn in that many forked processes, costliest first; each
     figure is drawn by the same code from the same data either way, so the PNG bytes are
     identical to a serial render (tested). Otherwise they are drawn here, one by one.
+    ``progress`` (optional, :class:`backtest.progress.Progress`) is called as
+    ``progress("figures", done, len(jobs))`` after each finished figure.
     """
     import multiprocessing as mp
 
     out = Path(out)
     paths = {stem: out / f"{stem}.png" for stem in jobs}
     n = min(default_workers() if workers is None else workers, len(jobs))
+
+    def tick(done: int) -> None:
+        if progress is not None:
+            progress("figures", done, len(jobs))
+
     if n <= 1 or "fork" not in mp.get_all_start_methods():
-        return {stem: _run_job(job, paths[stem]) for stem, job in jobs.items()}
+        serial: dict[str, Path] = {}
+        for stem, job in jobs.items():
+            serial[stem] = _run_job(job, paths[stem])
+            tick(len(serial))
+        return serial
     out.mkdir(parents=True, exist_ok=True)
     order = sorted(jobs, key=lambda stem: -_COST.get(stem, 1.0))
     _PENDING.clear()
     _PENDING.update({stem: (jobs[stem], paths[stem]) for stem in jobs})
+    done: dict[str, Path] = {}
     try:
         with warnings.catch_warnings():
             # Python >= 3.12 warns on fork() in a process with threads (numba, pyarrow pools);
@@ -1076,7 +1092,9 @@ def render_all(jobs: Mapping[str, FigureJob], out: Path, *, workers: int | None 
             warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks",
                                     category=DeprecationWarning)
             with mp.get_context("fork").Pool(n) as pool:
-                done = dict(pool.imap_unordered(_run_pending, order, chunksize=1))
+                for stem, path in pool.imap_unordered(_run_pending, order, chunksize=1):
+                    done[stem] = path
+                    tick(len(done))
     finally:
         _PENDING.clear()
     return {stem: done[stem] for stem in jobs}

@@ -8,6 +8,8 @@ Layout (A4 landscape):
    with its bootstrap interval, a recommended rule by the paired-bootstrap criterion of
    :func:`recommend_rule`, and for that rule the hedged vs unhedged dollar P&L, trading
    cost, carry (with its source), the margin the hedge needed and its worst event window;
+   a small figure (cumulative P&L coin vs hedged, HE per rule with intervals) fills the
+   rest of its last page;
 3. tables (real text in a monospaced grid, not images): metrics per rule, P&L and costs
    per rule, the event windows (with each event's description), and the rule comparison
    when a grid was run;
@@ -27,7 +29,7 @@ import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import matplotlib
 import numpy as np
@@ -41,6 +43,9 @@ from backtest.schema import PNL_COMPONENTS, RULE_METRICS
 from reports.events import Event
 from reports.stats import BOOTSTRAP_METHOD
 from reports.figures import STYLE, atomic_output, compare_table_rows
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from backtest.progress import Progress
 
 __all__ = [
     "PAGE_SIZE",
@@ -222,9 +227,11 @@ def _fmt_pp(x: Any) -> str:
 class _Doc:
     """A cursor that writes text lines, grids and images onto successive PDF pages."""
 
-    def __init__(self, pdf: PdfPages, footer: str) -> None:
+    def __init__(self, pdf: PdfPages, footer: str, progress: Progress | None = None, expected_pages: int = 1) -> None:
         self.pdf = pdf
         self.footer = footer
+        self.progress = progress
+        self.expected_pages = expected_pages  # an estimate, for progress reports only
         self.pages = 0
         self.fig: Figure | None = None
         self.y = 0.0  # inches from the top of the page
@@ -244,6 +251,15 @@ class _Doc:
                       va="bottom", fontsize=8, color="0.4")
         self.pdf.savefig(self.fig)
         self.fig = None
+        if self.progress is not None:
+            self.progress("PDF pages", self.pages, max(self.expected_pages, self.pages + 1))
+
+    def close(self) -> int:
+        """Write the last page; report the final page count as the total; return it."""
+        self.flush()
+        if self.progress is not None:
+            self.progress("PDF pages", self.pages, self.pages)
+        return self.pages
 
     def _need(self, height: float) -> Figure:
         if self.fig is None or self.y + height > PAGE_SIZE[1] - _BOTTOM:
@@ -558,7 +574,7 @@ def _underlying(sc: Mapping[str, Any]) -> str:
 
 
 def _executive_summary(doc: _Doc, summary: Mapping[str, Any], metrics: pd.DataFrame,
-                       events_df: pd.DataFrame, notes: Sequence[str]) -> None:
+                       events_df: pd.DataFrame, notes: Sequence[str], ledger: pd.DataFrame | None = None) -> None:
     sc = summary.get("scenario", {})
     period = summary.get("period", {})
     horizon = str(metrics["he_horizon"].iloc[0]) if len(metrics) else "bar"
@@ -609,10 +625,34 @@ def _executive_summary(doc: _Doc, summary: Mapping[str, Any], metrics: pd.DataFr
         )
     for c in caveats:
         doc.para(c, size=9, hanging="- ")
+    if ledger is not None and rule is not None:
+        _summary_figure(doc, ledger, metrics, rule)
+
+
+#: Least height (inches) of the executive summary's figure; with less room left on the page it
+#: goes to the next page (which it then fills, up to :data:`_SUMMARY_FIGURE_MAX`).
+_SUMMARY_FIGURE_MIN: Final[float] = 1.8
+_SUMMARY_FIGURE_MAX: Final[float] = 7.0
+
+
+def _summary_figure(doc: _Doc, ledger: pd.DataFrame, metrics: pd.DataFrame, rule: str) -> None:
+    """Fill the rest of the executive summary's last page with
+    :func:`reports.tearsheet.draw_summary_panels` (cumulative P&L of the coin alone vs hedged
+    with the recommended rule; HE per rule with its interval)."""
+    from reports.tearsheet import draw_summary_panels
+
+    floor = _BOTTOM + 0.05  # inches from the bottom: above the footer
+    if doc.fig is None or PAGE_SIZE[1] - doc.y - 0.15 - floor < _SUMMARY_FIGURE_MIN:
+        doc.new_page()
+    assert doc.fig is not None
+    top = PAGE_SIZE[1] - doc.y - 0.15
+    height = min(top - floor, _SUMMARY_FIGURE_MAX)
+    draw_summary_panels(doc.fig, (_MARGIN, top - height, PAGE_SIZE[0] - 2 * _MARGIN, height), ledger, metrics, rule)
+    doc.y = PAGE_SIZE[1] - (top - height)
 
 
 @contextmanager
-def _pdf_doc(path: Path, title: str) -> Iterator[_Doc]:
+def _pdf_doc(path: Path, title: str, progress: Progress | None = None, expected_pages: int = 1) -> Iterator[_Doc]:
     """A :class:`_Doc` on a PDF written atomically, with fixed metadata (no dates: byte-identical reruns)."""
     metadata = {"Title": title, "Creator": "hedgebt", "Producer": "hedgebt (matplotlib)",
                 "CreationDate": None, "ModDate": None}
@@ -621,7 +661,7 @@ def _pdf_doc(path: Path, title: str) -> Iterator[_Doc]:
         atomic_output(path) as tmp,
         PdfPages(tmp, metadata=metadata) as pdf,
     ):
-        yield _Doc(pdf, title)
+        yield _Doc(pdf, title, progress, expected_pages)
 
 
 def write_pdf(
@@ -634,6 +674,8 @@ def write_pdf(
     *,
     events: Sequence[Event] = (),
     notes: Sequence[str] = (),
+    progress: Progress | None = None,
+    ledger: pd.DataFrame | None = None,
 ) -> int:
     """Write the report PDF atomically and return its number of pages.
 
@@ -655,6 +697,12 @@ def write_pdf(
         The events of ``events_df`` (their descriptions are printed under the table).
     notes : sequence of str, optional
         Extra caveats for the executive summary.
+    progress : Progress, optional
+        Called as ``progress("PDF pages", done, total)`` after each page
+        (:class:`backtest.progress.Progress`; the total is estimated until the last page).
+    ledger : pandas.DataFrame, optional
+        The run's ledger; when given, the executive summary ends with a small figure
+        (:func:`reports.tearsheet.draw_summary_panels`) filling the rest of its page.
 
     Returns
     -------
@@ -667,9 +715,10 @@ def write_pdf(
         figures = {f"Figure {i + 1}: {Path(p).stem}": Path(p) for i, p in enumerate(figure_paths)}
     sc = summary.get("scenario", {})
     title = f"hedgebt report: {sc.get('name', '')}"
-    with _pdf_doc(Path(path), title) as doc:
+    expected = 5 + len(figures) + int(compare_df is not None and len(compare_df) > 0)
+    with _pdf_doc(Path(path), title, progress, expected) as doc:
         _title_page(doc, summary)
-        _executive_summary(doc, summary, metrics_df, events_df, notes)
+        _executive_summary(doc, summary, metrics_df, events_df, notes, ledger)
 
         doc.new_page()
         doc.heading("Metrics per rule")
@@ -748,16 +797,88 @@ def write_pdf(
         packages = {"hedgebt": summary.get("hedgebt_version", "?"), **dict(summary.get("packages", {}) or {})}
         for name, version in packages.items():
             doc.para(f"{name} {version}", size=9, mono=True)
-        doc.flush()
-        pages = doc.pages
+        pages = doc.close()
     return pages
 
 
-def write_compare_pdf(path: Path, compare: pd.DataFrame, info: Mapping[str, Any], figure_paths: Sequence[Path]) -> int:
-    """The rule-comparison PDF: what was compared, the ranking per scenario, the figures,
-    and an appendix with the config and package versions. Deterministic (no dates)."""
+def instrument_rows(instruments: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the "Which hedge instrument?" table, one row per underlying of one
+    (coin, window), as printed (the columns of ``instruments.csv``)."""
+    header = ["underlying", "best variant on it", "oracle ρ²", "HE 1D", "95 % interval", "cost bps/yr",
+              "carry USD", "margin need USD", "calls", "max DD hedged", "worst day: hedged / coin USD"]
+    rows = [[str(r["underlying"]), _short(str(r["variant"]).split(" | ", 1)[-1], 50), fmt_pct(r["oracle_r2"]),
+             fmt_pct(r["he_daily"]), f"{fmt_pct(r['he_daily_lo'])} .. {fmt_pct(r['he_daily_hi'])}",
+             _fmt_num(r["cost_drag_bps_per_year"], ",.0f"), _fmt_num(r["carry_usd"], "+,.0f"),
+             _fmt_num(r["min_safe_collateral"], ",.0f"), _fmt_num(r["margin_calls"], ",.0f"),
+             fmt_pct(r["max_drawdown_hedged"]), _worst_day(r)]
+            for _, r in instruments.iterrows()]
+    return header, rows
+
+
+def _worst_day(r: pd.Series) -> str:
+    """``'2024-08-05 -81,234 / -150,876'`` (the worst hedged day of ``instruments.csv``; n/a if absent)."""
+    if not isinstance(r.get("worst_day"), str):
+        return "n/a"
+    return (f"{r['worst_day']} {_fmt_num(r.get('worst_day_pnl_hedged'), '+,.0f')} / "
+            f"{_fmt_num(r.get('worst_day_pnl_unhedged'), '+,.0f')}")
+
+
+def instrument_verdict(v: Mapping[str, Any]) -> str:
+    """One sentence from a paired-bootstrap verdict of ``instruments.json``."""
+    better = float(v["diff_lo"]) > 0.0
+    return (f"Verdict: futures on {v['best']} removed {fmt_pct(v['he_a'])} of the variance of daily P&L, against "
+            f"{fmt_pct(v['he_b'])} for the next best, {v['second']}; the paired bootstrap over {int(v['days']):,} common "
+            f"days puts the difference at {_fmt_pp(v['diff'])} (95 % interval {_fmt_pp(v['diff_lo'])} to "
+            f"{_fmt_pp(v['diff_hi'])}), so "
+            + (f"{v['best']} is the better hedge instrument for this coin." if better else
+               f"the two cannot be told apart on this history (the interval contains 0)."))
+
+
+def _multi_underlying(instruments: pd.DataFrame | None) -> bool:
+    return (instruments is not None and len(instruments) > 0
+            and bool((instruments.groupby(["coin", "window"])["underlying"].nunique() > 1).any()))
+
+
+def _instrument_section(doc: _Doc, instruments: pd.DataFrame, verdicts: Sequence[Mapping[str, Any]],
+                        horizon: str) -> None:
+    """The "Which hedge instrument?" page(s): per (coin, window), a table of the underlyings and
+    the paired verdict between the best two."""
+    doc.new_page()
+    doc.heading("Which hedge instrument?", size=18)
+    doc.para("The same grid was run with futures on each underlying. For each, the variant ranked best on it is "
+             "replayed bar by bar: oracle ρ² is the variance of the coin's returns that the best constant hedge "
+             "with that underlying removes in hindsight; HE 1D is the share of the variance of daily P&L removed "
+             "after all costs, with its 95 % stationary-bootstrap interval (arch; days resampled in blocks); cost is "
+             "the trading cost drag in bps of the coin notional a year; carry is the basis and funding P&L in USD "
+             "(+ = earned by the short); margin need is the smallest starting collateral with no margin call, no "
+             "capped re-size and no liquidation (reserve 0); calls are the margin calls with the configured "
+             "collateral; max DD hedged is the worst drawdown of the hedged position; worst day is its worst event at "
+             "a daily scale, the common day with the largest hedged loss, with the hedged and the coin-alone P&L "
+             "that day (USD). Rows are sorted by HE 1D." + ("" if horizon in ("", "1D") else
+                                    f" The ranking's headline horizon is {horizon}; this table is at 1D."),
+             size=9.5)
+    found = {(str(v["coin"]), str(v["window"])): v for v in verdicts}
+    for (coin, window), g in instruments.groupby(["coin", "window"], sort=True):
+        doc.heading(f"{coin}, {window}", size=12)
+        header, rows = instrument_rows(g)
+        doc.grid(header, rows, right=[False, False] + [True] * (len(header) - 2))
+        v = found.get((str(coin), str(window)))
+        if v is not None:
+            doc.para(instrument_verdict(v), size=10, weight="bold")
+        elif g["underlying"].nunique() < 2:
+            doc.para("Only one underlying for this coin: nothing to compare.", size=10)
+
+
+def write_compare_pdf(path: Path, compare: pd.DataFrame, info: Mapping[str, Any], figure_paths: Sequence[Path],
+                      *, progress: Progress | None = None, instruments: pd.DataFrame | None = None,
+                      verdicts: Sequence[Mapping[str, Any]] = ()) -> int:
+    """The rule-comparison PDF: what was compared, the ranking per scenario, the "Which hedge
+    instrument?" section (when ``instruments`` holds more than one underlying for a coin:
+    ``instruments.csv`` and the verdicts of ``instruments.json``), the figures, and an appendix
+    with the config and package versions. Deterministic (no dates). ``progress`` as in
+    :func:`write_pdf`."""
     title = "hedgebt rule comparison"
-    with _pdf_doc(Path(path), title) as doc:
+    with _pdf_doc(Path(path), title, progress, 2 + len(figure_paths)) as doc:
         doc.new_page()
         doc.heading("Which hedge rule?", size=20)
         doc.para(f"{len(compare)} variants (hedge rule x parameters x rebalance policy) ranked by "
@@ -798,6 +919,9 @@ def write_compare_pdf(path: Path, compare: pd.DataFrame, info: Mapping[str, Any]
                 f"{fmt_pct(w['mean_fold_best_he'])} (walk_forward.csv lists every fold).",
                 size=9,
             )
+        if _multi_underlying(instruments):
+            assert instruments is not None
+            _instrument_section(doc, instruments, verdicts, horizon)
         for png in figure_paths:
             doc.image_page(Path(png), f"Figure: {Path(png).stem.replace('_', ' ')}")
         doc.new_page()
@@ -807,6 +931,5 @@ def write_compare_pdf(path: Path, compare: pd.DataFrame, info: Mapping[str, Any]
         doc.space(0.1)
         for key, value in sorted((info.get("packages") or {}).items()):
             doc.para(f"{key} {value}", size=8, mono=True)
-        doc.flush()
-        pages = doc.pages
+        pages = doc.close()
     return pages

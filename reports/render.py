@@ -25,7 +25,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,9 @@ from reports import stats, tearsheet
 from reports.events import Event, event_table, events_in_period, load_events, split_rules
 from reports.pdf import write_compare_pdf, write_pdf
 
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from backtest.progress import Progress
+
 __all__ = [
     "ReportFiles",
     "CompareFiles",
@@ -48,6 +51,7 @@ __all__ = [
     "write_report",
     "render_compare",
     "write_compare_report",
+    "read_instrument_tables",
     "metrics_table",
     "csv_bytes",
     "METRICS_COLUMNS",
@@ -193,6 +197,7 @@ def metrics_table(
     n_boot: int = N_BOOT,
     seed: int = BOOTSTRAP_SEED,
     level: float = LEVEL,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """One row per rule: ``summary.json`` metrics and P&L plus ledger-based risk figures.
 
@@ -203,7 +208,8 @@ def metrics_table(
     best never-liquidated rule by :func:`reports.stats.paired_he_difference` and
     :func:`reports.stats.paired_mean_difference` of the trading cost per span (one block
     length, that of the best rule, for all pairs). VaR / CVaR are
-    :func:`reports.stats.var_cvar` (historical) of per-bar returns.
+    :func:`reports.stats.var_cvar` (historical) of per-bar returns. ``progress`` (optional)
+    hears ``("HE bootstrap", rules done, rules)``.
 
     Returns
     -------
@@ -268,6 +274,8 @@ def metrics_table(
             "cvar95_unhedged": cvar_u,
         })
         rows.append(row)
+        if progress is not None:
+            progress("HE bootstrap", len(rows), len(summary["rules"]))
     return pd.DataFrame(rows, columns=list(METRICS_COLUMNS))
 
 
@@ -363,9 +371,9 @@ def _compare_jobs(compare: pd.DataFrame) -> dict[str, tuple[Any, tuple[Any, ...]
 
 
 def _figures(result_dir: Path, summary: Mapping[str, Any], ledger: pd.DataFrame, events: Sequence[Event],
-             compare: pd.DataFrame | None) -> dict[str, Path]:
+             compare: pd.DataFrame | None, progress: Progress | None = None) -> dict[str, Path]:
     out = result_dir / "figures"
-    return fig.render_all(_figure_jobs(summary, ledger, events, compare), out)
+    return fig.render_all(_figure_jobs(summary, ledger, events, compare), out, progress=progress)
 
 
 def read_result(result_dir: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame | None]:
@@ -411,12 +419,13 @@ def render_report(
     events: Sequence[Event] | None = None,
     n_boot: int = N_BOOT,
     seed: int = BOOTSTRAP_SEED,
+    progress: Progress | None = None,
 ) -> ReportFiles:
     """Re-render the report of a result folder from its files (:func:`read_result`, then
     :func:`write_report` into the same folder). Nothing is re-simulated."""
     summary, ledger, compare = read_result(Path(result_dir))
     return write_report(Path(result_dir), summary, ledger, compare=compare, events=events, n_boot=n_boot,
-                        seed=seed)
+                        seed=seed, progress=progress)
 
 
 def write_report(
@@ -429,6 +438,7 @@ def write_report(
     metrics: pd.DataFrame | None = None,
     n_boot: int = N_BOOT,
     seed: int = BOOTSTRAP_SEED,
+    progress: Progress | None = None,
 ) -> ReportFiles:
     """Write ``metrics.csv``, ``events.csv``, ``figures/*.png`` and ``report.pdf`` into ``result_dir``.
 
@@ -450,6 +460,9 @@ def write_report(
         Bootstrap resamples of the HE interval.
     seed : int, default :data:`BOOTSTRAP_SEED`
         Bootstrap seed.
+    progress : Progress, optional
+        Hears the long loops (:class:`backtest.progress.Progress`): ``"HE bootstrap"`` (when
+        ``metrics`` is not given), ``"figures"`` and ``"PDF pages"``.
 
     Returns
     -------
@@ -469,16 +482,17 @@ def write_report(
     chosen, notes = choose_events(summary, ledger, events)
     events_df = event_table(ledger, chosen, bars_per_day=bpd, rules=rules)
     if metrics is None:
-        metrics = metrics_table(summary, ledger, n_boot=n_boot, seed=seed)
+        metrics = metrics_table(summary, ledger, n_boot=n_boot, seed=seed, progress=progress)
     try:
         metrics_csv = result_dir / "metrics.csv"
         events_csv = result_dir / "events.csv"
         _write_bytes(metrics_csv, csv_bytes(metrics))
         _write_bytes(events_csv, csv_bytes(events_df))
-        pngs = _figures(result_dir, summary, ledger, chosen, compare)
+        pngs = _figures(result_dir, summary, ledger, chosen, compare, progress)
         pdf_path = result_dir / "report.pdf"
         captions = {f"{CAPTIONS[k]}": p for k, p in pngs.items()}
-        pages = write_pdf(pdf_path, summary, metrics, events_df, captions, compare, events=chosen, notes=notes)
+        pages = write_pdf(pdf_path, summary, metrics, events_df, captions, compare, events=chosen, notes=notes,
+                          progress=progress, ledger=ledger)
     except OutputError as exc:
         raise OutputError(f"{result_dir}: cannot write the report: {exc}") from None
     except OSError as exc:
@@ -512,22 +526,55 @@ def read_compare_folder(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     return compare, info
 
 
-def render_compare(folder: Path) -> CompareFiles:
+def read_instrument_tables(folder: Path) -> tuple[pd.DataFrame | None, list[dict[str, Any]]]:
+    """``instruments.csv`` and the verdicts of ``instruments.json`` of a compare folder (written when
+    the grid has ``compare.underlyings``); ``(None, [])`` when the folder has none."""
+    folder = Path(folder)
+    path = folder / "instruments.csv"
+    if not path.is_file():
+        return None, []
+    table = pd.read_csv(path)
+    missing = [c for c in ("coin", "window", "underlying", "variant", "oracle_r2", "he_daily", "he_daily_lo",
+                           "he_daily_hi", "cost_drag_bps_per_year", "carry_usd", "min_safe_collateral",
+                           "margin_calls", "max_drawdown_hedged") if c not in table.columns]
+    if missing:
+        raise DataError(path, f"missing columns {missing}")
+    verdicts_path = folder / "instruments.json"
+    try:
+        verdicts = json.loads(verdicts_path.read_text(encoding="utf-8")) if verdicts_path.is_file() else []
+    except (OSError, ValueError) as exc:
+        raise DataError(verdicts_path, f"cannot read: {exc}") from None
+    if not isinstance(verdicts, list):
+        raise DataError(verdicts_path, "expected a JSON list of verdicts")
+    return table, verdicts
+
+
+def render_compare(folder: Path, *, progress: Progress | None = None) -> CompareFiles:
     """Re-render the figures and ``compare.pdf`` of a ``hedgebt compare`` folder from its tables."""
     compare, info = read_compare_folder(Path(folder))
-    return write_compare_report(Path(folder), compare, info)
+    instruments, verdicts = read_instrument_tables(Path(folder))
+    return write_compare_report(Path(folder), compare, info, instruments=instruments, verdicts=verdicts,
+                                progress=progress)
 
 
-def write_compare_report(folder: Path, compare: pd.DataFrame, info: Mapping[str, Any]) -> CompareFiles:
+def write_compare_report(folder: Path, compare: pd.DataFrame, info: Mapping[str, Any], *,
+                         instruments: pd.DataFrame | None = None, verdicts: Sequence[Mapping[str, Any]] = (),
+                         progress: Progress | None = None) -> CompareFiles:
     """Write ``figures/compare_scatter.png`` (HE vs annual cost, efficient frontier, per
     scenario), ``figures/compare_table.png`` (the ranking), ``figures/compare_heatmap.png``
-    (when a family varies over two grid axes) and ``compare.pdf`` into ``folder``."""
+    (when a family varies over two grid axes) and ``compare.pdf`` into ``folder``.
+
+    ``instruments`` / ``verdicts`` (``CompareResult.instruments`` / ``.verdicts``, or
+    :func:`read_instrument_tables`) add the "Which hedge instrument?" section when a coin was
+    hedged with more than one underlying. ``progress`` hears ``"figures"`` and ``"PDF pages"``.
+    """
     folder = Path(folder)
     compare = compare.sort_values(["rank", "variant"], kind="stable").reset_index(drop=True)
     out = folder / "figures"
     try:
-        pngs = tuple(fig.render_all(_compare_jobs(compare), out).values())
-        pages = write_compare_pdf(folder / "compare.pdf", compare, dict(info), pngs)
+        pngs = tuple(fig.render_all(_compare_jobs(compare), out, progress=progress).values())
+        pages = write_compare_pdf(folder / "compare.pdf", compare, dict(info), pngs, progress=progress,
+                                  instruments=instruments, verdicts=list(verdicts))
     except OSError as exc:
         raise OutputError(f"{folder}: cannot write the compare report: {exc}") from exc
     return CompareFiles(figures=pngs, pdf=folder / "compare.pdf", pages=pages)

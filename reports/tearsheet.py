@@ -44,7 +44,7 @@ import numpy.typing as npt
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from reports import stats
 from reports.events import split_rules
@@ -59,6 +59,7 @@ from reports.figures import (
     _styles,
     _time_axis,
     _times,
+    _USD,
     new_figure,
     tex,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "plot_monthly_returns",
     "plot_return_histogram",
     "plot_rolling_beta",
+    "draw_summary_panels",
 ]
 
 #: Days in a year (annualisation).
@@ -371,3 +373,62 @@ def plot_rolling_beta(
         _time_axis(ax_c)
         fig.suptitle("Coin vs hedge instrument: rolling beta and correlation")
         return _finish(fig, path)
+
+
+def draw_summary_panels(fig: Figure, box: tuple[float, float, float, float], ledger: pd.DataFrame,
+                        metrics: pd.DataFrame, rule: str) -> tuple[Axes, Axes]:
+    """The executive summary's small figure, drawn into ``box`` (inches from the page's
+    bottom-left: left, bottom, width, height, axes titles and tick labels included) of a page.
+
+    Left: cumulative P&L of the coin alone (``equity_unhedged - equity_unhedged[0]``) and of
+    the position hedged with ``rule`` (``equity_hedged - equity_hedged[0]``), USD. Right: the
+    hedge effectiveness of every rule at the headline horizon (``he_<horizon>`` of
+    ``metrics``) with its bootstrap interval (``he_ci_lo`` .. ``he_ci_hi``), the rule
+    ``rule`` marked, and the oracle ρ² dashed.
+    """
+    w_in, h_in = fig.get_size_inches()
+    left, bottom, width, height = box
+    label_w = 1.9  # rule names left of the right panel
+    right_w = min(2.6, 0.28 * width)
+    top_pad, bottom_pad = 0.3, 0.45  # axes title above, tick labels and x label below
+    y0, hh = (bottom + bottom_pad) / h_in, (height - bottom_pad - top_pad) / h_in
+    pnl_left = left + 0.85  # room for the USD tick labels
+    pnl_w = width - 0.85 - label_w - right_w - 0.35
+    ax = fig.add_axes((pnl_left / w_in, y0, pnl_w / w_in, hh))
+    ax_he = fig.add_axes(((left + width - right_w) / w_in, y0, right_w / w_in, hh))
+    frames = split_rules(ledger, list(metrics["rule"]))
+    g = frames[rule]
+    x = _times(g)
+    eq_u = g["equity_unhedged"].to_numpy(dtype=float)
+    eq_h = g["equity_hedged"].to_numpy(dtype=float)
+    _line(ax, x, eq_u - eq_u[0], color=_UNHEDGED_COLOUR, lw=1.0, label="coin alone")
+    _line(ax, x, eq_h - eq_h[0], color=_styles(list(frames))[rule]["color"], lw=1.0, label=f"hedged with {tex(rule)}")
+    ax.axhline(0.0, color="0.5", lw=0.6)
+    ax.set_title("Cumulative P&L since the start (USD)", fontsize=9, loc="left")
+    ax.yaxis.set_major_formatter(_USD)
+    ax.tick_params(labelsize=7.5)
+    _full_span(ax, x)
+    _time_axis(ax, label=False)
+    ax.legend(loc="best", fontsize=7.5, frameon=False)
+    horizon = str(metrics["he_horizon"].iloc[0])
+    he = metrics[f"he_{horizon}"].to_numpy(dtype=float)
+    lo = metrics["he_ci_lo"].to_numpy(dtype=float)
+    hi = metrics["he_ci_hi"].to_numpy(dtype=float)
+    ys = np.arange(len(metrics))[::-1]
+    colours = ["C3" if r == rule else "0.3" for r in metrics["rule"]]
+    for y, v, a, b, c in zip(ys, he, lo, hi, colours, strict=True):
+        if math.isfinite(v):
+            ax_he.errorbar([100 * v], [y], xerr=[[100 * max(v - a, 0.0)], [100 * max(b - v, 0.0)]]
+                           if math.isfinite(a) and math.isfinite(b) else None, fmt="o", color=c, ms=4,
+                           capsize=3, lw=1.0)
+    oracle = float(metrics["oracle_r2"].iloc[0]) if "oracle_r2" in metrics.columns else math.nan
+    if math.isfinite(oracle):
+        ax_he.axvline(100 * oracle, color="0.5", ls="--", lw=0.8)
+    ax_he.set_yticks(ys, [tex(str(r) if len(str(r)) <= 30 else str(r)[:29] + "~") for r in metrics["rule"]])
+    ax_he.set_ylim(-0.7, len(metrics) - 0.3)
+    ax_he.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 5, 10]))
+    ax_he.xaxis.set_major_formatter(PercentFormatter(decimals=0))
+    ax_he.tick_params(labelsize=7.5)
+    ax_he.set_title(f"HE at {horizon}, 95 % interval", fontsize=9, loc="left")
+    ax_he.set_xlabel("variance removed (dashed: oracle ρ²)", fontsize=7.5)
+    return ax, ax_he

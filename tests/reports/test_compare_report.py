@@ -61,3 +61,53 @@ def test_compare_outputs_are_byte_identical(compare_config: Path, tmp_path: Path
         assert main(["compare", str(compare_config), "--out", str(tmp_path / name), "--scheduler", "none"]) == 0
     for f in ("compare.csv", "compare.pdf", "figures/compare_scatter.png"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+
+
+def test_single_underlying_has_no_instrument_section(compare_config: Path, tmp_path: Path) -> None:
+    assert main(["compare", str(compare_config), "--out", str(tmp_path / "one"), "--quiet"]) == 0
+    assert not (tmp_path / "one" / "instruments.csv").exists()
+    text = "\n".join(p.extract_text() for p in PdfReader(tmp_path / "one" / "compare.pdf").pages)
+    assert "Which hedge instrument?" not in text
+
+
+def test_instrument_section_equals_the_instruments_table(tmp_path: Path, monkeypatch) -> None:
+    """With two underlyings the compare PDF has a "Which hedge instrument?" page whose table
+    rows are instruments.csv's and whose verdict is instruments.json's; the page passes the
+    layout check; ``hedgebt report`` re-renders the same bytes from the folder."""
+    import re
+
+    import pandas as pd
+    from test_layout import record_pdf_pages
+
+    from reports.pdf import fmt_pct, instrument_rows, instrument_verdict
+
+    write_synthetic_prices(tmp_path / "prices.parquet", n_days=40,
+                           symbols=("COIN", "AAA", "BBB", "CCC", "DDD", "BTC"))
+    grid = GRID.replace('rank_by = "hedge_effectiveness"\n',
+                        'rank_by = "hedge_effectiveness"\nunderlyings = ["index", "BTC"]\n')
+    (tmp_path / "grid.toml").write_text(BASE + grid, encoding="utf-8")
+    pages = record_pdf_pages(monkeypatch)
+    out = tmp_path / "cmp"
+    assert main(["compare", str(tmp_path / "grid.toml"), "--out", str(out), "--quiet"]) == 0
+    inst = pd.read_csv(out / "instruments.csv")
+    verdicts = json.loads((out / "instruments.json").read_text())
+    assert sorted(inst["underlying"]) == ["BTC", "index"] and len(verdicts) == 1
+    section = [(text, problems) for text, problems in pages if "Which hedge instrument?" in text]
+    assert len(section) == 1 and section[0][1] == []
+    text = re.sub(r"\s+", " ", "\n".join(p.extract_text() for p in PdfReader(out / "compare.pdf").pages))
+    assert "Which hedge instrument?" in text
+    _, rows = instrument_rows(inst)
+    for row, (_, r) in zip(rows, inst.iterrows(), strict=True):
+        assert " ".join(" ".join(row).split()) in text  # the whole row, as printed
+        assert row[0] == r["underlying"] and row[3] == fmt_pct(r["he_daily"]) and row[2] == fmt_pct(r["oracle_r2"])
+        assert row[4] == f"{fmt_pct(r['he_daily_lo'])} .. {fmt_pct(r['he_daily_hi'])}"
+        assert row[7] == f"{r['min_safe_collateral']:,.0f}" and row[6] == f"{r['carry_usd']:+,.0f}"
+        assert row[10] == f"{r['worst_day']} {r['worst_day_pnl_hedged']:+,.0f} / {r['worst_day_pnl_unhedged']:+,.0f}"
+        assert r["worst_day_pnl_hedged"] <= 0.0
+    v = verdicts[0]
+    assert re.sub(r"\s+", " ", instrument_verdict(v)) in text
+    assert v["best"] == inst.sort_values("he_daily", ascending=False)["underlying"].iloc[0]
+    # a re-render from the folder (CompareResult.load reads instruments.csv / .json) gives the same PDF
+    before = (out / "compare.pdf").read_bytes()
+    assert main(["report", str(out), "--quiet"]) == 0
+    assert (out / "compare.pdf").read_bytes() == before

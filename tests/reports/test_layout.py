@@ -195,3 +195,47 @@ def test_the_check_finds_problems() -> None:
     assert any(p.startswith("legend covers") for p in problems)
     assert any(p.startswith("overlap") and "one label" in p for p in problems)
     assert any(p.startswith("outside the figure") for p in problems)
+
+
+def record_pdf_pages(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str]]]:
+    """Patch ``PdfPages.savefig`` so that every PDF page the reports write is checked by
+    :func:`check_layout` (drawn once with Agg) before it is saved; returns the list that fills
+    with ``(the page's text, its problems)``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    pages: list[tuple[str, list[str]]] = []
+    real = PdfPages.savefig
+
+    def savefig(self: PdfPages, figure: Figure | None = None, **kw: Any) -> None:
+        assert figure is not None
+        FigureCanvasAgg(figure)
+        problems = check_layout(figure)
+        pages.append((" ".join(t.get_text() for t in drawn_texts(figure)), problems))
+        real(self, figure, **kw)
+
+    monkeypatch.setattr(PdfPages, "savefig", savefig)
+    return pages
+
+
+@pytest.mark.parametrize("rules", [("static_ols", "rolling_ols"), ("static_ols",)])
+def test_report_pdf_pages_layout(rules: tuple[str, ...], tmp_path, monkeypatch) -> None:
+    """Every page of the run report, the executive summary with its figure included: no text
+    outside the page, no two text boxes overlapping, no legend over the data; none empty.
+    The summary's figure fills the rest of its last page, or the next page when fewer than
+    ``_SUMMARY_FIGURE_MIN`` inches are left."""
+    from synthetic import build_result_dir
+
+    from reports.render import render_report
+
+    pages = record_pdf_pages(monkeypatch)
+    files = render_report(build_result_dir(tmp_path / "r", n_bars=2000, rules=rules, compare=False))
+    assert len(pages) == files.pages
+    summary = [i for i, (text, _) in enumerate(pages) if "Executive summary" in text]
+    assert summary, "no executive summary page"
+    with_figure = [i for i, (text, _) in enumerate(pages) if "Cumulative P&L since the start (USD)" in text]
+    assert len(with_figure) == 1 and summary[0] <= with_figure[0] <= summary[0] + 2
+    assert "Metrics per rule" in pages[with_figure[0] + 1][0]  # the figure ends the summary
+    for i, (text, problems) in enumerate(pages):
+        assert text.strip(), f"page {i + 1} is empty"
+        assert problems == [], f"page {i + 1}: {problems}"

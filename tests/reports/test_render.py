@@ -136,8 +136,10 @@ def test_pdf_pages_and_numbers(rendered) -> None:
     folder, files, _, _ = rendered
     summary = json.loads((folder / "summary.json").read_text())
     pages, text = _pdf_text(folder / "report.pdf")
-    # title, executive summary (2 pages), metrics + costs, events, compare ranking, one per figure, appendix
-    assert pages == files.pages == 7 + len(files.figures) == 20
+    # title, executive summary (text, then its figure on the next page), metrics + costs, events, compare
+    # ranking, one per figure, appendix
+    assert pages == files.pages == 8 + len(files.figures) == 21
+    assert "Cumulative P&L since the start (USD)" in text and "HE at 1D, 95 % interval" in text
     metrics = pd.read_csv(folder / "metrics.csv")
     for _, row in metrics.iterrows():
         assert f"{row['rule']}: variance reduced by {fmt_pct(row['he_1D'])} at the 1D horizon" in text
@@ -179,7 +181,7 @@ def test_without_compare_and_with_chosen_events(tmp_path: Path) -> None:
     files = render_report(folder, events=events)
     assert len(files.figures) == 11
     pages, text = _pdf_text(files.pdf)
-    assert pages == files.pages == 6 + 11
+    assert pages == files.pages == 7 + 11  # the executive summary's figure on a page of its own
     assert "proxy" not in text
     assert "My window" in text
     table = pd.read_csv(files.events_csv)
