@@ -64,6 +64,7 @@ __all__ = [
     "POLICY_CUT",
     "simulate_1d_nb",
     "simulate_many_nb",
+    "simulate_paths_nb",
 ]
 
 # -- float parameters of a variant: fp[...] ---------------------------------------------
@@ -1423,4 +1424,113 @@ def simulate_many_nb(
         g = group_at[i]
         _simulate_group_nb(m, cs, fps, ips, order[g * _GROUP : min(V, (g + 1) * _GROUP)], unhedged, summaries,
                            np.empty((N_OUT, 1)), _work(_GROUP, px.shape[1]))
+    return summaries
+
+
+# -- many markets on one calendar: the paths of a margin stress -----------------------------------
+
+
+@njit(cache=True)
+def _group_schedule(fps, ips):
+    """The variant groups of :func:`simulate_many_nb` and the order in which they run.
+
+    Returns ``order`` (variants sorted by rebalance mode, margin policy, margin switch,
+    period and band; group ``g`` is ``order[g * _GROUP : (g + 1) * _GROUP]``) and
+    ``group_at`` (the group run as iteration ``i`` of the parallel loop: sorted group ``g``
+    runs as iteration ``(g * q) % n_groups``, ``q`` coprime with ``n_groups`` near
+    ``0.618 n_groups``). The same grouping as :func:`simulate_many_nb`.
+    """
+    V = fps.shape[0]
+    key = np.empty(V)
+    for v in range(V):
+        key[v] = (
+            (ips[v, IP_MODE] * 2.0 + ips[v, IP_POLICY]) * 2.0 + ips[v, IP_MARGIN_ON]
+        ) * 1e8 + min(ips[v, IP_EVERY], 10**7) + min(fps[v, FP_BAND], 0.999)
+    order = np.argsort(key, kind="mergesort")
+    n_groups = (V + _GROUP - 1) // _GROUP
+    q = 1
+    for s in range(max(1, int(n_groups * 0.618)), n_groups):
+        a, b = s, n_groups
+        while b:
+            a, b = b, a % b
+        if a == 1:
+            q = s
+            break
+    group_at = np.empty(n_groups, dtype=np.int64)
+    for g in range(n_groups):
+        group_at[(g * q) % n_groups] = g
+    return order, group_at
+
+
+@njit(cache=True, parallel=True)
+def simulate_paths_nb(
+    px, idx, idx_hi, idx_lo, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
+    alt_value, alt_pnl, alt_flow, alt_changed, hr, cs, fps, ips,
+):
+    """Simulate many variants on each of ``P`` markets that share one calendar; summaries only.
+
+    The markets are the paths of a margin stress (:mod:`backtest.stress`): prices, the
+    coin holding and the hedge ratios differ per path, stacked along a leading path
+    axis; the calendar (roll schedule, settlements, funding, volume, variation-margin
+    bars) is the same for all. Every (path, variant group) pair is one iteration of a
+    single parallel loop, so all paths of a call run in one pass::
+
+        summaries[p] == simulate_many_nb(px[p], idx[p], idx_hi[p], idx_lo, c0, c1, w1, exp_bar,
+                                         fund_rate, volume_usd, vm_bar, alt_value[p], alt_pnl[p],
+                                         alt_flow[p], alt_changed[p], hr[p], cs, fps, ips)
+
+    bit for bit (the same steps, groups and operations; tested).
+
+    Parameters
+    ----------
+    px : float64[P, T, K]
+        Contract prices per path.
+    idx, idx_hi : float64[P, T]
+        Index (underlying) close and intrabar high per path (NaN high = use the close).
+    idx_lo : float64[T]
+        Intrabar low (shared; NaN = use the close).
+    c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar
+        The shared calendar, as in :func:`simulate_1d_nb`.
+    alt_value, alt_pnl, alt_flow : float64[P, T]; alt_changed : bool[P, T]
+        The coin holding per path.
+    hr : float64[P, T, R]
+        Target hedge ratios per path.
+    cs : float
+        Contract size in index units.
+    fps, ips : float64[V, N_FP], int64[V, N_IP]
+        Variant parameters.
+
+    Returns
+    -------
+    float64[P, V, N_SUM]
+        Summary rows per path and variant.
+
+    Memory: the inputs (O(P x T x K)), the per-path quantities of :func:`_market_prep`
+    (O(P x T)), the summaries and O(contracts + ``_TILE``) x ``_GROUP`` per running task.
+    """
+    P = px.shape[0]
+    T = px.shape[1]
+    V = fps.shape[0]
+    summaries = np.empty((P, V, N_SUM))
+    xhi = np.empty((P, T))
+    xlo = np.empty((P, T))
+    expiring = np.empty((P, T), dtype=np.bool_)
+    quiet = np.empty((P, T), dtype=np.bool_)
+    unhedged = np.zeros((P, N_SUM))
+    for p in prange(P):
+        a, b, e, q = _market_prep(idx[p], idx_hi[p], idx_lo, c0, c1, exp_bar, alt_value[p], alt_changed[p])
+        xhi[p] = a
+        xlo[p] = b
+        expiring[p] = e
+        quiet[p] = q
+        _unhedged_stats(alt_value[p], alt_pnl[p], unhedged[p])
+    order, group_at = _group_schedule(fps, ips)
+    n_groups = group_at.shape[0]
+    for i in prange(P * n_groups):
+        p = i // n_groups
+        g = group_at[i - p * n_groups]
+        m = Mkt(px[p], idx[p], xhi[p], xlo[p], expiring[p], quiet[p], c0, c1, w1, exp_bar, fund_rate, volume_usd,
+                vm_bar, alt_value[p], alt_pnl[p], alt_flow[p], alt_changed[p], hr[p])
+        _simulate_group_nb(m, cs, fps, ips, order[g * _GROUP : min(V, (g + 1) * _GROUP)], unhedged[p], summaries[p],
+                           np.empty((N_OUT, 1)), _work(_GROUP, px.shape[2]))
     return summaries

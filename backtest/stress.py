@@ -60,7 +60,7 @@ from backtest.errors import ConfigError
 from backtest.market import Market, Variant, pack_variants
 
 __all__ = ["StressSpec", "StressResult", "joint_moves", "block_length", "draw_indices", "path_market",
-           "run_stress", "write_stress_tables"]
+           "stack_markets", "simulate_paths", "run_stress", "write_stress_tables"]
 
 
 @dataclass(frozen=True)
@@ -240,19 +240,37 @@ def _quantile(x: np.ndarray, q: float) -> float:
     return float(np.quantile(x, q, method="inverted_cdf"))
 
 
-def _kernel_batch(markets: list[Market], fps: np.ndarray, ips: np.ndarray) -> list[np.ndarray]:
-    return [K.simulate_many_nb(*m.kernel_args(), fps, ips) for m in markets]
+def stack_markets(markets: list[Market]) -> tuple:
+    """Positional arguments of :func:`backtest.kernels.simulate_paths_nb` (before ``fps, ips``)
+    for path markets built by :func:`path_market` on one calendar window.
+
+    The per-path arrays (``px``, ``idx``, ``idx_hi``, the holding, ``hr``) are stacked along a
+    leading path axis; the calendar (``idx_lo``, roll schedule, settlements, funding, volume,
+    variation-margin bars, contract size) is the first market's, the same for every path.
+    Memory: ``P x H x (K + R + 6)`` floats.
+    """
+    first = markets[0].kernel_args()
+    f = lambda name, dtype=np.float64: np.ascontiguousarray(  # noqa: E731
+        np.stack([getattr(mk, name) for mk in markets]), dtype=dtype)
+    return (
+        f("px"), f("idx"), f("idx_hi"), first[3], first[4], first[5], first[6], first[7], first[8], first[9],
+        first[10], f("alt_value"), f("alt_pnl"), f("alt_flow"), f("alt_changed", np.bool_), f("hr"), first[16],
+    )
 
 
-def _run_batches(batches: list[list[Market]], fps: np.ndarray, ips: np.ndarray, scheduler: str) -> list[np.ndarray]:
-    """Kernel summaries of every market, batch by batch, here or on Dask (same results)."""
+def _kernel_batch(args: tuple, fps: np.ndarray, ips: np.ndarray) -> np.ndarray:
+    """One pass of :func:`backtest.kernels.simulate_paths_nb` over a batch of stacked paths."""
+    return K.simulate_paths_nb(*args, fps, ips)
+
+
+def _run_batches(batches: list[tuple], fps: np.ndarray, ips: np.ndarray, scheduler: str) -> list[np.ndarray]:
+    """Kernel summaries (P, V, N_SUM) of every batch of stacked paths, here or on Dask (same results)."""
     if scheduler == "none":
-        return [s for b in batches for s in _kernel_batch(b, fps, ips)]
+        return [_kernel_batch(b, fps, ips) for b in batches]
     import dask
 
     if scheduler == "processes":
-        done = dask.compute(*[dask.delayed(_kernel_batch)(b, fps, ips) for b in batches], scheduler="processes")
-        return [s for b in done for s in b]
+        return list(dask.compute(*[dask.delayed(_kernel_batch)(b, fps, ips) for b in batches], scheduler="processes"))
     if scheduler.startswith(("tcp://", "tls://")):
         from distributed import Client
 
@@ -263,10 +281,9 @@ def _run_batches(batches: list[list[Market]], fps: np.ndarray, ips: np.ndarray, 
         except (OSError, TimeoutError) as exc:
             raise HedgeBTError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
         try:
-            done = client.gather([client.submit(_kernel_batch, b, fps, ips, pure=False) for b in batches])
+            return list(client.gather([client.submit(_kernel_batch, b, fps, ips, pure=False) for b in batches]))
         finally:
             client.close()
-        return [s for b in done for s in b]
     raise ConfigError("--scheduler", f"expected 'none', 'processes' or tcp://HOST:PORT, got {scheduler!r}")
 
 
@@ -276,9 +293,11 @@ def simulate_paths(config: Config, prepared: Prepared, indices: np.ndarray, grid
     """Replay every path of ``indices`` (shape (N, H - 1)); summaries and hedge ratios.
 
     Path markets are built here, ``batch`` at a time (hedge rules re-estimated unless
-    ``hrs`` is given); each market's variants run in one :func:`~backtest.kernels.simulate_many_nb`
-    call, in this process (``scheduler="none"``) or as Dask tasks of ``batch`` paths
-    (``"processes"`` or ``tcp://HOST:PORT``). Results do not depend on the scheduler.
+    ``hrs`` is given), and stacked (:func:`stack_markets`); every path and variant of a
+    batch runs in one parallel pass of :func:`~backtest.kernels.simulate_paths_nb`, in this
+    process (``scheduler="none"``) or as one Dask task per batch (``"processes"`` or
+    ``tcp://HOST:PORT``, four batches in flight). Results do not depend on the scheduler
+    or the batch size.
 
     Returns
     -------
@@ -293,15 +312,20 @@ def simulate_paths(config: Config, prepared: Prepared, indices: np.ndarray, grid
     R = len(prepared.rules)
     out = np.empty((N, R, 1 + len(grid), K.N_SUM))
     hr_out = np.empty((N, m + 1, R)) if hrs is None else hrs
-    step = batch * (4 if scheduler != "none" else 1)  # markets held in memory at once
+    step = batch * (4 if scheduler != "none" else 1)  # paths held in memory at once
     for lo in range(0, N, step):
-        markets = [path_market(config, prepared, indices[p], moves, None if hrs is None else hrs[p])
-                   for p in range(lo, min(lo + step, N))]
-        if hrs is None:
-            hr_out[lo : lo + len(markets)] = np.stack([mk.hr for mk in markets])
-        batches = [markets[i : i + batch] for i in range(0, len(markets), batch)]
-        for j, summ in enumerate(_run_batches(batches, fps, ips, scheduler)):
-            out[lo + j] = summ.reshape(R, 1 + len(grid), K.N_SUM)
+        batches = []
+        for b in range(lo, min(lo + step, N), batch):
+            markets = [path_market(config, prepared, indices[p], moves, None if hrs is None else hrs[p])
+                       for p in range(b, min(b + batch, N))]
+            if hrs is None:
+                hr_out[b : b + len(markets)] = np.stack([mk.hr for mk in markets])
+            batches.append(stack_markets(markets))
+            del markets
+        hi = lo
+        for summ in _run_batches(batches, fps, ips, scheduler):
+            out[hi : hi + len(summ)] = summ.reshape(len(summ), R, 1 + len(grid), K.N_SUM)
+            hi += len(summ)
     return out, hr_out
 
 
