@@ -22,11 +22,13 @@ Method
    likewise ``I``; contract prices keep the historical basis of that bar,
    ``F[j,k] = I[j] x F_hist[T-H+j,k] / I_hist[T-H+j]``. Hedge rules are re-estimated
    walk-forward on the historical returns up to the window start followed by the path's.
-4. Every path runs through :func:`backtest.kernels.simulate_many_nb` once, with all rules
-   x (one margin-free variant + each collateral level) as variants of that one pass
-   (the variants run in parallel). The kernel takes one market per call, so the paths
-   run as a loop over markets -- in this process, or in batches as Dask tasks
-   (``--scheduler processes`` or ``tcp://HOST:PORT``), with identical results.
+4. All rules x (one margin-free variant + each collateral level) are the variants of
+   every path. The paths are stacked (``batch`` at a time: prices, holding and hedge
+   ratios along a leading path axis; the calendar is shared) and every (path, variant
+   group) of a batch runs in one parallel pass of :func:`backtest.kernels.simulate_paths_nb`
+   -- in this process, or one Dask task per batch (``--scheduler processes`` or
+   ``tcp://HOST:PORT``), with identical results (each path's summaries are bit for bit
+   those of :func:`backtest.kernels.simulate_many_nb` on that path's market).
 
 Outputs: ``P(margin call)`` and ``P(liquidation)`` per rule and collateral level; per
 path the collateral that never breaches maintenance (``margin_need`` of the margin-free
@@ -180,11 +182,12 @@ def _units(config: Config, prepared: Prepared, start: int, prices: np.ndarray) -
 
 
 def path_market(config: Config, prepared: Prepared, rows: np.ndarray, moves: np.ndarray,
-                hr: np.ndarray | None = None) -> Market:
+                hr: np.ndarray | None = None, *, hist_returns: tuple[np.ndarray, np.ndarray] | None = None) -> Market:
     """The market of one path: the last ``len(rows) + 1`` bars' calendar with rebuilt prices.
 
     Hedge ratios are re-estimated by every rule on the historical returns up to the window
-    start followed by the path's returns (unless ``hr``, shape (H, R), is given).
+    start followed by the path's returns (unless ``hr``, shape (H, R), is given);
+    ``hist_returns`` is ``coin_and_futures_returns(prepared.market)`` if already computed.
     """
     m = prepared.market
     T = m.n_bars
@@ -208,7 +211,7 @@ def path_market(config: Config, prepared: Prepared, rows: np.ndarray, moves: np.
     if hr is not None:
         return replace(base, hr=hr)
     coin_p, fut_p = coin_and_futures_returns(base)
-    coin_h, fut_h = coin_and_futures_returns(m)
+    coin_h, fut_h = coin_and_futures_returns(m) if hist_returns is None else hist_returns
     coin = np.concatenate([coin_h[: start + 1], coin_p[1:]])
     fut = np.concatenate([fut_h[: start + 1], fut_p[1:]])
     hr = np.column_stack([np.asarray(rule.hedge_ratio(coin, fut), dtype=float)[start:] for rule in prepared.rules])
@@ -313,11 +316,12 @@ def simulate_paths(config: Config, prepared: Prepared, indices: np.ndarray, grid
     out = np.empty((N, R, 1 + len(grid), K.N_SUM))
     hr_out = np.empty((N, m + 1, R)) if hrs is None else hrs
     step = batch * (4 if scheduler != "none" else 1)  # paths held in memory at once
+    hist = coin_and_futures_returns(prepared.market) if hrs is None else None  # the same for every path
     for lo in range(0, N, step):
         batches = []
         for b in range(lo, min(lo + step, N), batch):
-            markets = [path_market(config, prepared, indices[p], moves, None if hrs is None else hrs[p])
-                       for p in range(b, min(b + batch, N))]
+            markets = [path_market(config, prepared, indices[p], moves, None if hrs is None else hrs[p],
+                                   hist_returns=hist) for p in range(b, min(b + batch, N))]
             if hrs is None:
                 hr_out[b : b + len(markets)] = np.stack([mk.hr for mk in markets])
             batches.append(stack_markets(markets))
