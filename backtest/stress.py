@@ -138,14 +138,21 @@ def joint_moves(prepared: Prepared) -> np.ndarray:
 
 def block_length(prepared: Prepared) -> float:
     """Default mean block (bars): max Politis-White stationary estimate over the holding's and
-    the underlying's log returns and their squares, at least 1."""
+    the underlying's log returns and their squares, at least 1.
+
+    The estimate is a few thousand BLAS dot products of history-long vectors; BLAS runs on
+    one thread for them (threaded, they took 1.7 s on 2 idle cores and 25 s on 2 busy ones,
+    against 0.1 s on one thread, and their sums depended on the thread count).
+    """
     from arch.bootstrap import optimal_block_length
+    from threadpoolctl import threadpool_limits
 
     m = prepared.market
     coin = np.log1p(m.alt_pnl[1:] / m.alt_value[:-1])
     level = np.diff(np.log(m.idx))
     data = np.column_stack([coin, level, coin**2, level**2])
-    est = optimal_block_length(data)["stationary"].to_numpy(dtype=float)
+    with threadpool_limits(limits=1, user_api="blas"):
+        est = optimal_block_length(data)["stationary"].to_numpy(dtype=float)
     return float(max(1.0, np.nanmax(est)))
 
 
