@@ -269,8 +269,20 @@ def stack_markets(markets: list[Market]) -> tuple:
 
 
 def _kernel_batch(args: tuple, fps: np.ndarray, ips: np.ndarray) -> np.ndarray:
-    """One pass of :func:`backtest.kernels.simulate_paths_nb` over a batch of stacked paths."""
-    return K.simulate_paths_nb(*args, fps, ips)
+    """One pass of :func:`backtest.kernels.simulate_paths_nb` over a batch of stacked paths.
+
+    The parallel loop's iterations (path x variant group) are handed to the threads one at a
+    time rather than in equal shares (``numba.set_parallel_chunksize(1)``): paths differ in
+    cost (margin calls, rebalances), and on a shared machine a thread may get less of its
+    core. Results do not depend on it.
+    """
+    import numba
+
+    chunk = numba.set_parallel_chunksize(1)
+    try:
+        return K.simulate_paths_nb(*args, fps, ips)
+    finally:
+        numba.set_parallel_chunksize(chunk)
 
 
 def _run_batches(batches: list[tuple], fps: np.ndarray, ips: np.ndarray, scheduler: str) -> list[np.ndarray]:

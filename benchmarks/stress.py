@@ -11,11 +11,11 @@ as ``hedgebt stress`` does in its two kernel passes:
   the largest 99.5 % path quantile of the need).
 
 Engine: :func:`backtest.kernels.simulate_paths_nb`, every (path, variant group) of a batch
-of 64 stacked paths in one parallel pass, stacking included (what
-``backtest.stress.simulate_paths`` does). Baseline, measured in the same run on the same
+of 64 stacked paths in one parallel pass (iterations handed out one at a time), stacking
+included (what ``backtest.stress.simulate_paths`` does). Baseline, measured in the same run on the same
 path markets: the per-path loop it replaced, one ``simulate_many_nb`` call (all variants
 of that path in parallel) per path. Throughput = paths x bars x variants / wall time (best
-of ``REPEAT``), on one thread and on two (``numba.set_num_threads``). Building the path
+of ``REPEAT``, the two timed alternately), on one thread and on two (``numba.set_num_threads``). Building the path
 markets (prices, holding, re-estimated hedge ratios) is not timed here; it is in the
 command's wall time below.
 
@@ -45,7 +45,7 @@ from common import DEMO, ROOT, Row, fmt_s, say, time_best
 PATHS = 256
 HORIZON_DAYS = 30
 BATCH = 64  # paths per kernel call, as backtest.stress.simulate_paths
-REPEAT = 3
+REPEAT = 5
 CLI_PATHS = 1000
 
 
@@ -81,10 +81,9 @@ def _loop(markets, fps, ips):
 
 
 def _one_pass(markets, fps, ips):
-    from backtest import kernels as K
-    from backtest.stress import stack_markets
+    from backtest.stress import _kernel_batch, stack_markets
 
-    return [K.simulate_paths_nb(*stack_markets(markets[i : i + BATCH]), fps, ips) for i in range(0, len(markets), BATCH)]
+    return [_kernel_batch(stack_markets(markets[i : i + BATCH]), fps, ips) for i in range(0, len(markets), BATCH)]
 
 
 def _throughputs(markets, passes) -> dict:
@@ -100,8 +99,10 @@ def _throughputs(markets, passes) -> dict:
         work = len(markets) * H * fps.shape[0]
         for n in sorted({1, min(2, threads)}):
             numba.set_num_threads(n)
-            old, _ = time_best(lambda: _loop(markets, fps, ips), REPEAT)
-            new, _ = time_best(lambda: _one_pass(markets, fps, ips), REPEAT)
+            old = new = float("inf")
+            for _ in range(REPEAT):  # interleaved, so that a change of load hits both alike
+                old = min(old, time_best(lambda: _loop(markets, fps, ips), 1)[0])
+                new = min(new, time_best(lambda: _one_pass(markets, fps, ips), 1)[0])
             out[(name, n)] = {"work": work, "variants": fps.shape[0], "old_s": old, "new_s": new,
                               "old": work / old, "new": work / new}
         numba.set_num_threads(threads)
