@@ -1517,7 +1517,7 @@ def simulate_paths_nb(
     expiring = np.empty((P, T), dtype=np.bool_)
     quiet = np.empty((P, T), dtype=np.bool_)
     unhedged = np.zeros((P, N_SUM))
-    for p in prange(P):
+    for p in range(P):  # O(P x T), serial: one parallel loop less to compile
         a, b, e, q = _market_prep(idx[p], idx_hi[p], idx_lo, c0, c1, exp_bar, alt_value[p], alt_changed[p])
         xhi[p] = a
         xlo[p] = b
