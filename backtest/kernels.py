@@ -67,6 +67,7 @@ __all__ = [
     "POLICY_CUT",
     "simulate_1d_nb",
     "simulate_many_nb",
+    "simulate_paths_nb",
 ]
 
 # -- float parameters of a variant: fp[...] ---------------------------------------------
@@ -1442,45 +1443,137 @@ def simulate_many_nb(
     Memory is O(variants x N_SUM) plus O(contracts + ``_TILE``) x ``_GROUP`` per
     running group: no per-bar ledger is kept. Variant-independent work (adverse index
     levels, quiet bars, the unhedged statistics) is done once. Variants are grouped
-    with similar ones (same rebalance mode and margin policy, nearby periods and
-    bands: they tend to need the full steps on the same bars); the groups run on
-    ``numba.get_num_threads()`` threads (each group is one call of
-    :func:`_simulate_group_nb`, which releases the GIL), dealt in a scattered order so
-    that cheap and expensive groups interleave. Results do not depend on the grouping
-    or the number of threads.
+    with similar ones (:func:`_group_order`); each group is one call of
+    :func:`_simulate_group_nb` (which releases the GIL), run on
+    ``numba.get_num_threads()`` threads (:func:`_run_tasks`). Results do not depend on
+    the grouping or the number of threads.
     """
-    import numba
-
     m, unhedged = _market(px, idx, idx_hi, idx_lo, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
                           alt_value, alt_pnl, alt_flow, alt_changed, hr, quiet_bars=True)
-    fps = np.ascontiguousarray(fps, dtype=np.float64)
-    ips = np.ascontiguousarray(ips, dtype=np.int64)
+    fps, ips = _variant_arrays(fps, ips)
     V = fps.shape[0]
-    K = m.px.shape[1]
     summaries = np.empty((V, N_SUM))
-    key = ((ips[:, IP_MODE] * 2.0 + ips[:, IP_POLICY]) * 2.0 + ips[:, IP_MARGIN_ON]) * 1e8 \
-        + np.minimum(ips[:, IP_EVERY], 10**7) + np.minimum(fps[:, FP_BAND], 0.999)
-    order = np.argsort(key, kind="mergesort").astype(np.int64)
-    n_groups = (V + _GROUP - 1) // _GROUP
+    order, tasks = _group_order(fps, ips)
     dummy = np.empty((N_OUT, 1))
     cs = float(cs)
 
     def group(g: int) -> None:
-        members = np.ascontiguousarray(order[g * _GROUP : min(V, (g + 1) * _GROUP)])
-        _simulate_group_nb(m, cs, fps, ips, members, _GROUP, unhedged, summaries, False, dummy, _new_work(K))
+        _simulate_group_nb(m, cs, fps, ips, _members(order, g), _GROUP, unhedged, summaries, False, dummy,
+                           _new_work(m.px.shape[1]))
 
-    # sorted group g runs as the (g * q) % n_groups-th task, q coprime with n_groups near
-    # n_groups / golden ratio: neighbours in cost are dealt far apart
+    _run_tasks(group, tasks)
+    return summaries
+
+
+def simulate_paths_nb(
+    px, idx, idx_hi, idx_lo, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
+    alt_value, alt_pnl, alt_flow, alt_changed, hr, cs, fps, ips,
+):
+    """Simulate many variants on each of ``P`` markets that share one calendar; summaries only.
+
+    The markets are the paths of a margin stress (:mod:`backtest.stress`): prices, the
+    coin holding and the hedge ratios differ per path, stacked along a leading path
+    axis; the calendar (roll schedule, settlements, funding, volume, variation-margin
+    bars) is the same for all. Every (path, variant group) pair is one task of a single
+    parallel pass (:func:`_run_tasks`), so all paths of a call run together::
+
+        summaries[p] == simulate_many_nb(px[p], idx[p], idx_hi[p], idx_lo, c0, c1, w1, exp_bar,
+                                         fund_rate, volume_usd, vm_bar, alt_value[p], alt_pnl[p],
+                                         alt_flow[p], alt_changed[p], hr[p], cs, fps, ips)
+
+    bit for bit (the same steps, groups and operations; tested).
+
+    Parameters
+    ----------
+    px : float64[P, T, K]
+        Contract prices per path.
+    idx, idx_hi : float64[P, T]
+        Index (underlying) close and intrabar high per path (NaN high = use the close).
+    idx_lo : float64[T]
+        Intrabar low (shared; NaN = use the close).
+    c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar
+        The shared calendar, as in :func:`simulate_1d_nb`.
+    alt_value, alt_pnl, alt_flow : float64[P, T]; alt_changed : bool[P, T]
+        The coin holding per path.
+    hr : float64[P, T, R]
+        Target hedge ratios per path.
+    cs : float
+        Contract size in index units.
+    fps, ips : float64[V, N_FP], int64[V, N_IP]
+        Variant parameters.
+
+    Returns
+    -------
+    float64[P, V, N_SUM]
+        Summary rows per path and variant.
+
+    Memory: the inputs (O(P x T x K)), the per-path quantities of :func:`_market_prep`
+    (O(P x T)), the summaries and O(contracts + ``_TILE``) x ``_GROUP`` per running task.
+    """
+    P = px.shape[0]
+    fps, ips = _variant_arrays(fps, ips)
+    V = fps.shape[0]
+    markets = [
+        _market(px[p], idx[p], idx_hi[p], idx_lo, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
+                alt_value[p], alt_pnl[p], alt_flow[p], alt_changed[p], hr[p], quiet_bars=True)
+        for p in range(P)
+    ]
+    summaries = np.empty((P, V, N_SUM))
+    order, tasks = _group_order(fps, ips)
+    n_groups = len(tasks)
+    dummy = np.empty((N_OUT, 1))
+    cs = float(cs)
+
+    def task(i: int) -> None:
+        p, g = divmod(i, n_groups)
+        m, unhedged = markets[p]
+        _simulate_group_nb(m, cs, fps, ips, _members(order, g), _GROUP, unhedged, summaries[p], False, dummy,
+                           _new_work(m.px.shape[1]))
+
+    _run_tasks(task, [p * n_groups + g for p in range(P) for g in tasks])
+    return summaries
+
+
+def _variant_arrays(fps, ips) -> tuple[np.ndarray, np.ndarray]:
+    return np.ascontiguousarray(fps, dtype=np.float64), np.ascontiguousarray(ips, dtype=np.int64)
+
+
+def _group_order(fps: np.ndarray, ips: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """The variant groups and the order in which they run.
+
+    Returns ``order`` (variants sorted by rebalance mode, margin policy, margin switch,
+    period and band, so that a group's variants tend to need the full steps on the same
+    bars; group ``g`` is ``order[g * _GROUP : (g + 1) * _GROUP]``) and the groups in run
+    order: sorted group ``g`` runs ``(g * q) % n_groups``-th, ``q`` coprime with
+    ``n_groups`` near ``0.618 n_groups``, so that neighbours in cost are dealt far apart.
+    """
+    key = ((ips[:, IP_MODE] * 2.0 + ips[:, IP_POLICY]) * 2.0 + ips[:, IP_MARGIN_ON]) * 1e8 \
+        + np.minimum(ips[:, IP_EVERY], 10**7) + np.minimum(fps[:, FP_BAND], 0.999)
+    order = np.argsort(key, kind="mergesort").astype(np.int64)
+    n_groups = (fps.shape[0] + _GROUP - 1) // _GROUP
     q = next((s for s in range(max(1, int(n_groups * 0.618)), n_groups) if math.gcd(s, n_groups) == 1), 1)
     tasks = [0] * n_groups
     for g in range(n_groups):
         tasks[(g * q) % n_groups] = g
-    threads = min(numba.get_num_threads(), n_groups)
+    return order, tasks
+
+
+def _members(order: np.ndarray, g: int) -> np.ndarray:
+    """The variants of group ``g`` (contiguous, as the compiled loop takes them)."""
+    return np.ascontiguousarray(order[g * _GROUP : (g + 1) * _GROUP])
+
+
+def _run_tasks(fn, tasks: list[int]) -> None:
+    """``fn(task)`` for every task, on ``numba.get_num_threads()`` threads taking the next
+    task as they finish one (tasks differ in cost: margin calls, rebalances); in this
+    thread when that is one. ``fn`` must release the GIL for the threads to run at once."""
+    import numba
+
+    threads = min(numba.get_num_threads(), len(tasks))
     if threads <= 1:
-        for g in tasks:
-            group(g)
-    else:
-        with ThreadPoolExecutor(threads) as pool:
-            for _ in pool.map(group, tasks):
-                pass
-    return summaries
+        for t in tasks:
+            fn(t)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in pool.map(fn, tasks):
+            pass

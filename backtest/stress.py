@@ -22,11 +22,13 @@ Method
    likewise ``I``; contract prices keep the historical basis of that bar,
    ``F[j,k] = I[j] x F_hist[T-H+j,k] / I_hist[T-H+j]``. Hedge rules are re-estimated
    walk-forward on the historical returns up to the window start followed by the path's.
-4. Every path runs through :func:`backtest.kernels.simulate_many_nb` once, with all rules
-   x (one margin-free variant + each collateral level) as variants of that one pass
-   (the variants run in parallel). The kernel takes one market per call, so the paths
-   run as a loop over markets -- in this process, or in batches as Dask tasks
-   (``--scheduler processes`` or ``tcp://HOST:PORT``), with identical results.
+4. All rules x (one margin-free variant + each collateral level) are the variants of
+   every path. The paths are stacked (``batch`` at a time: prices, holding and hedge
+   ratios along a leading path axis; the calendar is shared) and every (path, variant
+   group) of a batch runs in one parallel pass of :func:`backtest.kernels.simulate_paths_nb`
+   -- in this process, or one Dask task per batch (``--scheduler processes`` or
+   ``tcp://HOST:PORT``), with identical results (each path's summaries are bit for bit
+   those of :func:`backtest.kernels.simulate_many_nb` on that path's market).
 
 Outputs: ``P(margin call)`` and ``P(liquidation)`` per rule and collateral level; per
 path the collateral that never breaches maintenance (``margin_need`` of the margin-free
@@ -61,7 +63,7 @@ from backtest.market import Market, Variant, pack_variants
 from backtest.progress import Progress, report as report_progress
 
 __all__ = ["StressSpec", "StressResult", "joint_moves", "block_length", "draw_indices", "path_market",
-           "run_stress", "write_stress_tables"]
+           "stack_markets", "simulate_paths", "run_stress", "write_stress_tables"]
 
 
 @dataclass(frozen=True)
@@ -137,14 +139,21 @@ def joint_moves(prepared: Prepared) -> np.ndarray:
 
 def block_length(prepared: Prepared) -> float:
     """Default mean block (bars): max Politis-White stationary estimate over the holding's and
-    the underlying's log returns and their squares, at least 1."""
+    the underlying's log returns and their squares, at least 1.
+
+    The estimate is a few thousand BLAS dot products of history-long vectors; BLAS runs on
+    one thread for them (threaded, they took 1.7 s on 2 idle cores and 25 s on 2 busy ones,
+    against 0.1 s on one thread, and their sums depended on the thread count).
+    """
     from arch.bootstrap import optimal_block_length
+    from threadpoolctl import threadpool_limits
 
     m = prepared.market
     coin = np.log1p(m.alt_pnl[1:] / m.alt_value[:-1])
     level = np.diff(np.log(m.idx))
     data = np.column_stack([coin, level, coin**2, level**2])
-    est = optimal_block_length(data)["stationary"].to_numpy(dtype=float)
+    with threadpool_limits(limits=1, user_api="blas"):
+        est = optimal_block_length(data)["stationary"].to_numpy(dtype=float)
     return float(max(1.0, np.nanmax(est)))
 
 
@@ -181,11 +190,12 @@ def _units(config: Config, prepared: Prepared, start: int, prices: np.ndarray) -
 
 
 def path_market(config: Config, prepared: Prepared, rows: np.ndarray, moves: np.ndarray,
-                hr: np.ndarray | None = None) -> Market:
+                hr: np.ndarray | None = None, *, hist_returns: tuple[np.ndarray, np.ndarray] | None = None) -> Market:
     """The market of one path: the last ``len(rows) + 1`` bars' calendar with rebuilt prices.
 
     Hedge ratios are re-estimated by every rule on the historical returns up to the window
-    start followed by the path's returns (unless ``hr``, shape (H, R), is given).
+    start followed by the path's returns (unless ``hr``, shape (H, R), is given);
+    ``hist_returns`` is ``coin_and_futures_returns(prepared.market)`` if already computed.
     """
     m = prepared.market
     T = m.n_bars
@@ -209,7 +219,7 @@ def path_market(config: Config, prepared: Prepared, rows: np.ndarray, moves: np.
     if hr is not None:
         return replace(base, hr=hr)
     coin_p, fut_p = coin_and_futures_returns(base)
-    coin_h, fut_h = coin_and_futures_returns(m)
+    coin_h, fut_h = coin_and_futures_returns(m) if hist_returns is None else hist_returns
     coin = np.concatenate([coin_h[: start + 1], coin_p[1:]])
     fut = np.concatenate([fut_h[: start + 1], fut_p[1:]])
     hr = np.column_stack([np.asarray(rule.hedge_ratio(coin, fut), dtype=float)[start:] for rule in prepared.rules])
@@ -241,19 +251,37 @@ def _quantile(x: np.ndarray, q: float) -> float:
     return float(np.quantile(x, q, method="inverted_cdf"))
 
 
-def _kernel_batch(markets: list[Market], fps: np.ndarray, ips: np.ndarray) -> list[np.ndarray]:
-    return [K.simulate_many_nb(*m.kernel_args(), fps, ips) for m in markets]
+def stack_markets(markets: list[Market]) -> tuple:
+    """Positional arguments of :func:`backtest.kernels.simulate_paths_nb` (before ``fps, ips``)
+    for path markets built by :func:`path_market` on one calendar window.
+
+    The per-path arrays (``px``, ``idx``, ``idx_hi``, the holding, ``hr``) are stacked along a
+    leading path axis; the calendar (``idx_lo``, roll schedule, settlements, funding, volume,
+    variation-margin bars, contract size) is the first market's, the same for every path.
+    Memory: ``P x H x (K + R + 6)`` floats.
+    """
+    first = markets[0].kernel_args()
+    f = lambda name, dtype=np.float64: np.ascontiguousarray(  # noqa: E731
+        np.stack([getattr(mk, name) for mk in markets]), dtype=dtype)
+    return (
+        f("px"), f("idx"), f("idx_hi"), first[3], first[4], first[5], first[6], first[7], first[8], first[9],
+        first[10], f("alt_value"), f("alt_pnl"), f("alt_flow"), f("alt_changed", np.bool_), f("hr"), first[16],
+    )
 
 
-def _run_batches(batches: list[list[Market]], fps: np.ndarray, ips: np.ndarray, scheduler: str) -> list[np.ndarray]:
-    """Kernel summaries of every market, batch by batch, here or on Dask (same results)."""
+def _kernel_batch(args: tuple, fps: np.ndarray, ips: np.ndarray) -> np.ndarray:
+    """One pass of :func:`backtest.kernels.simulate_paths_nb` over a batch of stacked paths."""
+    return K.simulate_paths_nb(*args, fps, ips)
+
+
+def _run_batches(batches: list[tuple], fps: np.ndarray, ips: np.ndarray, scheduler: str) -> list[np.ndarray]:
+    """Kernel summaries (P, V, N_SUM) of every batch of stacked paths, here or on Dask (same results)."""
     if scheduler == "none":
-        return [s for b in batches for s in _kernel_batch(b, fps, ips)]
+        return [_kernel_batch(b, fps, ips) for b in batches]
     import dask
 
     if scheduler == "processes":
-        done = dask.compute(*[dask.delayed(_kernel_batch)(b, fps, ips) for b in batches], scheduler="processes")
-        return [s for b in done for s in b]
+        return list(dask.compute(*[dask.delayed(_kernel_batch)(b, fps, ips) for b in batches], scheduler="processes"))
     if scheduler.startswith(("tcp://", "tls://")):
         from distributed import Client
 
@@ -264,10 +292,9 @@ def _run_batches(batches: list[list[Market]], fps: np.ndarray, ips: np.ndarray, 
         except (OSError, TimeoutError) as exc:
             raise HedgeBTError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
         try:
-            done = client.gather([client.submit(_kernel_batch, b, fps, ips, pure=False) for b in batches])
+            return list(client.gather([client.submit(_kernel_batch, b, fps, ips, pure=False) for b in batches]))
         finally:
             client.close()
-        return [s for b in done for s in b]
     raise ConfigError("--scheduler", f"expected 'none', 'processes' or tcp://HOST:PORT, got {scheduler!r}")
 
 
@@ -278,10 +305,12 @@ def simulate_paths(config: Config, prepared: Prepared, indices: np.ndarray, grid
     """Replay every path of ``indices`` (shape (N, H - 1)); summaries and hedge ratios.
 
     Path markets are built here, ``batch`` at a time (hedge rules re-estimated unless
-    ``hrs`` is given); each market's variants run in one :func:`~backtest.kernels.simulate_many_nb`
-    call, in this process (``scheduler="none"``) or as Dask tasks of ``batch`` paths
-    (``"processes"`` or ``tcp://HOST:PORT``). Results do not depend on the scheduler.
-    ``progress`` (optional) hears ``(progress_step, paths done, N)`` once per batch.
+    ``hrs`` is given), and stacked (:func:`stack_markets`); every path and variant of a
+    batch runs in one parallel pass of :func:`~backtest.kernels.simulate_paths_nb`, in this
+    process (``scheduler="none"``) or as one Dask task per batch (``"processes"`` or
+    ``tcp://HOST:PORT``, four batches in flight). Results do not depend on the scheduler
+    or the batch size. ``progress`` (optional) hears ``(progress_step, paths done, N)``
+    once per batch.
 
     Returns
     -------
@@ -296,17 +325,23 @@ def simulate_paths(config: Config, prepared: Prepared, indices: np.ndarray, grid
     R = len(prepared.rules)
     out = np.empty((N, R, 1 + len(grid), K.N_SUM))
     hr_out = np.empty((N, m + 1, R)) if hrs is None else hrs
-    step = batch * (4 if scheduler != "none" else 1)  # markets held in memory at once
+    step = batch * (4 if scheduler != "none" else 1)  # paths held in memory at once
+    hist = coin_and_futures_returns(prepared.market) if hrs is None else None  # the same for every path
     report_progress(progress, progress_step, 0, N)
     for lo in range(0, N, step):
-        markets = [path_market(config, prepared, indices[p], moves, None if hrs is None else hrs[p])
-                   for p in range(lo, min(lo + step, N))]
-        if hrs is None:
-            hr_out[lo : lo + len(markets)] = np.stack([mk.hr for mk in markets])
-        batches = [markets[i : i + batch] for i in range(0, len(markets), batch)]
-        for j, summ in enumerate(_run_batches(batches, fps, ips, scheduler)):
-            out[lo + j] = summ.reshape(R, 1 + len(grid), K.N_SUM)
-        report_progress(progress, progress_step, lo + len(markets), N)
+        batches = []
+        for b in range(lo, min(lo + step, N), batch):
+            markets = [path_market(config, prepared, indices[p], moves, None if hrs is None else hrs[p],
+                                   hist_returns=hist) for p in range(b, min(b + batch, N))]
+            if hrs is None:
+                hr_out[b : b + len(markets)] = np.stack([mk.hr for mk in markets])
+            batches.append(stack_markets(markets))
+            del markets
+        hi = lo
+        for summ in _run_batches(batches, fps, ips, scheduler):
+            out[hi : hi + len(summ)] = summ.reshape(len(summ), R, 1 + len(grid), K.N_SUM)
+            hi += len(summ)
+        report_progress(progress, progress_step, hi, N)
     return out, hr_out
 
 

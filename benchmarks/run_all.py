@@ -1,7 +1,8 @@
 """Run every benchmark and write ``benchmarks/results/results.md`` and ``results.csv``.
 
 ``make bench`` runs this. Order: scaling (one subprocess per point), single run
-(including ``hedgebt demo`` from the command line), then the sweep (vectorbt last:
+(including ``hedgebt demo`` from the command line), stress (``hedgebt stress``'s kernel
+passes, one-pass vs per-path loop, and the command's memory), then the sweep (vectorbt last:
 it is the heaviest in memory). Each benchmark prints its engine figure, its
 baseline, their ratio and PASS / MISS against the targets of the performance issue;
 the table collects them with the machine's description.
@@ -17,6 +18,7 @@ import time
 import common
 import scaling
 import single_run
+import stress
 import sweep
 
 
@@ -28,6 +30,7 @@ def main() -> int:
     rows: list[common.Row] = []
     rows += scaling.main()
     rows += single_run.main()
+    rows += stress.main()
     rows += sweep.main()
     elapsed = time.perf_counter() - started
     extra = [

@@ -98,3 +98,42 @@ def test_dask_processes_give_the_same_curve(config) -> None:
     assert local.table.equals(dask.table)
     with pytest.raises(ConfigError, match="--scheduler"):
         run_stress(config, spec, prepared=p, scheduler="threads")
+
+
+@pytest.mark.parametrize("futures", [{"kind": "quarterly"}, {"kind": "perpetual"}], ids=["dated", "perpetual"])
+def test_one_pass_kernel_equals_the_per_path_loop_bit_for_bit(tmp_path: Path, futures: dict) -> None:
+    """``simulate_paths_nb`` over stacked paths gives each path's ``simulate_many_nb`` summaries exactly,
+    for every rule x (margin off, several collateral levels with margin on)."""
+    from backtest.market import pack_variants
+    from backtest.stress import _variants, joint_moves, path_market, stack_markets
+
+    prices = write_synthetic_prices(tmp_path / "prices.parquet", n_days=60)
+    cfg = synthetic_config(prices, margin=MARGIN, futures={**futures, "contract_size": 1.0},
+                           funding={"source": "constant", "rate_per_interval": 0.0003})
+    p = prepare(cfg)
+    moves = joint_moves(p)
+    idx = draw_indices(len(moves), 10 * 24, 5, 12.0, seed=4)
+    markets = [path_market(cfg, p, rows, moves) for rows in idx]
+    grid = tuple(float(c) for c in np.linspace(0.0, 8_000.0, 20))  # 2 rules x 21 variants: two groups per path
+    fps, ips = pack_variants(_variants(cfg, len(p.rules), grid))
+    assert fps.shape[0] > K._GROUP  # more than one variant group per path
+    loop = np.stack([K.simulate_many_nb(*mk.kernel_args(), fps, ips) for mk in markets])
+    args = stack_markets(markets)
+    one = K.simulate_paths_nb(*args, fps, ips)
+    assert one.shape == (5, fps.shape[0], K.N_SUM)
+    np.testing.assert_array_equal(one, loop)
+    s = loop.reshape(5, len(p.rules), 1 + len(grid), K.N_SUM)
+    assert s[:, :, 1, K.S_MARGIN_CALLS].sum() > 0  # margin calls do happen at zero collateral
+    if futures["kind"] == "perpetual":
+        assert np.abs(s[..., K.S_FUNDING]).max() > 0
+    else:
+        assert s[..., K.S_ROLLS].max() > 0 or s[..., K.S_TRADES].max() > 0
+    # the calendar is the same for every path (what lets the kernel share it)
+    for mk in markets[1:]:
+        for name in ("c0", "c1", "w1", "exp_bar", "fund_rate", "volume_usd", "vm_bar", "idx_lo"):
+            np.testing.assert_array_equal(getattr(mk, name), getattr(markets[0], name))
+    # batch size and scheduler change nothing
+    a, _ = simulate_paths(cfg, p, idx, grid, moves, batch=2)
+    b, _ = simulate_paths(cfg, p, idx, grid, moves, batch=64)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a.reshape(loop.shape), loop)
