@@ -11,7 +11,7 @@ as ``hedgebt stress`` does in its two kernel passes:
   the largest 99.5 % path quantile of the need).
 
 Engine: :func:`backtest.kernels.simulate_paths_nb`, every (path, variant group) of a batch
-of 64 stacked paths in one parallel pass (iterations handed out one at a time), stacking
+of 64 stacked paths as tasks of one parallel pass (a thread takes the next task when done), stacking
 included (what ``backtest.stress.simulate_paths`` does). Baseline, measured in the same run on the same
 path markets: the per-path loop it replaced, one ``simulate_many_nb`` call (all variants
 of that path in parallel) per path. Throughput = paths x bars x variants / wall time (best
