@@ -151,7 +151,9 @@ def _kernels_cached() -> bool:
     places = [source / "__pycache__"]
     if os.environ.get("NUMBA_CACHE_DIR"):
         places.append(Path(os.environ["NUMBA_CACHE_DIR"]))
-    return any(next(place.rglob("kernels.*.nbi"), None) is not None for place in places if place.is_dir())
+    # the one compiled bar loop (backtest.kernels._simulate_group_nb) is most of the compile
+    return any(next(place.rglob("kernels._simulate_group_nb-*.nbi"), None) is not None
+               for place in places if place.is_dir())
 
 
 def config_input_paths(config) -> list[Path]:

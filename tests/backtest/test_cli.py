@@ -250,3 +250,17 @@ def test_a_bundled_scenario_runs_by_name_from_any_folder(tmp_path: Path, monkeyp
     assert "no [compare] table" in capsys.readouterr().err
     missing = main(["run", "no_such.toml", "--out", "o2", "--no-report", "--quiet"])
     assert missing == 2 and "config file not found: no_such.toml" in capsys.readouterr().err
+
+
+def test_compile_announcement_looks_for_the_bar_loop_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import backtest
+    from backtest import cli
+
+    monkeypatch.setattr(backtest, "__file__", str(tmp_path / "backtest" / "__init__.py"))
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    cache = tmp_path / "backtest" / "__pycache__"
+    cache.mkdir(parents=True)
+    (cache / "kernels._market_prep-484.py311.nbi").touch()  # a small kernel alone: the loop still compiles
+    assert not cli._kernels_cached()
+    (cache / "kernels._simulate_group_nb-1297.py311.nbi").touch()
+    assert cli._kernels_cached()
