@@ -428,10 +428,13 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     )
     state = "written" if report.changed else "unchanged, not rewritten"
     gaps = f"; {report.missing_bars} bar(s) missing in the added range" if report.missing_bars else ""
-    _Console(args.quiet).say(
+    console = _Console(args.quiet)
+    console.say(
         f"ingest {args.symbol} -> {report.path}: {report.rows_added} added, {report.rows_unchanged} unchanged, "
         f"{report.rows_overwritten} overwritten; dataset {state} ({len(report.symbols)} symbol(s)){gaps}"
     )
+    for note in report.notes:
+        console.say(f"  note: {note}")
     return 0
 
 

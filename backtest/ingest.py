@@ -65,7 +65,7 @@ import time
 import zipfile
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -127,6 +127,7 @@ class _Parsed:
     frame: pd.DataFrame  # ts, symbol, value columns; file order
     rows: np.ndarray  # 0-based data row per frame row
     lines: np.ndarray | None  # 1-based text line per frame row (None for JSON)
+    note: str = ""  # what the reading left out, for the ingest's report ("" = nothing)
 
 
 @dataclass
@@ -159,6 +160,9 @@ class IngestReport:
         The dataset (as given; a link is written through to its target).
     missing_bars : int
         Bars of the symbol missing between the first and last bar added (at the dataset's bar).
+    notes : tuple of str
+        What the reading of the inputs left out (e.g. the volume of a plain OHLCV CSV whose
+        unit the header does not tell).
     """
 
     rows_added: int
@@ -167,6 +171,7 @@ class IngestReport:
     symbols: tuple[str, ...]
     path: Path
     missing_bars: int = 0
+    notes: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -700,8 +705,15 @@ def _parse_as(path: Path, data: bytes, symbol: str, fmt: str, yahoo_shift_days: 
 
 def _parse_agreeing(path: Path, data: bytes, symbol: str, amb: _Ambiguous) -> tuple[_Parsed, str]:
     """Read a file whose header fits several formats with each of them; accept it when every
-    format that can read it gives the same bars (a plain ``date,open,high,low,close,volume``
-    CSV), else refuse naming the formats and asking for ``--format``."""
+    format that can read it gives the same bars, else refuse naming the formats and asking
+    for ``--format``.
+
+    A plain ``date,open,high,low,close,volume`` CSV fits yahoo, freqtrade and ccxt, which
+    agree on every column but ``volume`` (yahoo's is in USD, the others' in base units).
+    Such a file is accepted with the prices all formats agree on and without ``volume`` (a
+    dataset of ``open, high, low, close``; no impact term from it), and the ingest's report
+    says so; ``--format`` keeps it.
+    """
     results: dict[str, _Parsed] = {}
     for fmt in amb.candidates:
         try:
@@ -711,6 +723,14 @@ def _parse_agreeing(path: Path, data: bytes, symbol: str, amb: _Ambiguous) -> tu
     frames = list(results.values())
     if frames and all(f.frame.equals(frames[0].frame) for f in frames[1:]):
         return frames[0], next(iter(results))
+    if len(frames) > 1 and "volume" in frames[0].frame.columns and all(
+        f.frame.drop(columns="volume").equals(frames[0].frame.drop(columns="volume")) for f in frames[1:]
+    ):
+        first = frames[0]
+        frame = first.frame.drop(columns="volume")
+        note = (f"{path.name}: volume not stored: its header fits {', '.join(results)}, which read volume in "
+                "different units (yahoo in USD, freqtrade/ccxt in base units); pass --format to keep it")
+        return _Parsed(frame, first.rows, first.lines, note), "ohlcv"
     groups: list[list[str]] = []
     for fmt, parsed in results.items():
         for g in groups:
@@ -828,7 +848,7 @@ def _read_parsed(path: str | Path, *, symbol: str, format: Format, yahoo_shift_d
     order = np.argsort(frame["ts"].array.asi8, kind="stable")
     frame = frame.iloc[order].reset_index(drop=True)
     sorted_parsed = _Parsed(
-        frame, parsed.rows[order], None if parsed.lines is None else parsed.lines[order]
+        frame, parsed.rows[order], None if parsed.lines is None else parsed.lines[order], parsed.note
     )
     validate_long_frame(frame, file=str(path), price_columns=price_cols)
     return sorted_parsed, fmt
@@ -1015,16 +1035,19 @@ def _where(df: pd.DataFrame, i: int, symbol: str) -> str:
 
 def _read_inputs(
     paths: list[Path], *, symbol: str, format: Format, yahoo_shift_days: int
-) -> tuple[pd.DataFrame, tuple[str, ...]]:
+) -> tuple[pd.DataFrame, tuple[str, ...], tuple[str, ...]]:
     """Parse every input; merge identical overlapping bars; refuse inputs that disagree.
 
     Returns the bars sorted by ``ts`` with provenance columns ``_src`` (input index), ``_row`` and
-    ``_line``, and the data columns.
+    ``_line``, the data columns, and the readings' notes (see :class:`IngestReport`).
     """
     frames: list[pd.DataFrame] = []
     columns: tuple[str, ...] = ()
+    notes: list[str] = []
     for k, p in enumerate(paths):
         parsed, _ = _read_parsed(p, symbol=symbol, format=format, yahoo_shift_days=yahoo_shift_days)
+        if parsed.note:
+            notes.append(parsed.note)
         cols = tuple(parsed.frame.columns)
         if frames and cols != columns:
             raise DataError(
@@ -1062,7 +1085,7 @@ def _read_inputs(
                 detail=_where(new, b, symbol),
             )
         new = new.loc[~dup].reset_index(drop=True)
-    return new, columns
+    return new, columns, tuple(notes)
 
 
 def ingest(
@@ -1109,7 +1132,7 @@ def ingest(
     paths = [Path(p) for p in paths]
     if not paths:
         raise ConfigError("ingest.paths", "expected at least one input file")
-    new, columns = _read_inputs(paths, symbol=symbol, format=format, yahoo_shift_days=yahoo_shift_days)
+    new, columns, notes = _read_inputs(paths, symbol=symbol, format=format, yahoo_shift_days=yahoo_shift_days)
     target = _dataset_path(into)
     lock = FileLock(str(target.with_name(f".{target.name}.lock")), timeout=LOCK_TIMEOUT_S)
     try:
@@ -1119,7 +1142,8 @@ def ingest(
     except OSError as exc:
         raise DataError(target, f"cannot create the lock file {lock.lock_file}: {exc.strerror}") from None
     try:
-        return _merge_into(target, new, columns, paths=paths, symbol=symbol, overwrite=overwrite, shown=Path(into))
+        report = _merge_into(target, new, columns, paths=paths, symbol=symbol, overwrite=overwrite, shown=Path(into))
+        return replace(report, notes=notes)
     finally:
         lock.release()
 

@@ -389,17 +389,22 @@ def test_yahoo_ohlcv_file(tmp_path: Path) -> None:
     np.testing.assert_allclose(frame["volume"], [1000 / 1.1, 2400 / 1.2, 2600 / 1.3])  # USD → base units
 
 
-def test_ambiguous_header_asks_for_format(tmp_path: Path) -> None:
-    path = write_lines(tmp_path / "x.csv", ["date,open,high,low,close,volume", "2024-01-01,1,2,0.5,1.5,10"])
-    with pytest.raises(DataError) as exc:
-        read_vendor_file(path, symbol="X")
-    text = message(exc)
-    assert str(path) in text and "line 1" in text
-    assert "ambiguous format" in text and "yahoo, freqtrade, ccxt" in text and "--format" in text
-    as_freqtrade = read_vendor_file(path, symbol="X", format="freqtrade")
-    as_yahoo = read_vendor_file(path, symbol="X", format="yahoo")
-    assert as_freqtrade["volume"].iloc[0] == 10.0  # base units already
-    assert as_yahoo["volume"].iloc[0] == pytest.approx(10 / 1.5)  # USD volume converted
+def test_plain_ohlcv_csv_is_read_without_the_volume_whose_unit_it_does_not_tell(tmp_path: Path) -> None:
+    """yahoo, freqtrade and ccxt all fit the header and agree on every price; they read volume in
+    different units, so it is not stored and the report says why; ``--format`` keeps it."""
+    path = write_lines(tmp_path / "x.csv", ["date,open,high,low,close,volume", "2024-01-01,1,2,0.5,1.5,10",
+                                            "2024-01-02,1.5,2,1,1.8,12"])
+    frame = read_vendor_file(path, symbol="X")
+    assert frame["close"].tolist() == [1.5, 1.8] and "volume" not in frame
+    assert read_vendor_file(path, symbol="X", format="freqtrade")["volume"].tolist() == [10.0, 12.0]
+    np.testing.assert_allclose(read_vendor_file(path, symbol="X", format="yahoo")["volume"], [10 / 1.5, 12 / 1.8])
+    report = ingest([path], symbol="X", into=tmp_path / "ds.parquet")
+    assert report.rows_added == 2 and len(report.notes) == 1
+    assert "x.csv: volume not stored" in report.notes[0] and "--format" in report.notes[0]
+    stored = pd.read_parquet(tmp_path / "ds.parquet")
+    assert stored["close"].tolist() == [1.5, 1.8] and "volume" not in stored
+    assert ingest([path], symbol="X", into=tmp_path / "kept.parquet", format="freqtrade").notes == ()
+    assert pd.read_parquet(tmp_path / "kept.parquet")["volume"].tolist() == [10.0, 12.0]
 
 
 @pytest.mark.parametrize(
@@ -565,6 +570,5 @@ def test_a_header_fitting_several_formats_is_read_when_they_agree(tmp_path: Path
                                             "2024-01-02,1.5,2,1,1.8,0"])
     frame = read_vendor_file(path, symbol="X")
     assert frame["close"].tolist() == [1.5, 1.8] and frame["volume"].tolist() == [0.0, 0.0]
-    nonzero = write_lines(tmp_path / "y.csv", ["date,open,high,low,close,volume", "2024-01-01,1,2,0.5,1.5,10"])
-    with pytest.raises(DataError, match="yahoo and freqtrade/ccxt read column.s. volume differently"):
-        read_vendor_file(nonzero, symbol="X")
+    report = ingest([path], symbol="X", into=tmp_path / "ds.parquet")
+    assert report.rows_added == 2 and report.notes == ()  # nothing left out
