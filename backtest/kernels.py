@@ -259,7 +259,7 @@ _DUST = 1e-9
 # constant of the one compiled loop), the rows being the fields of :class:`Params`, then of
 # :class:`Account`, two scratch rows of the quiet pass, then one row per contract
 # (the position). Only :func:`_init_state`, :func:`_load_params`,
-# :func:`_load_account` and :func:`_store_account` know the rows. Hedged-return
+# :func:`_load_account`, :func:`_store_account` and :func:`_store_quiet` know the rows. Hedged-return
 # statistics are accumulated from a small tile of buffered equities
 # (:func:`_return_stats`), variants side by side, so no per-bar series is kept.
 
