@@ -308,7 +308,7 @@ def coin_and_futures_returns(market: Market) -> tuple[np.ndarray, np.ndarray]:
     coin[1:] = market.alt_pnl[1:] / market.alt_value[:-1]
     held = market.c0[:-1]
     t = np.arange(1, T)
-    fut[1:] = market.px[t, held] / market.px[t - 1, held] - 1.0
+    fut[1:] = market.contract_price(t, held) / market.contract_price(t - 1, held) - 1.0
     return coin, fut
 
 
@@ -544,7 +544,7 @@ def _market_stage(config: Config, ts: pd.DatetimeIndex, bar: pd.Timedelta, idx: 
     T = len(ts)
     close_times = ts + bar
     base = Market(
-        px=leg.book.px, idx=idx, idx_hi=idx_hi, idx_lo=np.full(T, np.nan), c0=leg.schedule.c0, c1=leg.schedule.c1,
+        px=C.slot_prices(leg.book, leg.schedule), idx=idx, idx_hi=idx_hi, idx_lo=np.full(T, np.nan), c0=leg.schedule.c0, c1=leg.schedule.c1,
         w1=leg.schedule.w1, exp_bar=leg.book.exp_bar, fund_rate=leg.fund_rate,
         volume_usd=np.full(T, config.slippage.volume_usd_per_bar),
         vm_bar=np.asarray((close_times.hour == 0) & (close_times.minute == 0)),

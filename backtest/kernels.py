@@ -1,7 +1,9 @@
 """The bar loop: a pure array kernel (numba), one variant or many.
 
 Inputs are plain NumPy arrays prepared by :mod:`backtest.engine`; nothing here
-knows about pandas, files or configuration objects. The slow, obvious twin of
+knows about pandas, files or configuration objects. Contract ``k``'s price is read
+from column ``k % S`` of ``px`` (``S`` columns, see :func:`simulate_1d_nb`) and its
+position is kept in row ``k % S``: below, ``px[t, k]`` stands for ``px[t, k % S]``. The slow, obvious twin of
 this kernel is :mod:`backtest.reference`; the tests hold the two equal.
 
 Per bar ``t`` (prices are bar closes) the kernel does, in order:
@@ -248,7 +250,7 @@ _DUST = 1e-9
 # :mod:`backtest.reference`). The state of the ``G`` variants of a group is kept
 # structure-of-arrays in one flat array ``st``: row ``r`` of variant ``j`` at
 # ``st[r * G + j]``, the rows being the fields of :class:`Params`, then of
-# :class:`Account`, two scratch rows of the quiet pass, then one row per contract
+# :class:`Account`, two scratch rows of the quiet pass, then one row per price column
 # (the position). Only :func:`_init_state`, :func:`_load_params`,
 # :func:`_load_account` and :func:`_store_account` know the rows. Hedged-return
 # statistics are accumulated from a small tile of buffered equities
@@ -337,7 +339,7 @@ _N_ACCOUNT = len(Account._fields)
 _ROW_A = _N_PARAM  # first row of the account
 _ROW_PK = _N_PARAM + _N_ACCOUNT  # scratch of _quiet_pass: position in the bar's contract
 _ROW_H = _ROW_PK + 1  # scratch of _quiet_pass: target hedge ratio of the bar
-_ROW_POS = _ROW_H + 1  # first of K rows: position per contract
+_ROW_POS = _ROW_H + 1  # first of K rows: position per price column (contract k in row k % K)
 
 
 # -- state --------------------------------------------------------------------------------
@@ -641,7 +643,8 @@ def _funding_contract(fund, pk, cs, p, rate):
 
 @njit(cache=True, inline="always")
 def _expire(st, pb, G, cand, nc, exp_bar, p_close, t, cs, settle_fee):
-    """Step 4: close positions in contracts settling at ``t`` at the close, with the settlement fee.
+    """Step 4: close positions in contracts settling at ``t`` at the close, with the settlement fee
+    (``cand[jj]`` is a contract's price column and position row, ``cand[4 + jj]`` its id).
 
     Returns the (negative) fees, the contracts carried into the roll and the number settled.
     """
@@ -651,7 +654,7 @@ def _expire(st, pb, G, cand, nc, exp_bar, p_close, t, cs, settle_fee):
     for jj in range(nc):
         k = cand[jj]
         pk = st[pb + k * G]
-        if exp_bar[k] == t and pk != 0.0:
+        if exp_bar[cand[4 + jj]] == t and pk != 0.0:
             roll -= abs(pk) * cs * p_close[k] * settle_fee
             carried += pk
             st[pb + k * G] = 0.0
@@ -897,9 +900,10 @@ def _bar(t, j, G, m, cs, p, st, cand, nc, tgt, h_t, record, out):
     """Steps 1-7 for variant ``j`` (parameters ``p``) on bar ``t`` (contracts ``cand[:nc]``);
     returns the hedged equity."""
     a = _load_account(st, G, j)
-    pb = _ROW_POS * G + j  # position of contract k: st[pb + k * G]
-    k0 = m.c0[t]
-    k1 = m.c1[t]
+    pb = _ROW_POS * G + j  # position in column k: st[pb + k * G]
+    S = m.px.shape[1]
+    k0 = _slot(m.c0[t], S)  # columns of this bar's split
+    k1 = _slot(m.c1[t], S)
     p_close = m.px[t]
     vol = m.volume_usd[t]
     av = m.alt_value[t]
@@ -971,7 +975,7 @@ def _bar(t, j, G, m, cs, p, st, cand, nc, tgt, h_t, record, out):
     if record:
         o = out[:, t]
         o[O_CONTRACTS] = contracts
-        o[O_PRIMARY] = k0
+        o[O_PRIMARY] = m.c0[t]
         o[O_HR_TARGET] = h_t
         o[O_HR_HELD] = -contracts * cs * f0 / av
         o[O_TRADE] = trade_q
@@ -1081,18 +1085,26 @@ def _quiet_pass(t, row, k, st, hr, cols, eq, ev, cs, p_t, p_p, i_t, i_p, x_hi, x
 
 
 @njit(cache=True, inline="always")
-def _candidates(c0, c1, t, cand):
-    """Contracts that may hold a position or be targeted on bar ``t`` (last and this bar's split)."""
+def _slot(k, S):
+    """Price column and position row of contract ``k`` (``-1`` for none): ``k % S``."""
+    return k % S if k >= 0 else -1
+
+
+@njit(cache=True, inline="always")
+def _candidates(c0, c1, t, cand, S):
+    """Contracts that may hold a position or be targeted on bar ``t`` (last and this bar's split):
+    their columns ``cand[:nc]`` and ids ``cand[4:4 + nc]``."""
     nc = 0
     for k in (c0[t - 1] if t > 0 else -1, c1[t - 1] if t > 0 else -1, c0[t], c1[t]):
         if k < 0:
             continue
         dup = False
         for jj in range(nc):
-            if cand[jj] == k:
+            if cand[4 + jj] == k:
                 dup = True
         if not dup:
-            cand[nc] = k
+            cand[nc] = k % S
+            cand[4 + nc] = k
             nc += 1
     return nc
 
@@ -1114,7 +1126,7 @@ def _run(m, cs, fps, ips, G, record, out, work):
     """
     var, st, eq, rs, cols, ev, cand, tgt = work
     T = m.px.shape[0]
-    K = m.px.shape[1]
+    K = m.px.shape[1]  # price columns: contract k in column k % K
     for j in range(G):
         v = var[j]
         _init_state(st, G, j, K, fps[v], ips[v], m.alt_value[0])
@@ -1138,8 +1150,9 @@ def _run(m, cs, fps, ips, G, record, out, work):
         row += 1  # bar t's row of eq
         on_quiet = m.quiet[t]
         if on_quiet:
-            k0 = m.c0[t]
+            k0 = m.c0[t] % K
             cand[0] = k0
+            cand[4] = m.c0[t]
             nc = 1
             n_ev = _quiet_pass(
                 t, row, k0, st, m.hr, cols, eq, ev, cs, m.px[t, k0], m.px[t - 1, k0], m.idx[t], m.idx[t - 1],
@@ -1148,7 +1161,7 @@ def _run(m, cs, fps, ips, G, record, out, work):
             if n_ev == 0:
                 continue
         else:
-            nc = _candidates(m.c0, m.c1, t, cand)
+            nc = _candidates(m.c0, m.c1, t, cand, K)
         for j in range(G):
             if on_quiet and not ev[j]:
                 continue
@@ -1162,12 +1175,12 @@ def _run(m, cs, fps, ips, G, record, out, work):
 
 @njit(cache=True, inline="always")
 def _work(G, K):
-    """Arrays of :func:`_run` for ``G`` variants and ``K`` contracts: the variants (``var``),
+    """Arrays of :func:`_run` for ``G`` variants and ``K`` price columns: the variants (``var``),
     their state (``st``), the equity tile (``eq``), the return statistics (``rs``) and
     scratch (``cols``, ``ev``, ``cand``, ``tgt``)."""
     return (
         np.zeros(G, dtype=np.int64), np.empty((_ROW_POS + K) * G), np.empty((_TILE + 1, G)), np.empty(5 * G),
-        np.empty(G, dtype=np.int64), np.empty(G, dtype=np.bool_), np.empty(4, dtype=np.int64), np.empty(K),
+        np.empty(G, dtype=np.int64), np.empty(G, dtype=np.bool_), np.empty(8, dtype=np.int64), np.empty(K),
     )
 
 
@@ -1305,8 +1318,11 @@ def simulate_1d_nb(
 
     Parameters
     ----------
-    px : float64[T, K]
-        Contract prices at bar closes (NaN where not traded).
+    px : float64[T, S]
+        Contract prices at bar closes (NaN where not traded), contract ``k`` in column
+        ``k % S``: ``S = K`` columns, one per contract, or ``S`` reused columns
+        (:func:`backtest.contracts.slot_prices`). Contracts used on the same bar
+        (``c0``, ``c1`` of the bar and of the last bar) must not share a column.
     idx, idx_hi, idx_lo : float64[T]
         Index close and intrabar high/low (NaN high/low = use the close).
     c0, c1 : int64[T]
@@ -1382,7 +1398,7 @@ def simulate_many_nb(
 ):
     """Simulate many variants (rows of ``fps`` / ``ips``) over the same market; summaries only.
 
-    Memory is O(variants x N_SUM) plus O(contracts + ``_TILE``) x ``_GROUP`` per
+    Memory is O(variants x N_SUM) plus O(price columns + ``_TILE``) x ``_GROUP`` per
     running group: no per-bar ledger is kept. Variant-independent work (adverse index
     levels, quiet bars, the unhedged statistics) is done once. Variants are grouped
     with similar ones (same rebalance mode and margin policy, nearby periods and

@@ -139,7 +139,7 @@ def _ledger_block(prepared: Prepared, label: str, rows: dict[str, np.ndarray]) -
         "alt_units": prepared.coin_units[:, 0] if single else np.full(T, np.nan),
         "alt_value": prepared.market.alt_value,
         "index_level": prepared.market.idx,
-        "fut_price": prepared.market.px[np.arange(T), primary],
+        "fut_price": prepared.market.contract_price(np.arange(T), primary),
         "contract_id": pd.array(np.asarray(prepared.book.labels, dtype=object)[primary], dtype="string"),
         "pnl_altcoin": prepared.market.alt_pnl,
     }

@@ -634,6 +634,7 @@ def write_pdf(
     *,
     events: Sequence[Event] = (),
     notes: Sequence[str] = (),
+    rules_note: str = "",
 ) -> int:
     """Write the report PDF atomically and return its number of pages.
 
@@ -655,6 +656,9 @@ def write_pdf(
         The events of ``events_df`` (their descriptions are printed under the table).
     notes : sequence of str, optional
         Extra caveats for the executive summary.
+    rules_note : str, optional
+        When the report shows only some rules (``"Showing N of M rules ..."``): printed
+        under the title and above the per-rule tables.
 
     Returns
     -------
@@ -669,10 +673,14 @@ def write_pdf(
     title = f"hedgebt report: {sc.get('name', '')}"
     with _pdf_doc(Path(path), title) as doc:
         _title_page(doc, summary)
+        if rules_note:
+            doc.para(rules_note, size=11, weight="bold")
         _executive_summary(doc, summary, metrics_df, events_df, notes)
 
         doc.new_page()
         doc.heading("Metrics per rule")
+        if rules_note:
+            doc.para(rules_note, size=9)
         header, rows = _metrics_rows(metrics_df)
         doc.grid(header, rows, right=[False] + [True] * (len(header) - 1))
         doc.heading("P&L and costs per rule")
