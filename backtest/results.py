@@ -174,9 +174,12 @@ def run(config: Config, *, prepared: Prepared | None = None) -> RunResult:
         metrics["warmup_bars"] = int(rule.warmup_bars())
         rules_out[label] = metrics
         blocks.append(_ledger_block(prepared, label, rows))
-    ledger = pd.concat(blocks, ignore_index=True)
+        del rows  # the kernel's per-bar rows are in the block now
+    # one block is the ledger as it is (no copy); the blocks go as soon as they are joined
+    ledger = blocks[0] if len(blocks) == 1 else pd.concat(blocks, ignore_index=True)
+    blocks.clear()
     summary = _summary(config, prepared, rules_out)
-    summary["ledger_sha256"] = hashlib.sha256(ledger_bytes(ledger)).hexdigest()
+    summary["ledger_sha256"] = ledger_sha256(ledger)
     return RunResult(ledger, json.dumps(_clean(summary), indent=2, allow_nan=False), config)
 
 
@@ -312,6 +315,33 @@ def ledger_bytes(ledger: pd.DataFrame) -> bytes:
     buf = io.BytesIO()
     ledger.to_parquet(buf, index=False)
     return buf.getvalue()
+
+
+class _HashSink(io.RawIOBase):
+    """A write-only stream that keeps only the SHA-256 of what is written to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[no-untyped-def, override]
+        self.digest.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+
+def ledger_sha256(ledger: pd.DataFrame) -> str:
+    """SHA-256 of :func:`ledger_bytes` without holding the bytes (streamed into the hash)."""
+    sink = _HashSink()
+    ledger.to_parquet(sink, index=False)
+    return sink.digest.hexdigest()
 
 
 def write_result_files(result: RunResult, folder: Path) -> None:

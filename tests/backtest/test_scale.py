@@ -257,3 +257,23 @@ def test_ten_thousand_rules_with_the_report_stay_under_two_gigabytes(tmp_path: P
     assert rc == 0
     assert rss < 2 * 1024**3, f"peak RSS {rss / 1024**3:.2f} GB"
     assert len(pd.read_csv(tmp_path / "out" / "metrics.csv")) == 10_000
+
+
+def test_block_length_of_a_short_series_is_one() -> None:
+    """Fewer than 8 spans (a week of daily spans): arch's estimator would raise; block length 1."""
+    from reports.stats import block_length
+
+    rng = np.random.default_rng(0)
+    for n in range(1, 8):
+        assert block_length(rng.normal(size=n), rng.normal(size=n)) == 1
+    assert 1 <= block_length(rng.normal(size=40), rng.normal(size=40)) <= 40
+
+
+def test_streamed_ledger_hash_equals_the_hash_of_the_bytes(synthetic_prices: Path) -> None:
+    import hashlib
+
+    from backtest.results import ledger_bytes, ledger_sha256, run
+    from conftest import synthetic_config
+
+    res = run(synthetic_config(synthetic_prices))
+    assert ledger_sha256(res.ledger) == hashlib.sha256(ledger_bytes(res.ledger)).hexdigest()
