@@ -559,6 +559,17 @@ def _market_stage(config: Config, ts: pd.DatetimeIndex, bar: pd.Timedelta, idx: 
     return replace(base, hr=hr), oracle_r2(coin_ret, fut_ret)
 
 
+def release_arrow_memory() -> None:
+    """Return pyarrow's freed buffers (Parquet reads and writes) to the operating system.
+
+    pyarrow's allocator keeps freed memory for reuse by pyarrow only; after reading a
+    2,000,000-bar price file that is ~0.7 GB of resident memory nothing else can use.
+    """
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
 def prepare(config: Config) -> Prepared:
     """Load, validate and align all inputs of a scenario (no simulation yet).
 
@@ -571,6 +582,7 @@ def prepare(config: Config) -> Prepared:
     inputs: list[InputFile] = []
     prices = _price_stage(config, inputs)
     index = _index_stage(config, prices, inputs)
+    release_arrow_memory()  # the Parquet reads' buffers are free now; give them back
     ts = _window_stage(config, prices, index)
     bar = prices.panel.freq
     coin = _holding_stage(config, ts, prices.close, inputs)

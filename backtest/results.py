@@ -24,7 +24,7 @@ import pandas as pd
 from backtest import schema
 from backtest.config import Config, config_to_dict
 from backtest.atomic import OutputDir, write_bytes, write_text
-from backtest.engine import Prepared, min_safe_collaterals, prepare, variant_for
+from backtest.engine import Prepared, min_safe_collaterals, prepare, release_arrow_memory, variant_for
 from backtest.metrics import describe_index_held, he_by_horizon, summary_metrics
 from backtest.versions import hedgebt_version, package_versions
 from backtest.market import run_variant
@@ -150,7 +150,8 @@ def _ledger_block(prepared: Prepared, label: str, rows: dict[str, np.ndarray]) -
         if name in ("rebalanced", "rolled", "margin_call", "liquidated"):
             values = values.astype(bool)
         data[name] = values
-    return pd.DataFrame(data, columns=list(schema.LEDGER_COLUMNS))
+    # the float columns stay views of the kernel's rows (no second copy of a long ledger)
+    return pd.DataFrame(data, columns=list(schema.LEDGER_COLUMNS), copy=False)
 
 
 def run(config: Config, *, prepared: Prepared | None = None) -> RunResult:
@@ -341,6 +342,7 @@ def ledger_sha256(ledger: pd.DataFrame) -> str:
     """SHA-256 of :func:`ledger_bytes` without holding the bytes (streamed into the hash)."""
     sink = _HashSink()
     ledger.to_parquet(sink, index=False)
+    release_arrow_memory()
     return sink.digest.hexdigest()
 
 
@@ -352,6 +354,7 @@ def write_result_files(result: RunResult, folder: Path) -> None:
     again from the bytes written, so the pair on disk always agrees.
     """
     data = ledger_bytes(result.ledger)
+    release_arrow_memory()
     digest = hashlib.sha256(data).hexdigest()
     text = result.summary_json
     summary = json.loads(text)

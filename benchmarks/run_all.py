@@ -1,8 +1,9 @@
 """Run every benchmark and write ``benchmarks/results/results.md`` and ``results.csv``.
 
 ``make bench`` runs this. Order: scaling (one subprocess per point), single run
-(including ``hedgebt demo`` from the command line), then the sweep (vectorbt last:
-it is the heaviest in memory). Each benchmark prints its engine figure, its
+(including ``hedgebt demo`` from the command line), the sweep (vectorbt last of the
+timings: it is the heaviest in memory), then peak memory of 2,000,000 bars and of
+10,000 rules (``memory.py``, each run in a child process; about 6 minutes). Each benchmark prints its engine figure, its
 baseline, their ratio and PASS / MISS against the targets of the performance issue;
 the table collects them with the machine's description.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import time
 
 import common
+import memory
 import scaling
 import single_run
 import sweep
@@ -29,6 +31,7 @@ def main() -> int:
     rows += scaling.main()
     rows += single_run.main()
     rows += sweep.main()
+    rows += memory.main()
     elapsed = time.perf_counter() - started
     extra = [
         "hedgebt 'all cores' uses numba's default thread count "
