@@ -128,7 +128,9 @@ def undefined_reasons(metrics: dict[str, Any], summ: dict[str, float]) -> dict[s
     return out
 
 
-def _ledger_block(prepared: Prepared, label: str, rows: dict[str, np.ndarray]) -> pd.DataFrame:
+def _ledger_block(prepared: Prepared, label: str, rows: dict[str, np.ndarray], *, copy: bool = True) -> pd.DataFrame:
+    """One rule's ledger rows; ``copy=False`` keeps the kernel's rows as the float columns (the block
+    is then the whole ledger: no second copy of a long one)."""
     T = len(prepared.ts)
     single = len(prepared.coins) == 1
     primary = rows["primary"].astype(np.int64)
@@ -150,8 +152,7 @@ def _ledger_block(prepared: Prepared, label: str, rows: dict[str, np.ndarray]) -
         if name in ("rebalanced", "rolled", "margin_call", "liquidated"):
             values = values.astype(bool)
         data[name] = values
-    # the float columns stay views of the kernel's rows (no second copy of a long ledger)
-    return pd.DataFrame(data, columns=list(schema.LEDGER_COLUMNS), copy=False)
+    return pd.DataFrame(data, columns=list(schema.LEDGER_COLUMNS), copy=copy)
 
 
 def run(config: Config, *, prepared: Prepared | None = None) -> RunResult:
@@ -174,7 +175,7 @@ def run(config: Config, *, prepared: Prepared | None = None) -> RunResult:
         metrics["family"] = rule.family
         metrics["warmup_bars"] = int(rule.warmup_bars())
         rules_out[label] = metrics
-        blocks.append(_ledger_block(prepared, label, rows))
+        blocks.append(_ledger_block(prepared, label, rows, copy=len(prepared.rules) > 1))
         del rows  # the kernel's per-bar rows are in the block now
     # one block is the ledger as it is (no copy); the blocks go as soon as they are joined
     ledger = blocks[0] if len(blocks) == 1 else pd.concat(blocks, ignore_index=True)
