@@ -152,10 +152,13 @@ class ContractBook:
     def px(self) -> np.ndarray:
         """The dense T x K matrix ``px[t, k]`` (built on demand; for small books and tests --
         the engine never builds it)."""
-        return np.column_stack([self.column(k) for k in range(len(self.labels))]) if self.labels else np.empty((self.n_bars, 0))
+        if not self.labels:
+            return np.empty((self.n_bars, 0))
+        return np.column_stack([self.column(k) for k in range(len(self.labels))])
 
 
-def _book(labels, expiry, pieces: list[tuple[int, np.ndarray]], exp_bar, kind: str, source: str, n_bars: int) -> ContractBook:
+def _book(labels, expiry, pieces: list[tuple[int, np.ndarray]], exp_bar, kind: str, source: str,
+          n_bars: int) -> ContractBook:
     """A :class:`ContractBook` from one ``(start bar, prices)`` piece per contract."""
     lengths = np.array([len(v) for _, v in pieces], dtype=np.int64)
     offset = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -302,7 +305,8 @@ def quarterly_from_prices(
     k_set = np.flatnonzero(settles)
     values[offset[k_set] + exp_bar[k_set] - first[k_set]] = index_level[exp_bar[k_set]]
     labels = tuple(e.strftime("%Y-%m-%dT%H:%MZ") for e in expiries)
-    return ContractBook(labels, tuple(expiries), values, first, offset, exp_bar, "quarterly", f"user file {path.name}", n)
+    return ContractBook(labels, tuple(expiries), values, first, offset, exp_bar, "quarterly",
+                        f"user file {path.name}", n)
 
 
 def perpetual(index_level: np.ndarray, premium: float) -> ContractBook:

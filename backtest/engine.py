@@ -544,7 +544,8 @@ def _market_stage(config: Config, ts: pd.DatetimeIndex, bar: pd.Timedelta, idx: 
     T = len(ts)
     close_times = ts + bar
     base = Market(
-        px=C.slot_prices(leg.book, leg.schedule), idx=idx, idx_hi=idx_hi, idx_lo=np.full(T, np.nan), c0=leg.schedule.c0, c1=leg.schedule.c1,
+        px=C.slot_prices(leg.book, leg.schedule), idx=idx, idx_hi=idx_hi, idx_lo=np.full(T, np.nan),
+        c0=leg.schedule.c0, c1=leg.schedule.c1,
         w1=leg.schedule.w1, exp_bar=leg.book.exp_bar, fund_rate=leg.fund_rate,
         volume_usd=np.full(T, config.slippage.volume_usd_per_bar),
         vm_bar=np.asarray((close_times.hour == 0) & (close_times.minute == 0)),

@@ -3,8 +3,9 @@
 Inputs are plain NumPy arrays prepared by :mod:`backtest.engine`; nothing here
 knows about pandas, files or configuration objects. Contract ``k``'s price is read
 from column ``k % S`` of ``px`` (``S`` columns, see :func:`simulate_1d_nb`) and its
-position is kept in row ``k % S``: below, ``px[t, k]`` stands for ``px[t, k % S]``. The slow, obvious twin of
-this kernel is :mod:`backtest.reference`; the tests hold the two equal.
+position is kept in row ``k % S``: below, ``px[t, k]`` stands for ``px[t, k % S]``.
+The slow, obvious twin of this kernel is :mod:`backtest.reference`; the tests hold
+the two equal.
 
 Per bar ``t`` (prices are bar closes) the kernel does, in order:
 

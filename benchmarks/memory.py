@@ -98,7 +98,8 @@ def measure(config: Path, out: Path, *, report: bool) -> tuple[float, float, int
 
     The child is this module run with ``--child``: it starts the CLI as a grandchild-free
     subprocess of its own and reports that process's ``ru_maxrss``."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(config), str(out)] + ([] if report else ["--no-report"])
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(config), str(out)]
+    cmd += [] if report else ["--no-report"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=_env())
     wall = time.perf_counter() - t0

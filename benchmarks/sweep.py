@@ -91,7 +91,8 @@ def _vectorbt_throughput(market, ts, variants, targets: np.ndarray) -> dict[str,
     assert len(fees) == 1, "the vectorbt baseline uses one fee rate for all variants"
     fee = fees.pop() / 1e4
     T, V = targets.shape
-    price = market.contract_price(np.arange(T), market.c0) * market.contract_size  # the primary contract, one contract's value
+    # the primary contract, one contract's value
+    price = market.contract_price(np.arange(T), market.c0) * market.contract_size
     index = pd.DatetimeIndex(ts)
     close = pd.Series(price, index=index)
     dense = pd.DataFrame(targets, index=index)

@@ -277,3 +277,16 @@ def test_streamed_ledger_hash_equals_the_hash_of_the_bytes(synthetic_prices: Pat
 
     res = run(synthetic_config(synthetic_prices))
     assert ledger_sha256(res.ledger) == hashlib.sha256(ledger_bytes(res.ledger)).hexdigest()
+
+
+def test_a_one_rule_ledger_made_of_the_kernel_rows_writes_the_same_bytes(synthetic_prices: Path) -> None:
+    """The one-rule ledger (kernel rows as columns, not consolidated) writes the same Parquet bytes
+    as a consolidated copy of it, and as the same rule's block in a two-rule run."""
+    from backtest.results import ledger_bytes, run
+    from conftest import synthetic_config
+
+    one = run(synthetic_config(synthetic_prices, rules=[{"family": "notional", "fraction": 1.0}])).ledger
+    assert ledger_bytes(one) == ledger_bytes(one.copy(deep=True))
+    two = run(synthetic_config(synthetic_prices)).ledger
+    block = two[two["rule"] == "notional"].reset_index(drop=True)
+    assert ledger_bytes(one) == ledger_bytes(block)
