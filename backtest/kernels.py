@@ -333,6 +333,8 @@ class Mkt(NamedTuple):
     alt_flow: np.ndarray
     alt_changed: np.ndarray
     hr: np.ndarray
+    s0: np.ndarray  # price column of c0[t] (c0[t] % S)
+    s1: np.ndarray  # price column of c1[t] (-1 for none)
 
 
 _N_PARAM = len(Params._fields)
@@ -902,9 +904,8 @@ def _bar(t, j, G, m, cs, p, st, cand, nc, tgt, h_t, record, out):
     returns the hedged equity."""
     a = _load_account(st, G, j)
     pb = _ROW_POS * G + j  # position in column k: st[pb + k * G]
-    S = m.px.shape[1]
-    k0 = _slot(m.c0[t], S)  # columns of this bar's split
-    k1 = _slot(m.c1[t], S)
+    k0 = m.s0[t]  # columns of this bar's split
+    k1 = m.s1[t]
     p_close = m.px[t]
     vol = m.volume_usd[t]
     av = m.alt_value[t]
@@ -1085,18 +1086,28 @@ def _quiet_pass(t, row, k, st, hr, cols, eq, ev, cs, p_t, p_p, i_t, i_p, x_hi, x
     return n_ev
 
 
-@njit(cache=True, inline="always")
-def _slot(k, S):
-    """Price column and position row of contract ``k`` (``-1`` for none): ``k % S``."""
-    return k % S if k >= 0 else -1
+@njit(cache=True)
+def _slots(c0, c1, S):
+    """Price columns of the roll schedule's contracts: ``c % S`` (``-1`` for none), once per market."""
+    T = c0.shape[0]
+    s0 = np.empty(T, dtype=np.int64)
+    s1 = np.empty(T, dtype=np.int64)
+    for t in range(T):
+        s0[t] = c0[t] % S if c0[t] >= 0 else -1
+        s1[t] = c1[t] % S if c1[t] >= 0 else -1
+    return s0, s1
 
 
 @njit(cache=True, inline="always")
-def _candidates(c0, c1, t, cand, S):
+def _candidates(m, t, cand):
     """Contracts that may hold a position or be targeted on bar ``t`` (last and this bar's split):
     their columns ``cand[:nc]`` and ids ``cand[4:4 + nc]``."""
     nc = 0
-    for k in (c0[t - 1] if t > 0 else -1, c1[t - 1] if t > 0 else -1, c0[t], c1[t]):
+    for i in range(4):
+        u = t - 1 + i // 2  # the last bar's c0, c1, then this bar's
+        if u < 0:
+            continue
+        k = m.c0[u] if i % 2 == 0 else m.c1[u]
         if k < 0:
             continue
         dup = False
@@ -1104,7 +1115,7 @@ def _candidates(c0, c1, t, cand, S):
             if cand[4 + jj] == k:
                 dup = True
         if not dup:
-            cand[nc] = k % S
+            cand[nc] = m.s0[u] if i % 2 == 0 else m.s1[u]
             cand[4 + nc] = k
             nc += 1
     return nc
@@ -1151,7 +1162,7 @@ def _run(m, cs, fps, ips, G, record, out, work):
         row += 1  # bar t's row of eq
         on_quiet = m.quiet[t]
         if on_quiet:
-            k0 = m.c0[t] % K
+            k0 = m.s0[t]
             cand[0] = k0
             cand[4] = m.c0[t]
             nc = 1
@@ -1162,7 +1173,7 @@ def _run(m, cs, fps, ips, G, record, out, work):
             if n_ev == 0:
                 continue
         else:
-            nc = _candidates(m.c0, m.c1, t, cand, K)
+            nc = _candidates(m, t, cand)
         for j in range(G):
             if on_quiet and not ev[j]:
                 continue
@@ -1356,8 +1367,9 @@ def simulate_1d_nb(
     """
     xhi, xlo, expiring, quiet = _market_prep(idx, idx_hi, idx_lo, c0, c1, exp_bar, alt_value, alt_changed)
     # one variant: no quiet-bar pass, every bar runs the steps
+    s0, s1 = _slots(c0, c1, px.shape[1])
     m = Mkt(px, idx, xhi, xlo, expiring, np.zeros_like(quiet), c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
-            alt_value, alt_pnl, alt_flow, alt_changed, hr)
+            alt_value, alt_pnl, alt_flow, alt_changed, hr, s0, s1)
     fps = np.empty((1, N_FP))
     fps[0] = fp
     ips = np.empty((1, N_IP), dtype=np.int64)
@@ -1434,8 +1446,9 @@ def simulate_many_nb(
     group_at = np.empty(n_groups, dtype=np.int64)
     for g in range(n_groups):
         group_at[(g * q) % n_groups] = g
+    s0, s1 = _slots(c0, c1, px.shape[1])
     m = Mkt(px, idx, xhi, xlo, expiring, quiet, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
-            alt_value, alt_pnl, alt_flow, alt_changed, hr)
+            alt_value, alt_pnl, alt_flow, alt_changed, hr, s0, s1)
     for i in prange(n_groups):
         g = group_at[i]
         _simulate_group_nb(m, cs, fps, ips, order[g * _GROUP : min(V, (g + 1) * _GROUP)], unhedged, summaries,
