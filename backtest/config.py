@@ -100,6 +100,7 @@ BOUNDS: dict[str, float] = {
     "rebalance.every_bars": 1_000_000,
     "rebalance.band": 100.0,
     "rebalance.min_trade_contracts": 1e15,
+    "report.max_rules": 1000,
 }
 
 #: Bounds of numeric ``[[rules]]`` parameters by name (absolute value), and for any other one.
@@ -672,12 +673,20 @@ class ReportSection:
         Horizon of the headline hedge effectiveness, its bootstrap interval and the
         recommendation: returns summed over non-overlapping spans of one bar, one day or
         seven days (see :func:`backtest.metrics.he_by_horizon`).
+    max_rules : int
+        The figures and the PDF show at most this many rules -- the best by hedge
+        effectiveness at ``horizon`` -- plus the recommended rule and the baseline when
+        they are not among them (see :func:`reports.render.report_rules`);
+        ``metrics.csv``, ``events.csv`` and ``summary.json`` keep every rule.
     """
 
     horizon: ReportHorizon = "1D"
+    max_rules: int = 8
 
     def __post_init__(self) -> None:
         _check(self.horizon in ("bar", "1D", "7D"), "report.horizon", f"expected 'bar', '1D' or '7D', got {self.horizon!r}")
+        _check(isinstance(self.max_rules, int) and not isinstance(self.max_rules, bool) and self.max_rules >= 1,
+               "report.max_rules", f"expected an integer >= 1, got {self.max_rules!r}")
 
 
 @dataclass(frozen=True)
@@ -928,11 +937,19 @@ def load_config(path: str | Path | None = None, /, **overrides: Any) -> Config:
     return config_from_mapping(merge_overrides(raw, overrides), base_dir=path.parent, source=str(path))
 
 
+#: Keys left out of :func:`config_to_dict` at their default value (added after results were
+#: published: a default run's ``summary.json`` stays byte-identical to earlier versions').
+_OMIT_AT_DEFAULT: tuple[tuple[str, str], ...] = (("report", "max_rules"),)
+
+
 def config_to_dict(config: Config) -> dict[str, Any]:
     """The resolved config as plain JSON-able data (for ``summary.json`` and reports)."""
     out: dict[str, Any] = {}
     for name in _SECTIONS:
         out[name] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(getattr(config, name)).items()}
+    for section, key in _OMIT_AT_DEFAULT:
+        if out[section][key] == getattr(_SECTIONS[section](), key):
+            del out[section][key]
     out["rules"] = [
         {"family": r.family, **({"label": r.label} if r.label else {}), **dict(r.params)} for r in config.rules
     ]

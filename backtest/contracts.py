@@ -3,12 +3,15 @@
 Everything here turns market conventions into plain arrays for the simulation
 kernel (:mod:`backtest.kernels`):
 
-* a :class:`ContractBook` — one price column per contract, ``px[t, k]``, and the
-  bar at which contract ``k`` expires (settles);
+* a :class:`ContractBook` — each contract's prices over its live range only (one flat
+  array: memory grows with bars + contracts, never bars x contracts), ``price(t, k)``,
+  and the bar at which contract ``k`` expires (settles);
 * a :class:`RollSchedule` — per bar, the primary contract ``c0[t]``, the
   contract being rolled into ``c1[t]`` (``-1`` if none) and the fraction
   ``w1[t]`` of the hedge that sits in ``c1``;
-* funding per bar for perpetuals.
+* funding per bar for perpetuals;
+* :func:`slot_prices` — the kernel's ``T x S`` price matrix, contract ``k`` in column
+  ``k % S`` where ``S`` (2 for a quarterly roll) contracts are used at once.
 
 Conventions
 -----------
@@ -53,6 +56,8 @@ __all__ = [
     "funding_per_bar",
     "FundingInfo",
     "check_coverage",
+    "slot_prices",
+    "LISTED_AFTER",
     "BasisSeries",
     "BasisInfo",
     "load_basis_series",
@@ -85,31 +90,82 @@ def quarterly_expiries(first: pd.Timestamp, last: pd.Timestamp) -> list[pd.Times
         year += 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ContractBook:
-    """Prices of every contract the replay may hold.
+    """Prices of every contract the replay may hold, each over its own live range.
+
+    Memory grows with bars + contracts: contract ``k`` keeps one price per bar of its
+    live range ``[start[k], start[k] + length_k)`` only, in one flat array (no dense
+    bars x contracts matrix). ``price(t, k)`` is NaN outside the live range.
 
     Attributes
     ----------
     labels : tuple of str
         Contract labels: expiry as ISO string, or ``"PERP"``.
     expiry : tuple of Timestamp or None
-    px : ndarray, shape (T, K)
-        Price of contract k at the close of bar t (NaN where it does not trade).
+    values : ndarray of float64
+        The live ranges' prices, contract after contract: contract ``k``'s price at the
+        close of bar ``t`` is ``values[offset[k] + t - start[k]]`` (NaN where it does not trade).
+    start : ndarray of int64, shape (K,)
+        First bar of each contract's live range.
+    offset : ndarray of int64, shape (K + 1,)
+        Where each contract's prices begin in ``values`` (``offset[K] == len(values)``).
     exp_bar : ndarray of int64, shape (K,)
         Settlement bar of each contract (a huge number for the perpetual or for
         contracts expiring after the replay).
     kind : {"quarterly", "perpetual"}
     source : str
         Where prices come from (for the report).
+    n_bars : int
+        Bars of the replay.
     """
 
     labels: tuple[str, ...]
     expiry: tuple[pd.Timestamp | None, ...]
-    px: np.ndarray
+    values: np.ndarray
+    start: np.ndarray
+    offset: np.ndarray
     exp_bar: np.ndarray
     kind: str
     source: str
+    n_bars: int
+
+    def prices(self, t: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """``price(t[i], k[i])`` for integer arrays of bars and contracts (NaN outside a live range)."""
+        t = np.asarray(t, dtype=np.int64)
+        k = np.asarray(k, dtype=np.int64)
+        i = t - self.start[k]
+        ok = (i >= 0) & (i < self.offset[k + 1] - self.offset[k])
+        out = np.full(np.broadcast(t, k).shape, np.nan)
+        out[ok] = self.values[(self.offset[k] + i)[ok]]
+        return out
+
+    def column(self, k: int) -> np.ndarray:
+        """Contract ``k``'s price on every bar (float64[T], NaN outside its live range)."""
+        out = np.full(self.n_bars, np.nan)
+        lo, hi = int(self.offset[k]), int(self.offset[k + 1])
+        s = int(self.start[k])
+        out[s : s + hi - lo] = self.values[lo:hi]
+        return out
+
+    @property
+    def px(self) -> np.ndarray:
+        """The dense T x K matrix ``px[t, k]`` (built on demand; for small books and tests --
+        the engine never builds it)."""
+        if not self.labels:
+            return np.empty((self.n_bars, 0))
+        return np.column_stack([self.column(k) for k in range(len(self.labels))])
+
+
+def _book(labels, expiry, pieces: list[tuple[int, np.ndarray]], exp_bar, kind: str, source: str,
+          n_bars: int) -> ContractBook:
+    """A :class:`ContractBook` from one ``(start bar, prices)`` piece per contract."""
+    lengths = np.array([len(v) for _, v in pieces], dtype=np.int64)
+    offset = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    values = np.concatenate([v for _, v in pieces]).astype(np.float64) if pieces else np.empty(0)
+    start = np.array([s for s, _ in pieces], dtype=np.int64)
+    return ContractBook(tuple(labels), tuple(expiry), values, start, offset, np.asarray(exp_bar, dtype=np.int64), kind,
+                        source, int(n_bars))
 
 
 @dataclass(frozen=True)
@@ -136,6 +192,12 @@ def _settlement_bars(close_times: pd.DatetimeIndex, expiries: list[pd.Timestamp]
     return np.where(after, _PERP_EXPIRY_BAR, pos).astype(np.int64)
 
 
+#: a modelled contract lists when the contract this many before it settles (2: the current and
+#: the next quarter trade, as on the venues); a roll starts at most 60 days before expiry
+#: (``roll.days_before_expiry``), after the next contract has listed (quarters are >= 84 days apart)
+LISTED_AFTER = 2
+
+
 def modelled_quarterly(
     close_times: pd.DatetimeIndex, index_level: np.ndarray, basis_ann: float | np.ndarray, *, source: str | None = None
 ) -> ContractBook:
@@ -144,38 +206,34 @@ def modelled_quarterly(
     ``px[t, k] = I[t] * exp(b_t * tau)``, ``tau = max(expiry_k - close_time_t, 0) / 365 d``,
     with ``b_t = basis_ann`` (a constant) or ``basis_ann[t]`` (one value per bar, see
     :func:`basis_per_bar`); the settlement bar's price is the index itself; after it, NaN.
+    Contract ``k`` is live from the bar after contract ``k - LISTED_AFTER`` settles (from
+    the first bar for the first ``LISTED_AFTER`` contracts) to its settlement bar, so the
+    book holds about ``LISTED_AFTER x T`` prices whatever the number of contracts.
     """
-    b = np.broadcast_to(np.asarray(basis_ann, dtype=float), (len(close_times),))
+    n = len(close_times)
+    b = np.broadcast_to(np.asarray(basis_ann, dtype=float), (n,))
     # one quarter beyond the last bar: a replay ending inside a roll window holds the next contract
     expiries = quarterly_expiries(close_times[0], close_times[-1] + pd.Timedelta(days=92))
     exp_bar = _settlement_bars(close_times, expiries)
-    px = np.full((len(close_times), len(expiries)), np.nan)
+    pieces = []
     for k, exp in enumerate(expiries):
+        lo = 0 if k < LISTED_AFTER else int(min(exp_bar[k - LISTED_AFTER] + 1, n))
+        hi = int(min(exp_bar[k], n - 1)) + 1
+        lo = min(lo, hi)
         # unit-safe (the index may be in us or ns): years of 365 days to expiry
-        tau = np.maximum(np.asarray((exp - close_times) / YEAR, dtype=float), 0.0)
-        live = np.arange(len(close_times)) <= exp_bar[k]
-        px[live, k] = index_level[live] * np.exp(b[live] * tau[live])
-        if exp_bar[k] < len(close_times):
-            px[exp_bar[k], k] = index_level[exp_bar[k]]
+        tau = np.maximum(np.asarray((exp - close_times[lo:hi]) / YEAR, dtype=float), 0.0)
+        col = index_level[lo:hi] * np.exp(b[lo:hi] * tau)
+        if exp_bar[k] < n:
+            col[exp_bar[k] - lo] = index_level[exp_bar[k]]
+        pieces.append((lo, col))
     labels = tuple(e.strftime("%Y-%m-%dT%H:%MZ") for e in expiries)
     if source is None:
         source = f"modelled: F = I * exp({float(b[0]):g} * tau)"
-    return ContractBook(labels, tuple(expiries), px, exp_bar, "quarterly", source)
+    return _book(labels, expiries, pieces, exp_bar, "quarterly", source, n)
 
 
-def quarterly_from_prices(
-    close_times: pd.DatetimeIndex, index_level: np.ndarray, path: Path, *, settle_at_index: bool = True
-) -> ContractBook:
-    """Dated futures from a user file (long Parquet: ``ts``, ``expiry``, ``close``).
-
-    Any expiry calendar: the contracts and their expiries are the file's distinct
-    ``expiry`` values (quarterly, monthly, ...), and :func:`roll_schedule` rolls on them.
-    ``ts`` is the bar open time as everywhere in hedgebt. Each contract's prices
-    are aligned to the replay's bars; bars the file does not cover stay NaN and
-    are refused later if the replay needs them (:func:`check_coverage`). The
-    settlement price at expiry is the index (``settle_at_index``, the default),
-    else the file's price at the settlement bar.
-    """
+def _read_futures_file(path: Path) -> pd.DataFrame:
+    """The checked rows of a dated-futures price file (see :func:`quarterly_from_prices`)."""
     try:
         raw = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for a bad file
@@ -197,29 +255,65 @@ def quarterly_from_prices(
     if dup.any():
         r = int(np.flatnonzero(dup)[0])
         raise DataError(path, "duplicate (ts, expiry) row", column="ts", row=r, detail=f"ts={raw['ts'].iloc[r]}")
+    return raw
+
+
+def quarterly_from_prices(
+    close_times: pd.DatetimeIndex, index_level: np.ndarray, path: Path, *, settle_at_index: bool = True
+) -> ContractBook:
+    """Dated futures from a user file (long Parquet: ``ts``, ``expiry``, ``close``).
+
+    Any expiry calendar: the contracts and their expiries are the file's distinct
+    ``expiry`` values (quarterly, monthly, ...), and :func:`roll_schedule` rolls on them.
+    ``ts`` is the bar open time as everywhere in hedgebt. Each contract's prices
+    are aligned to the replay's bars (rows off the replay's bars are ignored); bars the
+    file does not cover stay NaN and are refused later if the replay needs them
+    (:func:`check_coverage`). The settlement price at expiry is the index
+    (``settle_at_index``, the default), else the file's price at the settlement bar;
+    rows after the settlement bar are ignored. A contract's live range runs from its
+    first to its last priced bar (the settlement bar included).
+    """
+    raw = _read_futures_file(path)
     # contracts that expired before the first bar closes are never held
     expiries = sorted(e for e in (pd.Timestamp(x) for x in raw["expiry"].unique()) if e > close_times[0])
     if not expiries:
         raise DataError(path, f"no contract expires after the first bar's close {close_times[0]}", column="expiry")
+    n = len(close_times)
     exp_bar = _settlement_bars(close_times, expiries)
     bar = close_times[1] - close_times[0] if len(close_times) > 1 else pd.Timedelta(hours=1)
-    open_times = close_times - bar
-    px = np.full((len(close_times), len(expiries)), np.nan)
-    for k, exp in enumerate(expiries):
-        series = raw.loc[raw["expiry"] == exp].set_index("ts")["close"]
-        px[:, k] = series.reindex(open_times).to_numpy()
-        if exp_bar[k] < len(close_times):
-            if settle_at_index:
-                px[exp_bar[k], k] = index_level[exp_bar[k]]
-            px[exp_bar[k] + 1 :, k] = np.nan
+    open_times = (close_times - bar).as_unit("ns")
+    pos = open_times.get_indexer(pd.DatetimeIndex(raw["ts"]).as_unit("ns"))
+    exp_ns = pd.DatetimeIndex(expiries).as_unit("ns").asi8
+    row_exp = pd.DatetimeIndex(raw["expiry"]).as_unit("ns").asi8
+    kid = np.minimum(np.searchsorted(exp_ns, row_exp), len(expiries) - 1)
+    known = exp_ns[kid] == row_exp
+    last_ok = np.minimum(exp_bar, n - 1)
+    keep = known & (pos >= 0) & (pos <= last_ok[kid])
+    kk, tt = kid[keep], pos[keep]
+    vv = raw["close"].to_numpy(dtype=float)[keep]
+    first = np.full(len(expiries), n, dtype=np.int64)
+    last = np.full(len(expiries), -1, dtype=np.int64)
+    np.minimum.at(first, kk, tt)
+    np.maximum.at(last, kk, tt)
+    settles = (exp_bar < n) & settle_at_index
+    first[settles] = np.minimum(first[settles], exp_bar[settles])
+    last[settles] = np.maximum(last[settles], exp_bar[settles])
+    first = np.minimum(first, last + 1)
+    offset = np.concatenate([[0], np.cumsum(last + 1 - first)]).astype(np.int64)
+    values = np.full(int(offset[-1]), np.nan)
+    values[offset[kk] + tt - first[kk]] = vv
+    k_set = np.flatnonzero(settles)
+    values[offset[k_set] + exp_bar[k_set] - first[k_set]] = index_level[exp_bar[k_set]]
     labels = tuple(e.strftime("%Y-%m-%dT%H:%MZ") for e in expiries)
-    return ContractBook(labels, tuple(expiries), px, exp_bar, "quarterly", f"user file {path.name}")
+    return ContractBook(labels, tuple(expiries), values, first, offset, exp_bar, "quarterly",
+                        f"user file {path.name}", n)
 
 
 def perpetual(index_level: np.ndarray, premium: float) -> ContractBook:
     """A perpetual on the index marked at ``I * (1 + premium)``; it never expires."""
-    px = (index_level * (1.0 + premium))[:, None].copy()
-    return ContractBook(("PERP",), (None,), px, np.array([_PERP_EXPIRY_BAR], dtype=np.int64), "perpetual", f"mark = I * (1 + {premium:g})")
+    px = index_level * (1.0 + premium)
+    return _book(("PERP",), (None,), [(0, px)], np.array([_PERP_EXPIRY_BAR], dtype=np.int64), "perpetual",
+                 f"mark = I * (1 + {premium:g})", len(index_level))
 
 
 def roll_schedule(close_times: pd.DatetimeIndex, book: ContractBook, roll: RollSection) -> RollSchedule:
@@ -275,12 +369,12 @@ def check_coverage(book: ContractBook, schedule: RollSchedule, close_times: pd.D
     t = np.arange(len(close_times))
     for name, cid in (("primary", schedule.c0), ("rolled-into", schedule.c1)):
         use = cid >= 0
-        prices = book.px[t[use], cid[use]]
+        prices = book.prices(t[use], cid[use])
         # a contract held on bar t is also marked against bar t-1
         prev_ok = np.ones(use.sum(), dtype=bool)
         prev_idx = t[use] - 1
         has_prev = prev_idx >= 0
-        prev_ok[has_prev] = np.isfinite(book.px[prev_idx[has_prev], cid[use][has_prev]]) | (
+        prev_ok[has_prev] = np.isfinite(book.prices(prev_idx[has_prev], cid[use][has_prev])) | (
             cid[use][has_prev] != np.concatenate([[cid[0]], cid[:-1]])[use][has_prev]
         )
         bad = np.flatnonzero(~np.isfinite(prices) | ~prev_ok)
@@ -292,6 +386,46 @@ def check_coverage(book: ContractBook, schedule: RollSchedule, close_times: pd.D
                 "the futures price file must cover every bar a contract is held",
                 column="close",
             )
+
+
+def slot_prices(book: ContractBook, schedule: RollSchedule) -> np.ndarray:
+    """The kernel's price matrix: ``S`` columns ("slots"), contract ``k`` in column ``k % S``.
+
+    On bar ``t`` the replay uses the contracts ``c0[t], c1[t]`` and the last bar's
+    ``c0[t-1], c1[t-1]`` (their positions are marked, settled or rolled on ``t``);
+    ``S`` is the widest span ``max - min + 1`` of those ids over all bars (1 for a
+    perpetual, 2 for a quarterly roll), so contracts used on the same bar never share a
+    column. ``out[t, k % S] = price(t, k)`` for every used ``(t, k)``, NaN elsewhere:
+    memory is ``T x S`` whatever the number of contracts. The kernels read contract
+    ``k`` at column ``k % S`` (:meth:`backtest.market.Market.contract_price`); with
+    ``S = K`` (one column per contract) that is the dense ``T x K`` form.
+
+    Raises
+    ------
+    ValueError
+        If two contracts used on the same bar would share a column (not possible for
+        a schedule from :func:`roll_schedule`; checked anyway).
+    """
+    c0, c1 = schedule.c0, schedule.c1
+    T = len(c0)
+    none = np.full(1, -1, dtype=np.int64)
+    sources = (c0, c1, np.concatenate([none, c0[:-1]]), np.concatenate([none, c1[:-1]]))
+    hi = np.max(np.stack(sources), axis=0)
+    lo = np.min(np.stack([np.where(s >= 0, s, np.iinfo(np.int64).max) for s in sources]), axis=0)
+    used = hi >= 0
+    S = int(max(1, (hi[used] - lo[used] + 1).max(initial=1)))
+    for i, a in enumerate(sources):
+        for b in sources[i + 1 :]:
+            clash = (a >= 0) & (b >= 0) & (a != b) & (a % S == b % S)
+            if clash.any():
+                t = int(np.flatnonzero(clash)[0])
+                raise ValueError(f"contracts {book.labels[int(a[t])]} and {book.labels[int(b[t])]} are both used on "
+                                 f"bar {t} but share price column {int(a[t] % S)} of {S}")
+    out = np.full((T, S), np.nan)
+    for src in sources:
+        t = np.flatnonzero(src >= 0)
+        out[t, src[t] % S] = book.prices(t, src[t])
+    return out
 
 
 def funding_times(first_open: pd.Timestamp, last_close: pd.Timestamp, interval_hours: int) -> pd.DatetimeIndex:

@@ -1,8 +1,11 @@
 """The bar loop: a pure array kernel (numba), one variant or many.
 
 Inputs are plain NumPy arrays prepared by :mod:`backtest.engine`; nothing here
-knows about pandas, files or configuration objects. The slow, obvious twin of
-this kernel is :mod:`backtest.reference`; the tests hold the two equal.
+knows about pandas, files or configuration objects. Contract ``k``'s price is read
+from column ``k % S`` of ``px`` (``S`` columns, see :func:`simulate_1d_nb`) and its
+position is kept in row ``k % S``: below, ``px[t, k]`` stands for ``px[t, k % S]``.
+The slow, obvious twin of this kernel is :mod:`backtest.reference`; the tests hold
+the two equal.
 
 Per bar ``t`` (prices are bar closes) the kernel does, in order:
 
@@ -257,7 +260,7 @@ _DUST = 1e-9
 # kept structure-of-arrays in one flat array ``st``: row ``r`` of variant ``j`` at
 # ``st[r * _GROUP + j]`` (the stride is ``_GROUP`` even for one variant, so it is a
 # constant of the one compiled loop), the rows being the fields of :class:`Params`, then of
-# :class:`Account`, two scratch rows of the quiet pass, then one row per contract
+# :class:`Account`, two scratch rows of the quiet pass, then one row per price column
 # (the position). Only :func:`_init_state`, :func:`_load_params`,
 # :func:`_load_account`, :func:`_store_account` and :func:`_store_quiet` know the rows. Hedged-return
 # statistics are accumulated from a small tile of buffered equities
@@ -339,6 +342,8 @@ class Mkt(NamedTuple):
     alt_flow: np.ndarray
     alt_changed: np.ndarray
     hr: np.ndarray
+    s0: np.ndarray  # price column of c0[t] (c0[t] % S)
+    s1: np.ndarray  # price column of c1[t] (-1 for none)
 
 
 _N_PARAM = len(Params._fields)
@@ -346,7 +351,7 @@ _N_ACCOUNT = len(Account._fields)
 _ROW_A = _N_PARAM  # first row of the account
 _ROW_PK = _N_PARAM + _N_ACCOUNT  # scratch of _quiet_pass: position in the bar's contract
 _ROW_H = _ROW_PK + 1  # scratch of _quiet_pass: target hedge ratio of the bar
-_ROW_POS = _ROW_H + 1  # first of K rows: position per contract
+_ROW_POS = _ROW_H + 1  # first of K rows: position per price column (contract k in row k % K)
 
 
 # -- state --------------------------------------------------------------------------------
@@ -672,7 +677,8 @@ def _funding_contract(fund, pk, cs, p, rate):
 
 @njit(cache=True, inline="always")
 def _expire(st, pb, G, cand, nc, exp_bar, p_close, t, cs, settle_fee):
-    """Step 4: close positions in contracts settling at ``t`` at the close, with the settlement fee.
+    """Step 4: close positions in contracts settling at ``t`` at the close, with the settlement fee
+    (``cand[jj]`` is a contract's price column and position row, ``cand[4 + jj]`` its id).
 
     Returns the (negative) fees, the contracts carried into the roll and the number settled.
     """
@@ -682,7 +688,7 @@ def _expire(st, pb, G, cand, nc, exp_bar, p_close, t, cs, settle_fee):
     for jj in range(nc):
         k = cand[jj]
         pk = st[pb + k * G]
-        if exp_bar[k] == t and pk != 0.0:
+        if exp_bar[cand[4 + jj]] == t and pk != 0.0:
             roll -= abs(pk) * cs * p_close[k] * settle_fee
             carried += pk
             st[pb + k * G] = 0.0
@@ -928,9 +934,9 @@ def _bar(t, j, G, m, cs, p, st, cand, nc, tgt, h_t, record, out):
     """Steps 1-7 for variant ``j`` (parameters ``p``) on bar ``t`` (contracts ``cand[:nc]``);
     returns the hedged equity."""
     a = _load_account(st, G, j)
-    pb = _ROW_POS * G + j  # position of contract k: st[pb + k * G]
-    k0 = m.c0[t]
-    k1 = m.c1[t]
+    pb = _ROW_POS * G + j  # position in column k: st[pb + k * G]
+    k0 = m.s0[t]  # columns of this bar's split
+    k1 = m.s1[t]
     p_close = m.px[t]
     vol = m.volume_usd[t]
     av = m.alt_value[t]
@@ -1002,7 +1008,7 @@ def _bar(t, j, G, m, cs, p, st, cand, nc, tgt, h_t, record, out):
     if record:
         o = out[:, t]
         o[O_CONTRACTS] = contracts
-        o[O_PRIMARY] = k0
+        o[O_PRIMARY] = m.c0[t]
         o[O_HR_TARGET] = h_t
         o[O_HR_HELD] = -contracts * cs * f0 / av
         o[O_TRADE] = trade_q
@@ -1111,19 +1117,37 @@ def _quiet_pass(t, row, k, st, hr, cols, eq, ev, cs, p_t, p_p, i_t, i_p, x_hi, x
     return n_ev
 
 
+@njit(cache=True)
+def _slots(c0, c1, S):
+    """Price columns of the roll schedule's contracts: ``c % S`` (``-1`` for none), once per market."""
+    T = c0.shape[0]
+    s0 = np.empty(T, dtype=np.int64)
+    s1 = np.empty(T, dtype=np.int64)
+    for t in range(T):
+        s0[t] = c0[t] % S if c0[t] >= 0 else -1
+        s1[t] = c1[t] % S if c1[t] >= 0 else -1
+    return s0, s1
+
+
 @njit(cache=True, inline="always")
-def _candidates(c0, c1, t, cand):
-    """Contracts that may hold a position or be targeted on bar ``t`` (last and this bar's split)."""
+def _candidates(m, t, cand):
+    """Contracts that may hold a position or be targeted on bar ``t`` (last and this bar's split):
+    their columns ``cand[:nc]`` and ids ``cand[4:4 + nc]``."""
     nc = 0
-    for k in (c0[t - 1] if t > 0 else -1, c1[t - 1] if t > 0 else -1, c0[t], c1[t]):
+    for i in range(4):
+        u = t - 1 + i // 2  # the last bar's c0, c1, then this bar's
+        if u < 0:
+            continue
+        k = m.c0[u] if i % 2 == 0 else m.c1[u]
         if k < 0:
             continue
         dup = False
         for jj in range(nc):
-            if cand[jj] == k:
+            if cand[4 + jj] == k:
                 dup = True
         if not dup:
-            cand[nc] = k
+            cand[nc] = m.s0[u] if i % 2 == 0 else m.s1[u]
+            cand[4 + nc] = k
             nc += 1
     return nc
 
@@ -1147,7 +1171,7 @@ def _run(m, cs, fps, ips, G, record, out, work):
     var, st, eq, rs, cols, ev, cand, tgt = work
     S = _GROUP  # the stride of the state rows (a constant, whatever G)
     T = m.px.shape[0]
-    K = m.px.shape[1]
+    K = m.px.shape[1]  # price columns: contract k in column k % K
     for j in range(G):
         v = var[j]
         _init_state(st, S, j, K, fps[v], ips[v], m.alt_value[0])
@@ -1171,8 +1195,9 @@ def _run(m, cs, fps, ips, G, record, out, work):
         row += 1  # bar t's row of eq
         on_quiet = m.quiet[t]
         if on_quiet:
-            k0 = m.c0[t]
+            k0 = m.s0[t]
             cand[0] = k0
+            cand[4] = m.c0[t]
             nc = 1
             n_ev = _quiet_pass(
                 t, row, k0, st, m.hr, cols, eq, ev, cs, m.px[t, k0], m.px[t - 1, k0], m.idx[t], m.idx[t - 1],
@@ -1181,7 +1206,7 @@ def _run(m, cs, fps, ips, G, record, out, work):
             if n_ev == 0:
                 continue
         else:
-            nc = _candidates(m.c0, m.c1, t, cand)
+            nc = _candidates(m, t, cand)
         for j in range(G):
             if on_quiet and not ev[j]:
                 continue
@@ -1288,14 +1313,14 @@ def _return_stats(eq, n_rows, t0, alt_value, rs, S, G):
 
 
 def _new_work(K: int) -> tuple:
-    """Arrays of :func:`_run` for up to ``_GROUP`` variants and ``K`` contracts: the variants
+    """Arrays of :func:`_run` for up to ``_GROUP`` variants and ``K`` price columns: the variants
     (``var``), their state (``st``), the equity tile (``eq``), the return statistics
     (``rs``) and scratch (``cols``, ``ev``, ``cand``, ``tgt``). Always ``_GROUP`` wide, so
     the state's row stride is a constant of the compiled loop."""
     G = _GROUP
     return (
         np.zeros(G, dtype=np.int64), np.empty((_ROW_POS + K) * G), np.empty((_TILE + 1, G)), np.empty(5 * G),
-        np.empty(G, dtype=np.int64), np.empty(G, dtype=np.bool_), np.empty(4, dtype=np.int64), np.empty(K),
+        np.empty(G, dtype=np.int64), np.empty(G, dtype=np.bool_), np.empty(8, dtype=np.int64), np.empty(K),
     )
 
 
@@ -1346,8 +1371,9 @@ def _market(px, idx, idx_hi, idx_lo, c0, c1, w1, exp_bar, fund_rate, volume_usd,
         quiet = np.zeros_like(quiet)
     unhedged = np.zeros(N_SUM)
     _unhedged_stats(alt_value, alt_pnl, unhedged)
+    s0, s1 = _slots(c0, c1, px.shape[1])
     m = Mkt(px, idx, xhi, xlo, expiring, quiet, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
-            alt_value, alt_pnl, alt_flow, alt_changed, hr)
+            alt_value, alt_pnl, alt_flow, alt_changed, hr, s0, s1)
     return m, unhedged
 
 
@@ -1379,8 +1405,11 @@ def simulate_1d_nb(
 
     Parameters
     ----------
-    px : float64[T, K]
-        Contract prices at bar closes (NaN where not traded).
+    px : float64[T, S]
+        Contract prices at bar closes (NaN where not traded), contract ``k`` in column
+        ``k % S``: ``S = K`` columns, one per contract, or ``S`` reused columns
+        (:func:`backtest.contracts.slot_prices`). Contracts used on the same bar
+        (``c0``, ``c1`` of the bar and of the last bar) must not share a column.
     idx, idx_hi, idx_lo : float64[T]
         Index close and intrabar high/low (NaN high/low = use the close).
     c0, c1 : int64[T]
@@ -1440,7 +1469,7 @@ def simulate_many_nb(
 ):
     """Simulate many variants (rows of ``fps`` / ``ips``) over the same market; summaries only.
 
-    Memory is O(variants x N_SUM) plus O(contracts + ``_TILE``) x ``_GROUP`` per
+    Memory is O(variants x N_SUM) plus O(price columns + ``_TILE``) x ``_GROUP`` per
     running group: no per-bar ledger is kept. Variant-independent work (adverse index
     levels, quiet bars, the unhedged statistics) is done once. Variants are grouped
     with similar ones (:func:`_group_order`); each group is one call of

@@ -25,12 +25,14 @@ class Market:
 
     Attributes
     ----------
-    px : float64[T, K]
-        Contract prices at bar closes.
+    px : float64[T, S]
+        Contract prices at bar closes, contract ``k`` in column ``k % S``: one column per
+        contract (``S = K``), or ``S`` reused columns holding each contract on the bars the
+        replay uses it (:func:`backtest.contracts.slot_prices`; memory ``T x S``, not ``T x K``).
     idx, idx_hi, idx_lo : float64[T]
         Index close and intrabar high / low (NaN = unknown, the close is used).
     c0, c1 : int64[T]; w1 : float64[T]
-        Roll schedule (see :mod:`backtest.contracts`).
+        Roll schedule (see :mod:`backtest.contracts`): contract ids, not columns.
     exp_bar : int64[K]
         Settlement bar per contract.
     fund_rate : float64[T]
@@ -73,10 +75,17 @@ class Market:
                 raise ValueError(f"Market.{name} has length {len(getattr(self, name))}, expected {T}")
         if self.px.shape[0] != T or self.hr.shape[0] != T:
             raise ValueError("Market.px and Market.hr must have one row per bar")
+        if self.px.ndim != 2 or self.px.shape[1] < 1:
+            raise ValueError("Market.px must have at least one price column")
 
     @property
     def n_bars(self) -> int:
         return len(self.idx)
+
+    def contract_price(self, t: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """Price of contract ``k`` at the close of bar ``t`` (integer arrays): ``px[t, k % S]``."""
+        k = np.asarray(k)
+        return self.px[t, k % self.px.shape[1]]
 
     def kernel_args(self) -> tuple:
         """Positional market arguments of :func:`backtest.kernels.simulate_1d_nb`."""

@@ -81,6 +81,12 @@ def simulate_reference(m: Market, v: Variant) -> dict[str, np.ndarray]:
     """Simulate one variant; returns per-bar arrays named like ``kernels.OUT``."""
     T = m.n_bars
     cs = m.contract_size
+    S = m.px.shape[1]
+
+    def px(t: int, k: int) -> float:
+        """Contract ``k``'s price at bar ``t`` (column ``k % S`` of ``m.px``)."""
+        return float(m.px[t, k % S])
+
     acct = _Account(wallet=v.collateral_usd, reserve=v.reserve_usd)
     mm, im = v.maintenance_rate, v.initial_rate
     rows: dict[str, list[float]] = {}
@@ -97,15 +103,15 @@ def simulate_reference(m: Market, v: Variant) -> dict[str, np.ndarray]:
         if t > 0:
             # 1. mark to market
             for k, q in acct.held().items():
-                bar.pnl_futures += q * cs * (m.px[t, k] - m.px[t - 1, k])
-                bar.pnl_basis += q * cs * ((m.px[t, k] - m.idx[t]) - (m.px[t - 1, k] - m.idx[t - 1]))
+                bar.pnl_futures += q * cs * (px(t, k) - px(t - 1, k))
+                bar.pnl_basis += q * cs * ((px(t, k) - m.idx[t]) - (px(t - 1, k) - m.idx[t - 1]))
             # 2. margin at the adverse intrabar price, as a function of the index level x
             held = acct.held()
             if held:
-                g = {k: m.px[t, k] / m.idx[t] for k in held}
+                g = {k: px(t, k) / m.idx[t] for k in held}
                 A = sum(q * cs * g[k] for k, q in held.items())
                 B = sum(abs(q) * cs * g[k] for k, q in held.items())
-                D = acct.wallet + acct.unrealized - sum(q * cs * m.px[t - 1, k] for k, q in held.items())
+                D = acct.wallet + acct.unrealized - sum(q * cs * px(t - 1, k) for k, q in held.items())
                 short_like = A - mm * B < 0
                 if short_like:
                     x_adv = m.idx_hi[t] if math.isfinite(m.idx_hi[t]) else m.idx[t]
@@ -138,7 +144,7 @@ def simulate_reference(m: Market, v: Variant) -> dict[str, np.ndarray]:
                             new = math.trunc(q * scale) if v.whole_contracts else q * scale
                             trade = new - q
                             price = g[k] * x_adv
-                            bar.pnl_futures += trade * cs * (m.px[t, k] - price)
+                            bar.pnl_futures += trade * cs * (px(t, k) - price)
                             fee, slip = _costs(v, trade, cs, price, m.volume_usd[t])
                             bar.fees -= fee
                             bar.slippage -= slip
@@ -155,20 +161,20 @@ def simulate_reference(m: Market, v: Variant) -> dict[str, np.ndarray]:
                             x_star = max(min(x_star, upper), x_adv)
                         for k, q in held.items():
                             price = g[k] * x_star
-                            bar.pnl_futures += -q * cs * (m.px[t, k] - price)
+                            bar.pnl_futures += -q * cs * (px(t, k) - price)
                             bar.liquidation_cost -= abs(q) * cs * price * v.liquidation_fee_bps / 1e4
                             acct.positions[k] = 0.0
                         bar.liquidated = True
             acct.unrealized += bar.pnl_futures
             # 3. funding
             for k, q in acct.held().items():
-                bar.funding -= q * cs * m.px[t, k] * m.fund_rate[t]
+                bar.funding -= q * cs * px(t, k) * m.fund_rate[t]
 
         # 4. expiry settlement
         carried = 0.0
         for k, q in acct.held().items():
             if m.exp_bar[k] == t:
-                bar.roll_cost -= abs(q) * cs * m.px[t, k] * v.settlement_fee_bps / 1e4
+                bar.roll_cost -= abs(q) * cs * px(t, k) * v.settlement_fee_bps / 1e4
                 carried += q
                 acct.positions[k] = 0.0
                 bar.rolled = True
@@ -186,14 +192,14 @@ def simulate_reference(m: Market, v: Variant) -> dict[str, np.ndarray]:
         for k in set(acct.positions) | set(targets):
             q = targets.get(k, 0.0) - acct.positions.get(k, 0.0)
             if abs(q) > 1e-12:
-                fee, slip = _costs(v, q, cs, m.px[t, k], m.volume_usd[t])
+                fee, slip = _costs(v, q, cs, px(t, k), m.volume_usd[t])
                 bar.roll_cost -= fee + slip
                 bar.roll_contracts += abs(q)
                 acct.positions[k] = targets.get(k, 0.0)
                 bar.rolled = True
 
         # 6. rebalance
-        f0 = m.px[t, k0]
+        f0 = px(t, k0)
         h = m.hr[t, v.hr_col]
         held_total = acct.total()
         h_held = -held_total * cs * f0 / m.alt_value[t]
@@ -212,7 +218,7 @@ def simulate_reference(m: Market, v: Variant) -> dict[str, np.ndarray]:
                 covered = False
                 if v.policy == "top_up" and acct.reserve > 0:
                     # the top-up covers the new position's initial margin plus the trade's own costs
-                    trade_cost = sum(sum(_costs(v, q, cs, m.px[t, k], m.volume_usd[t]))
+                    trade_cost = sum(sum(_costs(v, q, cs, px(t, k), m.volume_usd[t]))
                                      for k, (q, _) in _trades_to(acct, split(n_star)).items())
                     shortfall = required + trade_cost - balance_now
                     if shortfall > 0:
@@ -239,7 +245,7 @@ def simulate_reference(m: Market, v: Variant) -> dict[str, np.ndarray]:
             q_total = n_star - held_total
             if abs(q_total) > 1e-12 and abs(q_total) >= v.min_trade_contracts:
                 for k, (q, target) in _trades_to(acct, split(n_star)).items():
-                    fee, slip = _costs(v, q, cs, m.px[t, k], m.volume_usd[t])
+                    fee, slip = _costs(v, q, cs, px(t, k), m.volume_usd[t])
                     bar.fees -= fee
                     bar.slippage -= slip
                     bar.trade_contracts += abs(q)
@@ -255,7 +261,7 @@ def simulate_reference(m: Market, v: Variant) -> dict[str, np.ndarray]:
         cash = acct.spot_cash + acct.wallet + acct.reserve
         equity = cash + m.alt_value[t] + acct.unrealized
         eq_u += m.alt_pnl[t]
-        gross = sum(abs(q) * cs * m.px[t, k] for k, q in acct.held().items())
+        gross = sum(abs(q) * cs * px(t, k) for k, q in acct.held().items())
         contracts = acct.total()
         balance_end = acct.wallet + acct.unrealized
         if gross > 0:

@@ -24,7 +24,7 @@ import pandas as pd
 from backtest import schema
 from backtest.config import Config, config_to_dict
 from backtest.atomic import OutputDir, write_bytes, write_text
-from backtest.engine import Prepared, min_safe_collaterals, prepare, variant_for
+from backtest.engine import Prepared, min_safe_collaterals, prepare, release_arrow_memory, variant_for
 from backtest.progress import Progress, report as report_progress
 from backtest.metrics import describe_index_held, he_by_horizon, summary_metrics
 from backtest.versions import hedgebt_version, package_versions
@@ -129,7 +129,9 @@ def undefined_reasons(metrics: dict[str, Any], summ: dict[str, float]) -> dict[s
     return out
 
 
-def _ledger_block(prepared: Prepared, label: str, rows: dict[str, np.ndarray]) -> pd.DataFrame:
+def _ledger_block(prepared: Prepared, label: str, rows: dict[str, np.ndarray], *, copy: bool = True) -> pd.DataFrame:
+    """One rule's ledger rows; ``copy=False`` keeps the kernel's rows as the float columns (the block
+    is then the whole ledger: no second copy of a long one)."""
     T = len(prepared.ts)
     single = len(prepared.coins) == 1
     primary = rows["primary"].astype(np.int64)
@@ -140,7 +142,7 @@ def _ledger_block(prepared: Prepared, label: str, rows: dict[str, np.ndarray]) -
         "alt_units": prepared.coin_units[:, 0] if single else np.full(T, np.nan),
         "alt_value": prepared.market.alt_value,
         "index_level": prepared.market.idx,
-        "fut_price": prepared.market.px[np.arange(T), primary],
+        "fut_price": prepared.market.contract_price(np.arange(T), primary),
         "contract_id": pd.array(np.asarray(prepared.book.labels, dtype=object)[primary], dtype="string"),
         "pnl_altcoin": prepared.market.alt_pnl,
     }
@@ -151,7 +153,7 @@ def _ledger_block(prepared: Prepared, label: str, rows: dict[str, np.ndarray]) -
         if name in ("rebalanced", "rolled", "margin_call", "liquidated"):
             values = values.astype(bool)
         data[name] = values
-    return pd.DataFrame(data, columns=list(schema.LEDGER_COLUMNS))
+    return pd.DataFrame(data, columns=list(schema.LEDGER_COLUMNS), copy=copy)
 
 
 def run(config: Config, *, prepared: Prepared | None = None, progress: Progress | None = None) -> RunResult:
@@ -178,10 +180,13 @@ def run(config: Config, *, prepared: Prepared | None = None, progress: Progress 
         metrics["family"] = rule.family
         metrics["warmup_bars"] = int(rule.warmup_bars())
         rules_out[label] = metrics
-        blocks.append(_ledger_block(prepared, label, rows))
-    ledger = pd.concat(blocks, ignore_index=True)
+        blocks.append(_ledger_block(prepared, label, rows, copy=len(prepared.rules) > 1))
+        del rows  # the kernel's per-bar rows are in the block now
+    # one block is the ledger as it is (no copy); the blocks go as soon as they are joined
+    ledger = blocks[0] if len(blocks) == 1 else pd.concat(blocks, ignore_index=True)
+    blocks.clear()
     summary = _summary(config, prepared, rules_out)
-    summary["ledger_sha256"] = hashlib.sha256(ledger_bytes(ledger)).hexdigest()
+    summary["ledger_sha256"] = ledger_sha256(ledger)
     return RunResult(ledger, json.dumps(_clean(summary), indent=2, allow_nan=False), config)
 
 
@@ -319,6 +324,34 @@ def ledger_bytes(ledger: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+class _HashSink(io.RawIOBase):
+    """A write-only stream that keeps only the SHA-256 of what is written to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[no-untyped-def, override]
+        self.digest.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+
+def ledger_sha256(ledger: pd.DataFrame) -> str:
+    """SHA-256 of :func:`ledger_bytes` without holding the bytes (streamed into the hash)."""
+    sink = _HashSink()
+    ledger.to_parquet(sink, index=False)
+    release_arrow_memory()
+    return sink.digest.hexdigest()
+
+
 def write_result_files(result: RunResult, folder: Path) -> None:
     """``summary.json`` and ``ledger.parquet`` (deterministic bytes for the same inputs).
 
@@ -327,6 +360,7 @@ def write_result_files(result: RunResult, folder: Path) -> None:
     again from the bytes written, so the pair on disk always agrees.
     """
     data = ledger_bytes(result.ledger)
+    release_arrow_memory()
     digest = hashlib.sha256(data).hexdigest()
     text = result.summary_json
     summary = json.loads(text)

@@ -2,8 +2,10 @@
 
 ``make bench`` runs this. Order: scaling (one subprocess per point), single run
 (including ``hedgebt demo`` from the command line), stress (``hedgebt stress``'s kernel
-passes, one-pass vs per-path loop, and the command's memory), then the sweep (vectorbt last:
-it is the heaviest in memory). Each benchmark prints its engine figure, its
+passes, one-pass vs per-path loop, and the command's memory), the sweep (vectorbt last of the
+timings: it is the heaviest in memory), then peak memory of 2,000,000 bars and of
+10,000 rules (``memory.py``, each run in a child process; about 6 minutes). Each benchmark prints its
+engine figure, its
 baseline, their ratio and PASS / MISS against the targets of the performance issue;
 the table collects them with the machine's description.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import time
 
 import common
+import memory
 import scaling
 import single_run
 import stress
@@ -32,6 +35,7 @@ def main() -> int:
     rows += single_run.main()
     rows += stress.main()
     rows += sweep.main()
+    rows += memory.main()
     elapsed = time.perf_counter() - started
     extra = [
         "hedgebt 'all cores' uses numba's default thread count "

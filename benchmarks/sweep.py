@@ -91,7 +91,8 @@ def _vectorbt_throughput(market, ts, variants, targets: np.ndarray) -> dict[str,
     assert len(fees) == 1, "the vectorbt baseline uses one fee rate for all variants"
     fee = fees.pop() / 1e4
     T, V = targets.shape
-    price = market.px[np.arange(T), market.c0] * market.contract_size  # the primary contract, one contract's value
+    # the primary contract, one contract's value
+    price = market.contract_price(np.arange(T), market.c0) * market.contract_size
     index = pd.DatetimeIndex(ts)
     close = pd.Series(price, index=index)
     dense = pd.DataFrame(targets, index=index)
@@ -137,7 +138,7 @@ def main() -> list[Row]:
     t0 = time.perf_counter()
     config, prepared, market, variants, _ = sweep_setup()
     T, V = market.n_bars, len(variants)
-    say(f"market: {T:,} bars x {market.px.shape[1]} contracts; {V:,} variants "
+    say(f"market: {T:,} bars x {len(np.unique(market.c0))} contracts; {V:,} variants "
         f"({market.hr.shape[1]} hedge rules x {V // market.hr.shape[1]} rebalance policies); "
         f"fees, slippage, rolls, margin on; prepared in {fmt_s(time.perf_counter() - t0)}")
     h = _hedgebt_throughput(market, variants)

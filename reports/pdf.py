@@ -676,6 +676,7 @@ def write_pdf(
     notes: Sequence[str] = (),
     progress: Progress | None = None,
     ledger: pd.DataFrame | None = None,
+    rules_note: str = "",
 ) -> int:
     """Write the report PDF atomically and return its number of pages.
 
@@ -703,6 +704,9 @@ def write_pdf(
     ledger : pandas.DataFrame, optional
         The run's ledger; when given, the executive summary ends with a small figure
         (:func:`reports.tearsheet.draw_summary_panels`) filling the rest of its page.
+    rules_note : str, optional
+        When the report shows only some rules (``"Showing N of M rules ..."``): printed
+        under the title and above the per-rule tables.
 
     Returns
     -------
@@ -718,10 +722,14 @@ def write_pdf(
     expected = 5 + len(figures) + int(compare_df is not None and len(compare_df) > 0)
     with _pdf_doc(Path(path), title, progress, expected) as doc:
         _title_page(doc, summary)
+        if rules_note:
+            doc.para(rules_note, size=11, weight="bold")
         _executive_summary(doc, summary, metrics_df, events_df, notes, ledger)
 
         doc.new_page()
         doc.heading("Metrics per rule")
+        if rules_note:
+            doc.para(rules_note, size=9)
         header, rows = _metrics_rows(metrics_df)
         doc.grid(header, rows, right=[False] + [True] * (len(header) - 1))
         doc.heading("P&L and costs per rule")

@@ -53,6 +53,8 @@ __all__ = [
     "write_compare_report",
     "read_instrument_tables",
     "metrics_table",
+    "report_rules",
+    "DEFAULT_MAX_RULES",
     "csv_bytes",
     "METRICS_COLUMNS",
     "BOOTSTRAP_SEED",
@@ -73,6 +75,8 @@ METRICS_COLUMNS: Final[tuple[str, ...]] = (
     *stats.REPORT_METRICS,
 )
 _FLOAT_FORMAT: Final[str] = "%.10g"
+#: Rules shown in the figures and the PDF when ``[report] max_rules`` is not recorded.
+DEFAULT_MAX_RULES: Final[int] = 8
 _COMPARE_REQUIRED: Final[tuple[str, ...]] = ("variant", "family", "params", "rebalance", "rank",
                                               "hedge_effectiveness", "cost_drag_bps_per_year")
 
@@ -333,6 +337,45 @@ CAPTIONS: Final[dict[str, str]] = {
 }
 
 
+def report_rules(summary: Mapping[str, Any], metrics: pd.DataFrame) -> tuple[str, ...]:
+    """The rules the figures and the PDF show, in ``summary.json`` order.
+
+    All rules when there are at most ``max_rules`` (``[report] max_rules``, default
+    :data:`DEFAULT_MAX_RULES`). Otherwise the ``max_rules`` rules with the highest hedge
+    effectiveness at the headline horizon (``he_<horizon>`` of :func:`metrics_table`; NaN
+    last, ties in ``summary.json`` order), plus, when not among them, the recommended
+    rule (:func:`reports.pdf.recommend_rule`), the rule the others are compared with
+    (``best_rule``) and the baseline: the first rule of family ``notional`` (the one-to-one
+    hedge), else the first rule. ``metrics.csv``, ``events.csv`` and ``summary.json``
+    keep every rule.
+    """
+    from reports.pdf import recommend_rule
+
+    rules = list(summary["rules"])
+    cap = int(((summary.get("config") or {}).get("report") or {}).get("max_rules", DEFAULT_MAX_RULES))
+    if len(rules) <= cap:
+        return tuple(rules)
+    horizon = str(metrics["he_horizon"].iloc[0])
+    he = pd.to_numeric(metrics[f"he_{horizon}"], errors="coerce").to_numpy(dtype=float)
+    order = np.lexsort((np.arange(len(he)), np.where(np.isnan(he), np.inf, -he)))
+    keep = {str(metrics["rule"].iloc[i]) for i in order[:cap]}
+    recommended, _ = recommend_rule(metrics)
+    best = str(metrics["best_rule"].iloc[0])
+    families = [str((summary["rules"][r] or {}).get("family", "")) for r in rules]
+    baseline = rules[families.index("notional")] if "notional" in families else rules[0]
+    keep |= {r for r in (recommended, best, baseline) if r}
+    return tuple(r for r in rules if r in keep)
+
+
+def _shown_note(shown: Sequence[str], n_all: int) -> str:
+    """The report's statement of how many rules it shows ('' when it shows all)."""
+    if len(shown) >= n_all:
+        return ""
+    return (f"Showing {len(shown)} of {n_all} rules: the best by hedge effectiveness at the headline horizon "
+            "([report] max_rules), plus the recommended rule and the baseline; metrics.csv, events.csv and "
+            "summary.json have all of them.")
+
+
 def _figure_jobs(summary: Mapping[str, Any], ledger: pd.DataFrame, events: Sequence[Event],
                  compare: pd.DataFrame | None) -> dict[str, tuple[Any, tuple[Any, ...], dict[str, Any]]]:
     """Every figure of a report as ``stem: (function, args, kwargs)``; each function takes the
@@ -483,6 +526,12 @@ def write_report(
     events_df = event_table(ledger, chosen, bars_per_day=bpd, rules=rules)
     if metrics is None:
         metrics = metrics_table(summary, ledger, n_boot=n_boot, seed=seed, progress=progress)
+    shown = report_rules(summary, metrics)
+    note = _shown_note(shown, len(rules))
+    if note:  # figures and PDF on the shown rules only; the tables above keep every rule
+        summary, ledger, metrics_shown, events_shown = _only_rules(shown, summary, ledger, metrics, events_df)
+    else:
+        metrics_shown, events_shown = metrics, events_df
     try:
         metrics_csv = result_dir / "metrics.csv"
         events_csv = result_dir / "events.csv"
@@ -491,14 +540,32 @@ def write_report(
         pngs = _figures(result_dir, summary, ledger, chosen, compare, progress)
         pdf_path = result_dir / "report.pdf"
         captions = {f"{CAPTIONS[k]}": p for k, p in pngs.items()}
-        pages = write_pdf(pdf_path, summary, metrics, events_df, captions, compare, events=chosen, notes=notes,
-                          progress=progress, ledger=ledger)
+        pages = write_pdf(pdf_path, summary, metrics_shown, events_shown, captions, compare, events=chosen,
+                          notes=notes, rules_note=note, progress=progress, ledger=ledger)
     except OutputError as exc:
         raise OutputError(f"{result_dir}: cannot write the report: {exc}") from None
     except OSError as exc:
         raise OutputError(f"{result_dir}: cannot write the report: {exc}") from exc
     return ReportFiles(metrics_csv=metrics_csv, events_csv=events_csv, figures=tuple(pngs.values()),
                        pdf=pdf_path, pages=pages)
+
+
+def _only_rules(shown: Sequence[str], summary: Mapping[str, Any], ledger: pd.DataFrame, metrics: pd.DataFrame,
+                events_df: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Summary, ledger, metrics and event table restricted to the rules ``shown`` (for the figures
+    and the PDF); the summary's ``config.rules`` keeps the shown rules' entries."""
+    keep = set(shown)
+    rules = list(summary["rules"])
+    out = dict(summary)
+    out["rules"] = {r: summary["rules"][r] for r in rules if r in keep}
+    config = dict(summary.get("config") or {})
+    if isinstance(config.get("rules"), list) and len(config["rules"]) == len(rules):
+        config["rules"] = [spec for r, spec in zip(rules, config["rules"], strict=True) if r in keep]
+    out["config"] = config
+    led = ledger[ledger["rule"].isin(keep)].reset_index(drop=True)
+    met = metrics[metrics["rule"].isin(keep)].reset_index(drop=True)
+    ev = events_df[events_df["rule"].isin(keep)].reset_index(drop=True) if "rule" in events_df else events_df
+    return out, led, met, ev
 
 
 @dataclass(frozen=True)

@@ -175,7 +175,8 @@ def block_length(*series: ArrayLike) -> int:
     :math:`(x_t - \bar x)^2`: the block length is the largest ``circular`` optimal block
     length of :func:`arch.bootstrap.optimal_block_length` (Politis & White 2004, with the
     Patton, Politis & White 2009 correction) over the squared demeaned series, rounded up,
-    within ``[1, n]`` (1 when no column gives a finite estimate).
+    within ``[1, n]`` (1 when no column gives a finite estimate, and with fewer than 8
+    observations, where arch's estimator does not run).
 
     Parameters
     ----------
@@ -190,7 +191,7 @@ def block_length(*series: ArrayLike) -> int:
 
     cols = [_as_float(x) for x in series]
     n = cols[0].size
-    if n < 3:
+    if n < _MIN_BLOCK_OBS:
         return 1
     sq = np.column_stack([(x - x.mean()) ** 2 for x in cols])
     sq = sq[:, sq.std(axis=0) > 0]
@@ -205,6 +206,11 @@ def block_length(*series: ArrayLike) -> int:
     if est.size == 0:
         return 1
     return int(min(max(math.ceil(float(est.max())), 1), n))
+
+
+#: fewest observations :func:`block_length` estimates from (arch's estimator raises below 8);
+#: with fewer, resampling is by single observations
+_MIN_BLOCK_OBS = 8
 
 
 def _he_of(h: FloatArray, u: FloatArray) -> float:
