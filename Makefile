@@ -19,10 +19,10 @@ demo: $(STAMP)
 	$(BIN)/hedgebt demo --out $(OUT) --force
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n auto -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
