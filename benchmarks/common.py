@@ -28,10 +28,12 @@ DEMO = ROOT / "backtest" / "scenarios" / "demo.toml"
 RESULTS = ROOT / "benchmarks" / "results"
 
 # -- targets of the performance issue ---------------------------------------------------------
-TARGET_RATIO_VS_VBT = 50.0  # sweep throughput / vectorbt's, same bars and variants
-TARGET_ONE_CORE = 100e6  # bar-variants per second on one core (numba.set_num_threads(1))
+TARGET_RATIO_VS_VBT = 50.0  # sweep throughput / vectorbt's, one core each, same bars and variants
+TARGET_SCALING = 1.8  # sweep throughput on two threads / on one
+TARGET_PERPETUAL_SHARE = 0.8  # perpetual sweep (funding) / quarterly sweep, one core each
 TARGET_PEAK_MB = 1500.0  # peak memory, 10,000 variants on the hourly 2021-2025 data, summaries only
-TARGET_DEMO_S = 15.0  # `hedgebt demo`, warm
+TARGET_DEMO_S = 5.0  # `hedgebt demo`, warm (both scenarios, full reports)
+TARGET_COLD_S = 25.0  # the first `hedgebt demo` after install (empty numba cache)
 
 
 @dataclass
