@@ -50,7 +50,6 @@ Accounting identities, true on every bar by construction and tested:
 
 from __future__ import annotations
 
-import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -1573,18 +1572,18 @@ def _group_order(fps: np.ndarray, ips: np.ndarray) -> tuple[np.ndarray, list[int
     Returns ``order`` (variants sorted by rebalance mode, margin policy, margin switch,
     period and band, so that a group's variants tend to need the full steps on the same
     bars; group ``g`` is ``order[g * _GROUP : (g + 1) * _GROUP]``) and the groups in run
-    order: sorted group ``g`` runs ``(g * q) % n_groups``-th, ``q`` coprime with
-    ``n_groups`` near ``0.618 n_groups``, so that neighbours in cost are dealt far apart.
+    order, costliest first, so that threads taking the next task as they finish end on
+    cheap ones (longest-processing-time first). The cost is estimated per bar as one unit
+    per variant for the quiet pass plus 8 units for each full step, a variant rebalancing
+    every ``n`` bars taking a full step on ``1 / n`` of the bars (band modes: none counted).
     """
     key = ((ips[:, IP_MODE] * 2.0 + ips[:, IP_POLICY]) * 2.0 + ips[:, IP_MARGIN_ON]) * 1e8 \
         + np.minimum(ips[:, IP_EVERY], 10**7) + np.minimum(fps[:, FP_BAND], 0.999)
     order = np.argsort(key, kind="mergesort").astype(np.int64)
     n_groups = (fps.shape[0] + _GROUP - 1) // _GROUP
-    q = next((s for s in range(max(1, int(n_groups * 0.618)), n_groups) if math.gcd(s, n_groups) == 1), 1)
-    tasks = [0] * n_groups
-    for g in range(n_groups):
-        tasks[(g * q) % n_groups] = g
-    return order, tasks
+    full = np.where(ips[:, IP_MODE] == MODE_EVERY, 1.0 / np.maximum(ips[:, IP_EVERY], 1), 0.0)
+    cost = [_GROUP + 8.0 * float(full[order[g * _GROUP : (g + 1) * _GROUP]].sum()) for g in range(n_groups)]
+    return order, sorted(range(n_groups), key=lambda g: -cost[g])
 
 
 def _members(order: np.ndarray, g: int) -> np.ndarray:
