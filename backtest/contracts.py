@@ -232,18 +232,32 @@ def modelled_quarterly(
     return _book(labels, expiries, pieces, exp_bar, "quarterly", source, n)
 
 
-def _read_futures_file(path: Path) -> pd.DataFrame:
-    """The checked rows of a dated-futures price file (see :func:`quarterly_from_prices`)."""
+def _read_checked_parquet(path: Path, required: tuple[str, ...], *, utc: tuple[str, ...],
+                          missing: str = "missing required column") -> pd.DataFrame:
+    """A Parquet file with its ``required`` columns, those of ``utc`` holding tz-aware UTC times.
+
+    Raises
+    ------
+    DataError
+        Unreadable file, a missing column (``missing`` is the message), or a ``utc`` column
+        of another dtype or zone.
+    """
     try:
         raw = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for a bad file
         raise DataError(path, f"cannot read Parquet: {exc}") from None
-    for col in ("ts", "expiry", "close"):
+    for col in required:
         if col not in raw.columns:
-            raise DataError(path, "missing required column", column=col)
-    for col in ("ts", "expiry"):
+            raise DataError(path, missing, column=col)
+    for col in utc:
         if not isinstance(raw[col].dtype, pd.DatetimeTZDtype) or str(raw[col].dt.tz) != "UTC":
             raise DataError(path, f"expected tz-aware UTC timestamps, got dtype {raw[col].dtype}", column=col)
+    return raw
+
+
+def _read_futures_file(path: Path) -> pd.DataFrame:
+    """The checked rows of a dated-futures price file (see :func:`quarterly_from_prices`)."""
+    raw = _read_checked_parquet(path, ("ts", "expiry", "close"), utc=("ts", "expiry"))
     from backtest.data import check_futures_frame
 
     check_futures_frame(raw, path)
@@ -558,16 +572,11 @@ def load_basis_series(path: Path, *, min_days_to_expiry: float = 7.0) -> BasisSe
         Unreadable file, missing column, non-UTC ``obs_ts``, a non-finite ``basis_ann`` that is
         not missing, duplicate ``obs_ts`` among kept rows, or no row left.
     """
-    try:
-        raw = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for a bad file
-        raise DataError(path, f"cannot read Parquet: {exc}") from None
-    for col in ("obs_ts", "basis_ann", "days_to_expiry"):
-        if col not in raw.columns:
-            raise DataError(path, "missing required column (futures.basis_file needs obs_ts, basis_ann, days_to_expiry)", column=col)
+    raw = _read_checked_parquet(
+        path, ("obs_ts", "basis_ann", "days_to_expiry"), utc=("obs_ts",),
+        missing="missing required column (futures.basis_file needs obs_ts, basis_ann, days_to_expiry)",
+    )
     obs = raw["obs_ts"]
-    if not isinstance(obs.dtype, pd.DatetimeTZDtype) or str(obs.dt.tz) != "UTC":
-        raise DataError(path, f"expected tz-aware UTC timestamps, got dtype {obs.dtype}", column="obs_ts")
     b = pd.to_numeric(raw["basis_ann"], errors="coerce").to_numpy(dtype=float)
     dte = pd.to_numeric(raw["days_to_expiry"], errors="coerce").to_numpy(dtype=float)
     bad = np.flatnonzero(np.isinf(b) | (np.abs(np.nan_to_num(b)) >= 5.0))

@@ -47,6 +47,18 @@ max_weight = 0.4
 """
 
 
+#: :data:`SYNTHETIC_SCENARIO` with one notional rule re-sized daily (the CLI and progress tests' scenario).
+NOTIONAL_DAILY = SYNTHETIC_SCENARIO + '[rebalance]\nevery_bars = 24\n[[rules]]\nfamily = "notional"\n'
+
+
+def write_notional_scenario(folder: Path) -> Path:
+    """``folder/scenario.toml`` (:data:`NOTIONAL_DAILY`) on 40 days of :func:`write_synthetic_prices`."""
+    write_synthetic_prices(folder / "prices.parquet", n_days=40)
+    path = folder / "scenario.toml"
+    path.write_text(NOTIONAL_DAILY, encoding="utf-8")
+    return path
+
+
 def write_synthetic_prices(
     path: Path,
     *,

@@ -13,17 +13,14 @@ import pytest
 
 from backtest.cli import main
 
-from conftest import SYNTHETIC_SCENARIO, write_synthetic_prices
+from conftest import NOTIONAL_DAILY, write_notional_scenario, write_synthetic_prices
 
-CONFIG = SYNTHETIC_SCENARIO + '[rebalance]\nevery_bars = 24\n[[rules]]\nfamily = "notional"\n'
+CONFIG = NOTIONAL_DAILY
 
 
 @pytest.fixture
 def scenario(tmp_path: Path) -> Path:
-    write_synthetic_prices(tmp_path / "prices.parquet", n_days=40)
-    path = tmp_path / "scenario.toml"
-    path.write_text(CONFIG, encoding="utf-8")
-    return path
+    return write_notional_scenario(tmp_path)
 
 
 def _error_line(capsys: pytest.CaptureFixture[str]) -> str:

@@ -14,9 +14,8 @@ from backtest.cli import main
 from backtest.engine import min_safe_collaterals, prepare, variant_for
 from backtest.stress import StressSpec, run_stress
 
-from conftest import SYNTHETIC_SCENARIO, synthetic_config, write_synthetic_prices
+from conftest import synthetic_config, write_notional_scenario, write_synthetic_prices
 
-CONFIG = SYNTHETIC_SCENARIO + '[rebalance]\nevery_bars = 24\n[[rules]]\nfamily = "notional"\n'
 MARGIN = {"collateral_usd": 2_000.0, "reserve_usd": 1_000_000.0, "initial_rate": 0.05, "maintenance_rate": 0.02}
 
 
@@ -47,10 +46,7 @@ class FakeTerminal(io.StringIO):
 
 @pytest.fixture
 def scenario(tmp_path: Path) -> Path:
-    write_synthetic_prices(tmp_path / "prices.parquet", n_days=40)
-    path = tmp_path / "scenario.toml"
-    path.write_text(CONFIG, encoding="utf-8")
-    return path
+    return write_notional_scenario(tmp_path)
 
 
 def test_bisection_reports_every_kernel_pass_and_gives_the_same_answer(tmp_path: Path, monkeypatch) -> None:
