@@ -13,7 +13,7 @@ import pytest
 
 from backtest.cli import main
 
-from conftest import NOTIONAL_DAILY, write_notional_scenario, write_synthetic_prices
+from conftest import NOTIONAL_DAILY, write_notional_scenario
 
 CONFIG = NOTIONAL_DAILY
 
