@@ -32,6 +32,7 @@ import math
 import re
 import textwrap
 import os
+import signal
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -1091,13 +1092,32 @@ def render_all(jobs: Mapping[str, FigureJob], out: Path, *, workers: int | None 
             # the workers only draw with matplotlib and numpy and start no threads of their own
             warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks",
                                     category=DeprecationWarning)
-            with mp.get_context("fork").Pool(n) as pool:
-                for stem, path in pool.imap_unordered(_run_pending, order, chunksize=1):
-                    done[stem] = path
-                    tick(len(done))
+            pool = mp.get_context("fork").Pool(n, initializer=_default_sigterm)
+        try:
+            for stem, path in pool.imap_unordered(_run_pending, order, chunksize=1):
+                done[stem] = path
+                tick(len(done))
+            pool.close()  # every figure is drawn: the workers leave on the close sentinel
+        except BaseException:
+            pool.terminate()
+            raise
+        finally:
+            pool.join()
     finally:
         _PENDING.clear()
     return {stem: done[stem] for stem in jobs}
+
+
+def _default_sigterm() -> None:
+    """Pool-worker start-up: ``SIGTERM`` back to its default action.
+
+    A forked worker inherits its parent's handlers, and the CLI's (``terminate_as_exit``)
+    raises ``SystemExit`` so that the parent can clean up its output. ``Pool.terminate``
+    stops workers with ``SIGTERM`` and then waits for them; a worker that handled it instead
+    of dying could leave that wait hanging (seen once under pytest-xdist, a worker blocked
+    on the task queue's lock).
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _run_pending(stem: str) -> tuple[str, Path]:

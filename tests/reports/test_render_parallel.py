@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import signal
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from synthetic import build_compare_grid, build_result_dir
 
+from backtest.atomic import terminate_as_exit
 from reports import figures as F
 from reports import render
 
@@ -27,6 +29,21 @@ def test_parallel_render_is_byte_identical(tmp_path: Path) -> None:
     for stem in jobs:
         assert parallel[stem].read_bytes() == serial[stem].read_bytes(), stem
     assert F._PENDING == {}  # nothing left behind for later forks
+
+
+def _write_sigterm_handler(path: Path) -> Path:
+    path.write_text(str(signal.getsignal(signal.SIGTERM)), encoding="utf-8")
+    return path
+
+
+@pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="needs the fork start method")
+def test_render_workers_die_on_sigterm_even_under_the_clis_handler(tmp_path: Path) -> None:
+    """Pool.terminate stops workers with SIGTERM and waits: they must not inherit the CLI's handler."""
+    jobs = {f"w{i}": (_write_sigterm_handler, (), {}) for i in range(4)}
+    with terminate_as_exit():
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        out = F.render_all(jobs, tmp_path, workers=2)
+    assert {p.read_text(encoding="utf-8") for p in out.values()} == {str(signal.SIG_DFL)}
 
 
 def test_default_workers_is_bounded() -> None:
