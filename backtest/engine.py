@@ -40,6 +40,7 @@ from backtest.progress import Progress, report as report_progress
 from strategies.rules import HedgeRule, make_rule, oracle_r2
 
 __all__ = ["Prepared", "PrepareNotes", "FundingNotes", "InputFile", "prepare", "variant_for", "rule_objects",
+           "check_ledger_rows", "MAX_LEDGER_ROWS",
            "coin_and_futures_returns", "holding_arrays",
            "min_safe_collaterals", "MIN_SAFE_COLLATERAL_LABEL", "MIN_SAFE_TOL_USD"]
 
@@ -572,13 +573,40 @@ def release_arrow_memory() -> None:
     pa.default_memory_pool().release_unused()
 
 
-def prepare(config: Config) -> Prepared:
+#: Most per-bar ledger rows (rules x bars) a run keeps: 2,000,000 rows peak at about 1.6 GB
+#: (one rule on 2,000,000 bars; 52 rules on 38,232 hourly bars: 1.3 GB; ``benchmarks/memory.py``).
+MAX_LEDGER_ROWS = 2_000_000
+
+
+def check_ledger_rows(n_rules: int, n_bars: int) -> None:
+    """Refuse a run whose per-bar ledger (``n_rules * n_bars`` rows) would exceed :data:`MAX_LEDGER_ROWS`.
+
+    Raises
+    ------
+    ConfigError
+        Key ``rules``: the count, the limit and what to do instead (``hedgebt compare`` ranks any
+        number of variants from their summaries, without a per-bar ledger).
+    """
+    rows = n_rules * n_bars
+    if rows > MAX_LEDGER_ROWS:
+        raise ConfigError(
+            "rules",
+            f"{n_rules:,} rules x {n_bars:,} bars = {rows:,} per-bar ledger rows, above the "
+            f"{MAX_LEDGER_ROWS:,} a run keeps (memory under 2 GB); rank many variants with "
+            "`hedgebt compare` (summaries only, no per-bar ledger), or run fewer rules or a shorter "
+            "scenario.start/end",
+        )
+
+
+def prepare(config: Config, *, ledger: bool = False) -> Prepared:
     """Load, validate and align all inputs of a scenario (no simulation yet).
 
     A short sequence of stages, each reading its own part of the config: rules (first, so a
     bad rule fails before any data is read) → prices → index (or the underlying symbol) →
     replay window → coin holding → futures instrument → kernel market. ``inputs`` collects
-    every file read, with its hash, for the summary.
+    every file read, with its hash, for the summary. ``ledger=True`` (a run that keeps the
+    per-bar ledger of every rule) applies :func:`check_ledger_rows` as soon as the bars are
+    known, before the hedge ratios are estimated.
     """
     rules, labels = rule_objects(config)
     inputs: list[InputFile] = []
@@ -586,6 +614,8 @@ def prepare(config: Config) -> Prepared:
     index = _index_stage(config, prices, inputs)
     release_arrow_memory()  # the Parquet reads' buffers are free now; give them back
     ts = _window_stage(config, prices, index)
+    if ledger:
+        check_ledger_rows(len(rules), len(ts))
     bar = prices.panel.freq
     coin = _holding_stage(config, ts, prices.close, inputs)
     idx = index.level.reindex(ts).to_numpy(dtype=float)

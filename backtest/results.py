@@ -24,7 +24,7 @@ import pandas as pd
 from backtest import schema
 from backtest.config import Config, config_to_dict
 from backtest.atomic import OutputDir, write_bytes, write_text
-from backtest.engine import Prepared, min_safe_collaterals, prepare, release_arrow_memory, variant_for
+from backtest.engine import Prepared, check_ledger_rows, min_safe_collaterals, prepare, release_arrow_memory, variant_for
 from backtest.progress import Progress, report as report_progress
 from backtest.metrics import describe_index_held, he_by_horizon, summary_metrics
 from backtest.versions import hedgebt_version, package_versions
@@ -160,8 +160,12 @@ def run(config: Config, *, prepared: Prepared | None = None, progress: Progress 
     """Simulate every rule of ``config``; return the immutable result.
 
     ``progress`` (optional, :class:`backtest.progress.Progress`) hears the collateral
-    bisection's kernel passes and then ``"rules"``: replays done of the rules."""
-    prepared = prepared if prepared is not None else prepare(config)
+    bisection's kernel passes and then ``"rules"``: replays done of the rules. A run keeps
+    the per-bar ledger of every rule: at most :data:`backtest.engine.MAX_LEDGER_ROWS` rows
+    (``ConfigError`` on key ``rules`` above it, before any hedge ratio is estimated)."""
+    if prepared is None:
+        prepared = prepare(config, ledger=True)
+    check_ledger_rows(len(prepared.rules), len(prepared.ts))
     oracle = prepared.notes.oracle_r2
     blocks = []
     rules_out: dict[str, Any] = {}

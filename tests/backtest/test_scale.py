@@ -290,3 +290,65 @@ def test_a_one_rule_ledger_made_of_the_kernel_rows_writes_the_same_bytes(synthet
     two = run(synthetic_config(synthetic_prices)).ledger
     block = two[two["rule"] == "notional"].reset_index(drop=True)
     assert ledger_bytes(one) == ledger_bytes(block)
+
+
+# --------------------------------------------------------------------------- the ledger-rows limit of a run
+def _rules(n: int) -> list[dict]:
+    return [{"family": "ewma", "halflife": 6.0 + 0.01 * i, "label": f"ewma_{i}"} for i in range(n)]
+
+
+def test_a_run_above_the_ledger_limit_is_refused_before_any_hedge_ratio(synthetic_prices: Path, monkeypatch) -> None:
+    """rules x bars one row above the limit: ConfigError on key ``rules`` naming the count, raised
+    before the market stage (hedge ratios) starts; exactly at the limit the run goes through."""
+    import backtest as hb
+    from backtest import engine
+    from backtest.errors import ConfigError
+    from conftest import synthetic_config
+
+    cfg = synthetic_config(synthetic_prices, rules=_rules(3))
+    n_bars = engine.prepare(cfg).market.n_bars
+    monkeypatch.setattr(engine, "MAX_LEDGER_ROWS", 3 * n_bars - 1)
+    real_stage = engine._market_stage
+
+    def no_market(*a, **kw):  # type: ignore[no-untyped-def]
+        raise AssertionError("hedge ratios estimated before the limit was checked")
+
+    monkeypatch.setattr(engine, "_market_stage", no_market)
+    with pytest.raises(ConfigError, match=rf"'rules': 3 rules x {n_bars:,} bars = {3 * n_bars:,} per-bar ledger rows") as err:
+        hb.run(cfg)
+    assert "hedgebt compare" in str(err.value)
+    monkeypatch.setattr(engine, "_market_stage", real_stage)
+    monkeypatch.setattr(engine, "MAX_LEDGER_ROWS", 3 * n_bars)
+    res = hb.run(cfg)
+    assert len(res.ledger) == 3 * n_bars
+    # a prepared scenario handed to the run is checked too
+    monkeypatch.setattr(engine, "MAX_LEDGER_ROWS", 3 * n_bars - 1)
+    from backtest.results import run
+    with pytest.raises(ConfigError, match="'rules'"):
+        run(cfg, prepared=engine.prepare(cfg))
+
+
+def test_the_cli_refuses_a_thousand_rules_on_ninety_days_in_one_line(synthetic_prices: Path, capsys) -> None:
+    """1,000 rules x 2,160 hourly bars = 2.16 M rows > 2 M: exit 2, one line, no output folder;
+    ``hedgebt compare`` and ``stress`` keep no per-bar ledger and are not limited by it."""
+    import tomllib
+
+    from backtest.cli import main
+    from backtest.engine import MAX_LEDGER_ROWS
+
+    assert MAX_LEDGER_ROWS == 2_000_000
+    lines = ['[scenario]\nname = "many"\nstart = "2024-01-01"\nbar = "1h"\n',
+             f'[data]\nprices = "{synthetic_prices.name}"\nohlc = ""\nmax_fill_bars = 6\n',
+             '[position]\ncoins = ["COIN"]\nunits = [100000]\n',
+             '[index]\nconstituents = ["AAA", "BBB", "CCC", "DDD"]\nmin_constituents = 1\nmin_history_days = 0\n',
+             '[futures]\nkind = "quarterly"\ncontract_size = 1.0\n']
+    lines += [f'[[rules]]\nfamily = "ewma"\nhalflife = {6.0 + 0.01 * i:.2f}\nlabel = "e{i}"\n' for i in range(1000)]
+    cfg = synthetic_prices.parent / "many.toml"
+    cfg.write_text("\n".join(lines), encoding="utf-8")
+    tomllib.loads(cfg.read_text(encoding="utf-8"))
+    out = synthetic_prices.parent / "out"
+    assert main(["run", str(cfg), "--out", str(out), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "config key 'rules': 1,000 rules x " in err[0] and "above the 2,000,000 a run keeps" in err[0], err[0]
+    assert not out.exists()
