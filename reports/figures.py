@@ -1058,34 +1058,102 @@ def render_all(jobs: Mapping[str, FigureJob], out: Path, *, workers: int | None 
                progress: Progress | None = None) -> dict[str, Path]:
     """Render every job to ``out/<stem>.png``; returns ``{stem: path}`` in the order given.
 
-    With ``workers > 1`` (default :func:`default_workers`) and the ``fork`` start method
-    available, the figures are drawn in that many forked processes, costliest first; each
-    figure is drawn by the same code from the same data either way, so the PNG bytes are
-    identical to a serial render (tested). Otherwise they are drawn here, one by one.
-    ``progress`` (optional, :class:`backtest.progress.Progress`) is called as
-    ``progress("figures", done, len(jobs))`` after each finished figure.
+    :func:`start_all`, then wait for every figure. With ``workers > 1`` (default
+    :func:`default_workers`) and the ``fork`` start method available, the figures are drawn
+    in that many forked processes, costliest first; each figure is drawn by the same code
+    from the same data either way, so the PNG bytes are identical to a serial render
+    (tested). Otherwise they are drawn here, one by one. ``progress`` (optional,
+    :class:`backtest.progress.Progress`) is called as ``progress("figures", done, len(jobs))``
+    after each finished figure.
+    """
+    with start_all(jobs, out, workers=workers, progress=progress) as pending:
+        return pending.wait_all()
+
+
+class PendingFigures(Mapping[str, Path]):
+    """The figures of :func:`start_all`, ``{stem: path}``: reading a figure's path waits until
+    that figure is written (and re-raises the error of its drawing, if any).
+
+    The caller draws or writes something else meanwhile (the report's metrics and the PDF's
+    text pages) and reads the paths when it needs the PNGs. ``progress`` hears
+    ``("figures", done, total)`` from the caller's thread, as each figure is first waited for.
+    """
+
+    def __init__(self, jobs: Mapping[str, FigureJob], paths: dict[str, Path], handles: dict[str, Any] | None,
+                 progress: Progress | None) -> None:
+        self._jobs = jobs
+        self._paths = paths
+        self._handles = handles  # AsyncResult per stem (a pool), or None (drawn here on demand)
+        self._done: dict[str, Path] = {}
+        self._progress = progress
+
+    def __getitem__(self, stem: str) -> Path:
+        if stem not in self._done:
+            if stem not in self._paths:
+                raise KeyError(stem)
+            if self._handles is None:
+                self._done[stem] = _run_job(self._jobs[stem], self._paths[stem])
+            else:
+                self._done[stem] = self._handles[stem].get()[1]
+            if self._progress is not None:
+                self._progress("figures", len(self._done), len(self._paths))
+        return self._done[stem]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def wait_all(self) -> dict[str, Path]:
+        """Every figure's path, ``{stem: path}`` in the jobs' order, once all are written."""
+        return {stem: self[stem] for stem in self._paths}
+
+    def relabelled(self, labels: Mapping[str, str]) -> Mapping[str, Path]:
+        """A view ``{labels[stem]: path}`` that still waits per figure (e.g. PDF captions)."""
+        return _Relabelled(self, {labels[stem]: stem for stem in self._paths})
+
+
+class _Relabelled(Mapping[str, Path]):
+    def __init__(self, figures: PendingFigures, stems: dict[str, str]) -> None:
+        self._figures = figures
+        self._stems = stems
+
+    def __getitem__(self, label: str) -> Path:
+        return self._figures[self._stems[label]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._stems)
+
+    def __len__(self) -> int:
+        return len(self._stems)
+
+
+@contextmanager
+def start_all(jobs: Mapping[str, FigureJob], out: Path, *, workers: int | None = None,
+              progress: Progress | None = None) -> Iterator[PendingFigures]:
+    """Start drawing every job to ``out/<stem>.png`` in forked worker processes; yield the
+    :class:`PendingFigures` at once, so the caller works while the figures are drawn.
+
+    Workers as in :func:`render_all`. On leaving the block normally, every figure is waited
+    for and the workers leave; on an error (or a signal turned into an exception) the
+    workers are stopped. With one worker or no ``fork``, nothing runs in the background:
+    each figure is drawn here when its path is first read.
     """
     import multiprocessing as mp
 
     out = Path(out)
     paths = {stem: out / f"{stem}.png" for stem in jobs}
     n = min(default_workers() if workers is None else workers, len(jobs))
-
-    def tick(done: int) -> None:
-        if progress is not None:
-            progress("figures", done, len(jobs))
-
     if n <= 1 or "fork" not in mp.get_all_start_methods():
-        serial: dict[str, Path] = {}
-        for stem, job in jobs.items():
-            serial[stem] = _run_job(job, paths[stem])
-            tick(len(serial))
-        return serial
+        serial = PendingFigures(jobs, paths, None, progress)
+        yield serial
+        serial.wait_all()
+        return
     out.mkdir(parents=True, exist_ok=True)
     order = sorted(jobs, key=lambda stem: -_COST.get(stem, 1.0))
     _PENDING.clear()
     _PENDING.update({stem: (jobs[stem], paths[stem]) for stem in jobs})
-    done: dict[str, Path] = {}
     try:
         with warnings.catch_warnings():
             # Python >= 3.12 warns on fork() in a process with threads (numba, pyarrow pools);
@@ -1094,9 +1162,10 @@ def render_all(jobs: Mapping[str, FigureJob], out: Path, *, workers: int | None 
                                     category=DeprecationWarning)
             pool = mp.get_context("fork").Pool(n, initializer=_default_sigterm)
         try:
-            for stem, path in pool.imap_unordered(_run_pending, order, chunksize=1):
-                done[stem] = path
-                tick(len(done))
+            handles = {stem: pool.apply_async(_run_pending, (stem,)) for stem in order}
+            pending = PendingFigures(jobs, paths, handles, progress)
+            yield pending
+            pending.wait_all()
             pool.close()  # every figure is drawn: the workers leave on the close sentinel
         except BaseException:
             pool.terminate()
@@ -1104,8 +1173,7 @@ def render_all(jobs: Mapping[str, FigureJob], out: Path, *, workers: int | None 
         finally:
             pool.join()
     finally:
-        _PENDING.clear()
-    return {stem: done[stem] for stem in jobs}
+        _PENDING.clear()  # set only while this call's workers may need it
 
 
 def _default_sigterm() -> None:

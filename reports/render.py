@@ -337,6 +337,11 @@ CAPTIONS: Final[dict[str, str]] = {
 }
 
 
+def max_rules(summary: Mapping[str, Any]) -> int:
+    """``[report] max_rules`` of a run's summary (default :data:`DEFAULT_MAX_RULES`)."""
+    return int(((summary.get("config") or {}).get("report") or {}).get("max_rules", DEFAULT_MAX_RULES))
+
+
 def report_rules(summary: Mapping[str, Any], metrics: pd.DataFrame) -> tuple[str, ...]:
     """The rules the figures and the PDF show, in ``summary.json`` order.
 
@@ -352,7 +357,7 @@ def report_rules(summary: Mapping[str, Any], metrics: pd.DataFrame) -> tuple[str
     from reports.pdf import recommend_rule
 
     rules = list(summary["rules"])
-    cap = int(((summary.get("config") or {}).get("report") or {}).get("max_rules", DEFAULT_MAX_RULES))
+    cap = max_rules(summary)
     if len(rules) <= cap:
         return tuple(rules)
     horizon = str(metrics["he_horizon"].iloc[0])
@@ -411,12 +416,6 @@ def _compare_jobs(compare: pd.DataFrame) -> dict[str, tuple[Any, tuple[Any, ...]
     if fig.compare_heatmap_axes(compare):
         jobs["compare_heatmap"] = (fig.plot_compare_heatmap, (compare,), {})
     return jobs
-
-
-def _figures(result_dir: Path, summary: Mapping[str, Any], ledger: pd.DataFrame, events: Sequence[Event],
-             compare: pd.DataFrame | None, progress: Progress | None = None) -> dict[str, Path]:
-    out = result_dir / "figures"
-    return fig.render_all(_figure_jobs(summary, ledger, events, compare), out, progress=progress)
 
 
 def read_result(result_dir: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame | None]:
@@ -524,24 +523,29 @@ def write_report(
     bpd = float(summary["period"]["bars_per_day"])
     chosen, notes = choose_events(summary, ledger, events)
     events_df = event_table(ledger, chosen, bars_per_day=bpd, rules=rules)
-    if metrics is None:
+    if metrics is None and len(rules) > max_rules(summary):
+        # the figures show the best rules: they wait for the metrics
         metrics = metrics_table(summary, ledger, n_boot=n_boot, seed=seed, progress=progress)
-    shown = report_rules(summary, metrics)
+    shown = tuple(rules) if metrics is None else report_rules(summary, metrics)
     note = _shown_note(shown, len(rules))
-    if note:  # figures and PDF on the shown rules only; the tables above keep every rule
-        summary, ledger, metrics_shown, events_shown = _only_rules(shown, summary, ledger, metrics, events_df)
-    else:
-        metrics_shown, events_shown = metrics, events_df
+    fig_summary, fig_ledger = _only_rules_run(shown, summary, ledger) if note else (summary, ledger)
     try:
-        metrics_csv = result_dir / "metrics.csv"
-        events_csv = result_dir / "events.csv"
-        _write_bytes(metrics_csv, csv_bytes(metrics))
-        _write_bytes(events_csv, csv_bytes(events_df))
-        pngs = _figures(result_dir, summary, ledger, chosen, compare, progress)
-        pdf_path = result_dir / "report.pdf"
-        captions = {f"{CAPTIONS[k]}": p for k, p in pngs.items()}
-        pages = write_pdf(pdf_path, summary, metrics_shown, events_shown, captions, compare, events=chosen,
-                          notes=notes, rules_note=note, progress=progress, ledger=ledger)
+        # the figures are drawn in worker processes while the metrics, the CSVs and the PDF's
+        # text pages are written here; the PDF waits for each PNG when it reaches its page
+        with fig.start_all(_figure_jobs(fig_summary, fig_ledger, chosen, compare), result_dir / "figures",
+                           progress=progress) as pending:
+            if metrics is None:
+                metrics = metrics_table(summary, ledger, n_boot=n_boot, seed=seed, progress=progress)
+            metrics_shown, events_shown = _only_rules_tables(shown, metrics, events_df) if note else (metrics, events_df)
+            metrics_csv = result_dir / "metrics.csv"
+            events_csv = result_dir / "events.csv"
+            _write_bytes(metrics_csv, csv_bytes(metrics))
+            _write_bytes(events_csv, csv_bytes(events_df))
+            pdf_path = result_dir / "report.pdf"
+            pages = write_pdf(pdf_path, fig_summary, metrics_shown, events_shown, pending.relabelled(CAPTIONS),
+                              compare, events=chosen, notes=notes, rules_note=note, progress=progress,
+                              ledger=fig_ledger)
+            pngs = pending.wait_all()
     except OutputError as exc:
         raise OutputError(f"{result_dir}: cannot write the report: {exc}") from None
     except OSError as exc:
@@ -550,10 +554,10 @@ def write_report(
                        pdf=pdf_path, pages=pages)
 
 
-def _only_rules(shown: Sequence[str], summary: Mapping[str, Any], ledger: pd.DataFrame, metrics: pd.DataFrame,
-                events_df: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Summary, ledger, metrics and event table restricted to the rules ``shown`` (for the figures
-    and the PDF); the summary's ``config.rules`` keeps the shown rules' entries."""
+def _only_rules_run(shown: Sequence[str], summary: Mapping[str, Any],
+                    ledger: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Summary and ledger restricted to the rules ``shown`` (for the figures and the PDF); the
+    summary's ``config.rules`` keeps the shown rules' entries."""
     keep = set(shown)
     rules = list(summary["rules"])
     out = dict(summary)
@@ -562,10 +566,16 @@ def _only_rules(shown: Sequence[str], summary: Mapping[str, Any], ledger: pd.Dat
     if isinstance(config.get("rules"), list) and len(config["rules"]) == len(rules):
         config["rules"] = [spec for r, spec in zip(rules, config["rules"], strict=True) if r in keep]
     out["config"] = config
-    led = ledger[ledger["rule"].isin(keep)].reset_index(drop=True)
+    return out, ledger[ledger["rule"].isin(keep)].reset_index(drop=True)
+
+
+def _only_rules_tables(shown: Sequence[str], metrics: pd.DataFrame,
+                       events_df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Metrics and event table restricted to the rules ``shown``."""
+    keep = set(shown)
     met = metrics[metrics["rule"].isin(keep)].reset_index(drop=True)
     ev = events_df[events_df["rule"].isin(keep)].reset_index(drop=True) if "rule" in events_df else events_df
-    return out, led, met, ev
+    return met, ev
 
 
 @dataclass(frozen=True)

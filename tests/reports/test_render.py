@@ -174,6 +174,72 @@ def test_pngs_are_valid(rendered) -> None:
             assert round(img.info["dpi"][0]) == 150
 
 
+def test_pdf_embeds_each_figure_with_the_pngs_own_pixel_data(rendered) -> None:
+    """Each figure page holds the PNG's IDAT data verbatim (no second encoding), and the image
+    pypdf decodes from the PDF equals the PNG's pixels."""
+    from reports.pdf import _rgb8_idat
+
+    folder, files, _, _ = rendered
+    pdf_bytes = (folder / "report.pdf").read_bytes()
+    reader = pypdf.PdfReader(folder / "report.pdf")
+    # matplotlib lists every image in each page's resources: one set of distinct images
+    embedded = {im.name: np.asarray(im.image.convert("RGB")) for page in reader.pages for im in page.images}
+    assert len(embedded) == len(files.figures)
+    passed_through = 0
+    for path in files.figures:
+        with Image.open(path) as img:
+            png = np.asarray(img.convert("RGB"))
+            few_colours = img.convert("RGB").getcolors(maxcolors=256) is not None
+        idat = _rgb8_idat(path.read_bytes())
+        assert idat is not None
+        # matplotlib stores an image of at most 256 colours as a (smaller) palette image instead
+        assert (idat in pdf_bytes) != few_colours, path.name
+        passed_through += not few_colours
+        assert any(np.array_equal(png, pixels) for pixels in embedded.values()), path.name
+    assert passed_through >= len(files.figures) - 2
+
+
+def test_image_page_draws_the_png_upright(tmp_path: Path, monkeypatch) -> None:
+    """A PNG red above and blue below is drawn red above blue on its page (rows stored as in
+    the PNG, the axes flip them back)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    from reports.pdf import _Doc
+
+    png = tmp_path / "two.png"
+    rng = np.random.default_rng(0)
+    rgb = np.zeros((300, 500, 3), np.uint8)
+    rgb[..., 1] = rng.integers(0, 40, (300, 500))  # over 256 colours: not made a palette image
+    rgb[:150, :, 0] = rng.integers(215, 256, (150, 500))  # top: red
+    rgb[150:, :, 2] = rng.integers(215, 256, (150, 500))  # bottom: blue
+    Image.fromarray(rgb).save(png)
+    drawn = []
+    with PdfPages(tmp_path / "x.pdf") as pdf:
+        doc = _Doc(pdf, "t")
+        doc.new_page()
+        doc.line("a text page first: the PDF writer exists")
+        doc.image_page(png, "caption")
+        page = doc.fig
+        FigureCanvasAgg(page)
+        page.canvas.draw()
+        drawn.append(np.asarray(page.canvas.buffer_rgba())[..., :3].copy())
+        doc.close()
+    img = drawn[0]
+    reds = np.flatnonzero((img[..., 0] > 200) & (img[..., 2] < 50) & (img[..., 1] < 50)) // img.shape[1]
+    blues = np.flatnonzero((img[..., 2] > 200) & (img[..., 0] < 50) & (img[..., 1] < 50)) // img.shape[1]
+    assert reds.size and blues.size and reds.max() < blues.min()
+    assert _rgb8_idat_of(png) in (tmp_path / "x.pdf").read_bytes()
+
+
+def _rgb8_idat_of(path: Path) -> bytes:
+    from reports.pdf import _rgb8_idat
+
+    data = _rgb8_idat(path.read_bytes())
+    assert data is not None
+    return data
+
+
 def test_without_compare_and_with_chosen_events(tmp_path: Path) -> None:
     folder = build_result_dir(tmp_path / "r", n_bars=800, compare=False, funding_is_proxy=False, shuffle=True)
     extra = {"mine": {"start": "2025-01-10T00:00:00Z", "end": "2025-01-12T00:00:00Z", "title": "My window"}}
