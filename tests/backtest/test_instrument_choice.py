@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from arch.bootstrap import StationaryBootstrap, optimal_block_length
 
+import backtest as hb
 from backtest.cli import main
 from backtest.instrument_choice import event_days, paired_he_interval, worst_event
 from backtest.windows import Event
@@ -107,7 +108,8 @@ def test_compare_names_the_worst_event_from_the_common_days(tmp_path: Path, monk
     """End to end: COIN alone loses ~25 % on 2024-01-20..22 (no instrument follows it); the user
     window over those days is every underlying's worst event, with the P&L summed from the common
     daily frame the table was built on; a window before the data and the bundled
-    nvidia_rally_2024 (past the data's end) are not candidates."""
+    nvidia_rally_2024 (past the data's end) are not candidates. Cross-check: the event table of a
+    single run of the same variant (reports.events.event_table) gives the same hedged P&L."""
     import backtest.instrument_choice as ic
 
     path = write_btc_coin_prices(tmp_path / "prices.parquet", n_days=40)
@@ -125,7 +127,8 @@ def test_compare_names_the_worst_event_from_the_common_days(tmp_path: Path, monk
         '[scenario]\nstart = "2024-01-01"\n[data]\nprices = "prices.parquet"\nohlc = ""\n'
         '[position]\ncoins = ["COIN"]\nunits = [100000]\n'
         '[index]\nconstituents = ["AAA", "BBB", "CCC", "DDD"]\nmin_history_days = 3\nmax_weight = 0.4\n'
-        '[futures]\ncontract_size = 0.01\n[rebalance]\nwhole_contracts = false\n'
+        '[futures]\ncontract_size = 0.01\n[rebalance]\nmode = "every"\nevery_bars = 24\nwhole_contracts = false\n'
+        '[[rules]]\nfamily = "notional"\nfraction = 1.0\n'
         '[events.coin_crash]\nstart = 2024-01-20\nend = 2024-01-23\n'
         '[events.calm]\nstart = 2024-01-05\nend = 2024-01-12\n'
         '[events.old]\nstart = 2023-06-01\nend = 2023-06-10\n'
@@ -149,6 +152,9 @@ def test_compare_names_the_worst_event_from_the_common_days(tmp_path: Path, monk
         assert r["worst_event_pnl_hedged"] < days.loc["2024-01-05":"2024-01-11", f"h_{u}"].sum()
         assert r["worst_event_he"] == pytest.approx(1 - crash[f"h_{u}"].var() / crash[f"u_{u}"].var(), rel=1e-6)
         assert r["worst_event_pnl_hedged"] < -0.1 * 100_000 * 0.5  # a real loss: over a tenth of the coin's starting value
+        # the same variant run alone: the event table of reports.events sums the same hedged loss bar by bar
+        run = hb.run(toml, futures={"underlying": u})
+        assert run.events(["coin_crash"])["pnl_hedged"].item() == pytest.approx(r["worst_event_pnl_hedged"], rel=1e-9)
 
 
 def test_a_bad_event_window_stops_compare_before_the_grid(tmp_path: Path, monkeypatch, capsys) -> None:
