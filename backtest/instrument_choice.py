@@ -107,7 +107,7 @@ def worst_event(days: pd.DataFrame, u: str, windows: Sequence[tuple[Event, np.nd
     ``U_e = sum(u_u[m])`` (USD, columns ``h_<u>`` / ``u_<u>`` of ``days``); the worst is the
     smallest ``H_e`` (the largest loss, or the smallest gain when no event lost), ties broken
     by name. ``worst_event_he = 1 - var(h_u[m]) / var(u_u[m])`` (ddof = 1), NaN with fewer
-    than 2 days. Start and end are the event's window (``YYYY-MM-DD``, end exclusive).
+    than 2 days or a constant coin P&L. Start and end are the event's window (``YYYY-MM-DD``, end exclusive).
     No window: an empty name and NaN figures.
     """
     if not windows:
