@@ -40,6 +40,7 @@ from backtest.errors import ConfigError, DataError
 from backtest.atomic import OutputDir
 from backtest import results as _engine
 from backtest.results import RunResult, write_result_files
+from backtest.windows import config_events
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.axes import Axes
@@ -143,9 +144,10 @@ def compare(
     """
     grid.check_scheduler(scheduler)
     config = _as_config(config_or_path, overrides)
+    events = config_events(config)  # a bad [events.<name>] window fails before the grid runs
     outcome = grid.run_compare_full(config, scheduler=scheduler, progress=progress)
     table = outcome.table
-    choice = grid.instrument_choice(config, table)
+    choice = grid.instrument_choice(config, table, events)
     return CompareResult(config=config, _table=table,
                          _info_json=json.dumps(grid.compare_info(config, table, outcome.walk_forward)),
                          _walk_forward=outcome.walk_forward,

@@ -493,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", parents=[common], help="hedge figures inside named AI-market swings")
     p.add_argument("config", help="scenario TOML file")
-    p.add_argument("--event", action="append", required=True, help="event name (repeatable); see reports/events.toml")
+    p.add_argument("--event", action="append", required=True, help="event name (repeatable); see backtest/events.toml")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(func=_cmd_replay)

@@ -47,7 +47,7 @@ import itertools
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Final, Literal, Mapping
+from typing import Any, Final, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -70,6 +70,7 @@ from backtest.atomic import write_bytes, write_text
 from backtest.market import Market, Variant, pack_variants, run_variant
 from backtest.metrics import horizon_bars, horizon_returns, summary_metrics
 from backtest.versions import hedgebt_version, package_versions
+from backtest.windows import Event, config_events
 
 __all__ = ["CompareSpec", "GridRun", "parse_compare", "run_compare", "run_compare_full", "walk_forward",
            "compare_info", "instrument_choice", "write_compare_tables", "write_instrument_tables", "RANK_BY",
@@ -484,15 +485,18 @@ def _walk_forward_summary(folds: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def instrument_choice(config: Config, table: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]] | None:
+def instrument_choice(config: Config, table: pd.DataFrame, events: Sequence[Event] | None = None,
+                      ) -> tuple[pd.DataFrame, list[dict[str, Any]]] | None:
     """Per underlying of a grid with two or more ``compare.underlyings``: the instrument table and the
-    paired verdict between the best two (:func:`backtest.instrument_choice.instrument_table`); else None."""
+    paired verdict between the best two (:func:`backtest.instrument_choice.instrument_table`); else None.
+    ``events``: the named windows for the worst event (default :func:`backtest.windows.config_events`)."""
     spec = parse_compare(config)
     if len(spec.underlyings) < 2:
         return None
     from backtest.instrument_choice import instrument_table
 
-    return instrument_table(config, table, {_rebalance_label(r): r for r in spec.rebalances})
+    return instrument_table(config, table, {_rebalance_label(r): r for r in spec.rebalances},
+                            events=config_events(config) if events is None else events)
 
 
 def write_instrument_tables(table: pd.DataFrame, verdicts: list[dict[str, Any]], folder: Path) -> None:

@@ -4,8 +4,11 @@ For each (coin, window) of a grid with ``compare.underlyings``, the best variant
 underlying (by ``compare.rank_by``) is replayed with its per-bar ledger, and the table gives:
 oracle rho^2, per-bar and daily hedge effectiveness ``HE_1D`` (non-overlapping UTC-day P&L
 sums, :func:`backtest.scan.daily_he`) with a 95 % stationary-bootstrap interval, cost drag,
-carry (basis P&L + funding, USD), ``min_safe_collateral``, margin calls, and the worst day
-(the common day with the largest hedged loss: its date and its hedged and unhedged P&L, USD).
+carry (basis P&L + funding, USD), ``min_safe_collateral``, margin calls, the worst day
+(the common day with the largest hedged loss: its date and its hedged and unhedged P&L, USD)
+and the worst named event (:func:`worst_event`: of the bundled and the config's
+``[events.<name>]`` windows lying inside the common days, the one with the largest hedged
+loss).
 
 The verdict compares the two underlyings with the highest ``HE_1D``: the difference of their
 daily HE, with a 95 % interval from a *paired* stationary bootstrap of days (the same
@@ -16,6 +19,7 @@ excludes 0, otherwise "not distinguishable".
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -25,8 +29,9 @@ import pandas as pd
 from backtest.config import Config, PositionSection, RuleSpec
 from backtest.engine import prepare, variant_for
 from backtest.market import run_variant
+from backtest.windows import Event
 
-__all__ = ["daily_pnl", "paired_he_interval", "instrument_table"]
+__all__ = ["daily_pnl", "paired_he_interval", "event_days", "worst_event", "instrument_table"]
 
 _REPS = 1000
 _SEED = 0
@@ -69,15 +74,68 @@ def paired_he_interval(days: pd.DataFrame, a: str, b: str, *, reps: int = _REPS,
             "diff": he_a - he_b, "diff_lo": float(d_lo), "diff_hi": float(d_hi), "block_days": block, "days": int(len(x))}
 
 
+def event_days(days: pd.DatetimeIndex, events: Sequence[Event]) -> list[tuple[Event, np.ndarray]]:
+    """The events lying inside the days ``days``, each with a boolean mask of its days.
+
+    ``days`` are UTC midnights of complete days (the index of :func:`daily_pnl`). An event
+    ``[start, end)`` lies inside them when ``days[0] <= start`` and ``end <= days[-1] + 1 day``;
+    its days are those it touches, ``d < end`` and ``d + 1 day > start`` (a window not on
+    midnights is widened to whole UTC days, the resolution of the daily P&L). Events that
+    reach outside the days, or touch none of them (a gap), are left out.
+    """
+    if len(days) == 0:
+        return []
+    one = pd.Timedelta(days=1)
+    lo, hi = days[0], days[-1] + one
+    out = []
+    for ev in events:
+        mask = np.asarray((days < ev.end) & (days + one > ev.start))
+        if lo <= ev.start and ev.end <= hi and mask.any():
+            out.append((ev, mask))
+    return out
+
+
+_NO_EVENT: dict[str, Any] = {"worst_event": "", "worst_event_start": "", "worst_event_end": "",
+                             "worst_event_pnl_hedged": float("nan"), "worst_event_pnl_unhedged": float("nan"),
+                             "worst_event_he": float("nan")}
+
+
+def worst_event(days: pd.DataFrame, u: str, windows: Sequence[tuple[Event, np.ndarray]]) -> dict[str, Any]:
+    """The event of ``windows`` with the largest hedged loss on underlying ``u``.
+
+    For each event ``e`` with day mask ``m`` (:func:`event_days`), ``H_e = sum(h_u[m])`` and
+    ``U_e = sum(u_u[m])`` (USD, columns ``h_<u>`` / ``u_<u>`` of ``days``); the worst is the
+    smallest ``H_e`` (the largest loss, or the smallest gain when no event lost), ties broken
+    by name. ``worst_event_he = 1 - var(h_u[m]) / var(u_u[m])`` (ddof = 1), NaN with fewer
+    than 2 days or a constant coin P&L. Start and end are the event's window (``YYYY-MM-DD``, end exclusive).
+    No window: an empty name and NaN figures.
+    """
+    if not windows:
+        return dict(_NO_EVENT)
+    h = days[f"h_{u}"].to_numpy(dtype=float)
+    un = days[f"u_{u}"].to_numpy(dtype=float)
+    ev, mask = min(windows, key=lambda w: (float(h[w[1]].sum()), w[0].name))
+    he = float("nan")
+    if mask.sum() >= 2 and float(np.var(un[mask], ddof=1)) > 0.0:
+        he = _he(h[mask], un[mask])
+    return {"worst_event": ev.name, "worst_event_start": ev.start.strftime("%Y-%m-%d"),
+            "worst_event_end": ev.end.strftime("%Y-%m-%d"), "worst_event_pnl_hedged": float(h[mask].sum()),
+            "worst_event_pnl_unhedged": float(un[mask].sum()), "worst_event_he": he}
+
+
 def _best_rows(table: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values("rank", kind="stable").groupby(["coin", "window", "underlying"], sort=False).head(1)
 
 
-def instrument_table(config: Config, table: pd.DataFrame, rebalances: dict[str, Any]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+def instrument_table(config: Config, table: pd.DataFrame, rebalances: dict[str, Any], *,
+                     events: Sequence[Event] = ()) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Per-underlying table and paired verdicts for a ranked ``compare`` table.
 
     ``rebalances`` maps the table's ``rebalance`` labels to :class:`~backtest.config.RebalanceSection`.
     Coins of the grid (``compare.coins``) are held as in the grid: a constant USD notional.
+    ``events`` are the named windows for the worst event (:func:`backtest.windows.config_events`:
+    the bundled ones plus the config's ``[events.<name>]``); every underlying of a (coin, window)
+    is judged on the same events and days.
     """
     rows: list[dict[str, Any]] = []
     verdicts: list[dict[str, Any]] = []
@@ -108,6 +166,7 @@ def instrument_table(config: Config, table: pd.DataFrame, rebalances: dict[str, 
                 "max_drawdown_hedged": r.max_drawdown_hedged,
             })
         days = pd.concat(frames, axis=1, join="inner")  # common complete days of every underlying
+        windows = event_days(pd.DatetimeIndex(days.index), events)
         for x in ours:
             u = x["underlying"]
             solo = paired_he_interval(days, u, u)
@@ -115,6 +174,7 @@ def instrument_table(config: Config, table: pd.DataFrame, rebalances: dict[str, 
             worst = days[f"h_{u}"].idxmin()  # the worst event at a daily scale: the largest hedged loss
             x.update(worst_day=worst.strftime("%Y-%m-%d"), worst_day_pnl_hedged=float(days.at[worst, f"h_{u}"]),
                      worst_day_pnl_unhedged=float(days.at[worst, f"u_{u}"]))
+            x.update(worst_event(days, u, windows))
         ours.sort(key=lambda x: -x["he_daily"])
         rows.extend(ours)
         if len(ours) >= 2:

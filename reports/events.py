@@ -1,6 +1,7 @@
 """Named AI-market swings and what a hedge did inside each of them.
 
-The bundled library lives in ``reports/events.toml`` (crash of 2022, FTX collapse,
+The bundled library lives in ``backtest/events.toml`` (read by :mod:`backtest.windows`, whose
+:class:`Event`, :func:`load_events` and :data:`EVENT_KEYS` this module re-exports) (crash of 2022, FTX collapse,
 ChatGPT rally 2023, Nvidia-earnings rally 2024, DeepSeek sell-off 2025); users add
 their own windows with ``[events.<name>]`` tables in the scenario configuration::
 
@@ -43,21 +44,16 @@ lost more than the total (other parts gained), negative when divergence gained.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-import re
-import tomllib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from importlib import resources
+from collections.abc import Sequence
 from typing import Any, Final
 
 import numpy as np
 import pandas as pd
 
-from backtest.config import parse_utc
 from backtest.errors import ConfigError
 from backtest.schema import PNL_COLUMN
+from backtest.windows import EVENT_KEYS, Event, format_ts, load_events
 from reports import stats
 
 __all__ = [
@@ -70,9 +66,6 @@ __all__ = [
     "split_rules",
     "events_in_period",
 ]
-
-#: Keys an ``[events.<name>]`` table may hold.
-EVENT_KEYS: Final[tuple[str, ...]] = ("title", "start", "end", "description")
 
 #: Columns of :func:`event_table`, in order.
 EVENT_COLUMNS: Final[tuple[str, ...]] = (
@@ -100,118 +93,9 @@ EVENT_COLUMNS: Final[tuple[str, ...]] = (
     "note",
 )
 
-_NAME_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_BUNDLED: Final[str] = "events.toml"
 _COST_COLUMNS: Final[tuple[str, ...]] = tuple(
     PNL_COLUMN[c] for c in ("fees", "slippage", "roll", "funding", "liquidation")
 )
-
-
-@dataclass(frozen=True)
-class Event:
-    """A named market window.
-
-    Parameters
-    ----------
-    name : str
-        Identifier used to select the event (e.g. ``"deepseek_2025"``).
-    title : str
-        Short human label.
-    start, end : pandas.Timestamp
-        Window bounds, UTC; bars with ``start <= ts < end`` belong to it.
-    description : str
-        Why the window matters, with the source fact.
-    """
-
-    name: str
-    title: str
-    start: pd.Timestamp
-    end: pd.Timestamp
-    description: str = ""
-
-    def span(self) -> str:
-        """The window as ``'YYYY-MM-DD HH:MM..YYYY-MM-DD HH:MM'`` (UTC)."""
-        return f"{_fmt_ts(self.start)}..{_fmt_ts(self.end)}"
-
-
-def _fmt_ts(ts: pd.Timestamp) -> str:
-    if ts.hour == 0 and ts.minute == 0 and ts.second == 0:
-        return ts.strftime("%Y-%m-%d")
-    return ts.strftime("%Y-%m-%d %H:%M")
-
-
-def _parse_time(value: object, key: str, source: str | None) -> pd.Timestamp:
-    """A UTC timestamp from a TOML date-time, date or ISO string (:func:`backtest.config.parse_utc`)."""
-    return parse_utc(value, key, source=source)
-
-
-def _make_event(name: str, table: object, *, prefix: str, source: str | None) -> Event:
-    """Validate one ``[<prefix>.<name>]`` table into an :class:`Event`."""
-    where = f"{prefix}{name}"
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ConfigError(where, "event names use letters, digits, '_', '-' and '.' only", source=source)
-    if not isinstance(table, Mapping):
-        raise ConfigError(
-            where, f"expected a table with keys {', '.join(EVENT_KEYS)}, got {type(table).__name__}", source=source
-        )
-    for key in table:
-        if key not in EVENT_KEYS:
-            raise ConfigError(
-                f"{where}.{key}", f"unknown key; an event takes {', '.join(EVENT_KEYS)}", source=source
-            )
-    for key in ("start", "end"):
-        if key not in table:
-            raise ConfigError(f"{where}.{key}", "missing; every event needs a start and an end (UTC)", source=source)
-    start = _parse_time(table["start"], f"{where}.start", source)
-    end = _parse_time(table["end"], f"{where}.end", source)
-    if not end > start:
-        raise ConfigError(
-            f"{where}.end", f"end {end.isoformat()} must be after start {start.isoformat()}", source=source
-        )
-    title = table.get("title", name)
-    description = table.get("description", "")
-    for key, val in (("title", title), ("description", description)):
-        if not isinstance(val, str):
-            raise ConfigError(f"{where}.{key}", f"expected a string, got {type(val).__name__}", source=source)
-    return Event(name=name, title=title.strip() or name, start=start, end=end, description=description.strip())
-
-
-def load_events(extra: Mapping[str, Any] | None = None) -> tuple[Event, ...]:
-    """The bundled events, plus user events.
-
-    Parameters
-    ----------
-    extra : mapping, optional
-        The configuration's ``events`` table: ``{name: {"start": ..., "end": ...,
-        "title": ..., "description": ...}}``. ``start`` and ``end`` are required and must be
-        UTC (TOML offset date-times, ISO strings with ``Z``/an offset, converted to UTC, or
-        bare dates meaning UTC midnight); ``title`` defaults to the name. A user event with
-        the name of a bundled one replaces it in place; new ones follow the bundled ones
-        in the order given.
-
-    Returns
-    -------
-    tuple of Event
-        Bundled events in file order, then user events.
-
-    Raises
-    ------
-    ConfigError
-        Naming ``events.<name>.<key>`` for an unknown or missing key, a time without
-        time zone, or ``end <= start``.
-    """
-    path = resources.files("reports").joinpath(_BUNDLED)
-    with path.open("rb") as fh:
-        bundled = tomllib.load(fh)
-    events: dict[str, Event] = {
-        name: _make_event(name, table, prefix="", source=str(path)) for name, table in bundled.items()
-    }
-    if extra is not None:
-        if not isinstance(extra, Mapping):
-            raise ConfigError("events", f"expected a table of [events.<name>] tables, got {type(extra).__name__}")
-        for name, table in extra.items():
-            events[name] = _make_event(name, table, prefix="events.", source=None)
-    return tuple(events.values())
 
 
 def select_events(events: Sequence[Event], names: Sequence[str], *, key: str = "events") -> tuple[Event, ...]:
@@ -397,13 +281,13 @@ def event_table(
         if not (ev.start < hi and ev.end > lo):
             raise ConfigError(
                 f"events.{ev.name}",
-                f"event '{ev.name}' ({ev.span()}) is outside the data period ({_fmt_ts(lo)}..{_fmt_ts(hi)})",
+                f"event '{ev.name}' ({ev.span()}) is outside the data period ({format_ts(lo)}..{format_ts(hi)})",
             )
         partial = ""
         if ev.start < lo or ev.end > hi:
             partial = (
-                f"The data cover only part of this window ({_fmt_ts(max(ev.start, lo))}.."
-                f"{_fmt_ts(min(ev.end, hi))} of {ev.span()})."
+                f"The data cover only part of this window ({format_ts(max(ev.start, lo))}.."
+                f"{format_ts(min(ev.end, hi))} of {ev.span()})."
             )
         for rule, g in frames.items():
             rows.append(_window_row(g, ev, rule, bars_per_day, partial))

@@ -880,12 +880,13 @@ def instrument_rows(instruments: pd.DataFrame) -> tuple[list[str], list[list[str
     """Header and rows of the "Which hedge instrument?" table, one row per underlying of one
     (coin, window), as printed (the columns of ``instruments.csv``)."""
     header = ["underlying", "best variant on it", "oracle ρ²", "HE 1D", "95 % interval", "cost bps/yr",
-              "carry USD", "margin need USD", "calls", "max DD hedged", "worst day: hedged / coin USD"]
+              "carry USD", "margin need", "calls", "max DD", "worst day: hedged / coin USD",
+              "worst event: hedged USD"]
     rows = [[str(r["underlying"]), _short(str(r["variant"]).split(" | ", 1)[-1], 50), fmt_pct(r["oracle_r2"]),
              fmt_pct(r["he_daily"]), f"{fmt_pct(r['he_daily_lo'])} .. {fmt_pct(r['he_daily_hi'])}",
              _fmt_num(r["cost_drag_bps_per_year"], ",.0f"), _fmt_num(r["carry_usd"], "+,.0f"),
              _fmt_num(r["min_safe_collateral"], ",.0f"), _fmt_num(r["margin_calls"], ",.0f"),
-             fmt_pct(r["max_drawdown_hedged"]), _worst_day(r)]
+             fmt_pct(r["max_drawdown_hedged"]), _worst_day(r), _worst_event(r)]
             for _, r in instruments.iterrows()]
     return header, rows
 
@@ -896,6 +897,16 @@ def _worst_day(r: pd.Series) -> str:
         return "n/a"
     return (f"{r['worst_day']} {_fmt_num(r.get('worst_day_pnl_hedged'), '+,.0f')} / "
             f"{_fmt_num(r.get('worst_day_pnl_unhedged'), '+,.0f')}")
+
+
+def _worst_event(r: pd.Series) -> str:
+    """``'deepseek_2025 -81,234'`` (the worst named event of ``instruments.csv`` and its hedged P&L);
+    ``none`` when no event lies inside the data, ``n/a`` for a folder written without the column."""
+    if "worst_event" not in r.index:
+        return "n/a"
+    if not isinstance(r["worst_event"], str) or not r["worst_event"]:
+        return "none"
+    return f"{_short(r['worst_event'], 18)} {_fmt_num(r.get('worst_event_pnl_hedged'), '+,.0f')}"
 
 
 def instrument_verdict(v: Mapping[str, Any]) -> str:
@@ -925,11 +936,13 @@ def _instrument_section(doc: _Doc, instruments: pd.DataFrame, verdicts: Sequence
              "with that underlying removes in hindsight; HE 1D is the share of the variance of daily P&L removed "
              "after all costs, with its 95 % stationary-bootstrap interval (arch; days resampled in blocks); cost is "
              "the trading cost drag in bps of the coin notional a year; carry is the basis and funding P&L in USD "
-             "(+ = earned by the short); margin need is the smallest starting collateral with no margin call, no "
+             "(+ = earned by the short); margin need is the smallest starting collateral (USD) with no margin call, no "
              "capped re-size and no liquidation (reserve 0); calls are the margin calls with the configured "
-             "collateral; max DD hedged is the worst drawdown of the hedged position; worst day is its worst event at "
+             "collateral; max DD is the worst drawdown of the hedged position; worst day is its worst event at "
              "a daily scale, the common day with the largest hedged loss, with the hedged and the coin-alone P&L "
-             "that day (USD). Rows are sorted by HE 1D." + ("" if horizon in ("", "1D") else
+             "that day (USD); worst event is, of the named market windows (bundled and [events] of the config) "
+             "lying inside the common days, the one with the largest hedged loss, with that loss summed over its "
+             "days (USD; none: no window inside the data). Rows are sorted by HE 1D." + ("" if horizon in ("", "1D") else
                                     f" The ranking's headline horizon is {horizon}; this table is at 1D."),
              size=9.5)
     found = {(str(v["coin"]), str(v["window"])): v for v in verdicts}

@@ -18,8 +18,8 @@ LEAF = {"backtest.errors", "backtest.schema", "backtest.versions", "backtest.met
         "backtest.index_kernels", "backtest.atomic", "backtest.progress",
         "reports.stats"}  # reports.stats: pure statistics (numpy, arch), used by the grid and the reports
 TOP = {"backtest.api", "backtest.cli", "backtest"}
-#: the only engine module reports may read (the one date parser)
-REPORTS_MAY_USE = {"backtest.config"}
+#: the only engine modules reports may read (the one date parser; the named event windows)
+REPORTS_MAY_USE = {"backtest.config", "backtest.windows"}
 
 
 def layer(module: str) -> int:

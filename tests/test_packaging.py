@@ -56,7 +56,7 @@ def test_wheel_installs_and_runs_the_demo_from_any_folder(tmp_path: Path) -> Non
     (wheel,) = wheels.glob("hedgebt-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "hedgebt_data/binance_spot_1h_close.parquet" in names
-    assert "backtest/scenarios/demo.toml" in names and "reports/events.toml" in names
+    assert "backtest/scenarios/demo.toml" in names and "backtest/events.toml" in names
 
     env_dir = tmp_path / "v"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)

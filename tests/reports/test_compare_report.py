@@ -85,7 +85,8 @@ def test_instrument_section_equals_the_instruments_table(tmp_path: Path, monkeyp
                            symbols=("COIN", "AAA", "BBB", "CCC", "DDD", "BTC"))
     grid = GRID.replace('rank_by = "hedge_effectiveness"\n',
                         'rank_by = "hedge_effectiveness"\nunderlyings = ["index", "BTC"]\n')
-    (tmp_path / "grid.toml").write_text(BASE + grid, encoding="utf-8")
+    (tmp_path / "grid.toml").write_text(BASE + grid + '[events.mid_jan]\nstart = 2024-01-10\nend = 2024-01-20\n',
+                                        encoding="utf-8")
     pages = record_pdf_pages(monkeypatch)
     out = tmp_path / "cmp"
     assert main(["compare", str(tmp_path / "grid.toml"), "--out", str(out), "--quiet"]) == 0
@@ -104,6 +105,8 @@ def test_instrument_section_equals_the_instruments_table(tmp_path: Path, monkeyp
         assert row[7] == f"{r['min_safe_collateral']:,.0f}" and row[6] == f"{r['carry_usd']:+,.0f}"
         assert row[10] == f"{r['worst_day']} {r['worst_day_pnl_hedged']:+,.0f} / {r['worst_day_pnl_unhedged']:+,.0f}"
         assert r["worst_day_pnl_hedged"] <= 0.0
+        # 2024-01-01..2024-02-10: of the events only the config's mid_jan lies inside the days
+        assert r["worst_event"] == "mid_jan" and row[11] == f"mid_jan {r['worst_event_pnl_hedged']:+,.0f}"
     v = verdicts[0]
     assert re.sub(r"\s+", " ", instrument_verdict(v)) in text
     assert v["best"] == inst.sort_values("he_daily", ascending=False)["underlying"].iloc[0]
@@ -111,3 +114,23 @@ def test_instrument_section_equals_the_instruments_table(tmp_path: Path, monkeyp
     before = (out / "compare.pdf").read_bytes()
     assert main(["report", str(out), "--quiet"]) == 0
     assert (out / "compare.pdf").read_bytes() == before
+    # a folder written before the worst-event columns re-renders, with n/a in their place
+    inst.drop(columns=[c for c in inst.columns if c.startswith("worst_event")]).to_csv(out / "instruments.csv", index=False)
+    assert main(["report", str(out), "--quiet"]) == 0
+    old = re.sub(r"\s+", " ", "\n".join(p.extract_text() for p in PdfReader(out / "compare.pdf").pages))
+    for row in instrument_rows(pd.read_csv(out / "instruments.csv"))[1]:
+        assert row[11] == "n/a" and " ".join(" ".join(row).split()) in old
+
+
+def test_worst_event_cell_reads_none_and_n_a() -> None:
+    """The worst-event cell: name and hedged P&L; "none" when no event lay inside the data (an
+    empty name, NaN once read back from the CSV); "n/a" when the column is absent (older folder)."""
+    import pandas as pd
+
+    from reports.pdf import _worst_event
+
+    row = {"worst_event": "deepseek_2025", "worst_event_pnl_hedged": -81234.4}
+    assert _worst_event(pd.Series(row)) == "deepseek_2025 -81,234"
+    assert _worst_event(pd.Series({**row, "worst_event": ""})) == "none"
+    assert _worst_event(pd.Series({**row, "worst_event": float("nan")})) == "none"
+    assert _worst_event(pd.Series({"worst_day": "2024-01-02"})) == "n/a"

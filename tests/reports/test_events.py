@@ -203,7 +203,7 @@ def test_event_outside_the_data_raises(ledger: pd.DataFrame) -> None:
 
 
 def test_events_toml_is_packaged() -> None:
-    assert (Path(__file__).resolve().parents[2] / "reports" / "events.toml").is_file()
+    assert (Path(__file__).resolve().parents[2] / "backtest" / "events.toml").is_file()
 
 
 def test_bundled_descriptions_carry_no_replay_figures() -> None:
