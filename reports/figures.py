@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing as mp
 import re
 import textwrap
 import os
@@ -53,6 +54,7 @@ from matplotlib.typing import RcKeyType
 from PIL import Image
 
 from backtest.atomic import atomic_file
+from backtest.errors import OutputError
 from backtest.schema import PNL_COLUMN, PNL_COMPONENTS
 from reports import stats
 from reports.events import Event, split_rules
@@ -1070,6 +1072,11 @@ def render_all(jobs: Mapping[str, FigureJob], out: Path, *, workers: int | None 
         return pending.wait_all()
 
 
+#: Longest wait for one figure from a worker process (a worker killed from outside loses its
+#: figure: ``multiprocessing.Pool`` replaces the process but not the task).
+FIGURE_TIMEOUT_S: Final[float] = 600.0
+
+
 class PendingFigures(Mapping[str, Path]):
     """The figures of :func:`start_all`, ``{stem: path}``: reading a figure's path waits until
     that figure is written (and re-raises the error of its drawing, if any).
@@ -1094,7 +1101,11 @@ class PendingFigures(Mapping[str, Path]):
             if self._handles is None:
                 self._done[stem] = _run_job(self._jobs[stem], self._paths[stem])
             else:
-                self._done[stem] = self._handles[stem].get()[1]
+                try:
+                    self._done[stem] = self._handles[stem].get(FIGURE_TIMEOUT_S)[1]
+                except mp.TimeoutError:
+                    raise OutputError(f"figure {stem!r} not drawn within {FIGURE_TIMEOUT_S:.0f} s "
+                                      "(was its worker process killed?)") from None
             if self._progress is not None:
                 self._progress("figures", len(self._done), len(self._paths))
         return self._done[stem]
@@ -1140,8 +1151,6 @@ def start_all(jobs: Mapping[str, FigureJob], out: Path, *, workers: int | None =
     workers are stopped. With one worker or no ``fork``, nothing runs in the background:
     each figure is drawn here when its path is first read.
     """
-    import multiprocessing as mp
-
     out = Path(out)
     paths = {stem: out / f"{stem}.png" for stem in jobs}
     n = min(default_workers() if workers is None else workers, len(jobs))

@@ -46,5 +46,53 @@ def test_render_workers_die_on_sigterm_even_under_the_clis_handler(tmp_path: Pat
     assert {p.read_text(encoding="utf-8") for p in out.values()} == {str(signal.SIG_DFL)}
 
 
+def _draw_slowly(path: Path) -> Path:
+    import time
+
+    time.sleep(0.3)
+    path.write_bytes(b"png")
+    return path
+
+
+def _die(path: Path) -> Path:
+    import os
+
+    os.kill(os.getpid(), signal.SIGKILL)
+    return path
+
+
+@pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="needs the fork start method")
+def test_figures_draw_while_the_caller_works_and_are_read_in_order(tmp_path: Path) -> None:
+    """start_all returns at once; reading a path waits for that figure; progress hears each
+    figure once, counting up to the total, from the caller's thread."""
+    import threading
+    import time
+
+    ticks: list[tuple[str, int, int, int]] = []
+    jobs = {f"f{i}": (_draw_slowly, (), {}) for i in range(4)}
+    t0 = time.perf_counter()
+    with F.start_all(jobs, tmp_path, workers=2,
+                     progress=lambda step, done, total: ticks.append((step, done, total, threading.get_ident()))) as pending:
+        assert time.perf_counter() - t0 < 0.25  # nothing waited for yet
+        assert list(pending) == list(jobs) and len(pending) == 4
+        assert pending["f2"].read_bytes() == b"png"
+        labelled = pending.relabelled({stem: stem.upper() for stem in jobs})
+        assert [labelled[k].name for k in labelled] == ["f0.png", "f1.png", "f2.png", "f3.png"]
+    assert [(s, d, t) for s, d, t, _ in ticks] == [("figures", i, 4) for i in range(1, 5)]
+    assert {tid for *_, tid in ticks} == {threading.get_ident()}
+    assert F._PENDING == {}
+
+
+@pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="needs the fork start method")
+def test_a_killed_figure_worker_is_an_output_error_not_a_hang(tmp_path: Path, monkeypatch) -> None:
+    from backtest.errors import OutputError
+
+    monkeypatch.setattr(F, "FIGURE_TIMEOUT_S", 3.0)
+    with pytest.raises(OutputError, match=r"figure 'gone' not drawn within 3 s"):
+        with F.start_all({"gone": (_die, (), {}), "ok": (_draw_slowly, (), {})}, tmp_path, workers=2) as pending:
+            pending.wait_all()
+    assert F._PENDING == {}
+
+
 def test_default_workers_is_bounded() -> None:
     assert 1 <= F.default_workers() <= 4
