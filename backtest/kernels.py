@@ -373,7 +373,7 @@ def _init_state(st, G, j, K, fp, ip, alt_value0):
         fp[FP_COLLATERAL], fp[FP_RESERVE], 0.0, 0.0, alt_value0 + fp[FP_COLLATERAL] + fp[FP_RESERVE], 0.0, 0.0,
         np.inf, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
     )
-    _store_account(st, G, j, a, True)
+    _store_account(st, G, j, a)
 
 
 @njit(cache=True, inline="always")
@@ -410,32 +410,37 @@ def _load_account(st, G, j):
 
 
 @njit(cache=True, inline="always")
-def _store_account(st, G, j, a, keep):
-    """Write ``a`` as the account of variant ``j`` where ``keep`` (branch-free)."""
+def _store_account(st, G, j, a):
+    """Write ``a`` as the account of variant ``j``.
+
+    (No branches: each ``x if cond else y`` is its own IR blocks, and this body is inlined
+    into :func:`_bar` and :func:`_init_state`, whose IR numba copies once per block while
+    inlining; fewer blocks compile faster, see ``docs/readme/cold.md``.)
+    """
     b = _ROW_A * G + j
-    st[b] = a.wallet if keep else st[b]
-    st[b + G] = a.reserve if keep else st[b + G]
-    st[b + 2 * G] = a.unreal if keep else st[b + 2 * G]
-    st[b + 3 * G] = a.spot if keep else st[b + 3 * G]
-    st[b + 4 * G] = a.eq_u if keep else st[b + 4 * G]
-    st[b + 5 * G] = a.topped if keep else st[b + 5 * G]
-    st[b + 6 * G] = a.need if keep else st[b + 6 * G]
-    st[b + 7 * G] = a.min_excess if keep else st[b + 7 * G]
-    st[b + 8 * G] = a.next_sched if keep else st[b + 8 * G]
-    st[b + 9 * G] = a.eq_prev if keep else st[b + 9 * G]
-    st[b + 10 * G] = a.pnl_f if keep else st[b + 10 * G]
-    st[b + 11 * G] = a.pnl_b if keep else st[b + 11 * G]
-    st[b + 12 * G] = a.fees if keep else st[b + 12 * G]
-    st[b + 13 * G] = a.slip if keep else st[b + 13 * G]
-    st[b + 14 * G] = a.roll if keep else st[b + 14 * G]
-    st[b + 15 * G] = a.fund if keep else st[b + 15 * G]
-    st[b + 16 * G] = a.liq if keep else st[b + 16 * G]
-    st[b + 17 * G] = a.turnover if keep else st[b + 17 * G]
-    st[b + 18 * G] = a.trades if keep else st[b + 18 * G]
-    st[b + 19 * G] = a.rolls if keep else st[b + 19 * G]
-    st[b + 20 * G] = a.calls if keep else st[b + 20 * G]
-    st[b + 21 * G] = a.liqs if keep else st[b + 21 * G]
-    st[b + 22 * G] = a.capped if keep else st[b + 22 * G]
+    st[b] = a.wallet
+    st[b + G] = a.reserve
+    st[b + 2 * G] = a.unreal
+    st[b + 3 * G] = a.spot
+    st[b + 4 * G] = a.eq_u
+    st[b + 5 * G] = a.topped
+    st[b + 6 * G] = a.need
+    st[b + 7 * G] = a.min_excess
+    st[b + 8 * G] = a.next_sched
+    st[b + 9 * G] = a.eq_prev
+    st[b + 10 * G] = a.pnl_f
+    st[b + 11 * G] = a.pnl_b
+    st[b + 12 * G] = a.fees
+    st[b + 13 * G] = a.slip
+    st[b + 14 * G] = a.roll
+    st[b + 15 * G] = a.fund
+    st[b + 16 * G] = a.liq
+    st[b + 17 * G] = a.turnover
+    st[b + 18 * G] = a.trades
+    st[b + 19 * G] = a.rolls
+    st[b + 20 * G] = a.calls
+    st[b + 21 * G] = a.liqs
+    st[b + 22 * G] = a.capped
 
 
 @njit(cache=True, inline="always")
@@ -1003,7 +1008,7 @@ def _bar(t, j, G, m, cs, p, st, cand, nc, tgt, h_t, record, out):
     a2 = _close_bar(a, wallet, reserve, unreal, spot, eq_u, topped, need, min_excess, next_sched,
                     equity if record else a.eq_prev, busy, pnl_f, pnl_b, fees, slip, roll, fund, liq,
                     trade_q + roll_q, trades, rolls, 1.0 if call else 0.0, 1.0 if liqd else 0.0, capped)
-    _store_account(st, G, j, a2, True)
+    _store_account(st, G, j, a2)
     if record:
         o = out[:, t]
         o[O_CONTRACTS] = contracts
@@ -1151,7 +1156,7 @@ def _candidates(m, t, cand):
     return nc
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def _run(m, cs, fps, ips, G, record, out, work):
     """The bar loop of ``G`` variants (rows ``var = work[0]`` of ``fps`` / ``ips``) side by side.
 
