@@ -54,6 +54,7 @@ def _install(records: list[dict]) -> None:
         outer = next((f for f in reversed(frames) if f["kind"] == "compile"), None)
         frames.append(node)
         node["t0"] = time.perf_counter()
+        node["top"] = outer is None
         try:
             return original(self, sig)
         finally:
@@ -132,6 +133,9 @@ def main(argv: list[str]) -> int:
         print(f"  {f}: {len(rs)} signatures, {sum(r['excl'] for r in rs):.2f} s")
         for r in rs:
             print(f"      {r['excl']:6.2f} s  {_short(r['sig'], 200)}")
+    print("\ntimeline (compilations started from Python: seconds since start, wall time with what they compiled):")
+    for r in sorted((r for r in compiled if r["top"]), key=lambda r: r["t0"]):
+        print(f"  {r['t0'] - t_start:6.1f} s  +{r['incl']:5.2f} s  {r['func']}")
     loaded = [r for r in records if r["cached"]]
     print(f"\nloaded from the cache: {len(loaded)} ({sum(r['incl'] for r in loaded):.2f} s)")
     print(f"wall time of `hedgebt {' '.join(argv)}` in process (imports included): {wall:.1f} s, exit code {code}")
