@@ -3,13 +3,14 @@
 On the first run after an install numba's cache is empty and the bar loop
 (:func:`backtest.kernels._simulate_group_nb` and what it calls) takes most of the
 start-up to compile. :class:`BackgroundCompile` starts a child interpreter that
-compiles exactly that kernel (by running :func:`backtest.kernels.simulate_1d_nb` on a
-four-bar synthetic market, the argument types of every real run: the kernels take
-read-only, contiguous float64/int64/bool arrays whatever the caller passes) and saves it
-to the same cache, while the command loads the data, builds the index and estimates
-the hedge ratios (which compile their own, smaller kernels) on the other core. Before
-its first bar-loop call the command waits for the child (:meth:`BackgroundCompile.wait`);
-numba then loads the machine code from the cache instead of compiling it.
+compiles exactly that kernel for the argument types of every real run (the kernels take
+read-only, contiguous float64/int64/bool arrays whatever the caller passes;
+:func:`kernel_signature`) and saves it to the same cache, while the command loads the
+data, builds the index and estimates the hedge ratios (which compile their own, smaller
+kernels) on the other core. Before its first bar-loop call the command waits for the
+child (:meth:`BackgroundCompile.wait`, which meanwhile compiles the per-market kernels
+the run calls first); numba then loads the bar loop's machine code from the cache
+instead of compiling it.
 
 Safety:
 
@@ -97,6 +98,8 @@ class BackgroundCompile:
         Returns True when a child ran and finished successfully (the kernel is cached)."""
         if self._proc is None:
             return False
+        if self._proc.poll() is None:
+            _compile_market_helpers()  # meanwhile, on this core, what the run calls next
         try:
             return self._proc.wait(timeout=timeout_s) == 0
         except subprocess.TimeoutExpired:
@@ -122,6 +125,14 @@ class BackgroundCompile:
         self.stop()
 
 
+def _compile_market_helpers() -> None:
+    """Compile (or load) the per-market kernels a run calls before the bar loop
+    (``_market_prep``, ``_unhedged_stats``, ``_slots``) by preparing the sample market."""
+    from backtest import kernels
+
+    kernels._market(*_sample_inputs()[:16], quiet_bars=True)
+
+
 def _sample_inputs() -> tuple:
     """Arguments of :func:`backtest.kernels.simulate_1d_nb` for a four-bar market (one
     contract, margin on, a rebalance every bar): valid, so the compiled kernel also runs."""
@@ -145,12 +156,39 @@ def _sample_inputs() -> tuple:
             np.empty(K.N_SUM))
 
 
+def _sample_kernel_args() -> tuple:
+    """The arguments :func:`backtest.kernels.simulate_1d_nb` passes to the bar loop for the
+    sample market, built without running any compiled function: the outputs of
+    ``_market_prep`` and ``_slots`` are stood in by arrays of their types (the values do not
+    matter, only the types the kernel is compiled for; tested against a real run's)."""
+    import numpy as np
+
+    from backtest import kernels as K
+
+    (px, idx, _, _, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar, alt_value, alt_pnl, alt_flow, alt_changed,
+     hr, cs, fp, ip, record, out, _) = _sample_inputs()
+    flags = np.zeros(len(idx), dtype=np.bool_)
+    m = K.Mkt(px, idx, idx, idx, flags, flags, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar, alt_value,
+              alt_pnl, alt_flow, alt_changed, hr, c0, c1)
+    m = K.Mkt(*(K._frozen(np.ascontiguousarray(a)) for a in m))
+    fps, ips = K._variant_arrays(fp.reshape(1, K.N_FP), ip.reshape(1, K.N_IP))
+    return (m, float(cs), fps, ips, np.zeros(1, dtype=np.int64), 1, np.zeros(K.N_SUM), np.empty((1, K.N_SUM)),
+            bool(record), out, K._new_work(px.shape[1]))
+
+
+def kernel_signature() -> tuple:
+    """The argument types of the bar loop in every run (see :func:`_sample_kernel_args`)."""
+    import numba
+
+    return tuple(numba.typeof(a) for a in _sample_kernel_args())
+
+
 def _child() -> int:
-    """The child's work: compile (and run once) the bar loop on the sample market."""
+    """The child's work: compile the bar loop for :func:`kernel_signature` (numba saves it to the cache)."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # run finally blocks
     from backtest import kernels
 
-    kernels.simulate_1d_nb(*_sample_inputs())
+    kernels._simulate_group_nb.compile(kernel_signature())
     return 0
 
 

@@ -97,28 +97,33 @@ def test_wait_with_a_timeout_ends_the_child(tmp_path: Path, monkeypatch: pytest.
         assert bg._proc.returncode is not None
 
 
-def test_sample_market_compiles_the_specialisation_a_run_uses() -> None:
-    """The child's sample arguments give the bar loop the argument types of a real run's call
-    (read-only market arrays whatever the caller passed: the demo's index is read-only, the
-    sample's writeable), so the cache entry the child writes is the one the run loads."""
-    import numba
-
+def test_the_child_compiles_the_specialisation_a_run_uses() -> None:
+    """The child compiles the bar loop for :func:`kernel_signature`; a real run's calls (one
+    variant with its ledger, and many variants: the collateral bisection) use exactly that
+    specialisation (read-only market arrays whatever the caller passed: the demo's index is
+    read-only, the sample's arrays writeable), so the cache entry the child writes is the
+    one the run loads."""
     from backtest.config import load_config
-    from backtest.engine import prepare
+    from backtest.engine import prepare, variant_for
+    from backtest.market import run_variant, run_variants
 
-    prepared = prepare(load_config(ROOT / "backtest" / "scenarios" / "demo.toml"))
-    demo_args = prepared.market.kernel_args()
+    config = load_config(ROOT / "backtest" / "scenarios" / "demo.toml")
+    prepared = prepare(config)
+    assert any(not a.flags.writeable for a in prepared.market.kernel_args()[:16])
+    assert all(a.flags.writeable for a in bc._sample_inputs()[:16])
+    before = {tuple(sig) for sig in K._simulate_group_nb.signatures}
+    run_variant(prepared.market, variant_for(config, 0))
+    run_variants(prepared.market, [variant_for(config, col) for col in range(2)])
+    after = {tuple(sig) for sig in K._simulate_group_nb.signatures}
+    assert after - before <= {bc.kernel_signature()}
+    assert bc.kernel_signature() in after
+
+
+def test_the_sample_arguments_run() -> None:
+    """The sample market is valid: the kernel runs on it (the child only compiles)."""
     sample = bc._sample_inputs()
-    assert any(not a.flags.writeable for a in demo_args[:16]) and all(a.flags.writeable for a in sample[:16])
-    demo_mkt = K._market(*demo_args[:16], quiet_bars=False)[0]
-    sample_mkt = K._market(*sample[:16], quiet_bars=False)[0]
-    assert numba.typeof(demo_mkt) == numba.typeof(sample_mkt)
-    for field in demo_mkt._fields:
-        assert not getattr(demo_mkt, field).flags.writeable, field
-    fp = np.zeros(K.N_FP)
-    fp.flags.writeable = False
-    assert numba.typeof(K._variant_arrays(fp.reshape(1, -1), np.zeros((1, K.N_IP), dtype=np.int32))[0]) == \
-        numba.typeof(K._variant_arrays(sample[17].reshape(1, -1), sample[18].reshape(1, -1))[0])
+    K.simulate_1d_nb(*sample)
+    assert np.isfinite(sample[-1][K.SUM.index("final_equity_hedged")])
 
 
 def _demo(out: Path, cache: Path, background: str) -> dict[str, str]:
