@@ -126,7 +126,7 @@ class _Console:
         if self._announced or self.quiet or _kernels_cached():
             return
         self._announced = True
-        print("hedgebt: compiling the numba kernels, once after an install (one to two minutes on 2 cores); "
+        print("hedgebt: compiling the numba kernels, once after an install (about half a minute on 2 cores); "
               "later runs start in seconds", file=sys.stderr if self.tty else sys.stdout, flush=True)
 
     def wrote(self, folder: Path) -> None:

@@ -95,6 +95,8 @@ def main(argv: list[str]) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="hedgebt-compile-"))
     if "NUMBA_CACHE_DIR" not in os.environ or "--keep-cache" not in argv:
         os.environ["NUMBA_CACHE_DIR"] = str(tmp / "numba-cache")
+    # everything compiles in this process (a background compile would move the bar loop's out of sight)
+    os.environ.setdefault("HEDGEBT_BACKGROUND_COMPILE", "0")
     argv = [a for a in argv if a != "--keep-cache"] or ["demo", "--no-report"]
     if "--out" not in argv:
         argv += ["--out", str(tmp / "out"), "--force"]
