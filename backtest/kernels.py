@@ -413,9 +413,9 @@ def _load_account(st, G, j):
 def _store_account(st, G, j, a):
     """Write ``a`` as the account of variant ``j``.
 
-    (No branches: each ``x if cond else y`` is its own IR blocks, and this body is inlined
-    into :func:`_bar` and :func:`_init_state`, whose IR numba copies once per block while
-    inlining; fewer blocks compile faster, see ``docs/readme/cold.md``.)
+    No branches: each ``x if cond else y`` adds IR blocks, and numba inlines this body into
+    :func:`_bar` and :func:`_init_state` and then :func:`_bar` into the loop by copying the
+    IR once per block, so fewer blocks make the first compile shorter (README, Performance).
     """
     b = _ROW_A * G + j
     st[b] = a.wallet
