@@ -201,10 +201,14 @@ def _claim(out: str | Path, force: bool, config_path: Path):
 
 
 def _run_one(console: _Console, config_path: Path, out: str | Path, force: bool, *, report: bool = True,
-             shown: Path | None = None, background: BackgroundCompile | None = None) -> None:
+             shown: Path | None = None, background: BackgroundCompile | None = None,
+             compile_ahead: bool = False) -> None:
     """Run one scenario into ``out``. With ``background`` (a child compiling the bar loop into
-    numba's cache), the data, index and hedge ratios are prepared first and the child is
-    waited for before the first bar-loop call (:mod:`backtest.background_compile`)."""
+    numba's cache; or one started here, once the config is read, when ``compile_ahead``), the
+    data, index and hedge ratios are prepared first and the child is waited for before the
+    first bar-loop call (:mod:`backtest.background_compile`)."""
+    from contextlib import nullcontext
+
     from backtest import api
     from backtest.config import load_config
     from backtest.engine import prepare
@@ -215,10 +219,11 @@ def _run_one(console: _Console, config_path: Path, out: str | Path, force: bool,
     config = load_config(config_path)
     claim.protect(config_input_paths(config))
     console.announce_compile()
-    with console.stage(f"simulating {config_path.name}"):
+    with (BackgroundCompile.start(_background_enabled()) if compile_ahead else nullcontext(background)) as child, \
+            console.stage(f"simulating {config_path.name}"):
         prepared = prepare(config)
-        if background is not None:
-            background.wait()
+        if child is not None:
+            child.wait()
         result = api.Result.from_run(run(config, prepared=prepared, progress=console.progress()))
     with console.stage("writing results" + (" and the report" if report else "")):
         result.save(claim, report=report, progress=console.progress())
@@ -243,9 +248,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    with BackgroundCompile.start(_background_enabled()) as background:
-        _run_one(_Console(args.quiet), Path(args.config), args.out, args.force, report=not args.no_report,
-                 background=background)
+    _run_one(_Console(args.quiet), Path(args.config), args.out, args.force, report=not args.no_report,
+             compile_ahead=True)
     return 0
 
 

@@ -146,3 +146,47 @@ def test_first_run_outputs_are_the_same_with_and_without_the_background_compile(
     leftovers = [p for p in tmp_path.rglob("*") if ".tmp." in p.name]
     assert leftovers == []
     assert np.all([len(v) == 64 for v in on.values()])
+
+
+class _FakeChild:
+    """Stands in for a running child: records when the command waits for it and ends it."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    def wait(self, timeout_s: float = bc.TIMEOUT_S) -> bool:
+        self.events.append("wait")
+        return True
+
+    def __enter__(self) -> _FakeChild:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.events.append("stop")
+
+
+def test_run_prepares_then_waits_for_the_child_then_simulates_then_ends_it(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import write_notional_scenario
+
+    import backtest.engine
+    import backtest.results
+    from backtest import cli
+
+    events: list[str] = []
+    real_prepare, real_run = backtest.engine.prepare, backtest.results.run
+    monkeypatch.setattr(cli.BackgroundCompile, "start", classmethod(lambda cls, enabled=True: _FakeChild(events)))
+    monkeypatch.setattr(backtest.engine, "prepare", lambda cfg: events.append("prepare") or real_prepare(cfg))
+    monkeypatch.setattr(backtest.results, "run", lambda cfg, **kw: events.append("simulate") or real_run(cfg, **kw))
+    scenario = write_notional_scenario(tmp_path)
+    assert cli.main(["run", str(scenario), "--out", str(tmp_path / "out"), "--no-report", "--quiet"]) == 0
+    assert events == ["prepare", "wait", "simulate", "stop"]
+
+
+def test_a_run_refused_before_simulating_starts_no_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from backtest import cli
+
+    started: list[bool] = []
+    monkeypatch.setattr(cli.BackgroundCompile, "start", classmethod(lambda cls, enabled=True: started.append(1)))
+    assert cli.main(["run", str(tmp_path / "no_such.toml"), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert started == []
