@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from backtest.background_compile import BackgroundCompile
 from backtest.errors import ConfigError, HedgeBTError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -125,7 +126,7 @@ class _Console:
         if self._announced or self.quiet or _kernels_cached():
             return
         self._announced = True
-        print("hedgebt: compiling the numba kernels, once after an install (one to two minutes on 2 cores); "
+        print("hedgebt: compiling the numba kernels, once after an install (about half a minute on 2 cores); "
               "later runs start in seconds", file=sys.stderr if self.tty else sys.stdout, flush=True)
 
     def wrote(self, folder: Path) -> None:
@@ -142,18 +143,19 @@ class _Console:
 
 
 def _kernels_cached() -> bool:
-    """Whether numba has a cache of the bar-loop kernels (so the next run will not compile)."""
+    """Whether numba's cache (the one this process uses) holds the bar loop compiled from the
+    current source, so the run will not compile it (it is most of the compile)."""
+    from backtest.background_compile import kernel_cache_state
+
+    return kernel_cache_state() == "cached"
+
+
+def _background_enabled() -> bool:
+    """Whether ``demo`` / ``run`` compile the bar loop in a second process while preparing the
+    data (:mod:`backtest.background_compile`); off with ``HEDGEBT_BACKGROUND_COMPILE=0``."""
     import os
 
-    import backtest
-
-    source = Path(backtest.__file__).parent
-    places = [source / "__pycache__"]
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        places.append(Path(os.environ["NUMBA_CACHE_DIR"]))
-    # the one compiled bar loop (backtest.kernels._simulate_group_nb) is most of the compile
-    return any(next(place.rglob("kernels._simulate_group_nb-*.nbi"), None) is not None
-               for place in places if place.is_dir())
+    return os.environ.get("HEDGEBT_BACKGROUND_COMPILE", "1") != "0"
 
 
 def config_input_paths(config) -> list[Path]:
@@ -199,17 +201,30 @@ def _claim(out: str | Path, force: bool, config_path: Path):
 
 
 def _run_one(console: _Console, config_path: Path, out: str | Path, force: bool, *, report: bool = True,
-             shown: Path | None = None) -> None:
+             shown: Path | None = None, background: BackgroundCompile | None = None,
+             compile_ahead: bool = False) -> None:
+    """Run one scenario into ``out``. With ``background`` (a child compiling the bar loop into
+    numba's cache; or one started here, once the config is read, when ``compile_ahead``), the
+    data, index and hedge ratios are prepared first and the child is waited for before the
+    first bar-loop call (:mod:`backtest.background_compile`)."""
+    from contextlib import nullcontext
+
     from backtest import api
     from backtest.config import load_config
+    from backtest.engine import prepare
+    from backtest.results import run
 
     claim = _claim(out, force, config_path)
     config_path = api.scenario_path(config_path)  # a bundled scenario by name works from any folder
     config = load_config(config_path)
     claim.protect(config_input_paths(config))
     console.announce_compile()
-    with console.stage(f"simulating {config_path.name}"):
-        result = api.run(config, progress=console.progress())
+    with (BackgroundCompile.start(_background_enabled()) if compile_ahead else nullcontext(background)) as child, \
+            console.stage(f"simulating {config_path.name}"):
+        prepared = prepare(config)
+        if child is not None:
+            child.wait()
+        result = api.Result.from_run(run(config, prepared=prepared, progress=console.progress()))
     with console.stage("writing results" + (" and the report" if report else "")):
         result.save(claim, report=report, progress=console.progress())
     _print_summary(console, result.summary)
@@ -223,16 +238,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     console = _Console(args.quiet)
     out = Path(args.out)
-    with OutputDir(args.out, force=args.force) as tmp:
+    with OutputDir(args.out, force=args.force) as tmp, BackgroundCompile.start(_background_enabled()) as background:
         for name, sub in zip(DEMO_CONFIGS, ("quarterly", "perpetual")):
-            _run_one(console, bundled_scenario(name), tmp / sub, False, report=not args.no_report, shown=out / sub)
+            _run_one(console, bundled_scenario(name), tmp / sub, False, report=not args.no_report, shown=out / sub,
+                     background=background)
     for sub in ("quarterly", "perpetual"):
         console.wrote(out / sub)
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    _run_one(_Console(args.quiet), Path(args.config), args.out, args.force, report=not args.no_report)
+    _run_one(_Console(args.quiet), Path(args.config), args.out, args.force, report=not args.no_report,
+             compile_ahead=True)
     return 0
 
 

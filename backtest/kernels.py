@@ -373,7 +373,7 @@ def _init_state(st, G, j, K, fp, ip, alt_value0):
         fp[FP_COLLATERAL], fp[FP_RESERVE], 0.0, 0.0, alt_value0 + fp[FP_COLLATERAL] + fp[FP_RESERVE], 0.0, 0.0,
         np.inf, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
     )
-    _store_account(st, G, j, a, True)
+    _store_account(st, G, j, a)
 
 
 @njit(cache=True, inline="always")
@@ -410,32 +410,37 @@ def _load_account(st, G, j):
 
 
 @njit(cache=True, inline="always")
-def _store_account(st, G, j, a, keep):
-    """Write ``a`` as the account of variant ``j`` where ``keep`` (branch-free)."""
+def _store_account(st, G, j, a):
+    """Write ``a`` as the account of variant ``j``.
+
+    No branches: each ``x if cond else y`` adds IR blocks, and numba inlines this body into
+    :func:`_bar` and :func:`_init_state` and then :func:`_bar` into the loop by copying the
+    IR once per block, so fewer blocks make the first compile shorter (README, Performance).
+    """
     b = _ROW_A * G + j
-    st[b] = a.wallet if keep else st[b]
-    st[b + G] = a.reserve if keep else st[b + G]
-    st[b + 2 * G] = a.unreal if keep else st[b + 2 * G]
-    st[b + 3 * G] = a.spot if keep else st[b + 3 * G]
-    st[b + 4 * G] = a.eq_u if keep else st[b + 4 * G]
-    st[b + 5 * G] = a.topped if keep else st[b + 5 * G]
-    st[b + 6 * G] = a.need if keep else st[b + 6 * G]
-    st[b + 7 * G] = a.min_excess if keep else st[b + 7 * G]
-    st[b + 8 * G] = a.next_sched if keep else st[b + 8 * G]
-    st[b + 9 * G] = a.eq_prev if keep else st[b + 9 * G]
-    st[b + 10 * G] = a.pnl_f if keep else st[b + 10 * G]
-    st[b + 11 * G] = a.pnl_b if keep else st[b + 11 * G]
-    st[b + 12 * G] = a.fees if keep else st[b + 12 * G]
-    st[b + 13 * G] = a.slip if keep else st[b + 13 * G]
-    st[b + 14 * G] = a.roll if keep else st[b + 14 * G]
-    st[b + 15 * G] = a.fund if keep else st[b + 15 * G]
-    st[b + 16 * G] = a.liq if keep else st[b + 16 * G]
-    st[b + 17 * G] = a.turnover if keep else st[b + 17 * G]
-    st[b + 18 * G] = a.trades if keep else st[b + 18 * G]
-    st[b + 19 * G] = a.rolls if keep else st[b + 19 * G]
-    st[b + 20 * G] = a.calls if keep else st[b + 20 * G]
-    st[b + 21 * G] = a.liqs if keep else st[b + 21 * G]
-    st[b + 22 * G] = a.capped if keep else st[b + 22 * G]
+    st[b] = a.wallet
+    st[b + G] = a.reserve
+    st[b + 2 * G] = a.unreal
+    st[b + 3 * G] = a.spot
+    st[b + 4 * G] = a.eq_u
+    st[b + 5 * G] = a.topped
+    st[b + 6 * G] = a.need
+    st[b + 7 * G] = a.min_excess
+    st[b + 8 * G] = a.next_sched
+    st[b + 9 * G] = a.eq_prev
+    st[b + 10 * G] = a.pnl_f
+    st[b + 11 * G] = a.pnl_b
+    st[b + 12 * G] = a.fees
+    st[b + 13 * G] = a.slip
+    st[b + 14 * G] = a.roll
+    st[b + 15 * G] = a.fund
+    st[b + 16 * G] = a.liq
+    st[b + 17 * G] = a.turnover
+    st[b + 18 * G] = a.trades
+    st[b + 19 * G] = a.rolls
+    st[b + 20 * G] = a.calls
+    st[b + 21 * G] = a.liqs
+    st[b + 22 * G] = a.capped
 
 
 @njit(cache=True, inline="always")
@@ -1003,7 +1008,7 @@ def _bar(t, j, G, m, cs, p, st, cand, nc, tgt, h_t, record, out):
     a2 = _close_bar(a, wallet, reserve, unreal, spot, eq_u, topped, need, min_excess, next_sched,
                     equity if record else a.eq_prev, busy, pnl_f, pnl_b, fees, slip, roll, fund, liq,
                     trade_q + roll_q, trades, rolls, 1.0 if call else 0.0, 1.0 if liqd else 0.0, capped)
-    _store_account(st, G, j, a2, True)
+    _store_account(st, G, j, a2)
     if record:
         o = out[:, t]
         o[O_CONTRACTS] = contracts
@@ -1152,72 +1157,6 @@ def _candidates(m, t, cand):
 
 
 @njit(cache=True, inline="always")
-def _run(m, cs, fps, ips, G, record, out, work):
-    """The bar loop of ``G`` variants (rows ``var = work[0]`` of ``fps`` / ``ips``) side by side.
-
-    Per bar: on a bar flagged in ``m.quiet``, :func:`_quiet_pass` for all variants at
-    once, then :func:`_bar` for the variants it flags; on any other bar :func:`_bar`
-    for every variant. ``st`` holds at least ``(_ROW_POS + K) * G`` values and is
-    initialised here. The hedged equity after each bar goes to the tile buffer ``eq``
-    (``(_TILE + 1) x G``), from which :func:`_return_stats` keeps the return
-    statistics in ``rs`` (``5 x G``) up to date; at the end ``eq[0, j]`` is the final
-    equity. Writes the per-bar rows of variant 0 to ``out`` when ``record``. ``work``
-    holds the arrays of :func:`_new_work`. Inlined into :func:`_simulate_group_nb`,
-    compiled without reference counting (``_nrt=False``: nothing here allocates), so
-    that the views and arrays the steps take cost nothing per bar. The quiet pass is
-    ``_GROUP`` wide: bars are flagged quiet only when ``G == _GROUP``.
-    """
-    var, st, eq, rs, cols, ev, cand, tgt = work
-    S = _GROUP  # the stride of the state rows (a constant, whatever G)
-    T = m.px.shape[0]
-    K = m.px.shape[1]  # price columns: contract k in column k % K
-    for j in range(G):
-        v = var[j]
-        _init_state(st, S, j, K, fps[v], ips[v], m.alt_value[0])
-        cols[j] = ips[v, IP_HR_COL]
-        rs[j] = 0.0
-        rs[S + j] = 0.0
-        rs[2 * S + j] = 1.0
-        rs[3 * S + j] = 1.0
-        rs[4 * S + j] = 0.0
-    for j in range(G):
-        ev[j] = True
-    for k in range(K):
-        tgt[k] = 0.0
-    row = 0
-    for t in range(T):
-        if row == _TILE:
-            _return_stats(eq, row, t - row, m.alt_value, rs, S, G)
-            for j in range(G):
-                eq[0, j] = eq[row, j]
-            row = 0
-        row += 1  # bar t's row of eq
-        on_quiet = m.quiet[t]
-        if on_quiet:
-            k0 = m.s0[t]
-            cand[0] = k0
-            cand[4] = m.c0[t]
-            nc = 1
-            n_ev = _quiet_pass(
-                t, row, k0, st, m.hr, cols, eq, ev, cs, m.px[t, k0], m.px[t - 1, k0], m.idx[t], m.idx[t - 1],
-                m.xhi[t], m.xlo[t], m.fund_rate[t], m.vm_bar[t], m.alt_flow[t], m.alt_value[t], m.alt_pnl[t],
-            )
-            if n_ev == 0:
-                continue
-        else:
-            nc = _candidates(m, t, cand)
-        for j in range(G):
-            if on_quiet and not ev[j]:
-                continue
-            eq[row, j] = _bar(
-                t, j, S, m, cs, _params_of(fps, ips, var[j]), st, cand, nc, tgt, m.hr[t, cols[j]], record, out
-            )
-    _return_stats(eq, row, T - row, m.alt_value, rs, S, G)
-    for j in range(G):
-        eq[0, j] = eq[row, j]
-
-
-@njit(cache=True, inline="always")
 def _write_summary(st, G, j, equity_final, summary):
     """Summary fields kept in the account (all but the return statistics and the unhedged fields)."""
     a = _load_account(st, G, j)
@@ -1312,7 +1251,7 @@ def _return_stats(eq, n_rows, t0, alt_value, rs, S, G):
 
 
 def _new_work(K: int) -> tuple:
-    """Arrays of :func:`_run` for up to ``_GROUP`` variants and ``K`` price columns: the variants
+    """Arrays of :func:`_simulate_group_nb` for up to ``_GROUP`` variants and ``K`` price columns: the variants
     (``var``), their state (``st``), the equity tile (``eq``), the return statistics
     (``rs``) and scratch (``cols``, ``ev``, ``cand``, ``tgt``). Always ``_GROUP`` wide, so
     the state's row stride is a constant of the compiled loop."""
@@ -1331,15 +1270,76 @@ def _simulate_group_nb(m, cs, fps, ips, members, G, unhedged, summaries, record,
     (no quiet bars flagged, ``record`` on), :func:`simulate_many_nb` with ``G = _GROUP``
     (the width of :func:`_quiet_pass`). A group with fewer members is padded with copies
     of its last member (results discarded). Compiled without reference counting
-    (nothing here allocates: ``work`` is :func:`_new_work`) and without the GIL, so
-    groups run on parallel threads.
+    (``_nrt=False``: nothing here allocates, ``work`` holds the arrays of
+    :func:`_new_work`, so the views and arrays the steps take cost nothing per bar) and
+    without the GIL, so groups run on parallel threads.
+
+    The loop of ``G`` variants (rows ``var = work[0]`` of ``fps`` / ``ips``): per bar, on a
+    bar flagged in ``m.quiet``, :func:`_quiet_pass` for all variants at once, then
+    :func:`_bar` for the variants it flags; on any other bar :func:`_bar` for every
+    variant. ``st`` holds at least ``(_ROW_POS + K) * G`` values and is initialised
+    here. The hedged equity after each bar goes to the tile buffer ``eq``
+    (``(_TILE + 1) x G``), from which :func:`_return_stats` keeps the return statistics
+    in ``rs`` (``5 x G``) up to date; at the end ``eq[0, j]`` is the final equity. Writes
+    the per-bar rows of variant 0 to ``out`` when ``record``. The quiet pass is
+    ``_GROUP`` wide: bars are flagged quiet only when ``G == _GROUP``.
+
+    The loop is written here rather than in an inlined helper: numba inlines
+    ``inline="always"`` functions at the IR level by deep-copying the callee once per
+    block, which for a body this size cost ~7 s of the first compile; and a separately
+    compiled helper is optimised by LLVM twice (on its own and linked into this function).
     """
+    var, st, eq, rs, cols, ev, cand, tgt = work
     ng = members.shape[0]
-    var, st, eq, rs = work[0], work[1], work[2], work[3]
     for j in range(G):
         var[j] = members[min(j, ng - 1)]
-    _run(m, cs, fps, ips, G, record, out, work)
-    S = _GROUP
+    S = _GROUP  # the stride of the state rows (a constant, whatever G)
+    T = m.px.shape[0]
+    K = m.px.shape[1]  # price columns: contract k in column k % K
+    for j in range(G):
+        v = var[j]
+        _init_state(st, S, j, K, fps[v], ips[v], m.alt_value[0])
+        cols[j] = ips[v, IP_HR_COL]
+        rs[j] = 0.0
+        rs[S + j] = 0.0
+        rs[2 * S + j] = 1.0
+        rs[3 * S + j] = 1.0
+        rs[4 * S + j] = 0.0
+    for j in range(G):
+        ev[j] = True
+    for k in range(K):
+        tgt[k] = 0.0
+    row = 0
+    for t in range(T):
+        if row == _TILE:
+            _return_stats(eq, row, t - row, m.alt_value, rs, S, G)
+            for j in range(G):
+                eq[0, j] = eq[row, j]
+            row = 0
+        row += 1  # bar t's row of eq
+        on_quiet = m.quiet[t]
+        if on_quiet:
+            k0 = m.s0[t]
+            cand[0] = k0
+            cand[4] = m.c0[t]
+            nc = 1
+            n_ev = _quiet_pass(
+                t, row, k0, st, m.hr, cols, eq, ev, cs, m.px[t, k0], m.px[t - 1, k0], m.idx[t], m.idx[t - 1],
+                m.xhi[t], m.xlo[t], m.fund_rate[t], m.vm_bar[t], m.alt_flow[t], m.alt_value[t], m.alt_pnl[t],
+            )
+            if n_ev == 0:
+                continue
+        else:
+            nc = _candidates(m, t, cand)
+        for j in range(G):
+            if on_quiet and not ev[j]:
+                continue
+            eq[row, j] = _bar(
+                t, j, S, m, cs, _params_of(fps, ips, var[j]), st, cand, nc, tgt, m.hr[t, cols[j]], record, out
+            )
+    _return_stats(eq, row, T - row, m.alt_value, rs, S, G)
+    for j in range(G):
+        eq[0, j] = eq[row, j]
     for j in range(ng):
         s = summaries[var[j]]
         _write_summary(st, S, j, eq[0, j], s)
@@ -1356,11 +1356,16 @@ def _simulate_group_nb(m, cs, fps, ips, members, G, unhedged, summaries, record,
 
 def _market(px, idx, idx_hi, idx_lo, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
             alt_value, alt_pnl, alt_flow, alt_changed, hr, *, quiet_bars: bool) -> tuple[Mkt, np.ndarray]:
-    """The :class:`Mkt` of a run (arrays made contiguous, of the kernel's dtypes) and its
-    unhedged summary fields; quiet bars flagged only when ``quiet_bars``."""
-    f = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
-    i = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
-    b = lambda a: np.ascontiguousarray(a, dtype=np.bool_)  # noqa: E731
+    """The :class:`Mkt` of a run (arrays made contiguous, of the kernel's dtypes, read-only)
+    and its unhedged summary fields; quiet bars flagged only when ``quiet_bars``.
+
+    Every array is a read-only view (:func:`_frozen`) whatever the caller passed (NumPy,
+    Arrow- or pandas-backed, writeable or not), so the compiled kernels see one type per
+    field and compile once for every entry point.
+    """
+    f = lambda a: _frozen(np.ascontiguousarray(a, dtype=np.float64))  # noqa: E731
+    i = lambda a: _frozen(np.ascontiguousarray(a, dtype=np.int64))  # noqa: E731
+    b = lambda a: _frozen(np.ascontiguousarray(a, dtype=np.bool_))  # noqa: E731
     px, idx, idx_hi, idx_lo, w1, fund_rate, volume_usd = map(f, (px, idx, idx_hi, idx_lo, w1, fund_rate, volume_usd))
     alt_value, alt_pnl, alt_flow, hr = map(f, (alt_value, alt_pnl, alt_flow, hr))
     c0, c1, exp_bar = map(i, (c0, c1, exp_bar))
@@ -1371,6 +1376,7 @@ def _market(px, idx, idx_hi, idx_lo, c0, c1, w1, exp_bar, fund_rate, volume_usd,
     unhedged = np.zeros(N_SUM)
     _unhedged_stats(alt_value, alt_pnl, unhedged)
     s0, s1 = _slots(c0, c1, px.shape[1])
+    xhi, xlo, expiring, quiet, s0, s1 = map(_frozen, (xhi, xlo, expiring, quiet, s0, s1))
     m = Mkt(px, idx, xhi, xlo, expiring, quiet, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
             alt_value, alt_pnl, alt_flow, alt_changed, hr, s0, s1)
     return m, unhedged
@@ -1447,8 +1453,7 @@ def simulate_1d_nb(
     """
     m, unhedged = _market(px, idx, idx_hi, idx_lo, c0, c1, w1, exp_bar, fund_rate, volume_usd, vm_bar,
                           alt_value, alt_pnl, alt_flow, alt_changed, hr, quiet_bars=False)
-    fps = np.ascontiguousarray(fp, dtype=np.float64).reshape(1, N_FP)
-    ips = np.ascontiguousarray(ip, dtype=np.int64).reshape(1, N_IP)
+    fps, ips = _variant_arrays(np.reshape(fp, (1, N_FP)), np.reshape(ip, (1, N_IP)))
     record = bool(record)
     if not record or out.dtype != np.float64 or not out.flags.c_contiguous:
         rows = np.empty((N_OUT, m.px.shape[0]) if record else (N_OUT, 1))
@@ -1563,7 +1568,16 @@ def simulate_paths_nb(
 
 
 def _variant_arrays(fps, ips) -> tuple[np.ndarray, np.ndarray]:
-    return np.ascontiguousarray(fps, dtype=np.float64), np.ascontiguousarray(ips, dtype=np.int64)
+    """The variant parameters as the kernel takes them: contiguous, float64 / int64, read-only."""
+    return _frozen(np.ascontiguousarray(fps, dtype=np.float64)), _frozen(np.ascontiguousarray(ips, dtype=np.int64))
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    """A read-only view of ``a`` (no copy): numba types read-only and writeable arrays
+    differently, so inputs normalised this way compile one specialisation."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
 
 
 def _group_order(fps: np.ndarray, ips: np.ndarray) -> tuple[np.ndarray, list[int]]:

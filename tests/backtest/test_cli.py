@@ -250,14 +250,25 @@ def test_a_bundled_scenario_runs_by_name_from_any_folder(tmp_path: Path, monkeyp
 
 
 def test_compile_announcement_looks_for_the_bar_loop_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import backtest
-    from backtest import cli
+    """The announcement asks numba's cache of this process (NUMBA_CACHE_DIR or the source
+    tree's __pycache__) whether it holds the bar loop compiled from the current source."""
+    from backtest import background_compile, cli
+    from backtest import kernels as K
 
-    monkeypatch.setattr(backtest, "__file__", str(tmp_path / "backtest" / "__init__.py"))
-    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
-    cache = tmp_path / "backtest" / "__pycache__"
-    cache.mkdir(parents=True)
-    (cache / "kernels._market_prep-484.py311.nbi").touch()  # a small kernel alone: the loop still compiles
+    class _Index:
+        def __init__(self, index: dict) -> None:
+            self.index = index
+
+        def _load_index(self) -> dict:
+            return self.index
+
+    class _Cache:
+        _cache_path = str(tmp_path)
+
+    cache = _Cache()
+    monkeypatch.setattr(K._simulate_group_nb, "_cache", cache)
+    cache._cache_file = _Index({})  # no index, or one written from another source: the loop compiles
     assert not cli._kernels_cached()
-    (cache / "kernels._simulate_group_nb-1297.py311.nbi").touch()
+    assert background_compile.kernel_cache_state() == "missing"
+    cache._cache_file = _Index({("sig", "magic"): "kernels._simulate_group_nb-1297.py311.1.nbc"})
     assert cli._kernels_cached()

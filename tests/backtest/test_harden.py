@@ -63,8 +63,8 @@ def test_a_folder_created_during_the_run_is_not_replaced(tmp_path: Path, monkeyp
     out = tmp_path / "out"
     real_run = results_mod.run
 
-    def run_then_someone_writes(cfg):  # another user creates the folder while we simulate
-        result = real_run(cfg)
+    def run_then_someone_writes(cfg, **kwargs):  # another user creates the folder while we simulate
+        result = real_run(cfg, **kwargs)
         out.mkdir()
         (out / "mine.txt").write_text("precious")
         return result
