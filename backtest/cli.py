@@ -221,7 +221,7 @@ def _run_one(console: _Console, config_path: Path, out: str | Path, force: bool,
     console.announce_compile()
     with (BackgroundCompile.start(_background_enabled()) if compile_ahead else nullcontext(background)) as child, \
             console.stage(f"simulating {config_path.name}"):
-        prepared = prepare(config)
+        prepared = prepare(config, ledger=True)  # the ledger-rows limit before any hedge ratio
         if child is not None:
             child.wait()
         result = api.Result.from_run(run(config, prepared=prepared, progress=console.progress()))

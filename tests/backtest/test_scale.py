@@ -328,13 +328,20 @@ def test_a_run_above_the_ledger_limit_is_refused_before_any_hedge_ratio(syntheti
         run(cfg, prepared=engine.prepare(cfg))
 
 
-def test_the_cli_refuses_a_thousand_rules_on_ninety_days_in_one_line(synthetic_prices: Path, capsys) -> None:
-    """1,000 rules x 2,160 hourly bars = 2.16 M rows > 2 M: exit 2, one line, no output folder;
-    ``hedgebt compare`` and ``stress`` keep no per-bar ledger and are not limited by it."""
+def test_the_cli_refuses_a_thousand_rules_on_ninety_days_in_one_line(synthetic_prices: Path, capsys,
+                                                                     monkeypatch) -> None:
+    """1,000 rules x 2,160 hourly bars = 2.16 M rows > 2 M: exit 2, one line, no output folder,
+    and no hedge ratio estimated first."""
     import tomllib
 
+    from backtest import engine
     from backtest.cli import main
     from backtest.engine import MAX_LEDGER_ROWS
+
+    def no_market(*a, **kw):  # type: ignore[no-untyped-def]
+        raise AssertionError("hedge ratios estimated before the limit was checked")
+
+    monkeypatch.setattr(engine, "_market_stage", no_market)
 
     assert MAX_LEDGER_ROWS == 2_000_000
     lines = ['[scenario]\nname = "many"\nstart = "2024-01-01"\nbar = "1h"\n',
