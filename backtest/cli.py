@@ -225,6 +225,7 @@ def _run_one(console: _Console, config_path: Path, out: str | Path, force: bool,
         if child is not None:
             child.wait()
         result = api.Result.from_run(run(config, prepared=prepared, progress=console.progress()))
+        del prepared  # the inputs go before the report, as when the run prepares them itself
     with console.stage("writing results" + (" and the report" if report else "")):
         result.save(claim, report=report, progress=console.progress())
     _print_summary(console, result.summary)
