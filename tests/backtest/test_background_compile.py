@@ -176,7 +176,7 @@ def test_run_prepares_then_waits_for_the_child_then_simulates_then_ends_it(tmp_p
     events: list[str] = []
     real_prepare, real_run = backtest.engine.prepare, backtest.results.run
     monkeypatch.setattr(cli.BackgroundCompile, "start", classmethod(lambda cls, enabled=True: _FakeChild(events)))
-    monkeypatch.setattr(backtest.engine, "prepare", lambda cfg: events.append("prepare") or real_prepare(cfg))
+    monkeypatch.setattr(backtest.engine, "prepare", lambda cfg, **kw: events.append("prepare") or real_prepare(cfg, **kw))
     monkeypatch.setattr(backtest.results, "run", lambda cfg, **kw: events.append("simulate") or real_run(cfg, **kw))
     scenario = write_notional_scenario(tmp_path)
     assert cli.main(["run", str(scenario), "--out", str(tmp_path / "out"), "--no-report", "--quiet"]) == 0
