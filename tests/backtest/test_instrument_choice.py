@@ -13,6 +13,7 @@ import backtest as hb
 from backtest.cli import main
 from backtest.instrument_choice import event_days, paired_he_interval, worst_event
 from backtest.windows import Event
+from conftest import SYNTHETIC_SCENARIO
 
 from instr_data import write_btc_coin_prices
 
@@ -124,9 +125,7 @@ def test_compare_names_the_worst_event_from_the_common_days(tmp_path: Path, monk
     monkeypatch.setattr(ic, "worst_event", lambda days, u, windows: seen.append((days, windows)) or real(days, u, windows))
     toml = tmp_path / "c.toml"
     toml.write_text(
-        '[scenario]\nstart = "2024-01-01"\n[data]\nprices = "prices.parquet"\nohlc = ""\n'
-        '[position]\ncoins = ["COIN"]\nunits = [100000]\n'
-        '[index]\nconstituents = ["AAA", "BBB", "CCC", "DDD"]\nmin_history_days = 3\nmax_weight = 0.4\n'
+        SYNTHETIC_SCENARIO +
         '[futures]\ncontract_size = 0.01\n[rebalance]\nmode = "every"\nevery_bars = 24\nwhole_contracts = false\n'
         '[[rules]]\nfamily = "notional"\nfraction = 1.0\n'
         '[events.coin_crash]\nstart = 2024-01-20\nend = 2024-01-23\n'

@@ -328,9 +328,9 @@ def test_a_run_above_the_ledger_limit_is_refused_before_any_hedge_ratio(syntheti
         run(cfg, prepared=engine.prepare(cfg))
 
 
-def test_the_cli_refuses_a_thousand_rules_on_ninety_days_in_one_line(synthetic_prices: Path, capsys,
+def test_the_cli_refuses_over_a_thousand_rules_on_ninety_days_in_one_line(synthetic_prices: Path, capsys,
                                                                      monkeypatch) -> None:
-    """1,000 rules x 2,160 hourly bars = 2.16 M rows > 2 M: exit 2, one line, no output folder,
+    """1,200 rules x about 2,000 hourly bars = about 2.4 M rows > 2 M: exit 2, one line, no output folder,
     and no hedge ratio estimated first."""
     import tomllib
 
@@ -344,12 +344,10 @@ def test_the_cli_refuses_a_thousand_rules_on_ninety_days_in_one_line(synthetic_p
     monkeypatch.setattr(engine, "_market_stage", no_market)
 
     assert MAX_LEDGER_ROWS == 2_000_000
-    lines = ['[scenario]\nname = "many"\nstart = "2024-01-01"\nbar = "1h"\n',
-             f'[data]\nprices = "{synthetic_prices.name}"\nohlc = ""\nmax_fill_bars = 6\n',
-             '[position]\ncoins = ["COIN"]\nunits = [100000]\n',
-             '[index]\nconstituents = ["AAA", "BBB", "CCC", "DDD"]\nmin_constituents = 1\nmin_history_days = 0\n',
-             '[futures]\nkind = "quarterly"\ncontract_size = 1.0\n']
-    lines += [f'[[rules]]\nfamily = "ewma"\nhalflife = {6.0 + 0.01 * i:.2f}\nlabel = "e{i}"\n' for i in range(1000)]
+    from conftest import SYNTHETIC_SCENARIO
+
+    lines = [SYNTHETIC_SCENARIO, '[futures]\nkind = "quarterly"\ncontract_size = 1.0\n']
+    lines += [f'[[rules]]\nfamily = "ewma"\nhalflife = {6.0 + 0.01 * i:.2f}\nlabel = "e{i}"\n' for i in range(1200)]
     cfg = synthetic_prices.parent / "many.toml"
     cfg.write_text("\n".join(lines), encoding="utf-8")
     tomllib.loads(cfg.read_text(encoding="utf-8"))
@@ -357,5 +355,5 @@ def test_the_cli_refuses_a_thousand_rules_on_ninety_days_in_one_line(synthetic_p
     assert main(["run", str(cfg), "--out", str(out), "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
-    assert "config key 'rules': 1,000 rules x " in err[0] and "above the 2,000,000 a run keeps" in err[0], err[0]
+    assert "config key 'rules': 1,200 rules x " in err[0] and "above the 2,000,000 a run keeps" in err[0], err[0]
     assert not out.exists()
