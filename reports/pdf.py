@@ -19,6 +19,14 @@ Layout (A4 landscape):
 
 The file is byte-for-byte reproducible: the PDF metadata carries no creation or
 modification date, and everything drawn is a pure function of the inputs.
+
+Fonts: a page whose text the standard PDF fonts can show (Windows-1252 characters, no
+mathtext) is set in Helvetica and Courier, which PDF readers carry and the file does not
+embed; the few Greek letters of the report's own wording are spelled out there
+(:data:`CORE_SPELLING`: "rho²"). Any other page -- a coin, rule or file name in another
+script -- is set in DejaVu, embedded (TrueType subsets). Embedding DejaVu for every page
+cost about 2 s of the demo report's 3.3 s of PDF writing (per-glyph layout in Python and
+font subsetting), so the standard fonts are the fast path, not a different look.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import math
 import struct
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -37,8 +45,10 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.cbook import is_math_text
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.text import Text
 from PIL import Image
 
 from backtest.schema import PNL_COMPONENTS, RULE_METRICS
@@ -65,6 +75,18 @@ _BOTTOM: Final[float] = 0.55  # room for the footer
 #: Average advance of DejaVu Sans / DejaVu Sans Mono glyphs, in em (for wrapping).
 _SANS_EM: Final[float] = 0.56
 _MONO_EM: Final[float] = 0.602
+#: Characters of the report's own wording that the standard PDF fonts lack, as they are
+#: spelled on a page set in those fonts (the text of every page passes through this table).
+CORE_SPELLING: Final[dict[int, str]] = str.maketrans({"ρ": "rho", "Δ": "delta ", "−": "-"})
+#: Settings of a page set in the standard PDF fonts (not embedded). Their regular face is
+#: named "Medium" in the font metrics matplotlib ships, so "normal" text asks for that weight.
+_CORE_FONTS: Final[dict[str, Any]] = {
+    "pdf.use14corefonts": True,
+    "font.sans-serif": ["Helvetica", "DejaVu Sans"],
+    "font.monospace": ["Courier", "DejaVu Sans Mono"],
+    "font.weight": "medium",
+    "axes.unicode_minus": False,
+}
 #: Most compared variants listed in the PDF table (the full list stays in compare.parquet).
 MAX_COMPARE_ROWS: Final[int] = 100
 
@@ -252,7 +274,8 @@ class _Doc:
         self.pages += 1
         self.fig.text(0.5, 0.3 / PAGE_SIZE[1], f"{self.footer} - page {self.pages}", ha="center",
                       va="bottom", fontsize=8, color="0.4")
-        self.pdf.savefig(self.fig)
+        with page_fonts(self.fig):
+            self.pdf.savefig(self.fig)
         self.fig = None
         if self.progress is not None:
             self.progress("PDF pages", self.pages, max(self.expected_pages, self.pages + 1))
@@ -311,8 +334,11 @@ class _Doc:
 
     def grid(self, header: Sequence[str], rows: Sequence[Sequence[str]], *, right: Sequence[bool],
              size: float = 9.0) -> None:
-        """A table as monospaced text rows; the header repeats on every page."""
-        cells = [[str(c) for c in r] for r in rows]
+        """A table as monospaced text rows; the header repeats on every page. Cells are spelled
+        with :data:`CORE_SPELLING` before the columns are sized (a page in the standard fonts
+        would spell them so, and the columns must stay aligned)."""
+        header = [str(h).translate(CORE_SPELLING) for h in header]
+        cells = [[str(c).translate(CORE_SPELLING) for c in r] for r in rows]
         widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
         total = sum(widths) + 2 * (len(widths) - 1)
         fit = (PAGE_SIZE[0] - 2 * _MARGIN) * 72.0 / (_MONO_EM * max(total, 1))
@@ -350,6 +376,31 @@ class _Doc:
         ax.set_axis_off()
         self.y = PAGE_SIZE[1] - bottom + 0.1
         self.para(caption, size=10)
+
+
+def page_fonts(fig: Figure) -> AbstractContextManager[Any]:
+    """The font settings to save the page ``fig`` with (see the module notes on fonts).
+
+    When the page's texts, spelled with :data:`CORE_SPELLING`, encode as Windows-1252 (the
+    encoding matplotlib writes standard-font text in) and none is mathtext, they are so
+    spelled, their "normal" weight becomes "medium", and the page is set in Helvetica and
+    Courier (:data:`_CORE_FONTS`); otherwise it keeps the embedded DejaVu. Tick labels are
+    made while the page is drawn: they hold digits, signs and the report's own units.
+    """
+    texts = [t for t in fig.findobj(Text) if isinstance(t, Text)]
+    spelled = [t.get_text().translate(CORE_SPELLING) for t in texts]
+    try:
+        "".join(spelled).encode("cp1252")
+    except UnicodeEncodeError:
+        return nullcontext()
+    if any(is_math_text(s) for s in spelled):
+        return nullcontext()
+    for t, s in zip(texts, spelled, strict=True):
+        if s != t.get_text():
+            t.set_text(s)
+        if t.get_fontweight() in ("normal", "regular", "book", 400):
+            t.set_fontweight("medium")
+    return matplotlib.rc_context(_CORE_FONTS)
 
 
 class _PngPassThrough:

@@ -365,3 +365,56 @@ def test_full_size_hourly_ledger_renders_every_event(tmp_path: Path) -> None:
     events = pd.read_csv(files.events_csv)
     assert list(pd.unique(events["event"])) == [e.name for e in load_events()]  # 2021-01 .. 2025-06
     shutil.rmtree(folder)
+
+
+def _page_fonts(reader: pypdf.PdfReader) -> list[set[tuple[str, bool]]]:
+    """Per page: (base font name, embedded?) of every font its content stream selects (``Tf``);
+    matplotlib shares one resource dictionary between all pages."""
+    out = []
+    for page in reader.pages:
+        table = page["/Resources"]["/Font"]
+        fonts = set()
+        for key in set(re.findall(rb"/(F\d+) [\d.]+ Tf", page.get_contents().get_data())):
+            font = table["/" + key.decode()].get_object()
+            desc = font.get("/FontDescriptor")
+            if desc is None and "/DescendantFonts" in font:
+                desc = font["/DescendantFonts"][0].get_object().get("/FontDescriptor")
+            desc = desc.get_object() if desc is not None else {}
+            embedded = "/CharProcs" in font or any(k in desc for k in ("/FontFile", "/FontFile2", "/FontFile3"))
+            fonts.add((str(font["/BaseFont"]), embedded))
+        out.append(fonts)
+    return out
+
+
+def test_pdf_text_is_set_in_the_standard_fonts(rendered) -> None:
+    """The report's pages are set in Helvetica and Courier, not embedded; the oracle's ρ² is
+    spelled "rho²" there (the standard fonts have no Greek)."""
+    folder, _, _, _ = rendered
+    reader = pypdf.PdfReader(folder / "report.pdf")
+    used = set().union(*_page_fonts(reader))
+    assert used and all(not embedded for _, embedded in used), used
+    assert {name.lstrip("/") for name, _ in used} >= {"Helvetica", "Courier"}
+    _, text = _pdf_text(folder / "report.pdf")
+    assert "oracle rho²" in text and "ρ" not in text
+
+
+def test_a_page_the_standard_fonts_cannot_show_embeds_dejavu(tmp_path: Path, caplog) -> None:
+    """A page with a character outside Windows-1252 (a coin named in Greek) keeps the embedded
+    DejaVu and shows the character; the other pages stay in the standard fonts, and no font
+    lookup complains."""
+    from reports.pdf import _pdf_doc
+
+    with caplog.at_level("WARNING", logger="matplotlib.font_manager"), _pdf_doc(tmp_path / "x.pdf", "t") as doc:
+        doc.line("oracle ρ² of FET: 41.6 %")
+        doc.line("Bold heading", weight="bold")
+        doc.line("12,345.00  -6.70", mono=True)
+        doc.new_page()
+        doc.line("coin σίγμα: ρ² 40 %")
+        doc.close()
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+    reader = pypdf.PdfReader(tmp_path / "x.pdf")
+    first, second = _page_fonts(reader)
+    assert first == {("/Helvetica", False), ("/Helvetica-Bold", False), ("/Courier", False)}
+    assert second and all(embedded and "DejaVuSans" in name for name, embedded in second), second
+    assert "oracle rho² of FET" in reader.pages[0].extract_text()
+    assert "coin σίγμα: ρ² 40 %" in reader.pages[1].extract_text()
