@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Final
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.axis import Axis
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.cbook import is_math_text
 from matplotlib.figure import Figure
@@ -378,6 +379,16 @@ class _Doc:
         self.para(caption, size=10)
 
 
+def _page_texts(artist: Any) -> list[Text]:
+    """Every text ``artist`` holds, without making an axis's tick labels (``findobj`` would: an
+    axis makes its ticks when asked for its children); an axis contributes its label and offset
+    text (its tick labels are made from the formatters while the page is drawn)."""
+    if isinstance(artist, Axis):
+        return [artist.label, artist.offsetText]
+    own = [artist] if isinstance(artist, Text) else []
+    return own + [t for child in artist.get_children() for t in _page_texts(child)]
+
+
 def page_fonts(fig: Figure) -> AbstractContextManager[Any]:
     """The font settings to save the page ``fig`` with (see the module notes on fonts).
 
@@ -387,7 +398,7 @@ def page_fonts(fig: Figure) -> AbstractContextManager[Any]:
     Courier (:data:`_CORE_FONTS`); otherwise it keeps the embedded DejaVu. Tick labels are
     made while the page is drawn: they hold digits, signs and the report's own units.
     """
-    texts = [t for t in fig.findobj(Text) if isinstance(t, Text)]
+    texts = _page_texts(fig)
     spelled = [t.get_text().translate(CORE_SPELLING) for t in texts]
     try:
         "".join(spelled).encode("cp1252")
