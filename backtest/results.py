@@ -29,6 +29,7 @@ from backtest.progress import Progress, report as report_progress
 from backtest.metrics import describe_index_held, he_by_horizon, summary_metrics
 from backtest.versions import hedgebt_version, package_versions
 from backtest.market import run_variant
+from strategies.multi import is_multi
 
 #: the output-folder claim (kept under its old name; see :mod:`backtest.atomic`)
 atomic_output_dir = OutputDir
@@ -170,17 +171,23 @@ def run(config: Config, *, prepared: Prepared | None = None, progress: Progress 
     blocks = []
     rules_out: dict[str, Any] = {}
     variants = [variant_for(config, col) for col in range(len(prepared.rules))]
-    safe = min_safe_collaterals(prepared.market, variants, progress=progress)
+    single = [col for col, rule in enumerate(prepared.rules) if not is_multi(rule)]
+    safe = dict(zip(single, min_safe_collaterals(prepared.market, [variants[c] for c in single], progress=progress)))
     for col, (rule, label) in enumerate(zip(prepared.rules, prepared.rule_labels)):
-        variant = variants[col]
-        rows, summ = run_variant(prepared.market, variant)
+        extra: dict[str, Any] = {}
+        if is_multi(rule):  # one isolated-margin leg per instrument (backtest.multi_run)
+            rows, summ, rule_oracle, extra = _multi_rule(config, prepared, rule)
+        else:
+            rows, summ = run_variant(prepared.market, variants[col])
+            summ = {**summ, "margin_need": float(safe[col])}  # min_safe_collateral: margin on, reserve 0
+            rule_oracle = oracle
         report_progress(progress, "rules", col + 1, len(variants))
-        summ = {**summ, "margin_need": float(safe[col])}  # min_safe_collateral: margin on, reserve 0
-        metrics = rule_metrics(rows, summ, bar=prepared.bar, oracle=oracle, alt_value=prepared.market.alt_value,
+        metrics = rule_metrics(rows, summ, bar=prepared.bar, oracle=rule_oracle, alt_value=prepared.market.alt_value,
                                futures_kind=config.futures.kind)
         undefined = undefined_reasons(metrics, summ)
         if undefined:
             metrics["undefined"] = undefined
+        metrics.update(extra)
         metrics["family"] = rule.family
         metrics["warmup_bars"] = int(rule.warmup_bars())
         rules_out[label] = metrics
@@ -192,6 +199,21 @@ def run(config: Config, *, prepared: Prepared | None = None, progress: Progress 
     summary = _summary(config, prepared, rules_out)
     summary["ledger_sha256"] = ledger_sha256(ledger)
     return RunResult(ledger, json.dumps(_clean(summary), indent=2, allow_nan=False), config)
+
+
+def _multi_rule(config: Config, prepared: Prepared, rule: Any) -> tuple[dict[str, np.ndarray], dict[str, float], float, dict[str, Any]]:
+    """A ``multi_min_variance`` rule: combined rows and summary, its in-sample oracle and the
+    per-leg figures for ``summary.json`` (:mod:`backtest.multi_run`)."""
+    from backtest.multi_run import MARGIN_MODEL, leg_figures, run_multi
+
+    out = run_multi(config, prepared, rule)
+    extra = {
+        "instruments": list(rule.instruments),
+        "collateral_split": list(rule.collateral_split),
+        "margin_model": MARGIN_MODEL,
+        "legs": leg_figures(out, bar=prepared.bar, futures_kind=config.futures.kind),
+    }
+    return out.rows, out.summary, out.oracle_r2, extra
 
 
 def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str, Any]:
@@ -215,7 +237,7 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
             "funding_is_proxy": bool(funding and funding["is_proxy"]),
             "basis_source": None if p.notes.basis is None else p.notes.basis.description,
             "basis_is_proxy": bool(p.notes.basis is not None and p.notes.basis.is_proxy),
-            "description": _describe(config, p),
+            "description": _describe(config, p) + _multi_note(p),
         },
         "period": {
             "start": p.ts[0].isoformat(),
@@ -291,6 +313,16 @@ def _index_weights(index: Any, start: pd.Timestamp, end: pd.Timestamp) -> dict[s
     w = w.loc[:, (w > 0).any(axis=0)]
     return {"ts": [pd.Timestamp(t).isoformat() for t in w.index], "symbols": [str(c) for c in w.columns],
             "weights": [[round(float(x), 6) for x in row] for row in w.to_numpy()]}
+
+
+def _multi_note(p: Prepared) -> str:
+    """The margin model of two-instrument rules, for the scenario description (empty without them)."""
+    if not p.legs:
+        return ""
+    from backtest.multi_run import MARGIN_MODEL
+
+    used = dict.fromkeys(u for rule in p.rules if is_multi(rule) for u in rule.instruments)
+    return f" Two-instrument rules short futures on {', '.join(used)}: {MARGIN_MODEL}."
 
 
 def _describe(config: Config, p: Prepared) -> str:

@@ -38,7 +38,7 @@ def main() -> None:
         print(f"{name:<10} in-sample R^2 {r2:.4f}")
     weights = {
         "index": MinVariance(window=WINDOW).hedge_ratio(y, X[:, 0])[:, None],
-        "index+BTC": MultiMinVariance(window=WINDOW).weights(y, X),
+        "index+BTC": MultiMinVariance(instruments=("index", "BTC"), window=WINDOW).weights(y, X),
     }
     for name, w in weights.items():
         cols = [0] if w.shape[1] == 1 else [0, 1]
