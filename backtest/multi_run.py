@@ -116,10 +116,11 @@ def prepare_with_legs(config: Config, rules: tuple[HedgeRule, ...], labels: tupl
                       ledger: bool = False) -> Prepared:
     """:func:`backtest.engine.prepare` for a config with ``multi_min_variance`` rules.
 
-    Every underlying the rules' legs need is prepared (:func:`backtest.engine.prepare_single`
-    with ``futures.underlying`` replaced, as the ``compare`` ``underlyings`` axis does); the
-    replay keeps the bars all of them share: when the windows differ, every market is prepared
-    again with ``scenario.start`` / ``end`` narrowed to the shared span. The result is the
+    The config's own underlying is prepared first; every other underlying the rules' legs need
+    is prepared inside its window (:func:`backtest.engine.prepare_single` with
+    ``futures.underlying`` replaced and ``scenario.start`` / ``end`` narrowed to those bars, as
+    the ``compare`` ``underlyings`` axis does). The replay keeps the bars all of them share: when
+    they differ, every market is prepared again with start / end narrowed to the shared span. The result is the
     config's own replay with ``legs`` = ``((underlying, Prepared), ...)`` on the same bars.
 
     Raises
@@ -132,7 +133,8 @@ def prepare_with_legs(config: Config, rules: tuple[HedgeRule, ...], labels: tupl
     needed = _check_instruments(config, rules)
     own = config.futures.underlying
     main = prepare_single(config, rules, labels, ledger=ledger)
-    legs = {u: main if u == own else prepare_single(_leg_config(config, u), (make_rule("none"),), ("none",))
+    inside = _narrowed(config, main.ts)  # the other underlyings inside the config's own window
+    legs = {u: main if u == own else prepare_single(_leg_config(inside, u), (make_rule("none"),), ("none",))
             for u in needed}
     common = main.ts
     for p in legs.values():
