@@ -58,13 +58,44 @@ from backtest.market import Market, Variant, run_variant
 from strategies.multi import MultiMinVariance, is_multi
 from strategies.rules import HedgeRule, make_rule
 
-__all__ = ["MARGIN_MODEL", "Leg", "MultiRun", "prepare_with_legs", "leg_markets", "combine_legs", "run_multi",
-           "multi_oracle_r2", "refuse_multi"]
+__all__ = ["MARGIN_MODEL", "LEG_COLUMNS", "Leg", "MultiRun", "prepare_with_legs", "leg_markets", "combine_legs",
+           "run_multi", "multi_oracle_r2", "refuse_multi", "leg_frame"]
 
 #: The margin model of a two-instrument hedge, stated wherever its figures are shown.
 MARGIN_MODEL = ("two-instrument hedges are simulated with isolated margin per leg; cross margin (one account "
                 "netting both legs' gains and losses) is not simulated, so the collateral need shown is an "
                 "upper bound for a cross-margined account")
+
+#: Columns of ``legs.parquet`` (one row per bar, two-instrument rule and leg); the kernel's rows keep
+#: their ledger meaning (:data:`backtest.schema.LEDGER_COLUMNS`) for the leg alone.
+LEG_COLUMNS: dict[str, str] = {
+    "ts": "bar open time, UTC",
+    "rule": "two-instrument rule label",
+    "leg": "the leg's futures underlying ('index' or a symbol)",
+    "weight": "the rule's weight h_i[t] for this leg (target futures notional / coin notional)",
+    "contracts": "signed futures position of the leg after the bar (negative = short)",
+    "fut_price": "price of the leg's primary contract at the bar's close (USD)",
+    "contract_id": "expiry of the leg's primary contract, 'PERP' for a perpetual",
+    "hedge_ratio_held": "the leg's held futures notional / coin notional after the bar",
+    "trade_contracts": "contracts of the leg traded for rebalancing in the bar (absolute)",
+    "roll_contracts": "contracts of the leg traded by roll legs in the bar (absolute)",
+    "rebalanced": "True when the leg was resized in the bar",
+    "rolled": "True when the leg rolled (or settled) in the bar",
+    "account": "the leg's isolated account: margin wallet + reserve + unsettled futures P&L (USD)",
+    "pnl_futures": "mark-to-market P&L of the leg over the bar (USD)",
+    "pnl_basis": "part of pnl_futures due to the change of basis (USD)",
+    "fees": "the leg's fees (USD, <= 0)",
+    "slippage": "the leg's half-spread + impact (USD, <= 0)",
+    "roll_cost": "the leg's roll fees, slippage and settlement fees (USD, <= 0)",
+    "funding": "the leg's perpetual funding (USD)",
+    "liquidation_cost": "the leg's liquidation fees (USD, <= 0)",
+    "margin_balance": "the leg's margin wallet + unrealized P&L (USD)",
+    "margin_required": "the leg's maintenance margin (USD)",
+    "margin_excess": "margin_balance - margin_required of the leg (USD)",
+    "margin_reserve": "the leg's reserve left for top-ups (USD)",
+    "margin_call": "True when the leg had a margin call in the bar",
+    "liquidated": "True when the leg was liquidated in the bar",
+}
 
 #: kernel rows that are USD amounts of one leg's account or flows: summed over legs
 _SUMMED = ("pnl_futures", "pnl_basis", "fees", "slippage", "roll_cost", "funding", "liquidation_cost",
@@ -319,3 +350,26 @@ def leg_figures(run: MultiRun, *, bar: pd.Timedelta, futures_kind: str) -> dict[
             "contracts_used": sorted({leg.contract_labels[int(k)] for k in np.unique(leg.market.c0)}),
         }
     return out
+
+
+def leg_frame(run: MultiRun, market: Market, ts: pd.DatetimeIndex, label: str) -> pd.DataFrame:
+    """Every leg's per-bar rows of a two-instrument rule (columns :data:`LEG_COLUMNS`), leg after leg."""
+    spot = np.cumsum(market.alt_flow)
+    T = len(ts)
+    frames = []
+    for i, (leg, rows) in enumerate(zip(run.legs, run.leg_rows)):
+        primary = rows["primary"].astype(np.int64)
+        data: dict[str, Any] = {
+            "ts": ts,
+            "rule": pd.array([label] * T, dtype="string"),
+            "leg": pd.array([leg.underlying] * T, dtype="string"),
+            "weight": run.weights[:, i],
+            "fut_price": leg.market.contract_price(np.arange(T), primary),
+            "contract_id": pd.array(np.asarray(leg.contract_labels, dtype=object)[primary], dtype="string"),
+            "account": (rows["cash"] - spot) + rows["fut_unrealized"],
+        }
+        for name in LEG_COLUMNS:
+            if name not in data:
+                data[name] = rows[name].astype(bool) if name in _ANY else rows[name]
+        frames.append(pd.DataFrame(data, columns=list(LEG_COLUMNS)))
+    return pd.concat(frames, ignore_index=True)

@@ -49,6 +49,13 @@ class RunResult:
     _ledger: pd.DataFrame
     _summary_json: str
     config: Config
+    _legs: pd.DataFrame | None = None
+
+    @property
+    def legs(self) -> pd.DataFrame | None:
+        """Two-instrument rules' per-leg rows (``legs.parquet``; :data:`backtest.multi_run.LEG_COLUMNS`),
+        None without such a rule."""
+        return None if self._legs is None else self._legs.copy(deep=False)
 
     @property
     def ledger(self) -> pd.DataFrame:
@@ -169,6 +176,7 @@ def run(config: Config, *, prepared: Prepared | None = None, progress: Progress 
     check_ledger_rows(len(prepared.rules), len(prepared.ts))
     oracle = prepared.notes.oracle_r2
     blocks = []
+    leg_frames: list[pd.DataFrame] = []
     rules_out: dict[str, Any] = {}
     variants = [variant_for(config, col) for col in range(len(prepared.rules))]
     single = [col for col, rule in enumerate(prepared.rules) if not is_multi(rule)]
@@ -176,7 +184,8 @@ def run(config: Config, *, prepared: Prepared | None = None, progress: Progress 
     for col, (rule, label) in enumerate(zip(prepared.rules, prepared.rule_labels)):
         extra: dict[str, Any] = {}
         if is_multi(rule):  # one isolated-margin leg per instrument (backtest.multi_run)
-            rows, summ, rule_oracle, extra = _multi_rule(config, prepared, rule)
+            rows, summ, rule_oracle, extra, frame = _multi_rule(config, prepared, rule, label)
+            leg_frames.append(frame)
         else:
             rows, summ = run_variant(prepared.market, variants[col])
             summ = {**summ, "margin_need": float(safe[col])}  # min_safe_collateral: margin on, reserve 0
@@ -198,13 +207,15 @@ def run(config: Config, *, prepared: Prepared | None = None, progress: Progress 
     blocks.clear()
     summary = _summary(config, prepared, rules_out)
     summary["ledger_sha256"] = ledger_sha256(ledger)
-    return RunResult(ledger, json.dumps(_clean(summary), indent=2, allow_nan=False), config)
+    legs = pd.concat(leg_frames, ignore_index=True) if leg_frames else None
+    return RunResult(ledger, json.dumps(_clean(summary), indent=2, allow_nan=False), config, legs)
 
 
-def _multi_rule(config: Config, prepared: Prepared, rule: Any) -> tuple[dict[str, np.ndarray], dict[str, float], float, dict[str, Any]]:
-    """A ``multi_min_variance`` rule: combined rows and summary, its in-sample oracle and the
-    per-leg figures for ``summary.json`` (:mod:`backtest.multi_run`)."""
-    from backtest.multi_run import MARGIN_MODEL, leg_figures, run_multi
+def _multi_rule(config: Config, prepared: Prepared, rule: Any,
+                label: str) -> tuple[dict[str, np.ndarray], dict[str, float], float, dict[str, Any], pd.DataFrame]:
+    """A ``multi_min_variance`` rule: combined rows and summary, its in-sample oracle, the
+    per-leg figures for ``summary.json`` and the per-leg rows (:mod:`backtest.multi_run`)."""
+    from backtest.multi_run import MARGIN_MODEL, leg_figures, leg_frame, run_multi
 
     out = run_multi(config, prepared, rule)
     extra = {
@@ -213,7 +224,7 @@ def _multi_rule(config: Config, prepared: Prepared, rule: Any) -> tuple[dict[str
         "margin_model": MARGIN_MODEL,
         "legs": leg_figures(out, bar=prepared.bar, futures_kind=config.futures.kind),
     }
-    return out.rows, out.summary, out.oracle_r2, extra
+    return out.rows, out.summary, out.oracle_r2, extra, leg_frame(out, prepared.market, prepared.ts, label)
 
 
 def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str, Any]:
@@ -389,7 +400,8 @@ def ledger_sha256(ledger: pd.DataFrame) -> str:
 
 
 def write_result_files(result: RunResult, folder: Path) -> None:
-    """``summary.json`` and ``ledger.parquet`` (deterministic bytes for the same inputs).
+    """``summary.json`` and ``ledger.parquet`` (deterministic bytes for the same inputs), and
+    ``legs.parquet`` when the run has two-instrument rules.
 
     ``summary.json`` records ``ledger_sha256``, the SHA-256 of ``ledger.parquet``'s bytes, which
     ``hedgebt report`` checks before rendering. :func:`run` already put it there; it is set
@@ -405,3 +417,5 @@ def write_result_files(result: RunResult, folder: Path) -> None:
         text = json.dumps(summary, indent=2, allow_nan=False)
     write_text(folder / "summary.json", text + "\n")
     write_bytes(folder / "ledger.parquet", data)
+    if result._legs is not None:  # two-instrument rules only: every leg's per-bar rows
+        write_bytes(folder / "legs.parquet", ledger_bytes(result._legs))

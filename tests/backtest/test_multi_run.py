@@ -174,6 +174,15 @@ def test_cli_run_and_report_with_a_single_and_a_multi_rule(tmp_path: Path) -> No
     assert set(multi["legs"]) == {"index", "AAA"} and multi["collateral_split"] == [0.5, 0.5]
     ledger = pd.read_parquet(out / "ledger.parquet")
     assert ledger.groupby("rule").size().nunique() == 1  # every rule on the same bars
+    # legs.parquet: every leg's rows; the ledger's USD flows are their sums, contracts the first leg's
+    legs = pd.read_parquet(out / "legs.parquet")
+    rows = ledger[ledger["rule"] == "multi_min_variance(index+AAA, window=120)"].reset_index(drop=True)
+    by_leg = {u: g.reset_index(drop=True) for u, g in legs.groupby("leg")}
+    assert set(by_leg) == {"index", "AAA"} and len(by_leg["AAA"]) == len(rows)
+    for name in ("pnl_futures", "fees", "margin_balance"):
+        np.testing.assert_allclose(rows[name], by_leg["index"][name] + by_leg["AAA"][name], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(rows["contracts"], by_leg["index"]["contracts"])
+    assert (by_leg["AAA"]["contracts"] != 0).any()
     assert (out / "report.pdf").stat().st_size > 0 and len(list((out / "figures").glob("*.png"))) > 3
     assert "multi_min_variance(index+AAA, window=120)" in (out / "metrics.csv").read_text()
     assert main(["report", str(out), "-q"]) == 0
