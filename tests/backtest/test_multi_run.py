@@ -186,3 +186,7 @@ def test_cli_run_and_report_with_a_single_and_a_multi_rule(tmp_path: Path) -> No
     assert (out / "report.pdf").stat().st_size > 0 and len(list((out / "figures").glob("*.png"))) > 3
     assert "multi_min_variance(index+AAA, window=120)" in (out / "metrics.csv").read_text()
     assert main(["report", str(out), "-q"]) == 0
+    again = tmp_path / "again"
+    assert main(["run", str(path), "--out", str(again), "-q", "--no-report"]) == 0
+    for name in ("summary.json", "ledger.parquet", "legs.parquet"):
+        assert (again / name).read_bytes() == (out / name).read_bytes(), name  # reproducible
