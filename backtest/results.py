@@ -173,7 +173,8 @@ def run(config: Config, *, prepared: Prepared | None = None, progress: Progress 
     (``ConfigError`` on key ``rules`` above it, before any hedge ratio is estimated)."""
     if prepared is None:
         prepared = prepare(config, ledger=True)
-    check_ledger_rows(len(prepared.rules), len(prepared.ts))
+    n_legs = sum(len(rule.instruments) for rule in prepared.rules if is_multi(rule))  # legs.parquet rows per bar
+    check_ledger_rows(len(prepared.rules) + n_legs, len(prepared.ts))
     oracle = prepared.notes.oracle_r2
     blocks = []
     leg_frames: list[pd.DataFrame] = []
