@@ -397,11 +397,18 @@ class Result:
     config: Config
     _ledger: pd.DataFrame = field(repr=False)
     _summary_json: str = field(repr=False)
+    _legs: pd.DataFrame | None = field(default=None, repr=False)
 
     @classmethod
     def from_run(cls, run_result: RunResult) -> Result:
         """Wrap the engine's :class:`~backtest.results.RunResult`."""
-        return cls(config=run_result.config, _ledger=run_result._ledger, _summary_json=run_result.summary_json)
+        return cls(config=run_result.config, _ledger=run_result._ledger, _summary_json=run_result.summary_json,
+                   _legs=run_result._legs)
+
+    @property
+    def legs(self) -> pd.DataFrame | None:
+        """Per-leg rows of two-instrument rules (``legs.parquet``), None without such a rule."""
+        return None if self._legs is None else self._legs.copy()
 
     @classmethod
     def load(cls, folder: str | Path) -> Result:
@@ -414,8 +421,9 @@ class Result:
             config = config_from_mapping(summary.get("config") or {})
         except ConfigError as exc:
             raise DataError(folder / "summary.json", f"its config does not validate: {exc}") from None
+        legs = pd.read_parquet(folder / "legs.parquet") if (folder / "legs.parquet").is_file() else None
         return cls(config=config, _ledger=ledger,
-                   _summary_json=(folder / "summary.json").read_text(encoding="utf-8").rstrip("\n"))
+                   _summary_json=(folder / "summary.json").read_text(encoding="utf-8").rstrip("\n"), _legs=legs)
 
     def __repr__(self) -> str:
         s = self._summary
@@ -503,7 +511,7 @@ class Result:
         """
         claim = folder if isinstance(folder, OutputDir) else OutputDir(folder, force=force)
         with claim as tmp:
-            write_result_files(RunResult(self._ledger, self._summary_json, self.config), tmp)
+            write_result_files(RunResult(self._ledger, self._summary_json, self.config, self._legs), tmp)
             if report:
                 self._write_report(tmp, events, progress)
         return claim.target

@@ -816,6 +816,8 @@ def _build_rules(items: Any) -> tuple[RuleSpec, ...]:
         if label is not None and not isinstance(label, str):
             raise ConfigError(f"{key}.label", f"expected a string, got {label!r}")
         params = tuple(sorted((k, v) for k, v in item.items() if k not in ("family", "label")))
+        if item["family"] == "multi_min_variance":  # list parameters (instruments, ...) kept as tuples
+            params = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in params)
         check_rule_params(item["family"], dict(params), key)
         _validate_rule(item["family"], params, key)
         out.append(RuleSpec(item["family"], params, label))

@@ -37,9 +37,10 @@ from backtest import kernels as K
 from backtest.instrument import check_underlying, is_index, symbol_underlying
 from backtest.market import Market, Variant, run_variant, run_variants
 from backtest.progress import Progress, report as report_progress
+from strategies.multi import is_multi
 from strategies.rules import HedgeRule, make_rule, oracle_r2
 
-__all__ = ["Prepared", "PrepareNotes", "FundingNotes", "InputFile", "prepare", "variant_for", "rule_objects",
+__all__ = ["Prepared", "PrepareNotes", "FundingNotes", "InputFile", "prepare", "prepare_single", "variant_for", "rule_objects",
            "check_ledger_rows", "MAX_LEDGER_ROWS",
            "coin_and_futures_returns", "holding_arrays",
            "min_safe_collaterals", "MIN_SAFE_COLLATERAL_LABEL", "MIN_SAFE_TOL_USD"]
@@ -126,6 +127,10 @@ class Prepared:
     inputs : tuple of InputFile
     notes : PrepareNotes
         Facts for the summary (gaps, funding fills, intrabar coverage, ...).
+    legs : tuple of (str, Prepared)
+        With a ``multi_min_variance`` rule: every underlying its legs need (and the config's
+        own), each prepared on this replay's bars (:func:`backtest.multi_run.prepare_with_legs`);
+        empty otherwise.
     """
 
     market: Market
@@ -141,6 +146,7 @@ class Prepared:
     rule_labels: tuple[str, ...]
     inputs: tuple[InputFile, ...]
     notes: PrepareNotes
+    legs: tuple[tuple[str, "Prepared"], ...] = ()
 
     @property
     def bars_per_day(self) -> float:
@@ -555,7 +561,8 @@ def _market_stage(config: Config, ts: pd.DatetimeIndex, bar: pd.Timedelta, idx: 
         hr=np.zeros((T, 1)), contract_size=config.futures.contract_size,
     )
     coin_ret, fut_ret = coin_and_futures_returns(base)
-    hr = np.column_stack([np.asarray(rule.hedge_ratio(coin_ret, fut_ret), dtype=float) for rule in rules])
+    hr = np.column_stack([np.zeros(T) if is_multi(rule) else np.asarray(rule.hedge_ratio(coin_ret, fut_ret), dtype=float)
+                          for rule in rules])
     if not np.isfinite(hr).all():
         bad = int(np.flatnonzero(~np.isfinite(hr).all(axis=1))[0])
         raise ConfigError("rules", f"a rule returned a non-finite hedge ratio at {ts[bad]}")
@@ -609,6 +616,17 @@ def prepare(config: Config, *, ledger: bool = False) -> Prepared:
     known, before the hedge ratios are estimated.
     """
     rules, labels = rule_objects(config)
+    if any(is_multi(rule) for rule in rules):
+        from backtest.multi_run import prepare_with_legs
+
+        return prepare_with_legs(config, rules, labels, ledger=ledger)
+    return prepare_single(config, rules, labels, ledger=ledger)
+
+
+def prepare_single(config: Config, rules: tuple[HedgeRule, ...], labels: tuple[str, ...], *,
+                   ledger: bool = False) -> Prepared:
+    """:func:`prepare` for futures on the config's one underlying (``multi_min_variance`` rules get
+    a placeholder hedge-ratio column of zeros: :mod:`backtest.multi_run` replays them)."""
     inputs: list[InputFile] = []
     prices = _price_stage(config, inputs)
     index = _index_stage(config, prices, inputs)

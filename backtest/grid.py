@@ -130,6 +130,9 @@ def parse_compare(config: Config) -> CompareSpec:
     rules: list[RuleSpec] = []
     for i, table in enumerate(raw.get("rules", [])):
         key = f"compare.rules[{i}]"
+        if isinstance(table, Mapping) and table.get("family") == "multi_min_variance":
+            raise ConfigError(f"{key}.family", "'multi_min_variance' is not available in `hedgebt compare` (the grid "
+                                               "replays one futures position per variant); run it with `hedgebt run`")
         for combo in _expand(table, key):
             family = combo.pop("family", None)
             if not isinstance(family, str):

@@ -29,6 +29,7 @@ from backtest.progress import Progress, report as report_progress
 from backtest.metrics import describe_index_held, he_by_horizon, summary_metrics
 from backtest.versions import hedgebt_version, package_versions
 from backtest.market import run_variant
+from strategies.multi import is_multi
 
 #: the output-folder claim (kept under its old name; see :mod:`backtest.atomic`)
 atomic_output_dir = OutputDir
@@ -48,6 +49,13 @@ class RunResult:
     _ledger: pd.DataFrame
     _summary_json: str
     config: Config
+    _legs: pd.DataFrame | None = None
+
+    @property
+    def legs(self) -> pd.DataFrame | None:
+        """Two-instrument rules' per-leg rows (``legs.parquet``; :data:`backtest.multi_run.LEG_COLUMNS`),
+        None without such a rule."""
+        return None if self._legs is None else self._legs.copy(deep=False)
 
     @property
     def ledger(self) -> pd.DataFrame:
@@ -165,22 +173,31 @@ def run(config: Config, *, prepared: Prepared | None = None, progress: Progress 
     (``ConfigError`` on key ``rules`` above it, before any hedge ratio is estimated)."""
     if prepared is None:
         prepared = prepare(config, ledger=True)
-    check_ledger_rows(len(prepared.rules), len(prepared.ts))
+    n_legs = sum(len(rule.instruments) for rule in prepared.rules if is_multi(rule))  # legs.parquet rows per bar
+    check_ledger_rows(len(prepared.rules) + n_legs, len(prepared.ts))
     oracle = prepared.notes.oracle_r2
     blocks = []
+    leg_frames: list[pd.DataFrame] = []
     rules_out: dict[str, Any] = {}
     variants = [variant_for(config, col) for col in range(len(prepared.rules))]
-    safe = min_safe_collaterals(prepared.market, variants, progress=progress)
+    single = [col for col, rule in enumerate(prepared.rules) if not is_multi(rule)]
+    safe = dict(zip(single, min_safe_collaterals(prepared.market, [variants[c] for c in single], progress=progress)))
     for col, (rule, label) in enumerate(zip(prepared.rules, prepared.rule_labels)):
-        variant = variants[col]
-        rows, summ = run_variant(prepared.market, variant)
+        extra: dict[str, Any] = {}
+        if is_multi(rule):  # one isolated-margin leg per instrument (backtest.multi_run)
+            rows, summ, rule_oracle, extra, frame = _multi_rule(config, prepared, rule, label)
+            leg_frames.append(frame)
+        else:
+            rows, summ = run_variant(prepared.market, variants[col])
+            summ = {**summ, "margin_need": float(safe[col])}  # min_safe_collateral: margin on, reserve 0
+            rule_oracle = oracle
         report_progress(progress, "rules", col + 1, len(variants))
-        summ = {**summ, "margin_need": float(safe[col])}  # min_safe_collateral: margin on, reserve 0
-        metrics = rule_metrics(rows, summ, bar=prepared.bar, oracle=oracle, alt_value=prepared.market.alt_value,
+        metrics = rule_metrics(rows, summ, bar=prepared.bar, oracle=rule_oracle, alt_value=prepared.market.alt_value,
                                futures_kind=config.futures.kind)
         undefined = undefined_reasons(metrics, summ)
         if undefined:
             metrics["undefined"] = undefined
+        metrics.update(extra)
         metrics["family"] = rule.family
         metrics["warmup_bars"] = int(rule.warmup_bars())
         rules_out[label] = metrics
@@ -191,7 +208,24 @@ def run(config: Config, *, prepared: Prepared | None = None, progress: Progress 
     blocks.clear()
     summary = _summary(config, prepared, rules_out)
     summary["ledger_sha256"] = ledger_sha256(ledger)
-    return RunResult(ledger, json.dumps(_clean(summary), indent=2, allow_nan=False), config)
+    legs = pd.concat(leg_frames, ignore_index=True) if leg_frames else None
+    return RunResult(ledger, json.dumps(_clean(summary), indent=2, allow_nan=False), config, legs)
+
+
+def _multi_rule(config: Config, prepared: Prepared, rule: Any,
+                label: str) -> tuple[dict[str, np.ndarray], dict[str, float], float, dict[str, Any], pd.DataFrame]:
+    """A ``multi_min_variance`` rule: combined rows and summary, its in-sample oracle, the
+    per-leg figures for ``summary.json`` and the per-leg rows (:mod:`backtest.multi_run`)."""
+    from backtest.multi_run import MARGIN_MODEL, leg_figures, leg_frame, run_multi
+
+    out = run_multi(config, prepared, rule)
+    extra = {
+        "instruments": list(rule.instruments),
+        "collateral_split": list(rule.collateral_split),
+        "margin_model": MARGIN_MODEL,
+        "legs": leg_figures(out, bar=prepared.bar, futures_kind=config.futures.kind),
+    }
+    return out.rows, out.summary, out.oracle_r2, extra, leg_frame(out, prepared.market, prepared.ts, label)
 
 
 def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str, Any]:
@@ -215,7 +249,7 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
             "funding_is_proxy": bool(funding and funding["is_proxy"]),
             "basis_source": None if p.notes.basis is None else p.notes.basis.description,
             "basis_is_proxy": bool(p.notes.basis is not None and p.notes.basis.is_proxy),
-            "description": _describe(config, p),
+            "description": _describe(config, p) + _multi_note(p),
         },
         "period": {
             "start": p.ts[0].isoformat(),
@@ -293,6 +327,16 @@ def _index_weights(index: Any, start: pd.Timestamp, end: pd.Timestamp) -> dict[s
             "weights": [[round(float(x), 6) for x in row] for row in w.to_numpy()]}
 
 
+def _multi_note(p: Prepared) -> str:
+    """The margin model of two-instrument rules, for the scenario description (empty without them)."""
+    if not p.legs:
+        return ""
+    from backtest.multi_run import MARGIN_MODEL
+
+    used = dict.fromkeys(u for rule in p.rules if is_multi(rule) for u in rule.instruments)
+    return f" Two-instrument rules short futures on {', '.join(used)}: {MARGIN_MODEL}."
+
+
 def _describe(config: Config, p: Prepared) -> str:
     coins = ", ".join(p.coins)
     pos = config.position
@@ -357,7 +401,8 @@ def ledger_sha256(ledger: pd.DataFrame) -> str:
 
 
 def write_result_files(result: RunResult, folder: Path) -> None:
-    """``summary.json`` and ``ledger.parquet`` (deterministic bytes for the same inputs).
+    """``summary.json`` and ``ledger.parquet`` (deterministic bytes for the same inputs), and
+    ``legs.parquet`` when the run has two-instrument rules.
 
     ``summary.json`` records ``ledger_sha256``, the SHA-256 of ``ledger.parquet``'s bytes, which
     ``hedgebt report`` checks before rendering. :func:`run` already put it there; it is set
@@ -373,3 +418,5 @@ def write_result_files(result: RunResult, folder: Path) -> None:
         text = json.dumps(summary, indent=2, allow_nan=False)
     write_text(folder / "summary.json", text + "\n")
     write_bytes(folder / "ledger.parquet", data)
+    if result._legs is not None:  # two-instrument rules only: every leg's per-bar rows
+        write_bytes(folder / "legs.parquet", ledger_bytes(result._legs))

@@ -191,6 +191,9 @@ def run_scan(config: Config, spec: ScanSpec, *, progress: bool = False) -> tuple
     on ``u``) and ``rule_u``; then ``best_underlying``, ``best_rule``, ``best_he_daily``.
     Ranked by ``best_he_daily`` (1 = most hedgeable).
     """
+    from backtest.multi_run import refuse_multi
+
+    refuse_multi(config, "scan")
     spans = coin_spans(config).set_index("symbol")
     known = set(spans.index)
     for u in spec.underlyings:

@@ -349,6 +349,9 @@ def run_stress(config: Config, spec: StressSpec, *, prepared: Prepared | None = 
                scheduler: str = "none", progress: Progress | None = None) -> StressResult:
     """Bootstrap ``spec.paths`` paths of ``spec.horizon_days`` and replay the hedge on each
     for every collateral level (see the module docstring for the method)."""
+    from backtest.multi_run import refuse_multi
+
+    refuse_multi(config, "stress")
     prepared = prepare(config) if prepared is None else prepared
     T = prepared.market.n_bars
     H = int(round(spec.horizon_days * prepared.bars_per_day)) + 1

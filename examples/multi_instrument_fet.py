@@ -5,7 +5,8 @@ Run from the repository root: ``python examples/multi_instrument_fet.py``
 In sample, the OLS R^2 of FET returns on index + BTC futures returns can only be >= either single one.
 Out of sample, the hedge of bar t uses weights estimated on bars up to t - 1 (rolling 720 hourly bars):
 single-instrument rolling min-variance on the index vs two-instrument ``multi_min_variance`` weights.
-The kernel cannot yet hold two futures positions, so this compares hedged *returns* (no costs, no margin).
+This compares hedged *returns* (no costs, no margin); the full replay with costs, rolls and isolated margin
+per leg is ``hedgebt run backtest/scenarios/multi_fet.toml --out out/multi``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def main() -> None:
         print(f"{name:<10} in-sample R^2 {r2:.4f}")
     weights = {
         "index": MinVariance(window=WINDOW).hedge_ratio(y, X[:, 0])[:, None],
-        "index+BTC": MultiMinVariance(window=WINDOW).weights(y, X),
+        "index+BTC": MultiMinVariance(instruments=("index", "BTC"), window=WINDOW).weights(y, X),
     }
     for name, w in weights.items():
         cols = [0] if w.shape[1] == 1 else [0, 1]

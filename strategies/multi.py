@@ -11,9 +11,10 @@ centred data; an *observation* is a bar where the coin and every instrument retu
 finite. In sample, the k-instrument R^2 can only be >= any single instrument's; out of
 sample it need not be, which is what a replay would show.
 
-Scope: this module gives the weights only. Holding one futures position per instrument
-needs a multi-position kernel, which is not part of this change; the family is therefore
-not registered in :func:`strategies.rules.make_rule` yet.
+The replay (:mod:`backtest.multi_run`) shorts one futures leg per instrument, leg ``i``
+sized by ``h_i[t]`` exactly as a single-instrument rule with hedge ratio ``h_i`` would be,
+each leg on its own (isolated) margin account holding ``collateral_split[i]`` of the
+configured collateral and reserve.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 
 from backtest.errors import ConfigError
 
-__all__ = ["rolling_multi_beta", "MultiMinVariance"]
+__all__ = ["rolling_multi_beta", "MultiMinVariance", "is_multi"]
 
 #: relative size below which the centred cross-product matrix counts as singular
 _DEGENERATE_REL = 1e-9
@@ -103,40 +104,81 @@ def rolling_multi_beta(y: np.ndarray, X: np.ndarray, window: int, min_periods: i
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MultiMinVariance:
     """Rolling multivariate minimum-variance weights on k instruments.
 
     Parameters
     ----------
+    instruments : tuple of str
+        The futures underlyings, in order: each ``"index"`` or a symbol of the price data;
+        at least 2, all distinct (whether a symbol exists is checked when the data is read).
     window : int
-        Observations per regression (>= 3).
+        Observations per regression (>= k + 1).
     min_periods : int, optional
         Observations before the first estimate; default ``window``.
     warmup : tuple of float, optional
         Weights used before the first estimate (and carried over non-observation bars
         until then); default 1 on the first instrument, 0 on the others (a notional hedge
         on the index).
+    collateral_split : tuple of float, optional
+        Fractions of ``margin.collateral_usd`` and ``margin.reserve_usd`` given to each leg's
+        isolated margin account: >= 0, summing to 1 (within 1e-9); default equal, ``1 / k`` each.
     """
 
+    instruments: tuple[str, ...]
     window: int
     min_periods: int | None = None
     warmup: tuple[float, ...] | None = None
+    collateral_split: tuple[float, ...] | None = None
     family: ClassVar[str] = "multi_min_variance"
 
     def __post_init__(self) -> None:
-        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 3:
-            raise ConfigError("rules.multi_min_variance.window", f"expected an integer >= 3, got {self.window!r}")
+        self._check_instruments()
+        lo = len(self.instruments) + 1  # an intercept and k slopes
+        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < lo:
+            raise ConfigError("rules.multi_min_variance.window", f"expected an integer >= {lo}, got {self.window!r}")
         mp = self.window if self.min_periods is None else self.min_periods
-        if isinstance(mp, bool) or not isinstance(mp, int) or not 3 <= mp <= self.window:
-            raise ConfigError("rules.multi_min_variance.min_periods", f"expected an integer in [3, {self.window}], got {mp!r}")
+        if isinstance(mp, bool) or not isinstance(mp, int) or not lo <= mp <= self.window:
+            raise ConfigError("rules.multi_min_variance.min_periods", f"expected an integer in [{lo}, {self.window}], got {mp!r}")
         object.__setattr__(self, "min_periods", mp)
-        if self.warmup is not None and not all(isinstance(w, (int, float)) and math.isfinite(w) for w in self.warmup):
-            raise ConfigError("rules.multi_min_variance.warmup", f"expected finite weights, got {self.warmup!r}")
+        if self.warmup is not None:
+            if not isinstance(self.warmup, (list, tuple)) or not all(
+                    isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in self.warmup):
+                raise ConfigError("rules.multi_min_variance.warmup", f"expected finite weights, got {self.warmup!r}")
+            object.__setattr__(self, "warmup", tuple(float(w) for w in self.warmup))
+        self._check_split()
+
+    def _check_instruments(self) -> None:
+        key = "rules.multi_min_variance.instruments"
+        value = self.instruments
+        if not isinstance(value, (list, tuple)) or not all(isinstance(u, str) and u for u in value):
+            raise ConfigError(key, f"expected a list of futures underlyings ('index' or a symbol), got {value!r}")
+        if len(value) < 2:
+            raise ConfigError(key, f"expected at least 2 instruments, got {list(value)!r}")
+        if len(set(value)) != len(value):
+            raise ConfigError(key, f"expected distinct instruments, got {list(value)!r}")
+        object.__setattr__(self, "instruments", tuple(value))
+
+    def _check_split(self) -> None:
+        key = "rules.multi_min_variance.collateral_split"
+        k = len(self.instruments)
+        value = self.collateral_split
+        if value is None:
+            object.__setattr__(self, "collateral_split", tuple(1.0 / k for _ in range(k)))
+            return
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in value):
+            raise ConfigError(key, f"expected {k} finite fractions, got {value!r}")
+        if len(value) != k:
+            raise ConfigError(key, f"expected {k} fractions (one per instrument), got {len(value)}")
+        if any(w < 0 for w in value) or abs(sum(value) - 1.0) > 1e-9:
+            raise ConfigError(key, f"expected fractions >= 0 summing to 1, got {list(value)!r}")
+        object.__setattr__(self, "collateral_split", tuple(float(w) for w in value))
 
     @property
     def name(self) -> str:
-        return f"multi_min_variance(window={self.window})"
+        return f"multi_min_variance({'+'.join(self.instruments)}, window={self.window})"
 
     def warmup_bars(self) -> int:
         assert self.min_periods is not None
@@ -147,6 +189,8 @@ class MultiMinVariance:
         without an estimate, the warm-up weights before the first one."""
         X = np.asarray(fut_rets, dtype=float)
         k = X.shape[1]
+        if k != len(self.instruments):
+            raise ValueError(f"expected {len(self.instruments)} instrument return columns, got {k}")
         if self.min_periods is not None and self.min_periods < k + 1:
             raise ConfigError("rules.multi_min_variance.min_periods", f"expected >= {k + 1} for {k} instruments")
         warm = np.zeros(k)
@@ -164,3 +208,8 @@ class MultiMinVariance:
                 last = raw[t]
             out[t] = last
         return out
+
+
+def is_multi(rule: object) -> bool:
+    """True for a rule that holds one futures leg per instrument (``multi_min_variance``)."""
+    return isinstance(rule, MultiMinVariance)

@@ -27,6 +27,9 @@ Rules and formulas (``family``: class)
     GARCH(1,1) volatilities and a DCC(1,1) correlation, fitted walk-forward:
     ``h[t] = rho_{t+1|t} * sigma_{S, t+1|t} / sigma_{F, t+1|t}``; see the docstring of
     :mod:`strategies.kernels` for recursions and estimation.
+``multi_min_variance``: :class:`strategies.multi.MultiMinVariance`
+    One short futures leg per instrument (e.g. the index and BTC), weights from a rolling
+    multivariate OLS; replayed leg by leg by :mod:`backtest.multi_run` (no ``hedge_ratio``).
 
 Missing returns
     A bar where either return is not finite (bar 0, data gaps) is skipped by every
@@ -54,6 +57,7 @@ import numpy as np
 
 from backtest.errors import ConfigError
 from strategies import kernels
+from strategies.multi import MultiMinVariance
 
 __all__ = [
     "WarmUp",
@@ -431,7 +435,7 @@ class Dynamic:
 
 RULES: dict[str, type[HedgeRule]] = {
     cls.family: cls  # type: ignore[misc]
-    for cls in (NoHedge, Fixed, Notional, MinVariance, EWMA, Dynamic)
+    for cls in (NoHedge, Fixed, Notional, MinVariance, EWMA, Dynamic, MultiMinVariance)
 }
 """Rule classes by family name."""
 

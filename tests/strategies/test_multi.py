@@ -40,12 +40,12 @@ def test_expanding_start_and_rule_fill(rng) -> None:
     t = obs[49]  # 50 observations so far: all of them
     fit = sm.OLS(y[obs[:50]], sm.add_constant(X[obs[:50]])).fit()
     np.testing.assert_allclose(beta[t], fit.params[1:], rtol=1e-9)
-    w = MultiMinVariance(window=100, min_periods=20).weights(y, X)
+    w = MultiMinVariance(instruments=("index", "BTC"), window=100, min_periods=20).weights(y, X)
     assert np.isfinite(w).all()
     np.testing.assert_array_equal(w[0], [1.0, 0.0])  # notional on the index before the first estimate
     np.testing.assert_array_equal(w[250], w[249])  # carried over a non-observation bar
     # the past never changes when the future is appended
-    w_short = MultiMinVariance(window=100, min_periods=20).weights(y[:300], X[:300])
+    w_short = MultiMinVariance(instruments=("index", "BTC"), window=100, min_periods=20).weights(y[:300], X[:300])
     np.testing.assert_array_equal(w_short, w[:300])
 
 
@@ -54,4 +54,4 @@ def test_singular_window_gives_no_estimate(rng) -> None:
     X = np.column_stack([x, 2 * x])  # collinear instruments
     assert np.isnan(rolling_multi_beta(rng.normal(size=50), X, 20, 20)).all()
     with pytest.raises(ConfigError, match="window"):
-        MultiMinVariance(window=2)
+        MultiMinVariance(instruments=("index", "BTC"), window=2)

@@ -300,7 +300,8 @@ def test_make_rule_builds_each_family() -> None:
     assert make_rule("min_variance", window=720) == MinVariance(720, "notional", 720)
     assert make_rule("ewma", halflife=168, warmup="none") == EWMA(168.0, "none")
     assert make_rule("dynamic", refit_bars=720, fit_window=8760) == Dynamic(720, 500, 8760)
-    assert set(RULES) == {"none", "fixed", "notional", "min_variance", "ewma", "dynamic"}
+    assert make_rule("multi_min_variance", instruments=["index", "BTC"], window=720).collateral_split == (0.5, 0.5)
+    assert set(RULES) == {"none", "fixed", "notional", "min_variance", "ewma", "dynamic", "multi_min_variance"}
 
 
 @pytest.mark.parametrize(
