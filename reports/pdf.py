@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import struct
 import textwrap
@@ -79,15 +80,37 @@ _MONO_EM: Final[float] = 0.602
 #: Characters of the report's own wording that the standard PDF fonts lack, as they are
 #: spelled on a page set in those fonts (the text of every page passes through this table).
 CORE_SPELLING: Final[dict[int, str]] = str.maketrans({"ρ": "rho", "Δ": "delta ", "−": "-"})
-#: Settings of a page set in the standard PDF fonts (not embedded). Their regular face is
-#: named "Medium" in the font metrics matplotlib ships, so "normal" text asks for that weight.
+#: Settings of a page set in the standard PDF fonts (not embedded).
 _CORE_FONTS: Final[dict[str, Any]] = {
     "pdf.use14corefonts": True,
     "font.sans-serif": ["Helvetica", "DejaVu Sans"],
     "font.monospace": ["Courier", "DejaVu Sans Mono"],
-    "font.weight": "medium",
     "axes.unicode_minus": False,
 }
+
+
+class _RegularIsMedium(logging.Filter):
+    """Drops matplotlib's notice that a standard font has no "normal" weight: the regular face of
+    Helvetica and Courier is named "Medium" in the font metrics matplotlib ships, and that face
+    is the one it then uses, as intended."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not (msg.startswith("findfont: Failed to find font weight normal for ")
+                    and msg.endswith(", now using medium."))
+
+
+@contextmanager
+def _core_fonts() -> Iterator[None]:
+    """:data:`_CORE_FONTS` in force, and :class:`_RegularIsMedium` on matplotlib's font lookup log."""
+    log = logging.getLogger("matplotlib.font_manager")
+    quiet = _RegularIsMedium()
+    log.addFilter(quiet)
+    try:
+        with matplotlib.rc_context(_CORE_FONTS):
+            yield
+    finally:
+        log.removeFilter(quiet)
 #: Most compared variants listed in the PDF table (the full list stays in compare.parquet).
 MAX_COMPARE_ROWS: Final[int] = 100
 
@@ -379,12 +402,18 @@ class _Doc:
         self.para(caption, size=10)
 
 
-def _page_texts(artist: Any) -> list[Text]:
-    """Every text ``artist`` holds, without making an axis's tick labels (``findobj`` would: an
-    axis makes its ticks when asked for its children); an axis contributes its label and offset
-    text (its tick labels are made from the formatters while the page is drawn)."""
+def _page_texts(artist: Any) -> list[Text | str]:
+    """Every text ``artist`` holds, and the fixed tick labels its axes will show.
+
+    Unlike ``findobj`` this makes no tick: an axis makes its ticks when asked for its children.
+    An axis contributes its label, its offset text, the ticks it has already made (their labels
+    are filled in when the page is drawn) and the strings of a fixed tick formatter (labels set
+    with ``set_xticks(..., labels)``); other tick labels come from the report's number formatters.
+    """
     if isinstance(artist, Axis):
-        return [artist.label, artist.offsetText]
+        made = [*vars(artist).get("majorTicks", []), *vars(artist).get("minorTicks", [])]
+        fixed = [str(x) for x in getattr(artist.get_major_formatter(), "seq", ())]
+        return [artist.label, artist.offsetText, *(lab for tick in made for lab in (tick.label1, tick.label2)), *fixed]
     own = [artist] if isinstance(artist, Text) else []
     return own + [t for child in artist.get_children() for t in _page_texts(child)]
 
@@ -394,24 +423,24 @@ def page_fonts(fig: Figure) -> AbstractContextManager[Any]:
 
     When the page's texts, spelled with :data:`CORE_SPELLING`, encode as Windows-1252 (the
     encoding matplotlib writes standard-font text in) and none is mathtext, they are so
-    spelled, their "normal" weight becomes "medium", and the page is set in Helvetica and
-    Courier (:data:`_CORE_FONTS`); otherwise it keeps the embedded DejaVu. Tick labels are
-    made while the page is drawn: they hold digits, signs and the report's own units.
+    spelled and the page is set in Helvetica and Courier (:func:`_core_fonts`); otherwise it
+    keeps the embedded DejaVu. Tick labels not made yet are made while the page is drawn:
+    they hold digits, signs and the report's own units.
     """
-    texts = _page_texts(fig)
-    spelled = [t.get_text().translate(CORE_SPELLING) for t in texts]
+    found = _page_texts(fig)
+    strings = [t if isinstance(t, str) else t.get_text() for t in found]
+    # a fixed tick label is drawn as given (it is not a Text yet): it is not respelled
+    spelled = [s if isinstance(t, str) else s.translate(CORE_SPELLING) for t, s in zip(found, strings, strict=True)]
     try:
         "".join(spelled).encode("cp1252")
     except UnicodeEncodeError:
         return nullcontext()
     if any(is_math_text(s) for s in spelled):
         return nullcontext()
-    for t, s in zip(texts, spelled, strict=True):
-        if s != t.get_text():
-            t.set_text(s)
-        if t.get_fontweight() in ("normal", "regular", "book", 400):
-            t.set_fontweight("medium")
-    return matplotlib.rc_context(_CORE_FONTS)
+    for t, s, new in zip(found, strings, spelled, strict=True):
+        if isinstance(t, Text) and new != s:
+            t.set_text(new)
+    return _core_fonts()
 
 
 class _PngPassThrough:

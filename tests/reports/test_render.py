@@ -418,3 +418,25 @@ def test_a_page_the_standard_fonts_cannot_show_embeds_dejavu(tmp_path: Path, cap
     assert second and all(embedded and "DejaVuSans" in name for name, embedded in second), second
     assert "oracle rho² of FET" in reader.pages[0].extract_text()
     assert "coin σίγμα: ρ² 40 %" in reader.pages[1].extract_text()
+
+
+def test_fixed_tick_labels_decide_the_page_fonts_too(tmp_path: Path, caplog) -> None:
+    """Tick labels set as a fixed list (rule names on the summary's HE panel) are checked
+    before the page is drawn: a rule named in Greek keeps the page in embedded DejaVu, and
+    its name is shown as given; an ASCII one leaves the page in Helvetica without a notice."""
+    from reports.pdf import _pdf_doc
+
+    with caplog.at_level("WARNING", logger="matplotlib.font_manager"), _pdf_doc(tmp_path / "x.pdf", "t") as doc:
+        for names in (["notional", "ewma"], ["notional", "ρυθμός"]):
+            fig = doc.new_page()
+            ax = fig.add_axes((0.2, 0.2, 0.6, 0.6))
+            ax.plot([0, 1], [0, 1], label="coin alone")
+            ax.set_yticks([0.25, 0.75], labels=names)
+            ax.legend()
+        doc.close()
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+    reader = pypdf.PdfReader(tmp_path / "x.pdf")
+    first, second = _page_fonts(reader)
+    assert first and all(not embedded for _, embedded in first), first
+    assert second and all(embedded for _, embedded in second), second
+    assert "ρυθμός" in reader.pages[1].extract_text()
