@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from backtest.background_compile import BackgroundCompile
 from backtest.errors import ConfigError, HedgeBTError
@@ -50,9 +50,10 @@ class _Console:
     (:meth:`progress`); off a terminal and with ``--quiet`` there are no bars.
     """
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, record: list[tuple[Any, ...]] | None = None) -> None:
         self.quiet = quiet
-        self.tty = sys.stderr.isatty()
+        self.record = record  # a console of a forked run: lines kept for the command to replay
+        self.tty = sys.stderr.isatty() and record is None
         self._announced = False
         self._line_open = False  # a terminal stage line waits for its " 1.2 s"
         self._bars: dict[str, Any] = {}
@@ -95,13 +96,36 @@ class _Console:
         self._bars.clear()
 
     def say(self, line: str = "") -> None:
-        if not self.quiet:
+        if self.quiet:
+            return
+        if self.record is not None:
+            self.record.append(("say", line))
+        else:
             print(line, flush=True)
+
+    def replay(self, lines: Sequence[tuple[Any, ...]]) -> None:
+        """Print what a forked run's console recorded (:class:`backtest.forked.ForkedRun`), as
+        this console would have: ``("say", line)`` and ``("stage", what, seconds)``."""
+        if self.quiet:
+            return
+        stream = sys.stderr if self.tty else sys.stdout
+        for kind, *rest in lines:
+            if kind == "say":
+                print(rest[0], flush=True)
+            elif self.tty:
+                print(f"hedgebt: {rest[0]} ... {rest[1]:.1f} s", file=stream, flush=True)
+            else:
+                print(f"hedgebt: {rest[0]} ...\nhedgebt: {rest[0]}: {rest[1]:.1f} s", file=stream, flush=True)
 
     @contextmanager
     def stage(self, what: str) -> Iterator[None]:
         if self.quiet:
             yield
+            return
+        if self.record is not None:
+            started = time.perf_counter()
+            yield
+            self.record.append(("stage", what, time.perf_counter() - started))
             return
         stream = sys.stderr if self.tty else sys.stdout
         started = time.perf_counter()
@@ -123,7 +147,7 @@ class _Console:
 
     def announce_compile(self) -> None:
         """Say once that numba compiles the kernels on the first run after an install."""
-        if self._announced or self.quiet or _kernels_cached():
+        if self._announced or self.quiet or self.record is not None or _kernels_cached():
             return
         self._announced = True
         print("hedgebt: compiling the numba kernels, once after an install (about half a minute on 2 cores); "
@@ -202,11 +226,12 @@ def _claim(out: str | Path, force: bool, config_path: Path):
 
 def _run_one(console: _Console, config_path: Path, out: str | Path, force: bool, *, report: bool = True,
              shown: Path | None = None, background: BackgroundCompile | None = None,
-             compile_ahead: bool = False) -> None:
+             compile_ahead: bool = False, simulated: Callable[[], object] | None = None) -> None:
     """Run one scenario into ``out``. With ``background`` (a child compiling the bar loop into
     numba's cache; or one started here, once the config is read, when ``compile_ahead``), the
     data, index and hedge ratios are prepared first and the child is waited for before the
-    first bar-loop call (:mod:`backtest.background_compile`)."""
+    first bar-loop call (:mod:`backtest.background_compile`). ``simulated`` is called once the
+    replay is done, before the results are written."""
     from contextlib import nullcontext
 
     from backtest import api
@@ -226,6 +251,8 @@ def _run_one(console: _Console, config_path: Path, out: str | Path, force: bool,
             child.wait()
         result = api.Result.from_run(run(config, prepared=prepared, progress=console.progress()))
         del prepared  # the inputs go before the report, as when the run prepares them itself
+    if simulated is not None:
+        simulated()
     with console.stage("writing results" + (" and the report" if report else "")):
         result.save(claim, report=report, progress=console.progress())
     _print_summary(console, result.summary)
@@ -234,16 +261,43 @@ def _run_one(console: _Console, config_path: Path, out: str | Path, force: bool,
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    """Both bundled scenarios. The perpetual one runs in a forked process
+    (:class:`backtest.forked.ForkedRun`) from the moment the quarterly one has been replayed
+    (its kernels compiled, which the fork inherits), beside the quarterly report; its console
+    lines are printed after the quarterly ones. Without ``os.fork`` they run one after the other."""
+    from contextlib import ExitStack
+
     from backtest.api import bundled_scenario
     from backtest.atomic import OutputDir
+    from backtest.forked import ForkedRun
 
     console = _Console(args.quiet)
     out = Path(args.out)
-    with OutputDir(args.out, force=args.force) as tmp, BackgroundCompile.start(_background_enabled()) as background:
-        for name, sub in zip(DEMO_CONFIGS, ("quarterly", "perpetual")):
-            _run_one(console, bundled_scenario(name), tmp / sub, False, report=not args.no_report, shown=out / sub,
-                     background=background)
-    for sub in ("quarterly", "perpetual"):
+    report = not args.no_report
+    (first, first_dir), (second, second_dir) = zip(DEMO_CONFIGS, ("quarterly", "perpetual"), strict=True)
+    with OutputDir(args.out, force=args.force) as tmp, BackgroundCompile.start(_background_enabled()) as background, \
+            ExitStack() as forked:
+
+        def run_second(record: list) -> None:
+            _run_one(_Console(args.quiet, record), bundled_scenario(second), tmp / second_dir, False, report=report,
+                     shown=out / second_dir)
+
+        children: list[ForkedRun] = []
+
+        def fork_second() -> None:
+            children.append(forked.enter_context(ForkedRun.start(run_second)))
+
+        _run_one(console, bundled_scenario(first), tmp / first_dir, False, report=report, shown=out / first_dir,
+                 background=background, simulated=fork_second if ForkedRun.available() else None)
+        if children:
+            outcome = children[0].result()
+            console.replay(outcome.lines)
+            for message in outcome.warnings:  # main() prints them as this command's warnings
+                warnings.warn(message, UserWarning, stacklevel=1)
+        else:
+            _run_one(console, bundled_scenario(second), tmp / second_dir, False, report=report,
+                     shown=out / second_dir, background=background)
+    for sub in (first_dir, second_dir):
         console.wrote(out / sub)
     return 0
 

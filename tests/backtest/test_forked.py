@@ -1,0 +1,111 @@
+"""backtest.forked: a piece of a command run in a forked process, and ``hedgebt demo`` using it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+from conftest import NOTIONAL_DAILY, write_synthetic_prices
+
+from backtest.errors import DataError
+from backtest.forked import ForkedFailure, ForkedRun
+
+pytestmark = pytest.mark.skipif(not ForkedRun.available(), reason="needs os.fork")
+
+
+def test_the_outcome_comes_back_lines_and_warnings() -> None:
+    def work(lines: list) -> None:
+        lines.append(("say", f"from {os.getpid()}"))
+        lines.append(("stage", "simulating", 1.5))
+        warnings.warn("funding series is a proxy", UserWarning, stacklevel=1)
+
+    with ForkedRun.start(work) as child:
+        outcome = child.result()
+    (kind, text), stage = outcome.lines
+    assert kind == "say" and text != f"from {os.getpid()}"  # it ran in another process
+    assert stage == ("stage", "simulating", 1.5)
+    assert outcome.warnings == ("funding series is a proxy",)
+
+
+def test_a_user_error_is_raised_again_with_its_message_and_exit_code() -> None:
+    def work(lines: list) -> None:
+        lines.append(("say", "before the error"))
+        raise DataError("prices.parquet", "column 'close' has a negative price at row 7", column="close")
+
+    with ForkedRun.start(work) as child, pytest.raises(Exception) as info:
+        child.result()
+    assert type(info.value).__name__ == "HedgeBTError" and info.value.exit_code == 2
+    assert "prices.parquet" in str(info.value) and "negative price at row 7" in str(info.value)
+
+
+def test_a_crash_is_a_forked_failure_with_the_traceback() -> None:
+    def work(lines: list) -> None:
+        {}["missing"]
+
+    with ForkedRun.start(work) as child, pytest.raises(ForkedFailure, match="KeyError: 'missing'"):
+        child.result()
+
+
+def test_leaving_the_block_ends_a_running_child_after_its_clean_up(tmp_path: Path) -> None:
+    marker = tmp_path / "cleaned"
+    started = tmp_path / "started"
+
+    def work(lines: list) -> None:
+        try:
+            started.write_text("x")
+            time.sleep(60)
+        finally:
+            marker.write_text("finally ran")
+
+    t0 = time.monotonic()
+    with ForkedRun.start(work) as child:
+        while not started.exists():
+            time.sleep(0.01)
+        pid = child._pid
+    assert time.monotonic() - t0 < 10
+    assert marker.read_text() == "finally ran"
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reaped
+
+
+def _demo_configs(tmp_path: Path, second: str) -> dict[str, Path]:
+    write_synthetic_prices(tmp_path / "prices.parquet", n_days=30)
+    (tmp_path / "demo.toml").write_text(NOTIONAL_DAILY, encoding="utf-8")
+    (tmp_path / "demo_perpetual.toml").write_text(second, encoding="utf-8")
+    return {"demo.toml": tmp_path / "demo.toml", "demo_perpetual.toml": tmp_path / "demo_perpetual.toml"}
+
+
+def test_demo_runs_the_second_scenario_forked_with_the_same_outputs(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The demo with the second scenario forked writes what a plain ``hedgebt run`` of each
+    scenario writes (same bytes), and prints the second scenario's lines after the first's."""
+    from backtest import api
+    from backtest.cli import main
+
+    configs = _demo_configs(tmp_path, NOTIONAL_DAILY.replace('name = "synthetic"', 'name = "second"'))
+    monkeypatch.setattr(api, "bundled_scenario", lambda name: configs[name])
+    assert main(["demo", "--out", str(tmp_path / "out"), "--no-report"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.index("synthetic: 2024") < printed.index("second: 2024") < printed.index("wrote")
+    for name, sub in (("demo.toml", "quarterly"), ("demo_perpetual.toml", "perpetual")):
+        assert main(["run", str(configs[name]), "--out", str(tmp_path / sub), "--no-report"]) == 0
+        for file in ("summary.json", "ledger.parquet"):
+            assert (tmp_path / "out" / sub / file).read_bytes() == (tmp_path / sub / file).read_bytes(), (sub, file)
+    assert json.loads((tmp_path / "out" / "perpetual" / "summary.json").read_text())["scenario"]["name"] == "second"
+
+
+def test_demo_with_a_bad_second_scenario_exits_2_and_writes_nothing(tmp_path: Path, monkeypatch, capsys) -> None:
+    from backtest import api
+    from backtest.cli import main
+
+    bad = NOTIONAL_DAILY.replace('coins = ["COIN"]', 'coins = ["NOPE"]')
+    configs = _demo_configs(tmp_path, bad)
+    monkeypatch.setattr(api, "bundled_scenario", lambda name: configs[name])
+    assert main(["demo", "--out", str(tmp_path / "out"), "--no-report"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hedgebt: error: ") and "NOPE" in err[0], err
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temporary folder left
