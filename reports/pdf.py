@@ -11,8 +11,11 @@ Layout (A4 landscape):
    a small figure (cumulative P&L coin vs hedged, HE per rule with intervals) fills the
    rest of its last page;
 3. tables (real text in a monospaced grid, not images): metrics per rule, P&L and costs
-   per rule, the event windows (with each event's description), and the rule comparison
-   when a grid was run;
+   per rule, the legs of each two-instrument rule (only when the summary has one: per leg its
+   collateral split, collateral and reserve, mean weight, cost, carry, margin calls,
+   liquidations, min safe collateral and contracts; the margin model; the legs' min safe
+   collateral summed to the rule's), the event windows (with each event's description), and
+   the rule comparison when a grid was run;
 4. one page per figure (the PNGs, embedded without resampling), each with a caption;
 5. appendix: the resolved configuration (dotted keys, wrapped across pages), input file
    hashes and package versions.
@@ -553,6 +556,111 @@ def _cost_rows(metrics: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _multi_rules(summary: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """The two-instrument rules of a summary (``rules.<rule>.legs`` present and non-empty), in order."""
+    return [(str(rule), block) for rule, block in (summary.get("rules") or {}).items()
+            if isinstance(block, Mapping) and isinstance(block.get("legs"), Mapping) and block["legs"]]
+
+
+def _leg_num(x: Any, spec: str) -> str:
+    """:func:`_fmt_num`, with ``'n/a'`` for a missing figure (``None``: ``null`` in ``summary.json``)."""
+    return "n/a" if x is None else _fmt_num(x, spec)
+
+
+def _contracts_short(labels: Any) -> str:
+    """A leg's ``contracts_used`` in short: ``'18: 2021-03-26 .. 2025-06-27'`` (count, first and last
+    expiry date), ``'PERP'`` for a perpetual, ``'n/a'`` when not recorded."""
+    if not isinstance(labels, Sequence) or isinstance(labels, str) or not labels:
+        return "n/a"
+    names = [str(x)[:10] for x in labels]
+    return names[0] if len(names) == 1 else f"{len(names)}: {names[0]} .. {names[-1]}"
+
+
+def _leg_order(block: Mapping[str, Any]) -> list[tuple[str, Any, Mapping[str, Any]]]:
+    """``(underlying, collateral split, leg figures)`` of a rule's legs, in ``instruments`` order
+    (legs not named there follow in ``legs`` order; a split not recorded is None)."""
+    legs = {str(u): leg if isinstance(leg, Mapping) else {} for u, leg in block["legs"].items()}
+    named = [str(u) for u in (block.get("instruments") or [])]
+    split = list(block.get("collateral_split") or [])
+    order = [u for u in named if u in legs] + [u for u in legs if u not in named]
+    return [(u, split[named.index(u)] if u in named and named.index(u) < len(split) else None, legs[u])
+            for u in order]
+
+
+def leg_rows(block: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a two-instrument rule's legs table (``rules.<rule>`` of ``summary.json``),
+    one row per leg, as printed; a figure that is missing, None or NaN shows ``'n/a'``."""
+    header = ["leg", "collateral split", "collateral + reserve (USD)", "mean weight", "trading cost bps/yr",
+              "carry USD", "margin calls", "liquidations", "min safe collateral USD", "contracts used"]
+    rows = []
+    for u, share, leg in _leg_order(block):
+        rows.append([
+            u, fmt_pct(share),
+            f"{_leg_num(leg.get('collateral_usd'), ',.0f')} + {_leg_num(leg.get('reserve_usd'), ',.0f')}",
+            _leg_num(leg.get("mean_weight"), ".3f"), _leg_num(leg.get("cost_drag_bps_per_year"), ",.1f"),
+            _leg_num(leg.get("carry_usd"), "+,.0f"), _leg_num(leg.get("margin_calls"), ",.0f"),
+            _leg_num(leg.get("liquidations"), ",.0f"), _leg_num(leg.get("min_safe_collateral"), ",.0f"),
+            _contracts_short(leg.get("contracts_used")),
+        ])
+    return header, rows
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def leg_collateral_sum(block: Mapping[str, Any]) -> str:
+    """The line stating that the rule's ``min_safe_collateral`` is the sum of its legs'.
+
+    Each leg is an isolated account funded exactly, so ``C_rule = sum_i C_i`` with ``C_i`` the leg's
+    ``min_safe_collateral``: ``'... index 2,201,205 + BTC 139,282 = 2,340,487 USD.'``. When a leg's
+    figure is missing (None or NaN) the sum is n/a; a rule figure that is missing or differs from the
+    sum by more than 0.5 USD is named after it.
+    """
+    legs = _leg_order(block)
+    parts = [_finite(leg.get("min_safe_collateral")) for _, _, leg in legs]
+    total = math.fsum(p for p in parts if p is not None) if all(p is not None for p in parts) else None
+    terms = " + ".join(f"{u} {_leg_num(leg.get('min_safe_collateral'), ',.0f')}" for u, _, leg in legs)
+    rule = _finite(block.get("min_safe_collateral"))
+    text = (f"Min safe collateral of the rule = sum over its legs (isolated accounts, each funded exactly): {terms} "
+            f"= {fmt_usd(total)}")
+    if total is not None and rule is not None and abs(rule - total) <= 0.5:
+        return text + "."
+    return text + f"; summary.json gives {fmt_usd(rule)} for the rule."
+
+
+def _instruments_words(block: Mapping[str, Any]) -> str:
+    """A two-instrument rule's underlyings in words: ``'the index and BTC'``."""
+    names = [("the index" if u == "index" else u) for u, _, _ in _leg_order(block)]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _legs_section(doc: _Doc, summary: Mapping[str, Any]) -> None:
+    """The "Two-instrument legs" section: per two-instrument rule, one row per leg, its margin model
+    and the sum of the legs' min safe collateral."""
+    multi = _multi_rules(summary)
+    if not multi:
+        return
+    doc.heading("Two-instrument legs")
+    doc.para("Each leg shorts futures on its underlying from its own margin account. Collateral split: the leg's "
+             "share of the collateral and the reserve; mean weight: its hedge ratio h_i (futures notional / coin "
+             "notional) averaged over the bars; trading cost: fees, slippage, rolls and liquidation, bps of the "
+             "coin notional a year; carry: basis or funding, + = earned by the short; min safe collateral: the "
+             "leg's smallest starting collateral with no margin call, no capped re-size and no liquidation "
+             "(reserve 0); contracts used: how many, first and last expiry.", size=9)
+    for rule, block in multi:
+        doc.line(rule, size=11, weight="bold")
+        header, rows = leg_rows(block)
+        doc.grid(header, rows, right=[False] + [True] * (len(header) - 2) + [False])
+        doc.para(f"Margin model: {block.get('margin_model') or 'not recorded'}.", size=9)
+        doc.para(leg_collateral_sum(block), size=9)
+        doc.space(0.05)
+
+
 def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "~"
 
@@ -696,18 +804,25 @@ def _recommended_paragraph(doc: _Doc, summary: Mapping[str, Any], r: pd.Series, 
     coin = float(r["pnl_altcoin"])
     carry = float(r["carry_usd"])
     net = float(r["net_cost_bps_per_year"])
+    block = dict(_multi_rules(summary)).get(str(r["rule"]))
     doc.para(
-        f"For the recommended rule {r['rule']}: the hedge removed {fmt_pct(r[f'he_{horizon}'])} of the variance of "
+        f"For the recommended rule {r['rule']}"
+        + ("" if block is None else f" (short futures on {_instruments_words(block)}, one isolated margin account "
+                                     "per leg)")
+        + f": the hedge removed {fmt_pct(r[f'he_{horizon}'])} of the variance of "
         f"{horizon} returns ({level} interval {fmt_pct(r['he_ci_lo'])} to {fmt_pct(r['he_ci_hi'])}). The hedged "
         f"position made {fmt_usd(hedged)} against {fmt_usd(coin)} for the coin alone. Trading cost (fees, "
         f"slippage, rolls, liquidations) was {fmt_usd(r['cost_trading_usd'])}, "
         f"{_fmt_num(r['cost_trading_bps_per_year'], ',.1f')} bps of the coin notional a year. Carry was "
         f"{fmt_usd(carry)} ({_fmt_num(r['carry_bps_per_year'], '+,.1f')} bps a year, "
-        f"{'earned by' if carry >= 0 else 'paid by'} the short), from the {carry_source(summary)}; net of carry the "
-        f"hedge {'cost' if net >= 0 else 'earned'} {_fmt_num(abs(net), ',.1f')} bps a year. The hedge needed a margin account "
-        f"of {fmt_usd(r['min_safe_collateral'])}: the smallest starting collateral with no margin call, no capped "
-        f"re-size and no liquidation, with no reserve; with the configured collateral and reserve it had "
-        f"{int(r['margin_calls'])} margin calls and {int(r['liquidations'])} liquidations."
+        f"{'earned by' if carry >= 0 else 'paid by'} the {'short' if block is None else 'shorts'}), from the "
+        f"{carry_source(summary)}{'' if block is None else ', the same for every leg'}; net of carry the "
+        f"hedge {'cost' if net >= 0 else 'earned'} {_fmt_num(abs(net), ',.1f')} bps a year. "
+        + (f"The hedge needed a margin account "
+           f"of {fmt_usd(r['min_safe_collateral'])}: the smallest starting collateral with no margin call, no capped "
+           f"re-size and no liquidation, with no reserve; with the configured collateral and reserve it had "
+           if block is None else _legs_margin_need(block, r["min_safe_collateral"]))
+        + f"{int(r['margin_calls'])} margin calls and {int(r['liquidations'])} liquidations."
     )
     own = events_df[events_df["rule"] == r["rule"]] if len(events_df) else events_df
     if len(own):
@@ -725,10 +840,26 @@ def _recommended_paragraph(doc: _Doc, summary: Mapping[str, Any], r: pd.Series, 
         doc.para("No named event window falls inside the data period.")
 
 
+def _legs_margin_need(block: Mapping[str, Any], total: Any) -> str:
+    """The recommended paragraph's margin sentence for a two-instrument rule, up to its call count."""
+    parts = " + ".join(f"{u} {_leg_num(leg.get('min_safe_collateral'), ',.0f')}" for u, _, leg in _leg_order(block))
+    return (f"The hedge needed margin accounts of {fmt_usd(total)} in all ({parts}): each leg's smallest starting "
+            "collateral with no margin call, no capped re-size and no liquidation, with no reserve, in its own "
+            "isolated account (cross margin is not simulated; one cross-margined account would need at most "
+            "this); with the configured collateral and reserve, split between the legs, they had ")
+
+
 def _underlying(sc: Mapping[str, Any]) -> str:
     """What the futures are written on (``scenario.underlying`` of summary.json; older results: the index)."""
     under = sc.get("underlying", "index")
     return "an AI-token index" if under == "index" else str(under)
+
+
+def _multi_clause(summary: Mapping[str, Any]) -> str:
+    """``'; the two-instrument rule R shorts futures on the index and BTC at once, ...'`` (empty
+    without two-instrument rules)."""
+    return "".join(f"; the two-instrument rule {rule} shorts futures on {_instruments_words(block)} at once, each "
+                   "leg from its own isolated margin account" for rule, block in _multi_rules(summary))
 
 
 def _executive_summary(doc: _Doc, summary: Mapping[str, Any], metrics: pd.DataFrame,
@@ -744,7 +875,8 @@ def _executive_summary(doc: _Doc, summary: Mapping[str, Any], metrics: pd.DataFr
         f"We replayed a long position in {coins} from {_fmt_when(period.get('start', '?'))} to "
         f"{_fmt_when(period.get('end', '?'))} "
         f"({period.get('bars', '?')} bars of {period.get('bar', '?')}) and hedged it with short "
-        f"{sc.get('futures_kind', '?')} futures on {_underlying(sc)} ({sc.get('index', '?')}). 'Variance "
+        f"{sc.get('futures_kind', '?')} futures on {_underlying(sc)} ({sc.get('index', '?')})"
+        f"{_multi_clause(summary)}. 'Variance "
         f"removed' is the hedge effectiveness HE = 1 - Var(hedged returns) / Var(unhedged returns); the headline "
         f"horizon is {horizon}: returns are P&L summed over non-overlapping {horizon} spans divided by the coin "
         "notional at the start of the span. 100 % would remove all risk, 0 % none. The best constant hedge in "
@@ -895,6 +1027,7 @@ def write_pdf(
         doc.grid(header, rows, right=[False] + [True] * (len(header) - 1))
         doc.para("Costs (fees, slippage, roll, liquidation) are zero or negative; funding is received (+) or "
                  "paid (-); total = change of hedged equity.", size=9)
+        _legs_section(doc, summary)
 
         doc.new_page()
         doc.heading("Event windows")
