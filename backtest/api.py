@@ -482,9 +482,11 @@ class Result:
         otherwise the named ones (bundled, or ``[events.<name>]`` of the config).
         """
         from reports.events import event_table
+        from reports.render import multi_rules
 
         return event_table(self._ledger, self._events(names),
-                           bars_per_day=float(self._summary["period"]["bars_per_day"]), rules=self.rules)
+                           bars_per_day=float(self._summary["period"]["bars_per_day"]), rules=self.rules,
+                           several_underlyings=multi_rules(self._summary))
 
     @property
     def plot(self) -> ResultPlots:

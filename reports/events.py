@@ -45,7 +45,7 @@ lost more than the total (other parts gained), negative when divergence gained.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -231,6 +231,7 @@ def event_table(
     *,
     bars_per_day: float,
     rules: Sequence[str] | None = None,
+    several_underlyings: Collection[str] = (),
 ) -> pd.DataFrame:
     """What each rule's hedge did inside each event window.
 
@@ -261,6 +262,11 @@ def event_table(
         Bars per day (24 hourly, 1 daily); fixes the length of the last bar.
     rules : sequence of str, optional
         Rule order of the rows (default: order of first appearance in the ledger).
+    several_underlyings : collection of str, optional
+        Rules that short futures on more than one underlying (``multi_min_variance``): their
+        ``hedge_ratio_held`` is a sum over legs on different underlyings, not a hedge on
+        ``index_level``, so their basis decomposition (``pnl_divergence`` .. ``basis_share``)
+        is NaN; every other figure is computed as for any rule.
 
     Returns
     -------
@@ -290,5 +296,12 @@ def event_table(
                 f"{format_ts(min(ev.end, hi))} of {ev.span()})."
             )
         for rule, g in frames.items():
-            rows.append(_window_row(g, ev, rule, bars_per_day, partial))
+            row = _window_row(g, ev, rule, bars_per_day, partial)
+            if rule in several_underlyings:
+                row.update(dict.fromkeys(_BASIS_SPLIT, math.nan))
+            rows.append(row)
     return pd.DataFrame(rows, columns=list(EVENT_COLUMNS))
+
+
+#: the columns of the basis decomposition (module docstring), undefined for a rule on several underlyings
+_BASIS_SPLIT: Final[tuple[str, ...]] = ("pnl_divergence", "pnl_unhedged_fraction", "pnl_hedge_residual", "basis_share")

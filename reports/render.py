@@ -337,6 +337,11 @@ CAPTIONS: Final[dict[str, str]] = {
 }
 
 
+def multi_rules(summary: Mapping[str, Any]) -> tuple[str, ...]:
+    """The rules of a run that short futures on several underlyings (their summary has ``legs``)."""
+    return tuple(r for r, m in summary["rules"].items() if isinstance(m, Mapping) and m.get("legs"))
+
+
 def max_rules(summary: Mapping[str, Any]) -> int:
     """``[report] max_rules`` of a run's summary (default :data:`DEFAULT_MAX_RULES`)."""
     return int(((summary.get("config") or {}).get("report") or {}).get("max_rules", DEFAULT_MAX_RULES))
@@ -522,7 +527,7 @@ def write_report(
     rules = list(summary["rules"])
     bpd = float(summary["period"]["bars_per_day"])
     chosen, notes = choose_events(summary, ledger, events)
-    events_df = event_table(ledger, chosen, bars_per_day=bpd, rules=rules)
+    events_df = event_table(ledger, chosen, bars_per_day=bpd, rules=rules, several_underlyings=multi_rules(summary))
     if metrics is None and len(rules) > max_rules(summary):
         # the figures show the best rules: they wait for the metrics
         metrics = metrics_table(summary, ledger, n_boot=n_boot, seed=seed, progress=progress)

@@ -215,3 +215,26 @@ def test_bundled_descriptions_carry_no_replay_figures() -> None:
         text = event.description
         assert "ρ²" not in text and "bundled data" not in text, event.name
         assert not re.search(r"\b(FET|basket|index)\b[^.]*\d+ ?%", text), event.name
+
+
+def test_a_rule_on_several_underlyings_has_no_basis_split() -> None:
+    """A two-instrument rule's held hedge ratio sums legs on different underlyings, so its
+    basis decomposition against ``index_level`` alone is not computed (NaN); the other
+    figures, and every figure of the other rules, are as without the flag."""
+    import math
+
+    from synthetic import build_ledger
+
+    ledger = build_ledger(n_bars=24 * 60)
+    rules = list(pd.unique(ledger["rule"]))
+    events = [Event("w", "window", pd.Timestamp(ledger["ts"].iloc[24 * 10]), pd.Timestamp(ledger["ts"].iloc[24 * 20]))]
+    plain = event_table(ledger, events, bars_per_day=24, rules=rules)
+    flagged = event_table(ledger, events, bars_per_day=24, rules=rules, several_underlyings={rules[0]})
+    split = ["pnl_divergence", "pnl_unhedged_fraction", "pnl_hedge_residual", "basis_share"]
+    first, other = flagged["rule"] == rules[0], flagged["rule"] != rules[0]
+    assert flagged.loc[first, split].isna().all().all()
+    assert plain.loc[first, "pnl_divergence"].notna().all()
+    keep = [c for c in flagged.columns if c not in split]
+    pd.testing.assert_frame_equal(flagged[keep], plain[keep])
+    pd.testing.assert_frame_equal(flagged[other], plain[other])
+    assert math.isfinite(flagged.loc[first, "pnl_costs"].iloc[0])
