@@ -226,12 +226,14 @@ def _claim(out: str | Path, force: bool, config_path: Path):
 
 def _run_one(console: _Console, config_path: Path, out: str | Path, force: bool, *, report: bool = True,
              shown: Path | None = None, background: BackgroundCompile | None = None,
-             compile_ahead: bool = False, simulated: Callable[[], object] | None = None) -> None:
+             compile_ahead: bool = False, prepared_hook: Callable[[], object] | None = None,
+             simulated_hook: Callable[[], object] | None = None) -> None:
     """Run one scenario into ``out``. With ``background`` (a child compiling the bar loop into
     numba's cache; or one started here, once the config is read, when ``compile_ahead``), the
     data, index and hedge ratios are prepared first and the child is waited for before the
-    first bar-loop call (:mod:`backtest.background_compile`). ``simulated`` is called once the
-    replay is done, before the results are written."""
+    first bar-loop call (:mod:`backtest.background_compile`). ``prepared_hook`` is called once
+    the scenario is prepared (before that wait), ``simulated_hook`` once it is replayed (before
+    the results are written)."""
     from contextlib import nullcontext
 
     from backtest import api
@@ -247,12 +249,14 @@ def _run_one(console: _Console, config_path: Path, out: str | Path, force: bool,
     with (BackgroundCompile.start(_background_enabled()) if compile_ahead else nullcontext(background)) as child, \
             console.stage(f"simulating {config_path.name}"):
         prepared = prepare(config, ledger=True)  # the ledger-rows limit before any hedge ratio
+        if prepared_hook is not None:
+            prepared_hook()
         if child is not None:
             child.wait()
         result = api.Result.from_run(run(config, prepared=prepared, progress=console.progress()))
         del prepared  # the inputs go before the report, as when the run prepares them itself
-    if simulated is not None:
-        simulated()
+    if simulated_hook is not None:
+        simulated_hook()
     with console.stage("writing results" + (" and the report" if report else "")):
         result.save(claim, report=report, progress=console.progress())
     _print_summary(console, result.summary)
@@ -261,10 +265,13 @@ def _run_one(console: _Console, config_path: Path, out: str | Path, force: bool,
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """Both bundled scenarios. The perpetual one runs in a forked process
-    (:class:`backtest.forked.ForkedRun`) from the moment the quarterly one has been replayed
-    (its kernels compiled, which the fork inherits), beside the quarterly report; its console
-    lines are printed after the quarterly ones. Without ``os.fork`` they run one after the other."""
+    """Both bundled scenarios. The perpetual one runs in a process forked
+    (:class:`backtest.forked.ForkedRun`) from the quarterly one, and writes its report beside
+    the quarterly report; its console lines are printed after the quarterly ones. The fork
+    happens once the quarterly scenario is prepared when the bar loop is already compiled (then
+    both replays run at once too), or once it is replayed when the bar loop is being compiled
+    in the background (the fork then inherits the compiled loop, and does not slow the compile
+    down). Without ``os.fork`` they run one after the other."""
     from contextlib import ExitStack
 
     from backtest.api import bundled_scenario
@@ -287,8 +294,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         def fork_second() -> None:
             children.append(forked.enter_context(ForkedRun.start(run_second)))
 
+        fork = ForkedRun.available()
+        compiling = background.pid is not None  # the bar loop is being compiled: fork once it is loaded
         _run_one(console, bundled_scenario(first), tmp / first_dir, False, report=report, shown=out / first_dir,
-                 background=background, simulated=fork_second if ForkedRun.available() else None)
+                 background=background, prepared_hook=fork_second if fork and not compiling else None,
+                 simulated_hook=fork_second if fork and compiling else None)
         if children:
             outcome = children[0].result()
             console.replay(outcome.lines)

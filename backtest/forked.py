@@ -3,9 +3,9 @@
 ``hedgebt demo`` replays two scenarios. Most of a replay is single-threaded (reading and
 aligning the data, the index, the hedge ratios, the bar loop); the report draws its figures
 on every core. :class:`ForkedRun` lets the second scenario run in a child forked from the
-command while the first one writes its report, so both cores stay busy. The child is
-forked once the first scenario's kernels are compiled, so it inherits them (nothing is
-compiled or loaded twice).
+command while the first one is replayed and writes its report, so both cores stay busy. The
+child is forked once the first scenario is prepared (or, on a first run, once its bar loop
+is compiled), so it inherits the kernels compiled so far: none is compiled twice.
 
 What the child returns travels through a pipe as one pickled message, read when the
 command asks for it (:meth:`ForkedRun.result`):
