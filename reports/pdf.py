@@ -830,7 +830,7 @@ def _recommended_paragraph(doc: _Doc, summary: Mapping[str, Any], r: pd.Series, 
         share = worst["basis_share"]
         under = str((summary.get("scenario") or {}).get("underlying", "index"))  # what index_level is
         under_word = "index" if under == "index" else under
-        basis = (f" The coin drifting away from {'the index' if under == 'index' else under} caused "
+        basis = (f" The coin drifting away from {'the ' if under == 'index' else ''}{under_word} caused "
                  f"{fmt_pct(share, 0)} of that loss." if math.isfinite(float(share)) else "")
         doc.para(
             f"Worst event window for {r['rule']}: {worst['title']} ({worst['start']:%Y-%m-%d} to "
