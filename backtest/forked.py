@@ -24,10 +24,20 @@ child that is still running (``SIGTERM``, then ``SIGKILL`` after 10 s) and reaps
 the command's own clean-up (an output folder that is removed is no longer written to).
 Only where ``os.fork`` exists (Linux, macOS); elsewhere :meth:`ForkedRun.available` is False
 and the command runs the work itself.
+
+:func:`gc_frozen` (used here and for the report's figure workers): a forked process shares
+its parent's memory until it writes to it, and Python's cyclic garbage collector writes to
+every object it examines. A child that allocates (matplotlib does, a lot) collects often and
+so copied, page by page, every object the parent held, and examined them all each time: the
+report's figure workers spent 25-35 % more CPU than drawing the same figures in one process.
+Objects that exist when the fork happens are moved out of the collector's reach first
+(:func:`gc.freeze`) and back in the parent right after (:func:`gc.unfreeze`); in the child
+they stay frozen (they live as long as the child anyway).
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import signal
@@ -35,16 +45,31 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from backtest.errors import HedgeBTError
 
-__all__ = ["ForkedRun", "ForkedFailure", "Outcome"]
+__all__ = ["ForkedRun", "ForkedFailure", "Outcome", "gc_frozen"]
 
 #: how long a child gets to end after SIGTERM before it is killed (seconds)
 _TERM_GRACE_S = 10.0
+
+
+@contextmanager
+def gc_frozen() -> Iterator[None]:
+    """Within the block, the objects that exist at its start are outside the cyclic garbage
+    collector (:func:`gc.freeze`); fork inside it (see the module notes). Nested blocks are
+    fine: the collector is unfrozen when the outermost one ends."""
+    frozen_before = gc.get_freeze_count() > 0
+    gc.freeze()
+    try:
+        yield
+    finally:
+        if not frozen_before:
+            gc.unfreeze()
 
 
 class ForkedFailure(RuntimeError):
@@ -89,10 +114,11 @@ class ForkedRun:
         r, w = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            os.close(r)
-            _child(work, w)
+        with gc_frozen():
+            pid = os.fork()
+            if pid == 0:  # the child: never returns (so its objects stay frozen)
+                os.close(r)
+                _child(work, w)
         os.close(w)
         return cls(pid, r)
 

@@ -55,6 +55,7 @@ from PIL import Image
 
 from backtest.atomic import atomic_file
 from backtest.errors import OutputError
+from backtest.forked import gc_frozen
 from backtest.schema import PNL_COLUMN, PNL_COMPONENTS
 from reports import stats
 from reports.events import Event, split_rules
@@ -1169,7 +1170,8 @@ def start_all(jobs: Mapping[str, FigureJob], out: Path, *, workers: int | None =
             # the workers only draw with matplotlib and numpy and start no threads of their own
             warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks",
                                     category=DeprecationWarning)
-            pool = mp.get_context("fork").Pool(n, initializer=_default_sigterm)
+            with gc_frozen():  # the workers' collector leaves this process's objects alone
+                pool = mp.get_context("fork").Pool(n, initializer=_default_sigterm)
         try:
             handles = {stem: pool.apply_async(_run_pending, (stem,)) for stem in order}
             pending = PendingFigures(jobs, paths, handles, progress)

@@ -109,3 +109,26 @@ def test_demo_with_a_bad_second_scenario_exits_2_and_writes_nothing(tmp_path: Pa
     assert len(err) == 1 and err[0].startswith("hedgebt: error: ") and "NOPE" in err[0], err
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temporary folder left
+
+
+def test_objects_of_the_command_stay_out_of_the_forked_collector() -> None:
+    """Objects alive at the fork are frozen in the child (its collector never walks, and so
+    never copies, them) and unfrozen again in the command."""
+    import gc
+
+    from backtest.forked import gc_frozen
+
+    assert gc.get_freeze_count() == 0
+    with gc_frozen():
+        assert gc.get_freeze_count() > 0
+        with gc_frozen():  # nested: still frozen after the inner block
+            pass
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+
+    def work(lines: list) -> None:
+        lines.append(("frozen", gc.get_freeze_count()))
+
+    with ForkedRun.start(work) as child:
+        (_, frozen), = child.result().lines
+    assert frozen > 1000 and gc.get_freeze_count() == 0
