@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from backtest import contracts as C
-from backtest.config import BUNDLED_DATA, Config
+from backtest.config import BUNDLED_DATA, Config, RuleSpec
 from backtest.data import GapReport, file_sha256, load_funding, load_panel
 from backtest.errors import ConfigError, DataError
 from backtest.index import (
@@ -129,7 +129,7 @@ class Prepared:
         Facts for the summary (gaps, funding fills, intrabar coverage, ...).
     legs : tuple of (str, Prepared)
         With a ``multi_min_variance`` rule: every underlying its legs need (and the config's
-        own), each prepared on this replay's bars (:func:`backtest.multi_run.prepare_with_legs`);
+        own), each prepared on this replay's bars (:func:`_prepare_with_legs`);
         empty otherwise.
     """
 
@@ -617,10 +617,81 @@ def prepare(config: Config, *, ledger: bool = False) -> Prepared:
     """
     rules, labels = rule_objects(config)
     if any(is_multi(rule) for rule in rules):
-        from backtest.multi_run import prepare_with_legs
-
-        return prepare_with_legs(config, rules, labels, ledger=ledger)
+        return _prepare_with_legs(config, rules, labels, ledger=ledger)
     return prepare_single(config, rules, labels, ledger=ledger)
+
+
+def _leg_config(config: Config, underlying: str) -> Config:
+    """``config`` with futures on ``underlying`` and no rule of its own (a leg's market only)."""
+    return replace(config, futures=replace(config.futures, underlying=underlying), rules=(RuleSpec("none"),))
+
+
+def _leg_underlyings(config: Config, rules: Sequence[HedgeRule]) -> tuple[str, ...]:
+    """The underlyings a run with ``multi_min_variance`` rules needs (the config's own first);
+    unknown symbols name ``rules[i].instruments``."""
+    names = (config.data.prices,) if isinstance(config.data.prices, str) else tuple(config.data.prices)
+    paths = [config.resolve(n) for n in names]
+    needed = [config.futures.underlying]
+    for i, rule in enumerate(rules):
+        if not is_multi(rule):
+            continue
+        for u in rule.instruments:  # type: ignore[attr-defined]
+            try:
+                check_underlying(u, paths)
+            except ConfigError as exc:
+                raise ConfigError(f"rules[{i}].instruments", str(exc).split(": ", 1)[-1]) from None
+            needed.append(u)
+    return tuple(dict.fromkeys(needed))
+
+
+def _narrowed(config: Config, ts: pd.DatetimeIndex) -> Config:
+    return replace(config, scenario=replace(config.scenario, start=ts[0].isoformat(), end=ts[-1].isoformat()))
+
+
+def _prepare_with_legs(config: Config, rules: tuple[HedgeRule, ...], labels: tuple[str, ...], *,
+                       ledger: bool = False) -> Prepared:
+    """:func:`prepare` for a config with ``multi_min_variance`` rules (replayed by :mod:`backtest.multi_run`).
+
+    The config's own underlying is prepared first; every other underlying the rules' legs need
+    is prepared inside its window (:func:`prepare_single` with ``futures.underlying`` replaced
+    and ``scenario.start`` / ``end`` narrowed to those bars, as the ``compare`` ``underlyings``
+    axis does). The replay keeps the bars all of them share: when they differ, every market is
+    prepared again with start / end narrowed to the shared span. The result is the config's own
+    replay with ``legs`` = ``((underlying, Prepared), ...)`` on the same bars.
+
+    Raises
+    ------
+    ConfigError
+        ``rules[i].instruments``: a symbol in no price file.
+    DataError
+        The underlyings' bars differ inside the shared span (gaps in one of them).
+    """
+    needed = _leg_underlyings(config, rules)
+    own = config.futures.underlying
+
+    def markets(cfg: Config) -> dict[str, Prepared]:
+        main = prepare_single(cfg, rules, labels, ledger=ledger)
+        inside = _narrowed(cfg, main.ts)  # the other underlyings inside the config's own window
+        return {u: main if u == own else prepare_single(_leg_config(inside, u), (make_rule("none"),), ("none",))
+                for u in needed}
+
+    legs = markets(config)
+    common = legs[own].ts
+    for p in legs.values():
+        common = common.intersection(p.ts)
+    if len(common) < 3:
+        spans = ", ".join(f"{u} {p.ts[0]:%Y-%m-%d %H:%M}..{p.ts[-1]:%Y-%m-%d %H:%M}" for u, p in legs.items())
+        raise ConfigError("scenario.start", f"the instruments' replay windows share {len(common)} bars ({spans}); "
+                                            "choose start/end inside all of them")
+    if any(not p.ts.equals(common) for p in legs.values()):
+        legs = markets(_narrowed(config, common))
+        main = legs[own]
+        for u, p in legs.items():
+            if not p.ts.equals(main.ts):
+                raise DataError(u, f"the bars of futures on '{u}' differ from those of '{own}' inside "
+                                   f"{main.ts[0]}..{main.ts[-1]} (a gap in one of them); a two-instrument hedge "
+                                   "needs the same bars for every leg", column="ts")
+    return replace(legs[own], legs=tuple((u, legs[u]) for u in needed))
 
 
 def prepare_single(config: Config, rules: tuple[HedgeRule, ...], labels: tuple[str, ...], *,

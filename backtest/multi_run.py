@@ -30,8 +30,9 @@ capped re-sizes, turnover) are summed over legs; ``min_margin_excess`` is the sm
 (each leg is its own account); ``min_safe_collateral`` is the sum of the legs' own
 (:func:`backtest.engine.min_safe_collaterals` per leg: what each isolated account needs).
 
-Calendar: every underlying's replay window is computed; the run uses the bars they share (the
-``scenario`` start/end narrowed to them), for every rule of the config.
+Calendar: :func:`backtest.engine.prepare` computes every underlying's replay window; the run
+uses the bars they share (the ``scenario`` start/end narrowed to them), for every rule of the
+config, and ``Prepared.legs`` holds each underlying's market on those bars.
 """
 
 from __future__ import annotations
@@ -44,21 +45,13 @@ import numpy as np
 import pandas as pd
 
 from backtest import kernels as K
-from backtest.config import Config, RuleSpec
-from backtest.engine import (
-    Prepared,
-    coin_and_futures_returns,
-    min_safe_collaterals,
-    prepare_single,
-    variant_for,
-)
-from backtest.errors import ConfigError, DataError
-from backtest.instrument import check_underlying
+from backtest.config import Config
+from backtest.engine import Prepared, coin_and_futures_returns, min_safe_collaterals, variant_for
+from backtest.errors import ConfigError
 from backtest.market import Market, Variant, run_variant
-from strategies.multi import MultiMinVariance, is_multi
-from strategies.rules import HedgeRule, make_rule
+from strategies.multi import MultiMinVariance
 
-__all__ = ["MARGIN_MODEL", "LEG_COLUMNS", "Leg", "MultiRun", "prepare_with_legs", "leg_markets", "combine_legs",
+__all__ = ["MARGIN_MODEL", "LEG_COLUMNS", "Leg", "MultiRun", "leg_markets", "combine_legs",
            "run_multi", "multi_oracle_r2", "refuse_multi", "leg_frame"]
 
 #: The margin model of a two-instrument hedge, stated wherever its figures are shown.
@@ -115,76 +108,6 @@ def refuse_multi(config: Config, command: str) -> None:
         if spec.family == MultiMinVariance.family:
             raise ConfigError(f"rules[{i}].family", f"'multi_min_variance' is not available in `hedgebt {command}` "
                                                     "(it replays one futures leg per rule); use `hedgebt run`")
-
-
-def _leg_config(config: Config, underlying: str, rules: tuple[RuleSpec, ...] | None = None) -> Config:
-    return replace(config, futures=replace(config.futures, underlying=underlying),
-                   rules=(RuleSpec("none"),) if rules is None else rules)
-
-
-def _check_instruments(config: Config, rules: Sequence[HedgeRule]) -> tuple[str, ...]:
-    """The underlyings the run needs (the config's own first); unknown symbols name ``rules[i].instruments``."""
-    names = (config.data.prices,) if isinstance(config.data.prices, str) else tuple(config.data.prices)
-    paths = [config.resolve(n) for n in names]
-    needed = [config.futures.underlying]
-    for i, rule in enumerate(rules):
-        if not isinstance(rule, MultiMinVariance):
-            continue
-        for u in rule.instruments:
-            try:
-                check_underlying(u, paths)
-            except ConfigError as exc:
-                raise ConfigError(f"rules[{i}].instruments", str(exc).split(": ", 1)[-1]) from None
-            needed.append(u)
-    return tuple(dict.fromkeys(needed))
-
-
-def _narrowed(config: Config, ts: pd.DatetimeIndex) -> Config:
-    return replace(config, scenario=replace(config.scenario, start=ts[0].isoformat(), end=ts[-1].isoformat()))
-
-
-def prepare_with_legs(config: Config, rules: tuple[HedgeRule, ...], labels: tuple[str, ...], *,
-                      ledger: bool = False) -> Prepared:
-    """:func:`backtest.engine.prepare` for a config with ``multi_min_variance`` rules.
-
-    The config's own underlying is prepared first; every other underlying the rules' legs need
-    is prepared inside its window (:func:`backtest.engine.prepare_single` with
-    ``futures.underlying`` replaced and ``scenario.start`` / ``end`` narrowed to those bars, as
-    the ``compare`` ``underlyings`` axis does). The replay keeps the bars all of them share: when
-    they differ, every market is prepared again with start / end narrowed to the shared span. The result is the
-    config's own replay with ``legs`` = ``((underlying, Prepared), ...)`` on the same bars.
-
-    Raises
-    ------
-    ConfigError
-        ``rules[i].instruments``: a symbol in no price file.
-    DataError
-        The underlyings' bars differ inside the shared span (gaps in one of them).
-    """
-    needed = _check_instruments(config, rules)
-    own = config.futures.underlying
-    main = prepare_single(config, rules, labels, ledger=ledger)
-    inside = _narrowed(config, main.ts)  # the other underlyings inside the config's own window
-    legs = {u: main if u == own else prepare_single(_leg_config(inside, u), (make_rule("none"),), ("none",))
-            for u in needed}
-    common = main.ts
-    for p in legs.values():
-        common = common.intersection(p.ts)
-    if len(common) < 3:
-        spans = ", ".join(f"{u} {p.ts[0]:%Y-%m-%d %H:%M}..{p.ts[-1]:%Y-%m-%d %H:%M}" for u, p in legs.items())
-        raise ConfigError("scenario.start", f"the instruments' replay windows share {len(common)} bars ({spans}); "
-                                            "choose start/end inside all of them")
-    if any(not p.ts.equals(common) for p in legs.values()):
-        narrow = _narrowed(config, common)
-        main = prepare_single(narrow, rules, labels, ledger=ledger)
-        legs = {u: main if u == own else prepare_single(_leg_config(narrow, u), (make_rule("none"),), ("none",))
-                for u in needed}
-        for u, p in legs.items():
-            if not p.ts.equals(main.ts):
-                raise DataError(u, f"the bars of futures on '{u}' differ from those of '{own}' inside "
-                                   f"{main.ts[0]}..{main.ts[-1]} (a gap in one of them); a two-instrument hedge "
-                                   "needs the same bars for every leg", column="ts")
-    return replace(main, legs=tuple((u, legs[u]) for u in needed))
 
 
 @dataclass(frozen=True, eq=False)
