@@ -155,6 +155,10 @@ def _fmt_when(value: Any) -> str:
 
 
 def _fmt_num(x: Any, spec: str) -> str:
+    """``format(x, spec)``; ``'n/a'`` for a missing figure (None: ``null`` in ``summary.json``) or a
+    non-finite one; a value that is not a number as its text."""
+    if x is None:
+        return "n/a"
     try:
         v = float(x)
     except (TypeError, ValueError):
@@ -562,11 +566,6 @@ def _multi_rules(summary: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any
             if isinstance(block, Mapping) and isinstance(block.get("legs"), Mapping) and block["legs"]]
 
 
-def _leg_num(x: Any, spec: str) -> str:
-    """:func:`_fmt_num`, with ``'n/a'`` for a missing figure (``None``: ``null`` in ``summary.json``)."""
-    return "n/a" if x is None else _fmt_num(x, spec)
-
-
 def _contracts_short(labels: Any) -> str:
     """A leg's ``contracts_used`` in short: ``'18: 2021-03-26 .. 2025-06-27'`` (count, first and last
     expiry date), ``'PERP'`` for a perpetual, ``'n/a'`` when not recorded."""
@@ -596,10 +595,10 @@ def leg_rows(block: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     for u, share, leg in _leg_order(block):
         rows.append([
             u, fmt_pct(share),
-            f"{_leg_num(leg.get('collateral_usd'), ',.0f')} + {_leg_num(leg.get('reserve_usd'), ',.0f')}",
-            _leg_num(leg.get("mean_weight"), ".3f"), _leg_num(leg.get("cost_drag_bps_per_year"), ",.1f"),
-            _leg_num(leg.get("carry_usd"), "+,.0f"), _leg_num(leg.get("margin_calls"), ",.0f"),
-            _leg_num(leg.get("liquidations"), ",.0f"), _leg_num(leg.get("min_safe_collateral"), ",.0f"),
+            f"{_fmt_num(leg.get('collateral_usd'), ',.0f')} + {_fmt_num(leg.get('reserve_usd'), ',.0f')}",
+            _fmt_num(leg.get("mean_weight"), ".3f"), _fmt_num(leg.get("cost_drag_bps_per_year"), ",.1f"),
+            _fmt_num(leg.get("carry_usd"), "+,.0f"), _fmt_num(leg.get("margin_calls"), ",.0f"),
+            _fmt_num(leg.get("liquidations"), ",.0f"), _fmt_num(leg.get("min_safe_collateral"), ",.0f"),
             _contracts_short(leg.get("contracts_used")),
         ])
     return header, rows
@@ -624,7 +623,7 @@ def leg_collateral_sum(block: Mapping[str, Any]) -> str:
     legs = _leg_order(block)
     parts = [_finite(leg.get("min_safe_collateral")) for _, _, leg in legs]
     total = math.fsum(p for p in parts if p is not None) if all(p is not None for p in parts) else None
-    terms = " + ".join(f"{u} {_leg_num(leg.get('min_safe_collateral'), ',.0f')}" for u, _, leg in legs)
+    terms = " + ".join(f"{u} {_fmt_num(leg.get('min_safe_collateral'), ',.0f')}" for u, _, leg in legs)
     rule = _finite(block.get("min_safe_collateral"))
     text = (f"Min safe collateral of the rule = sum over its legs (isolated accounts, each funded exactly): {terms} "
             f"= {fmt_usd(total)}")
@@ -844,7 +843,7 @@ def _recommended_paragraph(doc: _Doc, summary: Mapping[str, Any], r: pd.Series, 
 
 def _legs_margin_need(block: Mapping[str, Any], total: Any) -> str:
     """The recommended paragraph's margin sentence for a two-instrument rule, up to its call count."""
-    parts = " + ".join(f"{u} {_leg_num(leg.get('min_safe_collateral'), ',.0f')}" for u, _, leg in _leg_order(block))
+    parts = " + ".join(f"{u} {_fmt_num(leg.get('min_safe_collateral'), ',.0f')}" for u, _, leg in _leg_order(block))
     return (f"The hedge needed margin accounts of {fmt_usd(total)} in all ({parts}): each leg's smallest starting "
             "collateral with no margin call, no capped re-size and no liquidation, with no reserve, in its own "
             "isolated account (cross margin is not simulated; one cross-margined account would need at most "
