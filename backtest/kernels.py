@@ -251,7 +251,13 @@ _DUST = 1e-9
 #   nothing settling or rolling, no change of the holding; see :func:`_market_prep`),
 #   where steps 4 and 5 do nothing and step 6 can only be triggered by the variant's
 #   schedule or band. It commits the bar where nothing happens and flags the variants
-#   where something does (a margin call, a rebalance), which then run :func:`_bar`.
+#   where something does (a margin call, a rebalance);
+# * :func:`_quiet_rebalance` then replays the flagged variants of the group side by side
+#   too (vectorised, branch-free: step 6 for one contract is :func:`_quiet_trade`, with
+#   :func:`_margin_limit` and :func:`_trade_cost`) and commits those without a margin
+#   call; only margin calls and the bars that are not quiet run :func:`_bar`, one
+#   variant at a time. Steps 1-3 and 7 of a quiet bar are :func:`_quiet_mark` and
+#   :func:`_quiet_close`, shared by both passes.
 #
 # Results are bit-for-bit those of the one-variant loop (the tests hold
 # ``simulate_many_nb`` equal to ``simulate_1d_nb`` and both equal to
@@ -350,7 +356,11 @@ _N_ACCOUNT = len(Account._fields)
 _ROW_A = _N_PARAM  # first row of the account
 _ROW_PK = _N_PARAM + _N_ACCOUNT  # scratch of _quiet_pass: position in the bar's contract
 _ROW_H = _ROW_PK + 1  # scratch of _quiet_pass: target hedge ratio of the bar
-_ROW_POS = _ROW_H + 1  # first of K rows: position per price column (contract k in row k % K)
+_ROW_KEEP = _ROW_H + 1  # scratch of _quiet_rebalance: 1.0 where the variant's bar is committed
+_ROW_NEW = _ROW_KEEP + 1  # scratch of _quiet_rebalance: the account after the bar (``_N_ACCOUNT`` rows) ...
+_ROW_NEW_PK = _ROW_NEW + _N_ACCOUNT  # ... the position after it ...
+_ROW_NEW_EQ = _ROW_NEW_PK + 1  # ... and the hedged equity
+_ROW_POS = _ROW_NEW_EQ + 1  # first of K rows: position per price column (contract k in row k % K)
 
 
 # -- state --------------------------------------------------------------------------------
@@ -417,7 +427,12 @@ def _store_account(st, G, j, a):
     :func:`_bar` and :func:`_init_state` and then :func:`_bar` into the loop by copying the
     IR once per block, so fewer blocks make the first compile shorter (README, Performance).
     """
-    b = _ROW_A * G + j
+    _store_at(st, G, _ROW_A * G + j, a)
+
+
+@njit(cache=True, inline="always")
+def _store_at(st, G, b, a):
+    """Write the fields of account ``a`` to ``st[b]``, ``st[b + G]``, ... (one row each)."""
     st[b] = a.wallet
     st[b + G] = a.reserve
     st[b + 2 * G] = a.unreal
@@ -933,7 +948,7 @@ def _mark_and_check(st, pb, G, cand, nc, m, t, cs, p, a):
     return wallet, reserve, unreal, topped, need, pnl_f, pnl_b, fees, slip, liq, fund, trade_q, call, cut, liqd, busy
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def _bar(t, j, G, m, cs, p, st, cand, nc, tgt, h_t, record, out):
     """Steps 1-7 for variant ``j`` (parameters ``p``) on bar ``t`` (contracts ``cand[:nc]``);
     returns the hedged equity."""
@@ -1053,6 +1068,58 @@ def _record_margin(o, mb, m_init, m_req, excess, reserve, call, liqd, need):
     o[O_NEED] = need
 
 
+@njit(cache=True)
+def _quiet_mark(p, a, pk, cs, p_t, p_p, i_t, i_p, x_hi, x_lo, rate):
+    """Steps 1-3 of :func:`_bar` on a quiet bar (one contract ``pk`` held, nothing settling),
+    branch-free: returns ``pnl_f, pnl_b, need, call, unreal, fund``.
+
+    The mark and the book ``MB(x) = D + A x`` of :func:`_mark_contract` (all zero when flat),
+    the margin check at the adverse intrabar level (``call``: ``MB < MM`` there, margin on),
+    the running margin need, the unrealised P&L after the mark, and funding at the close
+    (``rate != 0``) on the position held.
+    """
+    held = pk != 0.0
+    D = a.wallet + a.unreal
+    pnl_f, pnl_b, A, B, D_held = _mark_contract(pk, cs, p_t, p_p, i_t, i_p, 0.0, 0.0, 0.0, 0.0, D)
+    pnl_f = pnl_f if held else 0.0
+    pnl_b = pnl_b if held else 0.0
+    A = A if held else 0.0
+    B = B if held else 0.0
+    D = D_held if held else D
+    has_b = B > 0.0
+    slope, x_adv, mb_adv, mm_adv = _adverse(A, B, D, p.mm, x_hi, x_lo)
+    need_b = _need(a.need, mm_adv, mb_adv, p.collateral, a.topped)
+    need = need_b if has_b else a.need
+    call = has_b and p.margin_on and mb_adv < mm_adv
+    unreal = a.unreal + pnl_f
+    fund_held = _funding_contract(0.0, pk, cs, p_t, rate)
+    fund = fund_held if held and rate != 0.0 else 0.0
+    return pnl_f, pnl_b, need, call, unreal, fund
+
+
+@njit(cache=True)
+def _quiet_close(p, a, wallet, reserve, topped, unreal, need, next_sched, busy, pnl_f, pnl_b, fees, slip, fund,
+                 turnover, trades, capped, pk, cs, p_t, vm_t, flow_t, av_t, pnl_t):
+    """Step 7 of :func:`_bar` on a quiet bar (position ``pk`` after the bar): returns the
+    account after the bar and the hedged equity.
+
+    The figures that are zero on a quiet bar (roll cost, liquidation cost, roll and call
+    counts) are passed as ``-0.0``, as are the costs of a bar without a trade: ``x + -0.0
+    == x`` for every ``x``, so the compiler drops those additions, and the sums they go
+    into are never ``-0.0``, so :func:`_bar` adding ``+0.0`` gives the same bits.
+    """
+    wallet = _pay(wallet, busy, fund, fees, slip, -0.0, -0.0)
+    wallet, unreal = _variation_margin(wallet, unreal, not p.vm_daily or vm_t)
+    spot = a.spot + flow_t
+    equity = spot + wallet + reserve + av_t + unreal
+    gross = _gross_contract(0.0, pk, cs, p_t)
+    _, _, _, min_excess, need = _end_margin(wallet, unreal, gross, p.mm, p.collateral, topped, need, a.min_excess)
+    a2 = _close_bar(a, wallet, reserve, unreal, spot, a.eq_u + pnl_t, topped, need, min_excess, next_sched,
+                    a.eq_prev, busy, pnl_f, pnl_b, fees, slip, -0.0, fund, -0.0, turnover, trades, -0.0, -0.0, -0.0,
+                    capped)
+    return a2, equity
+
+
 @njit(cache=True, error_model="numpy", _nrt=False)
 def _quiet_pass(t, row, k, st, hr, cols, eq, ev, cs, p_t, p_p, i_t, i_p, x_hi, x_lo, rate, vm_t, flow_t, av_t, pnl_t):
     """Bar ``t`` (row ``row`` of the equity tile ``eq``) of a group of ``_GROUP`` variants on a
@@ -1061,15 +1128,16 @@ def _quiet_pass(t, row, k, st, hr, cols, eq, ev, cs, p_t, p_p, i_t, i_p, x_hi, x
     The steps of :func:`_bar` on a quiet bar when nothing happens (1, 2, 3, the
     schedule and band of 6, and 7; 4 and 5 do nothing there), in the same order, for
     every variant, committed where nothing happens. ``ev[j]`` is set where something
-    does: a margin call, a rebalance by schedule or band; the state of those variants
-    is left untouched for :func:`_bar`. Returns the number of them. Branch-free so
-    that it vectorises; ``error_model="numpy"`` only removes the zero checks of
-    ``i_t`` and ``av_t`` (non-zero on quiet bars).
+    does: a margin call, or a rebalance by schedule or band (then :func:`_quiet_rebalance`);
+    the state of those variants is left untouched. Returns the number of them and of those
+    with a margin call. Branch-free so that it vectorises; ``error_model="numpy"`` only
+    removes the zero checks of ``i_t`` and ``av_t`` (non-zero on quiet bars).
     """
     G = _GROUP
     tf = float(t)
     busy = rate != 0.0  # a funding bar is busy: its (zero) costs and its funding are booked
     n_ev = 0
+    n_call = 0
     # the loop below reads fixed rows of st only (so the compiler sees they do not overlap)
     for j in range(G):
         st[_ROW_PK * G + j] = st[(_ROW_POS + k) * G + j]
@@ -1078,46 +1146,100 @@ def _quiet_pass(t, row, k, st, hr, cols, eq, ev, cs, p_t, p_p, i_t, i_p, x_hi, x
         p = _load_params(st, G, j)
         a = _load_account(st, G, j)
         pk = st[_ROW_PK * G + j]
-        held = pk != 0.0
-        # 1. mark to market, and 2. the book as a function of x (all zero when flat)
-        D = a.wallet + a.unreal
-        pnl_f, pnl_b, A, B, D_held = _mark_contract(pk, cs, p_t, p_p, i_t, i_p, 0.0, 0.0, 0.0, 0.0, D)
-        pnl_f = pnl_f if held else 0.0
-        pnl_b = pnl_b if held else 0.0
-        A = A if held else 0.0
-        B = B if held else 0.0
-        D = D_held if held else D
-        # 2. margin check at the adverse intrabar price (a call is an event)
-        has_b = B > 0.0
-        slope, x_adv, mb_adv, mm_adv = _adverse(A, B, D, p.mm, x_hi, x_lo)
-        need_b = _need(a.need, mm_adv, mb_adv, p.collateral, a.topped)
-        need = need_b if has_b else a.need
-        call = has_b and p.margin_on and mb_adv < mm_adv
-        unreal = a.unreal + pnl_f
-        # 3. funding at the close
-        fund_held = _funding_contract(0.0, pk, cs, p_t, rate)
-        fund = fund_held if held and busy else 0.0
+        # 1.-3. mark, margin check at the adverse intrabar price (a call is an event), funding
+        pnl_f, pnl_b, need, call, unreal, fund = _quiet_mark(p, a, pk, cs, p_t, p_p, i_t, i_p, x_hi, x_lo, rate)
         # 6. rebalance trigger: the variant's schedule, or its band (an event)
         drift = _drift(0.0 + pk, cs, p_t, av_t, st[_ROW_H * G + j], p.band)
         scheduled, next_sched = _schedule(tf, a.next_sched, p.every)
         event = call or _trigger(False, p.mode, scheduled, drift)
         # 7. variation margin, cash, equity, margin figures
-        # (-0.0 for the figures that are zero on a quiet bar: x + -0.0 == x for every x, so the
-        # compiler drops those additions; the sums they go into are never -0.0, so adding +0.0
-        # as :func:`_bar` does gives the same bits)
-        wallet = _pay(a.wallet, busy, fund, -0.0, -0.0, -0.0, -0.0)
-        wallet, unreal = _variation_margin(wallet, unreal, not p.vm_daily or vm_t)
-        spot = a.spot + flow_t
-        equity = spot + wallet + a.reserve + av_t + unreal
-        gross = _gross_contract(0.0, pk, cs, p_t)
-        _, _, _, min_excess, need = _end_margin(wallet, unreal, gross, p.mm, p.collateral, a.topped, need,
-                                                a.min_excess)
-        a2 = _close_bar(a, wallet, a.reserve, unreal, spot, a.eq_u + pnl_t, a.topped, need, min_excess, next_sched,
-                        a.eq_prev, busy, pnl_f, pnl_b, -0.0, -0.0, -0.0, fund, -0.0, -0.0, -0.0, -0.0, -0.0, -0.0, -0.0)
+        a2, equity = _quiet_close(p, a, a.wallet, a.reserve, a.topped, unreal, need, next_sched, busy, pnl_f, pnl_b,
+                                  -0.0, -0.0, fund, -0.0, -0.0, -0.0, pk, cs, p_t, vm_t, flow_t, av_t, pnl_t)
         _store_quiet(st, G, j, a2, not event)
         eq[row, j] = equity
         ev[j] = event
         n_ev += 1 if event else 0
+        n_call += 1 if call else 0
+    return n_ev, n_call
+
+
+@njit(cache=True, inline="always")
+def _quiet_trade(p, a, pk, h_t, unreal, fund, cs, p_t, av_t, vol):
+    """Step 6 of :func:`_bar` on a quiet bar (one contract, ``pk`` held) for a variant whose
+    schedule or band fired, branch-free.
+
+    The target ``N*`` (:func:`_target_contracts`), limited by :func:`_margin_limit` when
+    margin is on (under ``top_up`` the reserve first covers the new position's initial
+    margin plus the fees and slippage of trading to it, :func:`_trade_cost`; otherwise a
+    cap), then the trade at the close when it moves more than ``_EPS`` and at least the
+    minimum trade (:func:`_trade_to` for one contract). Returns ``wallet, reserve, topped,
+    capped, fees, slip, trade_q, trades, traded`` and the position after it; the figures
+    of a bar without a trade are ``-0.0`` (see :func:`_quiet_close`).
+    """
+    held = 0.0 + pk
+    n_star = _target_contracts(h_t, av_t, cs, p_t, p.whole)
+    q0 = n_star - pk
+    f0_, s0_ = _trade_cost(q0, cs, p_t, p.fee, p.half_spread, p.impact, vol)
+    top_up = p.policy == POLICY_TOP_UP and a.reserve > 0.0
+    cost = 0.0 + (f0_ + s0_) if top_up and abs(q0) > _EPS else 0.0  # (:func:`_resize_cost`)
+    mb = a.wallet + unreal + fund + 0.0 + 0.0 + 0.0 + 0.0
+    n_lim, w_lim, r_lim, t_lim, c_lim = _margin_limit(n_star, mb, a.wallet, a.reserve, a.topped, cs, p_t, vol, p,
+                                                      cost)
+    on = p.margin_on
+    n_star = n_lim if on else n_star
+    q_total = n_star - held
+    rebal = abs(q_total) > _EPS and abs(q_total) >= p.min_trade
+    q = n_star - pk
+    traded = rebal and abs(q) > _EPS
+    f_, s_ = _trade_cost(q, cs, p_t, p.fee, p.half_spread, p.impact, vol)
+    return (
+        w_lim if on else a.wallet, r_lim if on else a.reserve, t_lim if on else a.topped, c_lim if on else -0.0,
+        0.0 - f_ if traded else -0.0, 0.0 - s_ if traded else -0.0, 0.0 + abs(q) if traded else -0.0,
+        1.0 if rebal else -0.0, traded, n_star if traded else pk,
+    )
+
+
+@njit(cache=True, error_model="numpy", _nrt=False)
+def _quiet_rebalance(t, row, k, st, eq, ev, cs, p_t, p_p, i_t, i_p, x_hi, x_lo, rate, vm_t, flow_t, av_t, pnl_t,
+                     vol):
+    """The variants :func:`_quiet_pass` flagged (``ev[j]``) on quiet bar ``t``, side by side:
+    steps 1-3, 6 (:func:`_quiet_trade`) and 7 of :func:`_bar` for one contract.
+
+    Every variant of the group is computed branch-free (so that it vectorises) into scratch
+    rows; the flagged ones without a margin call are then committed: their account,
+    position in contract ``k`` and hedged equity. ``ev[j]`` stays set only where
+    :func:`_bar` is still needed (a margin call). Reads the scratch rows
+    :func:`_quiet_pass` wrote (position and target hedge ratio). Returns the number still
+    flagged.
+    """
+    G = _GROUP
+    tf = float(t)
+    busy = rate != 0.0
+    for j in range(G):
+        p = _load_params(st, G, j)
+        a = _load_account(st, G, j)
+        pk = st[_ROW_PK * G + j]
+        pnl_f, pnl_b, need, call, unreal, fund = _quiet_mark(p, a, pk, cs, p_t, p_p, i_t, i_p, x_hi, x_lo, rate)
+        _, next_sched = _schedule(tf, a.next_sched, p.every)
+        wallet, reserve, topped, capped, fees, slip, trade_q, trades, traded, pk_new = _quiet_trade(
+            p, a, pk, st[_ROW_H * G + j], unreal, fund, cs, p_t, av_t, vol)
+        a2, equity = _quiet_close(p, a, wallet, reserve, topped, unreal, need, next_sched, busy or traded, pnl_f,
+                                  pnl_b, fees, slip, fund, trade_q, trades, capped, pk_new, cs, p_t, vm_t, flow_t,
+                                  av_t, pnl_t)
+        _store_at(st, G, _ROW_NEW * G + j, a2)
+        st[_ROW_NEW_PK * G + j] = pk_new
+        st[_ROW_NEW_EQ * G + j] = equity
+        st[_ROW_KEEP * G + j] = 0.0 if call else 1.0
+    n_ev = 0
+    for j in range(G):
+        keep = ev[j] and st[_ROW_KEEP * G + j] != 0.0
+        if keep:
+            for r in range(_N_ACCOUNT):
+                st[(_ROW_A + r) * G + j] = st[(_ROW_NEW + r) * G + j]
+            st[(_ROW_POS + k) * G + j] = st[_ROW_NEW_PK * G + j]
+            eq[row, j] = st[_ROW_NEW_EQ * G + j]
+        ev[j] = ev[j] and not keep
+        n_ev += 1 if ev[j] else 0
     return n_ev
 
 
@@ -1276,8 +1398,8 @@ def _simulate_group_nb(m, cs, fps, ips, members, G, unhedged, summaries, record,
 
     The loop of ``G`` variants (rows ``var = work[0]`` of ``fps`` / ``ips``): per bar, on a
     bar flagged in ``m.quiet``, :func:`_quiet_pass` for all variants at once, then
-    :func:`_bar` for the variants it flags; on any other bar :func:`_bar` for every
-    variant. ``st`` holds at least ``(_ROW_POS + K) * G`` values and is initialised
+    :func:`_quiet_rebalance` when it flags rebalances, then :func:`_bar` for the margin
+    calls; on any other bar :func:`_bar` for every variant. ``st`` holds at least ``(_ROW_POS + K) * G`` values and is initialised
     here. The hedged equity after each bar goes to the tile buffer ``eq``
     (``(_TILE + 1) x G``), from which :func:`_return_stats` keeps the return statistics
     in ``rs`` (``5 x G``) up to date; at the end ``eq[0, j]`` is the final equity. Writes
@@ -1288,6 +1410,9 @@ def _simulate_group_nb(m, cs, fps, ips, members, G, unhedged, summaries, record,
     ``inline="always"`` functions at the IR level by deep-copying the callee once per
     block, which for a body this size cost ~7 s of the first compile; and a separately
     compiled helper is optimised by LLVM twice (on its own and linked into this function).
+    For the same reason :func:`_bar` is an ordinary compiled function: with the quiet
+    rebalances replayed side by side, a sweep calls it on well under 1 % of its
+    (bar, variant) pairs, and inlining it cost ~5 s of the first compile.
     """
     var, st, eq, rs, cols, ev, cand, tgt = work
     ng = members.shape[0]
@@ -1323,10 +1448,16 @@ def _simulate_group_nb(m, cs, fps, ips, members, G, unhedged, summaries, record,
             cand[0] = k0
             cand[4] = m.c0[t]
             nc = 1
-            n_ev = _quiet_pass(
+            n_ev, n_call = _quiet_pass(
                 t, row, k0, st, m.hr, cols, eq, ev, cs, m.px[t, k0], m.px[t - 1, k0], m.idx[t], m.idx[t - 1],
                 m.xhi[t], m.xlo[t], m.fund_rate[t], m.vm_bar[t], m.alt_flow[t], m.alt_value[t], m.alt_pnl[t],
             )
+            if n_ev > n_call:  # rebalances by schedule or band
+                n_ev = _quiet_rebalance(
+                    t, row, k0, st, eq, ev, cs, m.px[t, k0], m.px[t - 1, k0], m.idx[t], m.idx[t - 1], m.xhi[t],
+                    m.xlo[t], m.fund_rate[t], m.vm_bar[t], m.alt_flow[t], m.alt_value[t], m.alt_pnl[t],
+                    m.volume_usd[t],
+                )
             if n_ev == 0:
                 continue
         else:

@@ -220,6 +220,47 @@ def test_many_variant_driver_equals_single_runs_bit_for_bit_under_stress(kind: s
         assert (many[:, col["rolls"]] > 0).mean() > 0.3  # (the rest are liquidated before a roll)
 
 
+@pytest.mark.parametrize("kind", ["perpetual", "dated"])
+def test_rebalances_on_quiet_bars_equal_single_runs_bit_for_bit(kind: str) -> None:
+    """Rebalances by schedule and band on quiet bars are replayed side by side
+    (``kernels._quiet_rebalance``), not one variant at a time: top-ups from the reserve
+    before a trade, trades capped by the margin the balance covers, trades below the
+    minimum size skipped, fractional and whole contracts, both policies, margin on and off.
+    Every summary field equal to the bit to the one-variant loop, and those features
+    really exercised on quiet bars (from the one-variant ledgers)."""
+    rng = np.random.default_rng(11 if kind == "perpetual" else 12)
+    m = random_market(rng, 500, n_rules=3, vol=0.02, perpetual=kind == "perpetual", grace=2, holding_changes=False)
+    _, _, _, quiet = K._market_prep(m.idx, m.idx_hi, m.idx_lo, m.c0, m.c1, m.exp_bar, m.alt_value, m.alt_changed)
+    variants = []
+    for i in range(2 * K._GROUP + 3):
+        variants.append(Variant(
+            hr_col=i % 3, fee_bps=float(rng.uniform(0, 10)), half_spread_bps=float(rng.uniform(0, 5)),
+            impact_coef=float(rng.choice([0.0, 0.1])), mode=("every", "band", "band_on_schedule")[i % 3],
+            every_bars=int(rng.choice([1, 2, 5])), band=float(rng.uniform(0.0, 0.05)),
+            whole_contracts=bool(i % 2), min_trade_contracts=float(rng.choice([0.0, 0.0, 3.0])),
+            margin_enabled=i % 7 != 6, collateral_usd=float(rng.uniform(2e4, 1.5e5)),
+            reserve_usd=float(rng.choice([0.0, 3e4, 3e5])), policy=("top_up", "cut_hedge")[(i // 2) % 2],
+            daily_variation=bool((i // 3) % 2),
+        ))
+    many = _many(m, variants)
+    on_quiet = {"trades": 0, "top-ups": 0, "skipped": 0}
+    singles = []
+    for v in variants:
+        rows, single = run_variant(m, v)
+        singles.append([single[k] for k in K.SUM])
+        traded = quiet & (rows["rebalanced"] == 1.0) & (rows["margin_call"] == 0.0)
+        on_quiet["trades"] += int(traded.sum())
+        topped = np.diff(rows["margin_reserve"], prepend=v.reserve_usd) < 0
+        on_quiet["top-ups"] += int((traded & topped).sum())
+        if v.min_trade_contracts > 0 and v.mode == "every":
+            on_quiet["skipped"] += int((quiet & (rows["rebalanced"] == 0.0)).sum())
+    np.testing.assert_array_equal(many, np.array(singles))
+    col = {k: i for i, k in enumerate(K.SUM)}
+    assert on_quiet["trades"] > 1000 and on_quiet["top-ups"] > 10 and on_quiet["skipped"] > 100, on_quiet
+    assert many[:, col["margin_capped"]].sum() > 50
+    assert (many[:, col["margin_capped"]] > 0).sum() >= 5
+
+
 @pytest.mark.parametrize(
     "kind, policy, reserve",
     [("perpetual", "top_up", 3e5), ("perpetual", "cut_hedge", 0.0), ("perpetual", "top_up", 0.0),
