@@ -2,24 +2,31 @@
 
 On the first run after an install numba's cache is empty and the bar loop
 (:func:`backtest.kernels._simulate_group_nb` and what it calls) takes most of the
-start-up to compile. :class:`BackgroundCompile` starts a child interpreter that
-compiles exactly that kernel for the argument types of every real run (the kernels take
+start-up to compile. :class:`BackgroundCompile` starts two child interpreters that
+compile exactly that kernel for the argument types of every real run (the kernels take
 read-only, contiguous float64/int64/bool arrays whatever the caller passes;
-:func:`kernel_signature`) and saves it to the same cache, while the command loads the
+:func:`kernel_signature`) and save it to the same cache, while the command loads the
 data, builds the index and estimates the hedge ratios (which compile their own, smaller
-kernels) on the other core. Before its first bar-loop call the command waits for the
-child (:meth:`BackgroundCompile.wait`, which meanwhile compiles the per-market kernels
-the run calls first); numba then loads the bar loop's machine code from the cache
-instead of compiling it.
+kernels). The loop's compiled callees are separate functions in its machine code, each
+with its own cache entry, so the work splits: one child compiles the one-variant step
+``_bar`` (the largest), the other the quiet-bar passes and the return statistics, then
+waits for the first (it reads a pipe whose only writer is that child, so it wakes when
+the child ends, however it ends) and compiles the loop itself, which loads its callees
+from the cache (:func:`callee_signatures` are the types the loop calls them with).
+Before its first bar-loop call the command waits for the loop's child
+(:meth:`BackgroundCompile.wait`, which meanwhile compiles the per-market kernels the run
+calls first); numba then loads the bar loop's machine code from the cache instead of
+compiling it.
 
 Safety:
 
 * nothing starts when the cache already holds the kernel compiled from the current
   source, when the cache folder is not writable, or when numba's cache is off (the
   command compiles in process, as without this module);
-* the child's output goes nowhere; a child that fails or takes longer than
-  ``timeout_s`` changes nothing but the time (the command compiles what is missing);
-* the child is ended (SIGTERM, then SIGKILL) when the command leaves the ``with`` block,
+* the children's output goes nowhere; a child that fails or takes longer than
+  ``timeout_s`` changes nothing but the time (the command, or the loop's child,
+  compiles what is missing);
+* the children are ended (SIGTERM, then SIGKILL) when the command leaves the ``with`` block,
   normally or by an error or SIGTERM, so no process outlives the command; numba writes
   each cache file under a temporary name and renames it, so an ended child leaves no
   half-written entry;
@@ -67,25 +74,35 @@ class BackgroundCompile:
     was needed.
     """
 
-    def __init__(self, proc: subprocess.Popen | None) -> None:
-        self._proc = proc
+    def __init__(self, proc: subprocess.Popen | None, helper: subprocess.Popen | None = None) -> None:
+        self._proc = proc  # compiles the loop (after its callees), the one :meth:`wait` waits for
+        self._helper = helper  # compiles ``_bar``
 
     @classmethod
     def start(cls, enabled: bool = True) -> BackgroundCompile:
-        """Start the child if ``enabled`` and the kernel is missing from a writable cache."""
+        """Start the children if ``enabled`` and the kernel is missing from a writable cache."""
         if not enabled or kernel_cache_state() != "missing":
             return cls(None)
-        root = str(Path(__file__).resolve().parents[1])  # the child imports this very source tree
+        root = str(Path(__file__).resolve().parents[1])  # the children import this very source tree
         env = dict(os.environ)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        command = [sys.executable, "-m", "backtest.background_compile"]
+        quiet = dict(env=env, cwd=root, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "backtest.background_compile"], env=env, cwd=root,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
+            helper = subprocess.Popen(command + ["bar"], stdout=subprocess.PIPE, **quiet)
         except OSError:
             return cls(None)
-        return cls(proc)
+        try:  # the loop's child reads the helper's stdout until the helper ends
+            fd = helper.stdout.fileno()
+            proc = subprocess.Popen(command + ["loop", str(fd)], pass_fds=(fd,), stdout=subprocess.DEVNULL, **quiet)
+        except OSError:
+            proc = None
+        finally:
+            helper.stdout.close()  # only the helper writes to it; only the loop's child reads it
+        if proc is None:
+            _end(helper)
+            return cls(None)
+        return cls(proc, helper)
 
     @property
     def pid(self) -> int | None:
@@ -107,22 +124,28 @@ class BackgroundCompile:
             return False
 
     def stop(self) -> None:
-        """End the child if it is still running, and reap it."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5.0)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        """End the children that are still running, and reap them."""
+        for proc in (self._proc, self._helper):
+            _end(proc)
 
     def __enter__(self) -> BackgroundCompile:
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _end(proc: subprocess.Popen | None) -> None:
+    """End ``proc`` (SIGTERM, then SIGKILL after 5 s) if it is still running, and reap it."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    proc.wait()
 
 
 def _compile_market_helpers() -> None:
@@ -183,14 +206,63 @@ def kernel_signature() -> tuple:
     return tuple(numba.typeof(a) for a in _sample_kernel_args())
 
 
-def _child() -> int:
-    """The child's work: compile the bar loop for :func:`kernel_signature` (numba saves it to the cache)."""
+def callee_signatures() -> dict[str, list[tuple]]:
+    """The argument types with which the bar loop (for :func:`kernel_signature`) calls its
+    compiled callees, by function name (tested against the loop's own compile): the
+    one-variant step with the group stride as a literal, the quiet-bar passes on the group's
+    scratch arrays, and the return statistics (numba types the tile's first row count as a
+    literal ``0`` once, hence two)."""
+    import numpy as np
+    from numba import typeof, types
+
+    from backtest import kernels as K
+
+    sig = kernel_signature()
+    f1, f2 = typeof(np.empty(1)), typeof(np.empty((1, 1)))
+    i1, b1 = typeof(np.empty(1, dtype=np.int64)), typeof(np.empty(1, dtype=np.bool_))
+    ro1, ro2 = typeof(K._frozen(np.empty(1))), typeof(K._frozen(np.empty((1, 1))))
+    params = typeof(K.Params(*([0.0] * 13), False, False, False))
+    i, f, b, stride = types.int64, types.float64, types.boolean, types.literal(K._GROUP)
+    return {
+        "_bar": [(i, i, stride, sig[0], f, params, f1, i1, i, f1, f, b, f2)],
+        "_quiet_pass": [(i, i, i, f1, ro2, i1, f2, b1) + (f,) * 8 + (b, f, f, f)],
+        "_quiet_rebalance": [(i, i, i, f1, f2, b1) + (f,) * 8 + (b, f, f, f, f)],
+        "_return_stats": [(f2, n_rows, i, ro1, f1, stride, i) for n_rows in (types.literal(0), i)],
+    }
+
+
+def _compile(names: tuple[str, ...]) -> None:
+    """Compile (numba caches) the bar loop's callees ``names`` for :func:`callee_signatures`."""
+    from backtest import kernels
+
+    sigs = callee_signatures()
+    for name in names:
+        for sig in sigs[name]:
+            getattr(kernels, name).compile(sig)
+
+
+def _child(part: str, helper_fd: int | None = None) -> int:
+    """A child's work (numba saves what it compiles to the cache).
+
+    ``"bar"``: the one-variant step. ``"loop"``: the quiet-bar passes and the return
+    statistics, then, once the ``"bar"`` child has ended (EOF on ``helper_fd``), the bar loop
+    for :func:`kernel_signature`, which loads those callees from the cache (and compiles
+    any that are missing).
+    """
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # run finally blocks
     from backtest import kernels
 
+    if part == "bar":
+        _compile(("_bar",))
+        return 0
+    _compile(("_quiet_pass", "_quiet_rebalance", "_return_stats"))
+    if helper_fd is not None:
+        with os.fdopen(helper_fd, "rb") as pipe:
+            pipe.read()  # returns at EOF: the helper has ended
     kernels._simulate_group_nb.compile(kernel_signature())
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(_child())
+    _args = sys.argv[1:]
+    raise SystemExit(_child(_args[0] if _args else "loop", int(_args[1]) if len(_args) > 1 else None))

@@ -190,3 +190,43 @@ def test_a_run_refused_before_simulating_starts_no_child(tmp_path: Path, monkeyp
     monkeypatch.setattr(cli.BackgroundCompile, "start", classmethod(lambda cls, enabled=True: started.append(1)))
     assert cli.main(["run", str(tmp_path / "no_such.toml"), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     assert started == []
+
+
+def _compile_in_fresh_process(cache: Path, code: str) -> str:
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True, timeout=600,
+                          capture_output=True, text=True)
+    return done.stdout
+
+
+def test_the_loop_loads_the_callees_the_children_compiled(tmp_path: Path) -> None:
+    """The callees compiled for :func:`callee_signatures` (the two children's first part) are
+    the specialisations the bar loop calls: compiling the loop afterwards, in a fresh
+    process on the same cache, loads every one of them from the cache and compiles none."""
+    cache = tmp_path / "cache"
+    _compile_in_fresh_process(cache, "from backtest import background_compile as bc; "
+                                     "bc._compile(('_bar', '_quiet_pass', '_quiet_rebalance', '_return_stats'))")
+    out = _compile_in_fresh_process(cache, "\n".join([
+        "from backtest import background_compile as bc, kernels as K",
+        "K._simulate_group_nb.compile(bc.kernel_signature())",
+        "for name, sigs in bc.callee_signatures().items():",
+        "    f = getattr(K, name)",
+        "    print(name, len(sigs), sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values()))",
+    ]))
+    rows = [line.split() for line in out.splitlines()]
+    assert [r[0] for r in rows] == ["_bar", "_quiet_pass", "_quiet_rebalance", "_return_stats"]
+    for name, n_sigs, hits, misses in rows:
+        assert (int(hits), int(misses)) == (int(n_sigs), 0), name
+
+
+def test_the_loops_child_waits_for_the_bar_child_and_both_are_ended(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two children; leaving the block ends and reaps both (mid-compile here)."""
+    monkeypatch.setattr(bc, "kernel_cache_state", lambda: "missing")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "cache"))
+    with bc.BackgroundCompile.start() as bg:
+        pids = [bg._proc.pid, bg._helper.pid]
+        assert all(_alive(p) for p in pids)
+        time.sleep(1.0)
+    assert bg._proc.returncode is not None and bg._helper.returncode is not None
+    assert not any(_alive(p) for p in pids)
