@@ -41,6 +41,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["BackgroundCompile", "kernel_cache_state"]
@@ -109,14 +110,19 @@ class BackgroundCompile:
         """The child's process id (None when none was started)."""
         return None if self._proc is None else self._proc.pid
 
-    def wait(self, timeout_s: float = TIMEOUT_S) -> bool:
+    def wait(self, timeout_s: float = TIMEOUT_S, meanwhile: Callable[[], object] | None = None) -> bool:
         """Wait until the child has finished (at most ``timeout_s``; then it is ended).
 
-        Returns True when a child ran and finished successfully (the kernel is cached)."""
+        While it runs, this process compiles the per-market kernels the run calls next, then
+        calls ``meanwhile`` (work the command needs later, e.g. loading the report's
+        libraries) if the child is still running. Returns True when a child ran and finished
+        successfully (the kernel is cached)."""
         if self._proc is None:
             return False
         if self._proc.poll() is None:
             _compile_market_helpers()  # meanwhile, on this core, what the run calls next
+            if meanwhile is not None and self._proc.poll() is None:
+                meanwhile()
         try:
             return self._proc.wait(timeout=timeout_s) == 0
         except subprocess.TimeoutExpired:

@@ -252,7 +252,7 @@ def _run_one(console: _Console, config_path: Path, out: str | Path, force: bool,
         if prepared_hook is not None:
             prepared_hook()
         if child is not None:
-            child.wait()
+            child.wait(meanwhile=_load_report_libraries if report else None)
         result = api.Result.from_run(run(config, prepared=prepared, progress=console.progress()))
         del prepared  # the inputs go before the report, as when the run prepares them itself
     if simulated_hook is not None:
@@ -262,6 +262,14 @@ def _run_one(console: _Console, config_path: Path, out: str | Path, force: bool,
     _print_summary(console, result.summary)
     if shown is None:  # the demo lists its folders once they are in place
         console.wrote(claim.target)
+
+
+def _load_report_libraries() -> None:
+    """Import what writing a report imports first (matplotlib and the report modules, arch's
+    bootstrap): done while the bar loop is still being compiled in the background, on the
+    core the compile leaves free, instead of after the replay."""
+    import arch.bootstrap  # noqa: F401
+    import reports.render  # noqa: F401
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -154,8 +154,11 @@ class _FakeChild:
     def __init__(self, events: list[str]) -> None:
         self.events = events
 
-    def wait(self, timeout_s: float = bc.TIMEOUT_S) -> bool:
+    def wait(self, timeout_s: float = bc.TIMEOUT_S, meanwhile=None) -> bool:
         self.events.append("wait")
+        if meanwhile is not None:
+            meanwhile()
+            self.events.append("meanwhile")
         return True
 
     def __enter__(self) -> _FakeChild:
@@ -181,6 +184,10 @@ def test_run_prepares_then_waits_for_the_child_then_simulates_then_ends_it(tmp_p
     scenario = write_notional_scenario(tmp_path)
     assert cli.main(["run", str(scenario), "--out", str(tmp_path / "out"), "--no-report", "--quiet"]) == 0
     assert events == ["prepare", "wait", "simulate", "stop"]
+    # with a report, the report's libraries are loaded while the child compiles
+    events.clear()
+    assert cli.main(["run", str(scenario), "--out", str(tmp_path / "out2"), "--quiet"]) == 0
+    assert events == ["prepare", "wait", "meanwhile", "simulate", "stop"]
 
 
 def test_a_run_refused_before_simulating_starts_no_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
