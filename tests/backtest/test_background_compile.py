@@ -206,6 +206,7 @@ def _compile_in_fresh_process(cache: Path, code: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 def test_the_loop_loads_the_callees_the_children_compiled(tmp_path: Path) -> None:
     """The callees compiled for :func:`callee_signatures` (the two children's first part) are
     the specialisations the bar loop calls: compiling the loop afterwards, in a fresh
