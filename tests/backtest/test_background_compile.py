@@ -227,7 +227,7 @@ def test_the_loop_loads_the_callees_the_children_compiled(tmp_path: Path) -> Non
         assert (int(hits), int(misses)) == (int(n_sigs), 0), name
 
 
-def test_the_loops_child_waits_for_the_bar_child_and_both_are_ended(tmp_path: Path,
+def test_both_children_are_ended_and_reaped_when_the_command_leaves(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Two children; leaving the block ends and reaps both (mid-compile here)."""
     monkeypatch.setattr(bc, "kernel_cache_state", lambda: "missing")
