@@ -12,7 +12,8 @@ with its own cache entry, so the work splits: one child compiles the one-variant
 ``_bar`` (the largest), the other the quiet-bar passes and the return statistics, then
 waits for the first (it reads a pipe whose only writer is that child, so it wakes when
 the child ends, however it ends) and compiles the loop itself, which loads its callees
-from the cache (:func:`callee_signatures` are the types the loop calls them with).
+from the cache (:func:`callee_signatures` are the types the loop calls them with). Where
+a child cannot be handed a pipe (not POSIX), one child compiles everything.
 Before its first bar-loop call the command waits for the loop's child
 (:meth:`BackgroundCompile.wait`, which meanwhile compiles the per-market kernels the run
 calls first); numba then loads the bar loop's machine code from the cache instead of
@@ -89,6 +90,11 @@ class BackgroundCompile:
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         command = [sys.executable, "-m", "backtest.background_compile"]
         quiet = dict(env=env, cwd=root, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not _pipes_inherit():  # one child compiles the callees and the loop
+            try:
+                return cls(subprocess.Popen(command + ["loop"], stdout=subprocess.DEVNULL, **quiet))
+            except OSError:
+                return cls(None)
         try:
             helper = subprocess.Popen(command + ["bar"], stdout=subprocess.PIPE, **quiet)
         except OSError:
@@ -139,6 +145,11 @@ class BackgroundCompile:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _pipes_inherit() -> bool:
+    """Whether a child can be handed another child's output pipe (``pass_fds``: POSIX only)."""
+    return os.name == "posix"
 
 
 def _end(proc: subprocess.Popen | None) -> None:

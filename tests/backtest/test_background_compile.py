@@ -238,3 +238,14 @@ def test_both_children_are_ended_and_reaped_when_the_command_leaves(tmp_path: Pa
         time.sleep(1.0)
     assert bg._proc.returncode is not None and bg._helper.returncode is not None
     assert not any(_alive(p) for p in pids)
+
+
+def test_without_posix_one_child_compiles_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a child cannot inherit the pipe (not POSIX), one child compiles the callees and the loop."""
+    monkeypatch.setattr(bc, "kernel_cache_state", lambda: "missing")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(bc, "_pipes_inherit", lambda: False)
+    with bc.BackgroundCompile.start() as bg:
+        assert bg._helper is None and bg._proc.args[-1] == "loop"
+        pid = bg.pid
+    assert not _alive(pid)
