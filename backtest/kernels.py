@@ -424,8 +424,8 @@ def _store_account(st, G, j, a):
     """Write ``a`` as the account of variant ``j``.
 
     No branches: each ``x if cond else y`` adds IR blocks, and numba inlines this body into
-    :func:`_bar` and :func:`_init_state` and then :func:`_bar` into the loop by copying the
-    IR once per block, so fewer blocks make the first compile shorter (README, Performance).
+    :func:`_bar` and :func:`_init_state` by copying the IR once per block, so fewer blocks
+    make the first compile shorter (README, Performance).
     """
     _store_at(st, G, _ROW_A * G + j, a)
 
