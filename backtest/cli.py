@@ -227,13 +227,16 @@ def _claim(out: str | Path, force: bool, config_path: Path):
 def _run_one(console: _Console, config_path: Path, out: str | Path, force: bool, *, report: bool = True,
              shown: Path | None = None, background: BackgroundCompile | None = None,
              compile_ahead: bool = False, prepared_hook: Callable[[], object] | None = None,
-             simulated_hook: Callable[[], object] | None = None) -> None:
+             simulated_hook: Callable[[], object] | None = None, waiting_hook: Callable[[], object] | None = None,
+             prepared_ahead: Callable[[], Any] | None = None) -> None:
     """Run one scenario into ``out``. With ``background`` (a child compiling the bar loop into
     numba's cache; or one started here, once the config is read, when ``compile_ahead``), the
     data, index and hedge ratios are prepared first and the child is waited for before the
     first bar-loop call (:mod:`backtest.background_compile`). ``prepared_hook`` is called once
-    the scenario is prepared (before that wait), ``simulated_hook`` once it is replayed (before
-    the results are written)."""
+    the scenario is prepared (before that wait), ``waiting_hook`` while waiting for a child
+    that is still compiling, ``simulated_hook`` once it is replayed (before the results are
+    written). ``prepared_ahead`` returns this scenario's preparation when it was done ahead
+    (:func:`_cmd_demo`), else None."""
     from contextlib import nullcontext
 
     from backtest import api
@@ -248,11 +251,20 @@ def _run_one(console: _Console, config_path: Path, out: str | Path, force: bool,
     console.announce_compile()
     with (BackgroundCompile.start(_background_enabled()) if compile_ahead else nullcontext(background)) as child, \
             console.stage(f"simulating {config_path.name}"):
-        prepared = prepare(config, ledger=True)  # the ledger-rows limit before any hedge ratio
+        prepared = prepared_ahead() if prepared_ahead is not None else None
+        if prepared is None:
+            prepared = prepare(config, ledger=True)  # the ledger-rows limit before any hedge ratio
         if prepared_hook is not None:
             prepared_hook()
         if child is not None:
-            child.wait(meanwhile=_load_report_libraries if report else None)
+
+            def meanwhile() -> None:
+                if report:
+                    _load_report_libraries()
+                if waiting_hook is not None:
+                    waiting_hook()
+
+            child.wait(meanwhile=meanwhile if report or waiting_hook is not None else None)
         result = api.Result.from_run(run(config, prepared=prepared, progress=console.progress()))
         del prepared  # the inputs go before the report, as when the run prepares them itself
     if simulated_hook is not None:
@@ -279,7 +291,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     happens once the quarterly scenario is prepared when the bar loop is already compiled (then
     both replays run at once too), or once it is replayed when the bar loop is being compiled
     in the background (the fork then inherits the compiled loop, and does not slow the compile
-    down). Without ``os.fork`` they run one after the other."""
+    down; the second scenario is then prepared in this process while the first one waits for
+    the compile, and the fork takes that preparation over). Without ``os.fork`` they run one
+    after the other."""
     from contextlib import ExitStack
 
     from backtest.api import bundled_scenario
@@ -293,9 +307,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     with OutputDir(args.out, force=args.force) as tmp, BackgroundCompile.start(_background_enabled()) as background, \
             ExitStack() as forked:
 
+        ahead: list = []
+
+        def prepare_second() -> None:
+            """The second scenario's preparation, done while the first one waits for the compile
+            (the core is free then); the forked run takes it over. Any error is left to that run
+            to meet and report on its own."""
+            from backtest.api import scenario_path
+            from backtest.config import load_config
+            from backtest.engine import prepare
+
+            try:
+                ahead.append(prepare(load_config(scenario_path(bundled_scenario(second))), ledger=True))
+            except Exception:  # noqa: BLE001 - the second run prepares again and raises it as its own
+                ahead.clear()
+
         def run_second(record: list) -> None:
             _run_one(_Console(args.quiet, record), bundled_scenario(second), tmp / second_dir, False, report=report,
-                     shown=out / second_dir)
+                     shown=out / second_dir, prepared_ahead=lambda: ahead[0] if ahead else None)
 
         children: list[ForkedRun] = []
 
@@ -306,7 +335,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         compiling = background.pid is not None  # the bar loop is being compiled: fork once it is loaded
         _run_one(console, bundled_scenario(first), tmp / first_dir, False, report=report, shown=out / first_dir,
                  background=background, prepared_hook=fork_second if fork and not compiling else None,
-                 simulated_hook=fork_second if fork and compiling else None)
+                 simulated_hook=fork_second if fork and compiling else None,
+                 waiting_hook=prepare_second if fork and compiling else None)
         if children:
             outcome = children[0].result()
             console.replay(outcome.lines)

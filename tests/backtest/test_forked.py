@@ -132,3 +132,74 @@ def test_objects_of_the_command_stay_out_of_the_forked_collector() -> None:
     with ForkedRun.start(work) as child:
         (_, frozen), = child.result().lines
     assert frozen > 1000 and gc.get_freeze_count() == 0
+
+
+class _CompilingChild:
+    """Stands in for a background compile still running: the demo forks its second scenario
+    once the first is replayed, and meanwhile (while the first waits) prepares the second."""
+
+    pid = 12345
+
+    def wait(self, timeout_s: float = 300.0, meanwhile=None) -> bool:
+        if meanwhile is not None:
+            meanwhile()
+        return True
+
+    def stop(self) -> None:
+        pass
+
+    def __enter__(self) -> _CompilingChild:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def _record_prepares(monkeypatch, log: Path) -> None:
+    import backtest.engine
+
+    real = backtest.engine.prepare
+
+    def prepare(config, **kw):
+        with log.open("a", encoding="utf-8") as f:
+            f.write(f"{os.getpid()} {config.scenario.name}\n")
+        return real(config, **kw)
+
+    monkeypatch.setattr(backtest.engine, "prepare", prepare)
+
+
+def test_demo_prepares_the_second_scenario_while_the_first_waits_for_the_compile(tmp_path: Path, monkeypatch) -> None:
+    """On a first run (the bar loop compiling in the background), the second scenario is
+    prepared in the command's process while the first waits for the compile, and the forked
+    run takes that preparation over (it prepares nothing itself); outputs as a plain run's."""
+    from backtest import api, cli
+    from backtest.cli import main
+
+    configs = _demo_configs(tmp_path, NOTIONAL_DAILY.replace('name = "synthetic"', 'name = "second"'))
+    monkeypatch.setattr(api, "bundled_scenario", lambda name: configs[name])
+    monkeypatch.setattr(cli.BackgroundCompile, "start", classmethod(lambda cls, enabled=True: _CompilingChild()))
+    log = tmp_path / "prepares.log"
+    _record_prepares(monkeypatch, log)
+    assert main(["demo", "--out", str(tmp_path / "out"), "--no-report", "--quiet"]) == 0
+    calls = [line.split() for line in log.read_text(encoding="utf-8").splitlines()]
+    assert calls == [[str(os.getpid()), "synthetic"], [str(os.getpid()), "second"]]
+    monkeypatch.undo()
+    assert main(["run", str(configs["demo_perpetual.toml"]), "--out", str(tmp_path / "plain"), "--no-report",
+                 "--quiet"]) == 0
+    for file in ("summary.json", "ledger.parquet"):
+        assert (tmp_path / "out" / "perpetual" / file).read_bytes() == (tmp_path / "plain" / file).read_bytes()
+
+
+def test_a_bad_second_scenario_prepared_ahead_is_still_its_own_error(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The preparation ahead fails quietly; the forked run prepares again and its error is the
+    demo's one line and exit code 2, with nothing written."""
+    from backtest import api, cli
+    from backtest.cli import main
+
+    configs = _demo_configs(tmp_path, NOTIONAL_DAILY.replace('coins = ["COIN"]', 'coins = ["NOPE"]'))
+    monkeypatch.setattr(api, "bundled_scenario", lambda name: configs[name])
+    monkeypatch.setattr(cli.BackgroundCompile, "start", classmethod(lambda cls, enabled=True: _CompilingChild()))
+    assert main(["demo", "--out", str(tmp_path / "out"), "--no-report"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hedgebt: error: ") and "NOPE" in err[0], err
+    assert not (tmp_path / "out").exists()
