@@ -307,24 +307,35 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     with OutputDir(args.out, force=args.force) as tmp, BackgroundCompile.start(_background_enabled()) as background, \
             ExitStack() as forked:
 
-        ahead: list = []
+        ahead: list = []  # the second scenario prepared ahead, and the warnings its preparation gave
 
         def prepare_second() -> None:
             """The second scenario's preparation, done while the first one waits for the compile
-            (the core is free then); the forked run takes it over. Any error is left to that run
-            to meet and report on its own."""
+            (the core is free then); the forked run takes it over, and gives its warnings as its
+            own. Any error is left to that run to meet and report on its own."""
             from backtest.api import scenario_path
             from backtest.config import load_config
             from backtest.engine import prepare
 
             try:
-                ahead.append(prepare(load_config(scenario_path(bundled_scenario(second))), ledger=True))
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", UserWarning)
+                    prepared = prepare(load_config(scenario_path(bundled_scenario(second))), ledger=True)
+                ahead.append((prepared, [w.message for w in caught]))
             except Exception:  # noqa: BLE001 - the second run prepares again and raises it as its own
                 ahead.clear()
 
+        def taken_over() -> Any:
+            if not ahead:
+                return None
+            prepared, messages = ahead[0]
+            for message in messages:  # in the forked run's output, where its preparation's warnings belong
+                warnings.warn(message, stacklevel=1)
+            return prepared
+
         def run_second(record: list) -> None:
             _run_one(_Console(args.quiet, record), bundled_scenario(second), tmp / second_dir, False, report=report,
-                     shown=out / second_dir, prepared_ahead=lambda: ahead[0] if ahead else None)
+                     shown=out / second_dir, prepared_ahead=taken_over)
 
         children: list[ForkedRun] = []
 

@@ -203,3 +203,32 @@ def test_a_bad_second_scenario_prepared_ahead_is_still_its_own_error(tmp_path: P
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("hedgebt: error: ") and "NOPE" in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_warnings_of_the_second_scenario_prepared_ahead_come_after_the_firsts(tmp_path: Path, monkeypatch,
+                                                                               capsys) -> None:
+    """The preparation ahead holds its warnings back: the forked run gives them as its own, so
+    the demo prints the first scenario's warnings, then the second's, as without a compile."""
+    import backtest.engine
+    import backtest.results
+    from backtest import api, cli
+    from backtest.cli import main
+
+    configs = _demo_configs(tmp_path, NOTIONAL_DAILY.replace('name = "synthetic"', 'name = "second"'))
+    monkeypatch.setattr(api, "bundled_scenario", lambda name: configs[name])
+    monkeypatch.setattr(cli.BackgroundCompile, "start", classmethod(lambda cls, enabled=True: _CompilingChild()))
+    real_prepare, real_run = backtest.engine.prepare, backtest.results.run
+
+    def prepare(config, **kw):
+        warnings.warn(f"prepared {config.scenario.name}", UserWarning, stacklevel=1)
+        return real_prepare(config, **kw)
+
+    def run(config, **kw):
+        warnings.warn(f"replayed {config.scenario.name}", UserWarning, stacklevel=1)
+        return real_run(config, **kw)
+
+    monkeypatch.setattr(backtest.engine, "prepare", prepare)
+    monkeypatch.setattr(backtest.results, "run", run)
+    assert main(["demo", "--out", str(tmp_path / "out"), "--no-report", "--quiet"]) == 0
+    said = [line.removeprefix("hedgebt: warning: ") for line in capsys.readouterr().err.splitlines()]
+    assert said == ["prepared synthetic", "replayed synthetic", "prepared second", "replayed second"]
