@@ -828,13 +828,12 @@ def _recommended_paragraph(doc: _Doc, summary: Mapping[str, Any], r: pd.Series, 
         worst = own.sort_values(["pnl_hedged", "event"], kind="stable").iloc[0]
         share = worst["basis_share"]
         under = str((summary.get("scenario") or {}).get("underlying", "index"))  # what index_level is
-        under_word = "index" if under == "index" else under
-        basis = (f" The coin drifting away from {'the ' if under == 'index' else ''}{under_word} caused "
+        basis = (f" The coin drifting away from {'the ' if under == 'index' else ''}{under} caused "
                  f"{fmt_pct(share, 0)} of that loss." if math.isfinite(float(share)) else "")
         doc.para(
             f"Worst event window for {r['rule']}: {worst['title']} ({worst['start']:%Y-%m-%d} to "
             f"{worst['end']:%Y-%m-%d}): hedged P&L {fmt_usd(worst['pnl_hedged'])} against "
-            f"{fmt_usd(worst['pnl_unhedged'])} unhedged (coin {fmt_pct(worst['coin_return'])}, {under_word} "
+            f"{fmt_usd(worst['pnl_unhedged'])} unhedged (coin {fmt_pct(worst['coin_return'])}, {under} "
             f"{fmt_pct(worst['index_return'])}).{basis}"
         )
     else:
