@@ -3,19 +3,22 @@
 Plain Python over one bar at a time, positions in a dict keyed by contract,
 each step of :mod:`backtest.kernels` written out as a separate function. It is
 far too slow for real use (seconds per thousand bars) and exists only so that
-tests can compare the numba kernel against it on random scenarios.
+tests can compare the numba kernel against it on random scenarios. Beside it, the
+collateral bisection with one trial per kernel pass
+(:func:`min_safe_collaterals_reference`), which the engine's faster search is held to.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from backtest.market import Market, Variant
+from backtest.kernels import SUM
+from backtest.market import Market, Variant, run_variants
 
-__all__ = ["simulate_reference"]
+__all__ = ["simulate_reference", "min_safe_collaterals_reference"]
 
 
 def _round_half_away(x: float) -> float:
@@ -298,3 +301,36 @@ def simulate_reference(m: Market, v: Variant) -> dict[str, np.ndarray]:
         record("margin_need", need)
         equity_prev = equity
     return {name: np.asarray(values) for name, values in rows.items()}
+
+
+def min_safe_collaterals_reference(m: Market, variants: list[Variant], tol_usd: float) -> np.ndarray:
+    """The collateral bisection of :func:`backtest.engine.min_safe_collaterals`, one trial per
+    variant per kernel pass: the specification its several-trials-per-pass search is held to.
+
+    Per variant (margin on, reserve 0): collateral 0 when it has no margin event (call,
+    capped re-size, liquidation); otherwise the upper bound starts at the margin-off
+    ``margin_need`` (at least 1) and doubles while it has an event, then ``[lo, hi]`` is
+    halved at ``0.5 (lo + hi)`` until at most ``tol_usd`` wide. Returns ``ceil(hi)``.
+    """
+    event_cols = [SUM.index(name) for name in ("margin_calls", "liquidations", "margin_capped")]
+    base = [replace(v, margin_enabled=True, reserve_usd=0.0) for v in variants]
+
+    def has_event(v: Variant, c: float) -> bool:
+        return bool((run_variants(m, [replace(v, collateral_usd=float(c))])[0, event_cols] > 0).any())
+
+    out = np.zeros(len(base))
+    for i, v in enumerate(base):
+        if not has_event(v, 0.0):
+            continue
+        free = run_variants(m, [replace(v, margin_enabled=False, collateral_usd=0.0)])[0]
+        lo, hi = 0.0, max(float(free[SUM.index("margin_need")]), 1.0)
+        while has_event(v, hi):
+            lo, hi = hi, 2.0 * hi
+        while hi - lo > tol_usd:
+            mid = 0.5 * (lo + hi)
+            if has_event(v, mid):
+                lo = mid
+            else:
+                hi = mid
+        out[i] = math.ceil(hi)
+    return out
