@@ -340,6 +340,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         children: list[ForkedRun] = []
 
         def fork_second() -> None:
+            if report:  # imported once, for both processes (already done by a compile's wait)
+                _load_report_libraries()
             children.append(forked.enter_context(ForkedRun.start(run_second)))
 
         fork = ForkedRun.available()

@@ -232,3 +232,25 @@ def test_warnings_of_the_second_scenario_prepared_ahead_come_after_the_firsts(tm
     assert main(["demo", "--out", str(tmp_path / "out"), "--no-report", "--quiet"]) == 0
     said = [line.removeprefix("hedgebt: warning: ") for line in capsys.readouterr().err.splitlines()]
     assert said == ["prepared synthetic", "replayed synthetic", "prepared second", "replayed second"]
+
+
+@pytest.mark.parametrize("report", [True, False])
+def test_warm_demo_imports_the_report_libraries_once_before_forking(tmp_path: Path, monkeypatch, report: bool) -> None:
+    """With the bar loop cached, the report's libraries are imported in the command's process
+    before the second scenario is forked (the fork inherits them instead of importing them
+    again for its own report); without a report they are not imported for it at all."""
+    from backtest import api, cli, forked
+    from backtest.cli import main
+
+    configs = _demo_configs(tmp_path, NOTIONAL_DAILY.replace('name = "synthetic"', 'name = "second"'))
+    monkeypatch.setattr(api, "bundled_scenario", lambda name: configs[name])
+    log: list[str] = []
+    monkeypatch.setattr(cli, "_load_report_libraries", lambda: log.append(f"load {os.getpid()}"))
+    real_start = forked.ForkedRun.start.__func__
+    monkeypatch.setattr(forked.ForkedRun, "start", classmethod(lambda cls, fn: log.append("fork") or real_start(cls, fn)))
+    real_save = api.Result.save
+    monkeypatch.setattr(api.Result, "save", lambda self, claim, report=True, progress=None: real_save(
+        self, claim, report=False, progress=progress))  # the order is the point here, not the report
+    args = ["demo", "--out", str(tmp_path / "out"), "--quiet"] + ([] if report else ["--no-report"])
+    assert main(args) == 0
+    assert log == ([f"load {os.getpid()}", "fork"] if report else ["fork"])
