@@ -267,8 +267,6 @@ def _child(part: str, helper_fd: int | None = None) -> int:
     any that are missing).
     """
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # run finally blocks
-    from backtest import kernels
-
     if part == "bar":
         _compile(("_bar",))
         return 0
@@ -276,8 +274,16 @@ def _child(part: str, helper_fd: int | None = None) -> int:
     if helper_fd is not None:
         with os.fdopen(helper_fd, "rb") as pipe:
             pipe.read()  # returns at EOF: the helper has ended
-    kernels._simulate_group_nb.compile(kernel_signature())
+    compile_bar_loop()
     return 0
+
+
+def compile_bar_loop() -> None:
+    """The bar loop for :func:`kernel_signature` in this process: loaded from numba's cache once a
+    child has compiled it (~0.4 s), compiled here otherwise."""
+    from backtest import kernels
+
+    kernels._simulate_group_nb.compile(kernel_signature())
 
 
 if __name__ == "__main__":

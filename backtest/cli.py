@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from backtest.background_compile import BackgroundCompile
+from backtest.background_compile import BackgroundCompile, compile_bar_loop
 from backtest.errors import ConfigError, HedgeBTError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -227,15 +227,14 @@ def _claim(out: str | Path, force: bool, config_path: Path):
 def _run_one(console: _Console, config_path: Path, out: str | Path, force: bool, *, report: bool = True,
              shown: Path | None = None, background: BackgroundCompile | None = None,
              compile_ahead: bool = False, prepared_hook: Callable[[], object] | None = None,
-             simulated_hook: Callable[[], object] | None = None, waiting_hook: Callable[[], object] | None = None,
+             compiled_hook: Callable[[], object] | None = None, waiting_hook: Callable[[], object] | None = None,
              prepared_ahead: Callable[[], Any] | None = None) -> None:
     """Run one scenario into ``out``. With ``background`` (a child compiling the bar loop into
     numba's cache; or one started here, once the config is read, when ``compile_ahead``), the
     data, index and hedge ratios are prepared first and the child is waited for before the
     first bar-loop call (:mod:`backtest.background_compile`). ``prepared_hook`` is called once
     the scenario is prepared (before that wait), ``waiting_hook`` while waiting for a child
-    that is still compiling, ``simulated_hook`` once it is replayed (before the results are
-    written). ``prepared_ahead`` returns this scenario's preparation when it was done ahead
+    that is still compiling, ``compiled_hook`` once that wait is over (before the replay). ``prepared_ahead`` returns this scenario's preparation when it was done ahead
     (:func:`_cmd_demo`), else None."""
     from contextlib import nullcontext
 
@@ -265,10 +264,10 @@ def _run_one(console: _Console, config_path: Path, out: str | Path, force: bool,
                     waiting_hook()
 
             child.wait(meanwhile=meanwhile if report or waiting_hook is not None else None)
+            if compiled_hook is not None:
+                compiled_hook()
         result = api.Result.from_run(run(config, prepared=prepared, progress=console.progress()))
         del prepared  # the inputs go before the report, as when the run prepares them itself
-    if simulated_hook is not None:
-        simulated_hook()
     with console.stage("writing results" + (" and the report" if report else "")):
         result.save(claim, report=report, progress=console.progress())
     _print_summary(console, result.summary)
@@ -289,11 +288,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     (:class:`backtest.forked.ForkedRun`) from the quarterly one, and writes its report beside
     the quarterly report; its console lines are printed after the quarterly ones. The fork
     happens once the quarterly scenario is prepared when the bar loop is already compiled (then
-    both replays run at once too), or once it is replayed when the bar loop is being compiled
-    in the background (the fork then inherits the compiled loop, and does not slow the compile
-    down; the second scenario is then prepared in this process while the first one waits for
-    the compile, and the fork takes that preparation over). Without ``os.fork`` they run one
-    after the other."""
+    both replays run at once too), or once the compile is over when the bar loop is being
+    compiled in the background (the fork then inherits the compiled loop, loaded here first,
+    and does not slow the compile down; both replays run at once; the second scenario is
+    prepared in this process while the first one waits for the compile, and the fork takes
+    that preparation over). Without ``os.fork`` they run one after the other."""
     from contextlib import ExitStack
 
     from backtest.api import bundled_scenario
@@ -344,11 +343,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 _load_report_libraries()
             children.append(forked.enter_context(ForkedRun.start(run_second)))
 
+        def fork_compiled() -> None:
+            compile_bar_loop()  # from the cache the compile filled: both processes have it, loaded once
+            fork_second()
+
         fork = ForkedRun.available()
         compiling = background.pid is not None  # the bar loop is being compiled: fork once it is loaded
         _run_one(console, bundled_scenario(first), tmp / first_dir, False, report=report, shown=out / first_dir,
                  background=background, prepared_hook=fork_second if fork and not compiling else None,
-                 simulated_hook=fork_second if fork and compiling else None,
+                 compiled_hook=fork_compiled if fork and compiling else None,
                  waiting_hook=prepare_second if fork and compiling else None)
         if children:
             outcome = children[0].result()

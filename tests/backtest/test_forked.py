@@ -254,3 +254,33 @@ def test_warm_demo_imports_the_report_libraries_once_before_forking(tmp_path: Pa
     args = ["demo", "--out", str(tmp_path / "out"), "--quiet"] + ([] if report else ["--no-report"])
     assert main(args) == 0
     assert log == ([f"load {os.getpid()}", "fork"] if report else ["fork"])
+
+
+def test_first_run_forks_once_the_compile_is_over_before_either_replay(tmp_path: Path, monkeypatch) -> None:
+    """On a first run the second scenario is forked as soon as the background compile is over,
+    after this process has loaded the compiled loop (so the fork inherits it) and before the
+    first scenario is replayed: both replays run at once."""
+    import backtest.results
+    from backtest import api, cli, forked
+    from backtest.cli import main
+
+    configs = _demo_configs(tmp_path, NOTIONAL_DAILY.replace('name = "synthetic"', 'name = "second"'))
+    monkeypatch.setattr(api, "bundled_scenario", lambda name: configs[name])
+    monkeypatch.setattr(cli.BackgroundCompile, "start", classmethod(lambda cls, enabled=True: _CompilingChild()))
+    log = tmp_path / "events.log"
+
+    def note(event: str) -> None:
+        with log.open("a", encoding="utf-8") as f:
+            f.write(f"{'parent' if os.getpid() == parent else 'fork'} {event}\n")
+
+    parent = os.getpid()
+    real_load, real_run = cli.compile_bar_loop, backtest.results.run
+    monkeypatch.setattr(cli, "compile_bar_loop", lambda: note("loop loaded") or real_load())
+    real_start = forked.ForkedRun.start.__func__
+    monkeypatch.setattr(forked.ForkedRun, "start", classmethod(lambda cls, fn: note("fork") or real_start(cls, fn)))
+    monkeypatch.setattr(backtest.results, "run", lambda config, **kw: note(f"replay {config.scenario.name}")
+                        or real_run(config, **kw))
+    assert main(["demo", "--out", str(tmp_path / "out"), "--no-report", "--quiet"]) == 0
+    events = log.read_text(encoding="utf-8").splitlines()
+    assert events[:2] == ["parent loop loaded", "parent fork"], events
+    assert sorted(events[2:]) == ["fork replay second", "parent replay synthetic"], events
