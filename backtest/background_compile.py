@@ -121,10 +121,19 @@ class BackgroundCompile:
 
         While it runs, this process compiles the per-market kernels the run calls next, then
         calls ``meanwhile`` (work the command needs later, e.g. loading the report's
-        libraries) if the child is still running. Returns True when a child ran and finished
+        libraries) if the child is still running; with two children, only once the one
+        compiling ``_bar`` has ended (the longest compile: it gets a core of its own until
+        then, and this work runs beside the loop's compile instead). Returns True when a child ran and finished
         successfully (the kernel is cached)."""
         if self._proc is None:
             return False
+        if self._helper is not None and self._proc.poll() is None:
+            # the step's compile is the longest part: both cores are left to the children
+            # until it ends; this process then works beside the loop's compile
+            try:
+                self._helper.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                pass  # the loop's child is waited for (and ended) below
         if self._proc.poll() is None:
             _compile_market_helpers()  # meanwhile, on this core, what the run calls next
             if meanwhile is not None and self._proc.poll() is None:

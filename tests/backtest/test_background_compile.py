@@ -249,3 +249,32 @@ def test_without_posix_one_child_compiles_everything(tmp_path: Path, monkeypatch
         assert bg._helper is None and bg._proc.args[-1] == "loop"
         pid = bg.pid
     assert not _alive(pid)
+
+
+class _FakeProc:
+    """Stands in for a child process: ``running`` until waited for; records the wait."""
+
+    def __init__(self, name: str, events: list[str]) -> None:
+        self.name, self.events, self.done = name, events, False
+
+    def poll(self) -> int | None:
+        return 0 if self.done else None
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.events.append(f"{self.name} ended")
+        self.done = True
+        return 0
+
+
+def test_wait_leaves_both_cores_to_the_children_until_the_step_is_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With two children, the command's own work during the wait (the per-market kernels, then
+    ``meanwhile``) starts once the child compiling ``_bar`` (the longest part) has ended, beside
+    the other child's compile of the loop; with one child it starts at once."""
+    events: list[str] = []
+    monkeypatch.setattr(bc, "_compile_market_helpers", lambda: events.append("market kernels"))
+    loop, bar = _FakeProc("loop child", events), _FakeProc("bar child", events)
+    assert bc.BackgroundCompile(loop, bar).wait(meanwhile=lambda: events.append("meanwhile"))
+    assert events == ["bar child ended", "market kernels", "meanwhile", "loop child ended"]
+    events.clear()
+    assert bc.BackgroundCompile(_FakeProc("loop child", events)).wait(meanwhile=lambda: events.append("meanwhile"))
+    assert events == ["market kernels", "meanwhile", "loop child ended"]
