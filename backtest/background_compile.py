@@ -42,6 +42,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -123,10 +124,11 @@ class BackgroundCompile:
         calls ``meanwhile`` (work the command needs later, e.g. loading the report's
         libraries) if the child is still running; with two children, only once the one
         compiling ``_bar`` has ended (the longest compile: it gets a core of its own until
-        then, and this work runs beside the loop's compile instead). Returns True when a child ran and finished
-        successfully (the kernel is cached)."""
+        then, and this work runs beside the loop's compile instead). Returns True when a
+        child ran and finished successfully (the kernel is cached)."""
         if self._proc is None:
             return False
+        deadline = time.monotonic() + timeout_s
         if self._helper is not None and self._proc.poll() is None:
             # the step's compile is the longest part: both cores are left to the children
             # until it ends; this process then works beside the loop's compile
@@ -139,7 +141,7 @@ class BackgroundCompile:
             if meanwhile is not None and self._proc.poll() is None:
                 meanwhile()
         try:
-            return self._proc.wait(timeout=timeout_s) == 0
+            return self._proc.wait(timeout=max(deadline - time.monotonic(), 0.0)) == 0
         except subprocess.TimeoutExpired:
             self.stop()
             return False

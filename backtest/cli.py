@@ -234,7 +234,8 @@ def _run_one(console: _Console, config_path: Path, out: str | Path, force: bool,
     data, index and hedge ratios are prepared first and the child is waited for before the
     first bar-loop call (:mod:`backtest.background_compile`). ``prepared_hook`` is called once
     the scenario is prepared (before that wait), ``waiting_hook`` while waiting for a child
-    that is still compiling, ``compiled_hook`` once that wait is over (before the replay). ``prepared_ahead`` returns this scenario's preparation when it was done ahead
+    that is still compiling, ``compiled_hook`` once that wait is over (before the replay).
+    ``prepared_ahead`` returns this scenario's preparation when it was done ahead
     (:func:`_cmd_demo`), else None."""
     from contextlib import nullcontext
 

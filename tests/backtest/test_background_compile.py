@@ -262,6 +262,7 @@ class _FakeProc:
 
     def wait(self, timeout: float | None = None) -> int:
         self.events.append(f"{self.name} ended")
+        self.timeout = timeout
         self.done = True
         return 0
 
@@ -273,8 +274,9 @@ def test_wait_leaves_both_cores_to_the_children_until_the_step_is_compiled(monke
     events: list[str] = []
     monkeypatch.setattr(bc, "_compile_market_helpers", lambda: events.append("market kernels"))
     loop, bar = _FakeProc("loop child", events), _FakeProc("bar child", events)
-    assert bc.BackgroundCompile(loop, bar).wait(meanwhile=lambda: events.append("meanwhile"))
+    assert bc.BackgroundCompile(loop, bar).wait(timeout_s=60.0, meanwhile=lambda: events.append("meanwhile"))
     assert events == ["bar child ended", "market kernels", "meanwhile", "loop child ended"]
+    assert bar.timeout == 60.0 and 0.0 < loop.timeout <= 60.0  # one time limit for the whole wait
     events.clear()
     assert bc.BackgroundCompile(_FakeProc("loop child", events)).wait(meanwhile=lambda: events.append("meanwhile"))
     assert events == ["market kernels", "meanwhile", "loop child ended"]
