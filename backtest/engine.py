@@ -1014,8 +1014,7 @@ def min_safe_collaterals(market: Market, variants: Sequence[Variant], *, tol_usd
 
     n = len(base)
     step = "collateral bisection"
-    depth0 = _tree_depth(n)
-    report_progress(progress, step, 0, 2 + _passes_left(np.zeros(n), np.ones(n), tol_usd, depth0))
+    report_progress(progress, step, 0, 2)  # the first pass and at least one more (re-estimated below)
     first = run_variants(market, [replace(v, margin_enabled=False, collateral_usd=0.0) for v in base]
                          + [replace(v, collateral_usd=0.0) for v in base])
     need = np.maximum(first[:n, K.SUM.index("margin_need")], 0.0)
