@@ -1400,9 +1400,10 @@ def _simulate_group_nb(m, cs, fps, ips, members, G, unhedged, summaries, record,
     bar flagged in ``m.quiet``, :func:`_quiet_pass` for all variants at once, then
     :func:`_quiet_rebalance` when it flags rebalances, then :func:`_bar` for the margin
     calls; on any other bar :func:`_bar` for every variant. ``st`` holds at least
-    ``(_ROW_POS + K) * G`` values and is initialised here. The hedged equity after each bar goes to the tile buffer ``eq``
-    (``(_TILE + 1) x G``), from which :func:`_return_stats` keeps the return statistics
-    in ``rs`` (``5 x G``) up to date; at the end ``eq[0, j]`` is the final equity. Writes
+    ``(_ROW_POS + K) * G`` values and is initialised here. The hedged equity after each
+    bar goes to the tile buffer ``eq`` (``(_TILE + 1) x G``), from which
+    :func:`_return_stats` keeps the return statistics in ``rs`` (``5 x G``) up to date; at
+    the end ``eq[0, j]`` is the final equity. Writes
     the per-bar rows of variant 0 to ``out`` when ``record``. The quiet pass is
     ``_GROUP`` wide: bars are flagged quiet only when ``G == _GROUP``.
 
