@@ -4,12 +4,11 @@
 (including ``hedgebt demo`` from the command line), stress (``hedgebt stress``'s kernel
 passes, one-pass vs per-path loop, and the command's memory), the sweep (vectorbt last of the
 timings: it is the heaviest in memory), then peak memory of 2,000,000 bars and of
-10,000 rules (``memory.py``, each run in a child process; about 6 minutes). Each benchmark prints its
-engine figure, its
-baseline, their ratio and PASS / MISS against the targets of the performance issue;
+10,000 rules (``memory.py``, each run in a child process). Each benchmark prints its
+engine figure, its baseline, their ratio and PASS / MISS against the targets of the performance issue;
 the table collects them with the machine's description.
 
-Run: ``.venv/bin/python benchmarks/run_all.py`` (about 3-4 minutes warm; a fresh clone
+Run: ``.venv/bin/python benchmarks/run_all.py`` (about 7 minutes warm; a fresh clone
 adds the first compilation of the kernels and of vectorbt).
 """
 
