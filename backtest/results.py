@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from backtest import schema
-from backtest.config import Config, config_to_dict
+from backtest.config import Config, FundingSection, RebalanceSection, config_to_dict
 from backtest.atomic import OutputDir, write_bytes, write_text
 from backtest.engine import Prepared, check_ledger_rows, min_safe_collaterals, prepare, release_arrow_memory, variant_for
 from backtest.progress import Progress, report as report_progress
@@ -348,18 +348,44 @@ def _describe(config: Config, p: Prepared) -> str:
         held = f"{coins} per the holdings file"
     fut = config.futures
     on = "index" if fut.underlying == "index" else fut.underlying
+    units = "index unit" if fut.contract_size == 1 else "index units"
     leg = (
-        f"quarterly index futures (contract = {fut.contract_size:g} index units, basis "
+        f"quarterly index futures (contract = {fut.contract_size:g} {units}, basis "
         f"{'from a series proxy' if fut.basis == 'series' else f'{fut.basis_ann:.1%}/yr'}), "
         f"rolled {config.roll.days_before_expiry} days before expiry"
         if fut.kind == "quarterly" and config.roll.mode == "before_expiry"
         else "quarterly index futures held to expiry"
         if fut.kind == "quarterly"
-        else f"an index perpetual with {config.funding.source} funding"
+        else f"an index perpetual with {_funding_words(config.funding)}"
     )
     if on != "index":
-        leg = leg.replace("index futures", f"{on} futures").replace("index units", f"{on}").replace("an index perpetual", f"a {on} perpetual")
-    return f"Long {held}; short {leg}; fees {config.fees.trade_bps:g} bps, rebalance {config.rebalance.mode} ({config.rebalance.every_bars} bars)."
+        leg = (leg.replace("index futures", f"{on} futures").replace(units, f"{on}")
+               .replace("an index perpetual", f"a {on} perpetual"))
+    return f"Long {held}; short {leg}; fees {config.fees.trade_bps:g} bps; {_rebalance_words(config.rebalance)}."
+
+
+def _funding_words(fund: FundingSection) -> str:
+    """``[funding]`` in words: "funding from the FET series of <file> (a proxy)", "a constant funding
+    rate of 0.01 % every 8 h" or "funding by the premium formula every 8 h"."""
+    every = f"every {fund.interval_hours} h"
+    if fund.source == "series":
+        return f"funding from the {fund.series_symbol} series of {fund.series_file} (a proxy), {every}"
+    if fund.source == "constant":
+        return f"a constant funding rate of {100 * fund.rate_per_interval:g} % {every}"
+    return f"funding by the premium formula (premium + clamped interest) {every}"
+
+
+def _rebalance_words(reb: RebalanceSection) -> str:
+    """``[rebalance]`` in words: "short re-sized every 24 bars" (``every``), "... on any bar where
+    the hedge has drifted more than 10 % from its target" (``band``), or both conditions
+    (``band_on_schedule``)."""
+    bars = f"{reb.every_bars} bar" + ("" if reb.every_bars == 1 else "s")
+    drift = f"the hedge has drifted more than {100 * reb.band:g} % from its target"
+    if reb.mode == "every":
+        return f"short re-sized every {bars}"
+    if reb.mode == "band":
+        return f"short re-sized on any bar where {drift}"
+    return f"short re-sized every {bars} when {drift}"
 
 
 # -- writing ------------------------------------------------------------------------------

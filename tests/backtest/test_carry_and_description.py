@@ -58,3 +58,28 @@ def test_index_description_reports_what_was_held(prices: Path) -> None:
     assert f"largest weight {w.to_numpy().max():.1%}" in text
     cap_bound = bool((np.abs(w.to_numpy() - 0.4) < 1e-9).any())
     assert ("never bound" in text) != cap_bound
+
+
+@pytest.mark.parametrize(("rebalance", "words"), [
+    ({"mode": "every", "every_bars": 24}, "short re-sized every 24 bars."),
+    ({"mode": "every", "every_bars": 1}, "short re-sized every 1 bar."),
+    ({"mode": "band", "band": 0.025}, "short re-sized on any bar where the hedge has drifted more than 2.5 % from its target."),
+    ({"mode": "band_on_schedule", "every_bars": 8, "band": 0.1},
+     "short re-sized every 8 bars when the hedge has drifted more than 10 % from its target."),
+])
+def test_scenario_description_states_the_rebalance_rule_in_words(prices: Path, rebalance: dict, words: str) -> None:
+    """The description names the rule of ``[rebalance]`` the run used (not the mode's key with a
+    bar count that a band does not use), and a one-unit contract in the singular."""
+    text = run(synthetic_config(prices, rebalance=rebalance)).summary["scenario"]["description"]
+    assert text.endswith("; " + words), text
+    assert "contract = 1 index unit," in text
+
+
+@pytest.mark.parametrize(("funding", "words"), [
+    ({"source": "constant", "rate_per_interval": 0.0001}, "an index perpetual with a constant funding rate of 0.01 % every 8 h;"),
+    ({"source": "formula", "interval_hours": 4}, "an index perpetual with funding by the premium formula (premium + clamped "
+                                                 "interest) every 4 h;"),
+])
+def test_scenario_description_states_the_funding_in_words(prices: Path, funding: dict, words: str) -> None:
+    cfg = synthetic_config(prices, futures={"kind": "perpetual", "contract_size": 1.0}, funding=funding)
+    assert "; short " + words in run(cfg).summary["scenario"]["description"]
