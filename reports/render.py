@@ -305,7 +305,7 @@ CAPTIONS: Final[dict[str, str]] = {
                      "(stacked), the number of constituents held (black, right axis), and exits caused by the "
                      "end of a price series rather than by the market (dotted).",
     "equity": "Cumulative P&L of each hedged rule against the coin alone (USD). The cash held beside the "
-              "position (margin collateral and reserve, stated in the title) is the same on both sides and "
+              "position (margin collateral and reserve, stated in the figure's title) is the same on both sides and "
               "is not plotted.",
     "rolling_vol": "Rolling 30-day volatility of per-bar returns, annualised with 365 days: the hedge should "
                    "keep the coloured lines below the grey one. Lower panel: each rule minus the rule with "
