@@ -1015,89 +1015,103 @@ def write_pdf(
         if rules_note:
             doc.para(rules_note, size=11, weight="bold")
         _executive_summary(doc, summary, metrics_df, events_df, notes, ledger)
-
-        doc.new_page()
-        doc.heading("Metrics per rule")
-        if rules_note:
-            doc.para(rules_note, size=9)
-        header, rows = _metrics_rows(metrics_df)
-        doc.grid(header, rows, right=[False] + [True] * (len(header) - 1))
-        doc.heading("P&L and costs per rule")
-        header, rows = _cost_rows(metrics_df)
-        doc.grid(header, rows, right=[False] + [True] * (len(header) - 1))
-        doc.para("Costs (fees, slippage, roll, liquidation) are zero or negative; funding is received (+) or "
-                 "paid (-); total = change of hedged equity.", size=9)
-        _legs_section(doc, summary)
-
-        doc.new_page()
-        doc.heading("Event windows")
-        if len(events_df):
-            header, rows, ev_notes = _event_rows(events_df)
-            doc.grid(header, rows, right=[False, False] + [True] * 12 + [False])
-            doc.para("coin / index: return over the window; P&L in USD; of which div.: hedged P&L due to the "
-                     "coin moving differently from the index, h x (coin return - index return) x notional "
-                     "summed over the bars; HE inside the window; basis share: that divergence P&L divided "
-                     "by the hedged P&L, shown only when the hedged P&L is a loss (above 100 % when other "
-                     "parts gained, negative when the divergence gained).", size=9)
-            for i, n in enumerate(ev_notes):
-                doc.para(n, size=9, hanging=f"[{i + 1}] ")
-            shown = [e for e in events if e.name in set(events_df["event"])]
-            if shown:
-                doc.space(0.1)
-                doc.line("About the windows", size=11, weight="bold")
-                for e in shown:
-                    doc.para(f"{e.title} ({e.span()}): {e.description}", size=9, hanging="- ")
-        else:
-            doc.para("No named event window falls inside the data period.")
-
+        _rule_tables(doc, summary, metrics_df, rules_note)
+        _events_page(doc, events_df, events)
         if compare_df is not None and len(compare_df):
-            doc.new_page()
-            doc.heading("Rule comparison (ranked)")
-            header, rows = compare_table_rows(compare_df, MAX_COMPARE_ROWS)
-            text_cols = {"variant", "family", "rebalance"}
-            doc.grid(header, rows, right=[h not in text_cols for h in header])
-            if len(compare_df) > MAX_COMPARE_ROWS:
-                doc.para(f"Best {MAX_COMPARE_ROWS} of {len(compare_df)} variants; all are in compare.parquet.",
-                         size=9)
-
+            _compare_page(doc, compare_df)
         for caption in figures:
             doc.image_page(Path(figures[caption]), str(caption))
-
-        doc.new_page()
-        doc.heading("Appendix A: resolved configuration")
-        for key, value in _flatten("", summary.get("config", {})):
-            doc.para(f"{key} = {value}", size=9, mono=True, hanging="")
-        doc.heading("Appendix B: inputs and software")
-        doc.line("Input files (SHA-256)", size=11, weight="bold")
-        for item in summary.get("inputs", []) or []:
-            doc.para(f"{item.get('role', '?')}: {item.get('path', '?')}", size=9, mono=True)
-            doc.para(f"sha256 {item.get('sha256', '?')}", size=9, mono=True, indent=0.3)
-        data = summary.get("data", {}) or {}
-        doc.space(0.1)
-        doc.line("Data provenance", size=11, weight="bold")
-        for line in str(data.get("provenance") or "not recorded").splitlines():
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if line.strip().startswith("|"):
-                if len(cells) >= 3 and not set(cells[0]) <= {"-", ":", " "} and cells[0].lower() != "file":
-                    doc.para(f"{cells[0]}: {cells[1]} (source: {cells[-1]})", size=8.5, hanging="- ")
-            elif line.strip() and not line.startswith("#"):
-                doc.para(line.strip(), size=8.5)
-        gaps = list(data.get("gaps", []) or [])
-        if gaps:
-            doc.space(0.1)
-            doc.line(f"Data gaps filled ({len(gaps)})", size=11, weight="bold")
-            doc.grid(["symbol", "gaps", "missing bars", "longest (bars)", "longest gap starts"],
-                     [[str(g.get("symbol", "?")), str(g.get("n_gaps", "?")), str(g.get("missing_bars", "?")),
-                       str(g.get("longest_gap_bars", "?")), str(g.get("longest_gap_start") or "")[:16]]
-                      if isinstance(g, dict) else [str(g), "", "", "", ""] for g in gaps],
-                     right=[False, True, True, True, False], size=8.5)
-        doc.space(0.1)
-        doc.line("Package versions", size=11, weight="bold")
-        packages = {"hedgebt": summary.get("hedgebt_version", "?"), **dict(summary.get("packages", {}) or {})}
-        for name, version in packages.items():
-            doc.para(f"{name} {version}", size=9, mono=True)
+        _appendices(doc, summary)
         pages = doc.close()
     return pages
+
+
+def _rule_tables(doc: _Doc, summary: Mapping[str, Any], metrics_df: pd.DataFrame, rules_note: str) -> None:
+    """The page of per-rule tables: metrics, P&L and costs, and the legs of two-instrument rules."""
+    doc.new_page()
+    doc.heading("Metrics per rule")
+    if rules_note:
+        doc.para(rules_note, size=9)
+    header, rows = _metrics_rows(metrics_df)
+    doc.grid(header, rows, right=[False] + [True] * (len(header) - 1))
+    doc.heading("P&L and costs per rule")
+    header, rows = _cost_rows(metrics_df)
+    doc.grid(header, rows, right=[False] + [True] * (len(header) - 1))
+    doc.para("Costs (fees, slippage, roll, liquidation) are zero or negative; funding is received (+) or "
+             "paid (-); total = change of hedged equity.", size=9)
+    _legs_section(doc, summary)
+
+
+def _events_page(doc: _Doc, events_df: pd.DataFrame, events: Sequence[Event]) -> None:
+    """The event-window table, its legend and notes, and what each window was."""
+    doc.new_page()
+    doc.heading("Event windows")
+    if not len(events_df):
+        doc.para("No named event window falls inside the data period.")
+        return
+    header, rows, ev_notes = _event_rows(events_df)
+    doc.grid(header, rows, right=[False, False] + [True] * 12 + [False])
+    doc.para("coin / index: return over the window; P&L in USD; of which div.: hedged P&L due to the "
+             "coin moving differently from the index, h x (coin return - index return) x notional "
+             "summed over the bars; HE inside the window; basis share: that divergence P&L divided "
+             "by the hedged P&L, shown only when the hedged P&L is a loss (above 100 % when other "
+             "parts gained, negative when the divergence gained).", size=9)
+    for i, n in enumerate(ev_notes):
+        doc.para(n, size=9, hanging=f"[{i + 1}] ")
+    shown = [e for e in events if e.name in set(events_df["event"])]
+    if shown:
+        doc.space(0.1)
+        doc.line("About the windows", size=11, weight="bold")
+        for e in shown:
+            doc.para(f"{e.title} ({e.span()}): {e.description}", size=9, hanging="- ")
+
+
+def _compare_page(doc: _Doc, compare_df: pd.DataFrame) -> None:
+    """The ranked rule comparison (its best :data:`MAX_COMPARE_ROWS` rows)."""
+    doc.new_page()
+    doc.heading("Rule comparison (ranked)")
+    header, rows = compare_table_rows(compare_df, MAX_COMPARE_ROWS)
+    text_cols = {"variant", "family", "rebalance"}
+    doc.grid(header, rows, right=[h not in text_cols for h in header])
+    if len(compare_df) > MAX_COMPARE_ROWS:
+        doc.para(f"Best {MAX_COMPARE_ROWS} of {len(compare_df)} variants; all are in compare.parquet.", size=9)
+
+
+def _appendices(doc: _Doc, summary: Mapping[str, Any]) -> None:
+    """Appendix A (the resolved configuration) and B (input hashes, provenance, gaps, versions)."""
+    doc.new_page()
+    doc.heading("Appendix A: resolved configuration")
+    for key, value in _flatten("", summary.get("config", {})):
+        doc.para(f"{key} = {value}", size=9, mono=True, hanging="")
+    doc.heading("Appendix B: inputs and software")
+    doc.line("Input files (SHA-256)", size=11, weight="bold")
+    for item in summary.get("inputs", []) or []:
+        doc.para(f"{item.get('role', '?')}: {item.get('path', '?')}", size=9, mono=True)
+        doc.para(f"sha256 {item.get('sha256', '?')}", size=9, mono=True, indent=0.3)
+    data = summary.get("data", {}) or {}
+    doc.space(0.1)
+    doc.line("Data provenance", size=11, weight="bold")
+    for line in str(data.get("provenance") or "not recorded").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.strip().startswith("|"):
+            if len(cells) >= 3 and not set(cells[0]) <= {"-", ":", " "} and cells[0].lower() != "file":
+                doc.para(f"{cells[0]}: {cells[1]} (source: {cells[-1]})", size=8.5, hanging="- ")
+        elif line.strip() and not line.startswith("#"):
+            doc.para(line.strip(), size=8.5)
+    gaps = list(data.get("gaps", []) or [])
+    if gaps:
+        doc.space(0.1)
+        doc.line(f"Data gaps filled ({len(gaps)})", size=11, weight="bold")
+        doc.grid(["symbol", "gaps", "missing bars", "longest (bars)", "longest gap starts"],
+                 [[str(g.get("symbol", "?")), str(g.get("n_gaps", "?")), str(g.get("missing_bars", "?")),
+                   str(g.get("longest_gap_bars", "?")), str(g.get("longest_gap_start") or "")[:16]]
+                  if isinstance(g, dict) else [str(g), "", "", "", ""] for g in gaps],
+                 right=[False, True, True, True, False], size=8.5)
+    doc.space(0.1)
+    doc.line("Package versions", size=11, weight="bold")
+    packages = {"hedgebt": summary.get("hedgebt_version", "?"), **dict(summary.get("packages", {}) or {})}
+    for name, version in packages.items():
+        doc.para(f"{name} {version}", size=9, mono=True)
 
 
 def instrument_rows(instruments: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
