@@ -80,225 +80,253 @@ def _trades_to(acct: _Account, targets: dict[int, float]) -> dict[int, tuple[flo
     return out
 
 
-def simulate_reference(m: Market, v: Variant) -> dict[str, np.ndarray]:
-    """Simulate one variant; returns per-bar arrays named like ``kernels.OUT``."""
-    T = m.n_bars
+def _px(m: Market, t: int, k: int) -> float:
+    """Contract ``k``'s price at bar ``t`` (column ``k % S`` of ``m.px``)."""
+    return float(m.px[t, k % m.px.shape[1]])
+
+
+def _split(m: Market, v: Variant, t: int, total: float) -> dict[int, float]:
+    """``total`` contracts over bar ``t``'s roll schedule: all in ``c0``, or ``w1`` of it in ``c1``."""
+    k0, k1 = int(m.c0[t]), int(m.c1[t])
+    if k1 < 0:
+        return {k0: total}
+    part = total * m.w1[t]
+    if v.whole_contracts:
+        part = _round_half_away(part)
+    return {k1: part, k0: total - part}
+
+
+def _mark(m: Market, acct: _Account, bar: _Bar, t: int) -> None:
+    """Step 1: the held contracts marked from bar ``t - 1`` to ``t`` (and their basis P&L)."""
     cs = m.contract_size
-    S = m.px.shape[1]
+    for k, q in acct.held().items():
+        bar.pnl_futures += q * cs * (_px(m, t, k) - _px(m, t - 1, k))
+        bar.pnl_basis += q * cs * ((_px(m, t, k) - m.idx[t]) - (_px(m, t - 1, k) - m.idx[t - 1]))
 
-    def px(t: int, k: int) -> float:
-        """Contract ``k``'s price at bar ``t`` (column ``k % S`` of ``m.px``)."""
-        return float(m.px[t, k % S])
 
+def _margin_check(m: Market, v: Variant, acct: _Account, bar: _Bar, t: int, need: float) -> float:
+    """Step 2: the margin at the adverse intrabar index level ``x``, the balance ``D + A x``
+    against ``mm B x``; a call tops up (``top_up``) or cuts the position (``cut``), a
+    liquidation closes it at the level where the balance meets maintenance. Returns the
+    running margin need."""
+    held = acct.held()
+    if not held:
+        return need
+    cs, mm, im = m.contract_size, v.maintenance_rate, v.initial_rate
+    g = {k: _px(m, t, k) / m.idx[t] for k in held}
+    A = sum(q * cs * g[k] for k, q in held.items())
+    B = sum(abs(q) * cs * g[k] for k, q in held.items())
+    D = acct.wallet + acct.unrealized - sum(q * cs * _px(m, t - 1, k) for k, q in held.items())
+    short_like = A - mm * B < 0
+    if short_like:
+        x_adv = m.idx_hi[t] if math.isfinite(m.idx_hi[t]) else m.idx[t]
+        x_adv = max(x_adv, m.idx[t])
+    else:
+        x_adv = m.idx_lo[t] if math.isfinite(m.idx_lo[t]) else m.idx[t]
+        x_adv = min(x_adv, m.idx[t])
+
+    def balance(x: float) -> float:
+        return D + A * x
+
+    need = max(need, mm * B * x_adv - (balance(x_adv) - v.collateral_usd - acct.topped_up))
+    if not (v.margin_enabled and balance(x_adv) < mm * B * x_adv):
+        return need
+    bar.margin_call = True
+    liquidate = False
+    if v.policy == "top_up":
+        amount = min(acct.reserve, im * B * x_adv - balance(x_adv))
+        acct.reserve -= amount
+        acct.wallet += amount
+        acct.topped_up += amount
+        D += amount
+        liquidate = balance(x_adv) < mm * B * x_adv
+    elif balance(x_adv) <= 0:
+        liquidate = True
+    else:
+        scale = balance(x_adv) / (im * B * x_adv)
+        if scale < 1e-9:  # keep no dust: close the position
+            scale = 0.0
+        for k, q in held.items():
+            new = math.trunc(q * scale) if v.whole_contracts else q * scale
+            trade = new - q
+            price = g[k] * x_adv
+            bar.pnl_futures += trade * cs * (_px(m, t, k) - price)
+            fee, slip = _costs(v, trade, cs, price, m.volume_usd[t])
+            bar.fees -= fee
+            bar.slippage -= slip
+            bar.trade_contracts += abs(trade)
+            acct.positions[k] = new
+        bar.rebalanced = True
+    if liquidate:
+        x_star = D / (mm * B - A)
+        if short_like:
+            lower = min(m.idx[t - 1], x_adv)
+            x_star = min(max(x_star, lower), x_adv)
+        else:
+            upper = max(m.idx[t - 1], x_adv)
+            x_star = max(min(x_star, upper), x_adv)
+        for k, q in held.items():
+            price = g[k] * x_star
+            bar.pnl_futures += -q * cs * (_px(m, t, k) - price)
+            bar.liquidation_cost -= abs(q) * cs * price * v.liquidation_fee_bps / 1e4
+            acct.positions[k] = 0.0
+        bar.liquidated = True
+    return need
+
+
+def _settle_and_roll(m: Market, v: Variant, acct: _Account, bar: _Bar, t: int) -> None:
+    """Steps 4 and 5: contracts expiring at ``t`` settle (settlement fee), and the position,
+    the settled contracts included, moves onto bar ``t``'s split (same total)."""
+    cs = m.contract_size
+    carried = 0.0
+    for k, q in acct.held().items():
+        if m.exp_bar[k] == t:
+            bar.roll_cost -= abs(q) * cs * _px(m, t, k) * v.settlement_fee_bps / 1e4
+            carried += q
+            acct.positions[k] = 0.0
+            bar.rolled = True
+    targets = _split(m, v, t, acct.total() + carried)
+    for k in set(acct.positions) | set(targets):
+        q = targets.get(k, 0.0) - acct.positions.get(k, 0.0)
+        if abs(q) > 1e-12:
+            fee, slip = _costs(v, q, cs, _px(m, t, k), m.volume_usd[t])
+            bar.roll_cost -= fee + slip
+            bar.roll_contracts += abs(q)
+            acct.positions[k] = targets.get(k, 0.0)
+            bar.rolled = True
+
+
+def _margin_cap(m: Market, v: Variant, acct: _Account, bar: _Bar, t: int, n_star: float) -> float:
+    """Step 6's margin limit on the target ``n_star``: under ``top_up`` the reserve first covers
+    the new position's initial margin plus the trade's own costs; what the balance still cannot
+    carry at the initial rate (costs included) is capped."""
+    cs, im = m.contract_size, v.initial_rate
+    f0 = _px(m, t, int(m.c0[t]))
+    pending = bar.funding + bar.fees + bar.slippage + bar.roll_cost + bar.liquidation_cost
+    balance_now = acct.wallet + acct.unrealized + pending
+    required = im * abs(n_star) * cs * f0
+    covered = False
+    if v.policy == "top_up" and acct.reserve > 0:
+        # the top-up covers the new position's initial margin plus the trade's own costs
+        trade_cost = sum(sum(_costs(v, q, cs, _px(m, t, k), m.volume_usd[t]))
+                         for k, (q, _) in _trades_to(acct, _split(m, v, t, n_star)).items())
+        shortfall = required + trade_cost - balance_now
+        if shortfall > 0:
+            amount = min(acct.reserve, shortfall)
+            acct.reserve -= amount
+            acct.wallet += amount
+            acct.topped_up += amount
+            balance_now += amount
+            # all of the shortfall came from the reserve: covered, whatever the rounding
+            # of balance_now + amount (it can land an ulp below the target)
+            covered = amount == shortfall
+    if required > balance_now and not covered:
+        cost_rate = v.fee_bps / 1e4 + v.half_spread_bps / 1e4
+        volume = m.volume_usd[t]
+        if v.impact_coef > 0 and math.isfinite(volume) and volume > 0:
+            cost_rate += v.impact_coef * math.sqrt(max(balance_now, 0.0) / im / volume)
+        cap = max(balance_now, 0.0) / (im * cs * f0 * (1 + cost_rate / im))
+        if v.whole_contracts:
+            cap = math.floor(cap)
+        if cap < 1e-9 * abs(n_star):
+            cap = 0.0
+        if abs(n_star) > cap:
+            n_star = math.copysign(cap, n_star)
+    return n_star
+
+
+def _rebalance(m: Market, v: Variant, acct: _Account, bar: _Bar, t: int) -> None:
+    """Step 6: on the schedule, the band or the first bar / a holding change, trade to
+    ``N* = -h V / (cs F)`` (whole contracts rounded half away from zero; margin-limited),
+    unless the trade is below the minimum."""
+    cs = m.contract_size
+    f0 = _px(m, t, int(m.c0[t]))
+    h = m.hr[t, v.hr_col]
+    held_total = acct.total()
+    h_held = -held_total * cs * f0 / m.alt_value[t]
+    drift = abs(h_held - h) > v.band * abs(h) + 1e-12
+    periodic = t % v.every_bars == 0
+    trigger = {"every": periodic, "band": drift, "band_on_schedule": periodic and drift}[v.mode]
+    if not (trigger or t == 0 or bool(m.alt_changed[t])):
+        return
+    n_star = -h * m.alt_value[t] / (cs * f0)
+    if v.whole_contracts:
+        n_star = _round_half_away(n_star)
+    if v.margin_enabled:
+        n_star = _margin_cap(m, v, acct, bar, t, n_star)
+    q_total = n_star - held_total
+    if abs(q_total) > 1e-12 and abs(q_total) >= v.min_trade_contracts:
+        for k, (q, target) in _trades_to(acct, _split(m, v, t, n_star)).items():
+            fee, slip = _costs(v, q, cs, _px(m, t, k), m.volume_usd[t])
+            bar.fees -= fee
+            bar.slippage -= slip
+            bar.trade_contracts += abs(q)
+            acct.positions[k] = target
+        bar.rebalanced = True
+
+
+def _record(rows: dict[str, list[float]], m: Market, v: Variant, acct: _Account, bar: _Bar, t: int,
+            equity: float, eq_u: float, equity_prev: float, need: float) -> None:
+    """The bar's ledger row (the columns of ``kernels.OUT``) appended to ``rows``."""
+    cs, mm, im = m.contract_size, v.maintenance_rate, v.initial_rate
+    f0 = _px(m, t, int(m.c0[t]))
+    gross = sum(abs(q) * cs * _px(m, t, k) for k, q in acct.held().items())
+    contracts = acct.total()
+    balance_end = acct.wallet + acct.unrealized
+    values = {
+        "contracts": contracts, "primary": int(m.c0[t]), "hedge_ratio_target": m.hr[t, v.hr_col],
+        "hedge_ratio_held": -contracts * cs * f0 / m.alt_value[t], "trade_contracts": bar.trade_contracts,
+        "roll_contracts": bar.roll_contracts, "rebalanced": bar.rebalanced, "rolled": bar.rolled,
+        "cash": acct.spot_cash + acct.wallet + acct.reserve, "fut_unrealized": acct.unrealized,
+        "equity_hedged": equity, "equity_unhedged": eq_u, "pnl_futures": bar.pnl_futures,
+        "pnl_basis": bar.pnl_basis, "fees": bar.fees, "slippage": bar.slippage, "roll_cost": bar.roll_cost,
+        "funding": bar.funding, "liquidation_cost": bar.liquidation_cost, "margin_balance": balance_end,
+        "margin_initial": im * gross, "margin_required": mm * gross, "margin_excess": balance_end - mm * gross,
+        "margin_reserve": acct.reserve, "margin_call": bar.margin_call, "liquidated": bar.liquidated,
+        "ret_hedged": (equity - equity_prev) / m.alt_value[t - 1] if t > 0 else math.nan,
+        "ret_unhedged": m.alt_pnl[t] / m.alt_value[t - 1] if t > 0 else math.nan,
+        "margin_need": need,
+    }
+    for name, value in values.items():
+        rows.setdefault(name, []).append(float(value))
+
+
+def simulate_reference(m: Market, v: Variant) -> dict[str, np.ndarray]:
+    """Simulate one variant; returns per-bar arrays named like ``kernels.OUT``.
+
+    Per bar ``t``, in the kernel's order: 1. mark, 2. margin check at the adverse intrabar
+    price, 3. funding, 4. expiry settlement, 5. roll onto the bar's split, 6. rebalance, 7. cash,
+    variation margin, equity ``= spot cash + wallet + reserve + coin value + unrealised``.
+    """
     acct = _Account(wallet=v.collateral_usd, reserve=v.reserve_usd)
-    mm, im = v.maintenance_rate, v.initial_rate
     rows: dict[str, list[float]] = {}
     equity_prev = m.alt_value[0] + v.collateral_usd + v.reserve_usd
     eq_u = equity_prev
     need = 0.0
-
-    def record(name: str, value: float) -> None:
-        rows.setdefault(name, []).append(float(value))
-
-    for t in range(T):
+    cs = m.contract_size
+    for t in range(m.n_bars):
         bar = _Bar()
-        k0, k1 = int(m.c0[t]), int(m.c1[t])
         if t > 0:
-            # 1. mark to market
-            for k, q in acct.held().items():
-                bar.pnl_futures += q * cs * (px(t, k) - px(t - 1, k))
-                bar.pnl_basis += q * cs * ((px(t, k) - m.idx[t]) - (px(t - 1, k) - m.idx[t - 1]))
-            # 2. margin at the adverse intrabar price, as a function of the index level x
-            held = acct.held()
-            if held:
-                g = {k: px(t, k) / m.idx[t] for k in held}
-                A = sum(q * cs * g[k] for k, q in held.items())
-                B = sum(abs(q) * cs * g[k] for k, q in held.items())
-                D = acct.wallet + acct.unrealized - sum(q * cs * px(t - 1, k) for k, q in held.items())
-                short_like = A - mm * B < 0
-                if short_like:
-                    x_adv = m.idx_hi[t] if math.isfinite(m.idx_hi[t]) else m.idx[t]
-                    x_adv = max(x_adv, m.idx[t])
-                else:
-                    x_adv = m.idx_lo[t] if math.isfinite(m.idx_lo[t]) else m.idx[t]
-                    x_adv = min(x_adv, m.idx[t])
-
-                def balance(x: float) -> float:
-                    return D + A * x
-
-                need = max(need, mm * B * x_adv - (balance(x_adv) - v.collateral_usd - acct.topped_up))
-                if v.margin_enabled and balance(x_adv) < mm * B * x_adv:
-                    bar.margin_call = True
-                    liquidate = False
-                    if v.policy == "top_up":
-                        amount = min(acct.reserve, im * B * x_adv - balance(x_adv))
-                        acct.reserve -= amount
-                        acct.wallet += amount
-                        acct.topped_up += amount
-                        D += amount
-                        liquidate = balance(x_adv) < mm * B * x_adv
-                    elif balance(x_adv) <= 0:
-                        liquidate = True
-                    else:
-                        scale = balance(x_adv) / (im * B * x_adv)
-                        if scale < 1e-9:  # keep no dust: close the position
-                            scale = 0.0
-                        for k, q in held.items():
-                            new = math.trunc(q * scale) if v.whole_contracts else q * scale
-                            trade = new - q
-                            price = g[k] * x_adv
-                            bar.pnl_futures += trade * cs * (px(t, k) - price)
-                            fee, slip = _costs(v, trade, cs, price, m.volume_usd[t])
-                            bar.fees -= fee
-                            bar.slippage -= slip
-                            bar.trade_contracts += abs(trade)
-                            acct.positions[k] = new
-                        bar.rebalanced = True
-                    if liquidate:
-                        x_star = D / (mm * B - A)
-                        if short_like:
-                            lower = min(m.idx[t - 1], x_adv)
-                            x_star = min(max(x_star, lower), x_adv)
-                        else:
-                            upper = max(m.idx[t - 1], x_adv)
-                            x_star = max(min(x_star, upper), x_adv)
-                        for k, q in held.items():
-                            price = g[k] * x_star
-                            bar.pnl_futures += -q * cs * (px(t, k) - price)
-                            bar.liquidation_cost -= abs(q) * cs * price * v.liquidation_fee_bps / 1e4
-                            acct.positions[k] = 0.0
-                        bar.liquidated = True
+            _mark(m, acct, bar, t)  # 1.
+            need = _margin_check(m, v, acct, bar, t, need)  # 2.
             acct.unrealized += bar.pnl_futures
-            # 3. funding
-            for k, q in acct.held().items():
-                bar.funding -= q * cs * px(t, k) * m.fund_rate[t]
-
-        # 4. expiry settlement
-        carried = 0.0
-        for k, q in acct.held().items():
-            if m.exp_bar[k] == t:
-                bar.roll_cost -= abs(q) * cs * px(t, k) * v.settlement_fee_bps / 1e4
-                carried += q
-                acct.positions[k] = 0.0
-                bar.rolled = True
-
-        # 5. roll onto this bar's split, same total
-        def split(total: float) -> dict[int, float]:
-            if k1 < 0:
-                return {k0: total}
-            part = total * m.w1[t]
-            if v.whole_contracts:
-                part = _round_half_away(part)
-            return {k1: part, k0: total - part}
-
-        targets = split(acct.total() + carried)
-        for k in set(acct.positions) | set(targets):
-            q = targets.get(k, 0.0) - acct.positions.get(k, 0.0)
-            if abs(q) > 1e-12:
-                fee, slip = _costs(v, q, cs, px(t, k), m.volume_usd[t])
-                bar.roll_cost -= fee + slip
-                bar.roll_contracts += abs(q)
-                acct.positions[k] = targets.get(k, 0.0)
-                bar.rolled = True
-
-        # 6. rebalance
-        f0 = px(t, k0)
-        h = m.hr[t, v.hr_col]
-        held_total = acct.total()
-        h_held = -held_total * cs * f0 / m.alt_value[t]
-        drift = abs(h_held - h) > v.band * abs(h) + 1e-12
-        periodic = t % v.every_bars == 0
-        trigger = {"every": periodic, "band": drift, "band_on_schedule": periodic and drift}[v.mode]
-        trigger = trigger or t == 0 or bool(m.alt_changed[t])
-        if trigger:
-            n_star = -h * m.alt_value[t] / (cs * f0)
-            if v.whole_contracts:
-                n_star = _round_half_away(n_star)
-            if v.margin_enabled:
-                pending = bar.funding + bar.fees + bar.slippage + bar.roll_cost + bar.liquidation_cost
-                balance_now = acct.wallet + acct.unrealized + pending
-                required = im * abs(n_star) * cs * f0
-                covered = False
-                if v.policy == "top_up" and acct.reserve > 0:
-                    # the top-up covers the new position's initial margin plus the trade's own costs
-                    trade_cost = sum(sum(_costs(v, q, cs, px(t, k), m.volume_usd[t]))
-                                     for k, (q, _) in _trades_to(acct, split(n_star)).items())
-                    shortfall = required + trade_cost - balance_now
-                    if shortfall > 0:
-                        amount = min(acct.reserve, shortfall)
-                        acct.reserve -= amount
-                        acct.wallet += amount
-                        acct.topped_up += amount
-                        balance_now += amount
-                        # all of the shortfall came from the reserve: covered, whatever the rounding
-                        # of balance_now + amount (it can land an ulp below the target)
-                        covered = amount == shortfall
-                if required > balance_now and not covered:
-                    cost_rate = v.fee_bps / 1e4 + v.half_spread_bps / 1e4
-                    volume = m.volume_usd[t]
-                    if v.impact_coef > 0 and math.isfinite(volume) and volume > 0:
-                        cost_rate += v.impact_coef * math.sqrt(max(balance_now, 0.0) / im / volume)
-                    cap = max(balance_now, 0.0) / (im * cs * f0 * (1 + cost_rate / im))
-                    if v.whole_contracts:
-                        cap = math.floor(cap)
-                    if cap < 1e-9 * abs(n_star):
-                        cap = 0.0
-                    if abs(n_star) > cap:
-                        n_star = math.copysign(cap, n_star)
-            q_total = n_star - held_total
-            if abs(q_total) > 1e-12 and abs(q_total) >= v.min_trade_contracts:
-                for k, (q, target) in _trades_to(acct, split(n_star)).items():
-                    fee, slip = _costs(v, q, cs, px(t, k), m.volume_usd[t])
-                    bar.fees -= fee
-                    bar.slippage -= slip
-                    bar.trade_contracts += abs(q)
-                    acct.positions[k] = target
-                bar.rebalanced = True
-
+            for k, q in acct.held().items():  # 3. funding
+                bar.funding -= q * cs * _px(m, t, k) * m.fund_rate[t]
+        _settle_and_roll(m, v, acct, bar, t)  # 4. and 5.
+        _rebalance(m, v, acct, bar, t)  # 6.
         # 7. cash and variation margin
         acct.wallet += bar.funding + bar.fees + bar.slippage + bar.roll_cost + bar.liquidation_cost
         if not v.daily_variation or m.vm_bar[t]:
             acct.wallet += acct.unrealized
             acct.unrealized = 0.0
         acct.spot_cash += m.alt_flow[t]
-        cash = acct.spot_cash + acct.wallet + acct.reserve
-        equity = cash + m.alt_value[t] + acct.unrealized
+        equity = acct.spot_cash + acct.wallet + acct.reserve + m.alt_value[t] + acct.unrealized
         eq_u += m.alt_pnl[t]
-        gross = sum(abs(q) * cs * px(t, k) for k, q in acct.held().items())
-        contracts = acct.total()
-        balance_end = acct.wallet + acct.unrealized
+        gross = sum(abs(q) * cs * _px(m, t, k) for k, q in acct.held().items())
         if gross > 0:
-            need = max(need, mm * gross - (balance_end - v.collateral_usd - acct.topped_up))
-
-        record("contracts", contracts)
-        record("primary", k0)
-        record("hedge_ratio_target", h)
-        record("hedge_ratio_held", -contracts * cs * f0 / m.alt_value[t])
-        record("trade_contracts", bar.trade_contracts)
-        record("roll_contracts", bar.roll_contracts)
-        record("rebalanced", bar.rebalanced)
-        record("rolled", bar.rolled)
-        record("cash", cash)
-        record("fut_unrealized", acct.unrealized)
-        record("equity_hedged", equity)
-        record("equity_unhedged", eq_u)
-        record("pnl_futures", bar.pnl_futures)
-        record("pnl_basis", bar.pnl_basis)
-        record("fees", bar.fees)
-        record("slippage", bar.slippage)
-        record("roll_cost", bar.roll_cost)
-        record("funding", bar.funding)
-        record("liquidation_cost", bar.liquidation_cost)
-        record("margin_balance", balance_end)
-        record("margin_initial", im * gross)
-        record("margin_required", mm * gross)
-        record("margin_excess", balance_end - mm * gross)
-        record("margin_reserve", acct.reserve)
-        record("margin_call", bar.margin_call)
-        record("liquidated", bar.liquidated)
-        record("ret_hedged", (equity - equity_prev) / m.alt_value[t - 1] if t > 0 else math.nan)
-        record("ret_unhedged", m.alt_pnl[t] / m.alt_value[t - 1] if t > 0 else math.nan)
-        record("margin_need", need)
+            need = max(need, v.maintenance_rate * gross - (acct.wallet + acct.unrealized - v.collateral_usd
+                                                           - acct.topped_up))
+        _record(rows, m, v, acct, bar, t, equity, eq_u, equity_prev, need)
         equity_prev = equity
     return {name: np.asarray(values) for name, values in rows.items()}
 
