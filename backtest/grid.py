@@ -128,6 +128,7 @@ def parse_compare(config: Config) -> CompareSpec:
     from strategies.rules import make_rule
 
     rules: list[RuleSpec] = []
+    rule_keys: dict[str, str] = {}  # label -> the key that gave it (each variant's name must be unique)
     for i, table in enumerate(raw.get("rules", [])):
         key = f"compare.rules[{i}]"
         if isinstance(table, Mapping) and table.get("family") == "multi_min_variance":
@@ -142,10 +143,12 @@ def parse_compare(config: Config) -> CompareSpec:
                 make_rule(family, **combo)
             except ConfigError as exc:
                 raise ConfigError(f"{key}.{exc.key.rsplit('.', 1)[-1]}", str(exc).split(": ", 1)[-1]) from None
+            _once(rule_keys, make_rule(family, **combo).name, key, "rule")
             rules.append(RuleSpec(family, tuple(sorted(combo.items()))))
     if not rules:
         raise ConfigError("compare.rules", "expected at least one [[compare.rules]] table")
     rebalances: list[RebalanceSection] = []
+    policy_keys: dict[str, str] = {}
     for i, table in enumerate(raw.get("rebalance", [{}])):
         key = f"compare.rebalance[{i}]"
         for combo in _expand(table, key):
@@ -153,11 +156,13 @@ def parse_compare(config: Config) -> CompareSpec:
             if bad:
                 raise ConfigError(f"{key}.{bad[0]}", f"unknown key; known: {', '.join(_REBALANCE_KEYS)}")
             try:
-                rebalances.append(replace(config.rebalance, **coerce_fields(RebalanceSection, combo, key)))
+                reb = replace(config.rebalance, **coerce_fields(RebalanceSection, combo, key))
             except ConfigError as exc:
                 raise ConfigError(key, str(exc).split(": ", 1)[-1]) from None
             except TypeError as exc:
                 raise ConfigError(key, str(exc)) from None
+            _once(policy_keys, _rebalance_label(reb), key, "rebalance policy")
+            rebalances.append(reb)
     coins = raw.get("coins", [])
     if not isinstance(coins, list) or not all(isinstance(c, str) for c in coins):
         raise ConfigError("compare.coins", f"expected a list of symbols, got {coins!r}")
@@ -196,13 +201,28 @@ def parse_compare(config: Config) -> CompareSpec:
                        tuple(windows), rank_by, chunk, tuple(underlyings))
 
 
+def _once(seen: dict[str, str], label: str, key: str, what: str) -> None:
+    """Record that ``key`` gave the variant name part ``label``; a second key giving it is a
+    :class:`ConfigError` (two variants of one name could not be told apart)."""
+    if label in seen:
+        where = "twice" if seen[label] == key else f"that {seen[label]} gives already"
+        raise ConfigError(key, f"gives the {what} '{label}' {where}; list each {what} once")
+    seen[label] = key
+
+
 def _rebalance_label(r: RebalanceSection) -> str:
+    """The policy in a variant's name: "every 24 bars", "band 2.5%", "every 24 bars if drift >
+    10%", then "whole" or "fractional" and the minimum trade. Two policies that trade differently
+    never share a label (the band to six significant digits; :func:`parse_compare` refuses two
+    policies of one label)."""
+    bars = f"{r.every_bars} bar" + ("" if r.every_bars == 1 else "s")
+    band = f"{100 * r.band:g}%"
     if r.mode == "every":
-        core = f"every {r.every_bars} bars"
+        core = f"every {bars}"
     elif r.mode == "band":
-        core = f"band {r.band:.0%}"
+        core = f"band {band}"
     else:
-        core = f"every {r.every_bars} bars if drift > {r.band:.0%}"
+        core = f"every {bars} if drift > {band}"
     size = "whole" if r.whole_contracts else "fractional"
     extra = f", min {r.min_trade_contracts:g}" if r.min_trade_contracts else ""
     return f"{core}, {size}{extra}"

@@ -74,6 +74,43 @@ def test_bad_grid_keys_are_refused(grid_config) -> None:
         parse_compare(replace(grid_config, compare={"rules": [{"family": "none"}], "rank_by": "luck"}))
 
 
+
+def test_every_variant_has_its_own_name(grid_config) -> None:
+    """Bands that differ below a whole percent get their own labels (2 % and 2.5 % used to print
+    alike), a one-bar period is singular, and the variants of a grid have distinct names."""
+    from dataclasses import replace
+
+    cfg = replace(grid_config, compare={"rules": [{"family": "notional"}], "rebalance": [
+        {"mode": "band", "band": [0.02, 0.025]}, {"mode": "every", "every_bars": [1, 24]},
+        {"mode": "band_on_schedule", "every_bars": 8, "band": 0.125}]})
+    table = run_compare(cfg)
+    assert sorted(table["rebalance"]) == ["band 2%, fractional", "band 2.5%, fractional", "every 1 bar, fractional",
+                                          "every 24 bars, fractional",
+                                          "every 8 bars if drift > 12.5%, fractional"]
+    assert table["variant"].is_unique
+
+
+@pytest.mark.parametrize(("grid", "message"), [
+    ({"rules": [{"family": "ewma", "halflife": [168, 168.0]}]},
+     "compare.rules[0]': gives the rule 'ewma(halflife=168.0)' twice"),
+    ({"rules": [{"family": "notional"}, {"family": "notional", "fraction": 1.0}]},
+     "compare.rules[1]': gives the rule 'notional' that compare.rules[0] gives already"),
+    ({"rules": [{"family": "none"}], "rebalance": [{"mode": "band", "band": [0.05, 0.05]}]},
+     "compare.rebalance[0]': gives the rebalance policy 'band 5%, fractional' twice"),
+    ({"rules": [{"family": "none"}], "rebalance": [{"mode": "every", "every_bars": 24, "band": 0.1},
+                                                   {"mode": "every", "every_bars": 24, "band": 0.2}]},
+     "compare.rebalance[1]': gives the rebalance policy 'every 24 bars, fractional' that compare.rebalance[0] gives"),
+])
+def test_a_variant_listed_twice_is_refused_naming_its_key(grid_config, grid: dict, message: str) -> None:
+    """Two entries that make the same variant (the same rule, or policies that trade alike: a band
+    is not used by mode "every") would give two rows of one name: refused, naming the key."""
+    from dataclasses import replace
+
+    with pytest.raises(ConfigError) as err:
+        parse_compare(replace(grid_config, compare=grid))
+    assert message in str(err.value)
+
+
 def test_coins_and_windows_become_scenarios(tmp_path: Path) -> None:
     prices = write_synthetic_prices(tmp_path / "prices.parquet", n_days=40, symbols=("COIN", "AAA", "BBB", "CCC", "DDD", "EEE"))
     config = synthetic_config(
