@@ -8,7 +8,7 @@ result. ::
     import backtest as hb
 
     res = hb.run("demo.toml")                       # a bundled scenario, or your own TOML file
-    res.metrics[["rule", "hedge_effectiveness", "he_ci_lo", "he_ci_hi"]]
+    res.metrics[["rule", "he_headline", "he_ci_lo", "he_ci_hi"]]  # HE at [report] horizon, interval
     res.ledger.query("rule == 'notional'")[["ts", "equity_hedged", "equity_unhedged"]]
     res.events(["deepseek_2025"])
     res.plot.equity()                               # a matplotlib Figure (inline in a notebook)

@@ -19,8 +19,8 @@ res = hb.run("demo.toml", scenario={"start": "2024-01-01", "end": "2024-06-30"})
 print(res)
 
 # %% One row per rule: hedge effectiveness with its bootstrap interval, costs, margin, VaR
-res.metrics[["rule", "hedge_effectiveness", "he_ci_lo", "he_ci_hi", "cost_drag_bps_per_year",
-             "margin_calls"]]
+res.metrics[["rule", "he_horizon", "he_headline", "he_ci_lo", "he_ci_hi", "he_bar",
+             "cost_drag_bps_per_year", "margin_calls"]]
 
 # %% The per-bar ledger: positions, prices, every P&L component, margin
 notional = res.ledger.query("rule == 'notional'")
@@ -39,7 +39,7 @@ weekly = hb.run("demo.toml", scenario={"start": "2024-01-01", "end": "2024-06-30
                 rebalance={"every_bars": 168})
 both = {"daily": res.metrics.set_index("rule"), "weekly": weekly.metrics.set_index("rule")}
 for name, m in both.items():
-    print(f"{name:>6}: HE {m.loc['notional', 'hedge_effectiveness']:.3f}, "
+    print(f"{name:>6}: HE {m.loc['notional', 'he_headline']:.3f} at {m.loc['notional', 'he_horizon']}, "
           f"cost {m.loc['notional', 'cost_drag_bps_per_year']:.0f} bps/yr")
 
 # %% Save exactly what `hedgebt run` writes, and read it back without re-simulating

@@ -255,6 +255,7 @@ def metrics_table(
         row.update({f"he_{h}": hz[h] for h in HORIZONS})
         row.update({
             "he_horizon": horizon,
+            "he_headline": row[f"he_{horizon}"],
             "he_ci_lo": ci.lo,
             "he_ci_hi": ci.hi,
             "he_ci_level": level,

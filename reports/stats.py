@@ -54,6 +54,7 @@ REPORT_METRICS: Final[dict[str, str]] = {
     "he_1D": "HE of returns over non-overlapping 1-day spans (P&L summed over the span / coin notional at its start)",
     "he_7D": "HE of returns over non-overlapping 7-day spans",
     "he_horizon": "headline horizon ([report] horizon): the horizon of the interval and the paired tests",
+    "he_headline": "HE at the headline horizon (the he_bar, he_1D or he_7D it names): the point of the interval",
     "he_ci_lo": "lower bound of the HE bootstrap interval at the headline horizon",
     "he_ci_hi": "upper bound of the HE bootstrap interval at the headline horizon",
     "he_ci_level": "confidence level of the intervals (0.95)",

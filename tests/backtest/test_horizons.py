@@ -68,3 +68,27 @@ def test_bad_report_horizon_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="report.horizon"):
         synthetic_config(prices, report={"horizon": "3D"})
     assert ReportSection().horizon == "1D"
+
+
+@pytest.mark.parametrize("horizon", ["bar", "1D", "7D"])
+def test_metrics_headline_he_is_the_one_its_interval_is_about(tmp_path: Path, horizon: str) -> None:
+    """``he_headline`` is the HE at ``[report] horizon`` (``hedge_effectiveness`` is per bar
+    whatever the horizon), the point estimate of the ``he_ci_lo`` .. ``he_ci_hi`` interval."""
+    from reports.render import metrics_table
+    from reports.stats import he_interval
+
+    prices = write_synthetic_prices(tmp_path / "prices.parquet", n_days=60)
+    result = run(synthetic_config(prices, report={"horizon": horizon}))
+    metrics = metrics_table(result.summary, result.ledger, n_boot=200).set_index("rule")
+    n = horizon_bars(horizon, pd.Timedelta("1h"))
+    for rule, m in metrics.iterrows():
+        assert m["he_horizon"] == horizon
+        assert m["he_headline"] == m[f"he_{horizon}"]
+        assert m["hedge_effectiveness"] == pytest.approx(m["he_bar"], rel=1e-9)
+        g = result.ledger[result.ledger["rule"] == rule]
+        eq_h, eq_u = g["equity_hedged"].to_numpy(), g["equity_unhedged"].to_numpy()
+        r_h, r_u = horizon_returns(np.diff(eq_h, prepend=eq_h[0]), np.diff(eq_u, prepend=eq_u[0]),
+                                   g["alt_value"].to_numpy(), n)
+        ci = he_interval(r_h, r_u, reps=200, seed=int(m["he_boot_seed"]))
+        assert ci.point == pytest.approx(m["he_headline"], rel=1e-9, abs=1e-12)
+        np.testing.assert_array_equal([ci.lo, ci.hi], [m["he_ci_lo"], m["he_ci_hi"]])  # NaN: too few 7D spans
