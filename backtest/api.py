@@ -522,9 +522,12 @@ class Result:
                progress: Progress | None = None) -> ReportFiles:
         """Render ``metrics.csv``, ``events.csv``, ``figures/*.png`` and ``report.pdf`` into ``folder``
         (created if missing) from this object: no re-simulation, no re-reading."""
+        from backtest.atomic import staged_files
+
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        return self._write_report(folder, events, progress)
+        with staged_files(folder) as stage:  # a failure halfway leaves the folder's old report as it was
+            files = self._write_report(stage, events, progress)
+        return files.moved(stage, folder)
 
     def _write_report(self, folder: Path, events: Sequence[str] | None,
                       progress: Progress | None = None) -> ReportFiles:

@@ -44,6 +44,7 @@ __all__ = [
     "fsync_dir",
     "fsync_tree",
     "clean_stale",
+    "staged_files",
     "terminate_as_exit",
 ]
 
@@ -226,6 +227,45 @@ def atomic_file(path: str | Path, *, mode: int | None = None) -> Iterator[Path]:
         if tmp.exists():
             tmp.unlink()
     fsync_dir(parent)
+
+
+@contextmanager
+def staged_files(folder: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder inside ``folder``; when the block succeeds, move every file
+    written into it onto the same relative path in ``folder``, each with :func:`os.replace`.
+
+    For writing several files into an existing folder (``hedgebt report`` re-rendering a result):
+    nothing in ``folder`` is replaced until every file is written, so a failure leaves the folder
+    as it was instead of half old, half new. The temporary folder (``.staging.tmp-PID-TOKEN``) is
+    removed on every exit path; one left by a process that no longer runs is removed by the next
+    call. The files are ``fsync``-ed before the moves, the folders after.
+
+    Raises
+    ------
+    OutputError
+        If ``folder``, or a folder under it that a file goes into, is a symbolic link.
+    """
+    folder = Path(folder)
+    if folder.is_symlink():
+        raise OutputError(f"{folder}: is a symbolic link (to {os.readlink(folder)}); hedgebt does not write through links")
+    folder.mkdir(parents=True, exist_ok=True)
+    clean_stale(folder, "staging")
+    stage = folder / _tmp_name("staging")
+    stage.mkdir()
+    try:
+        yield stage
+        fsync_tree(stage)
+        files = sorted(p.relative_to(stage) for p in stage.rglob("*") if p.is_file() and not p.is_symlink())
+        for sub in sorted({f.parent for f in files}):
+            if (folder / sub).is_symlink():
+                raise OutputError(f"{folder / sub}: is a symbolic link; hedgebt does not write through links")
+        for rel in files:
+            (folder / rel.parent).mkdir(parents=True, exist_ok=True)
+            os.replace(stage / rel, folder / rel)
+        for sub in sorted({f.parent for f in files}, key=lambda d: len(d.parts), reverse=True):
+            fsync_dir(folder / sub)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

@@ -196,6 +196,11 @@ def fmt(value, spec: str) -> str:
     return _fmt(value, spec)
 
 
+def _count(n: int, noun: str) -> str:
+    """``"1 coin"``, ``"3 coins"``."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def _print_summary(console: _Console, summary: dict) -> None:
     period = summary["period"]
     console.say(f"{summary['scenario']['name']}: {period['start'][:10]} .. {period['end'][:10]}, "
@@ -457,10 +462,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                     f"cost {fmt(r.cost_drag_bps_per_year, '.0f')} bps/yr")
     for w in result.info.get("walk_forward", []):
         on = f" on {w['underlying']}" if len(result.info.get("walk_forward", [])) > 1 and w.get("underlying") else ""
-        console.say(f"  walk-forward {w['coin']} {w['window']}{on} ({w['folds']} yearly folds, HE({w['horizon']})): "
-                    f"variants chosen on the past score {fmt(w['mean_he_oos_chosen'], '.3f')} out of sample on "
-                    f"average; the in-sample best {w['in_sample_best']} scores "
-                    f"{fmt(w['mean_he_oos_in_sample_best'], '.3f')} on the same folds")
+        console.say(f"  walk-forward {w['coin']} {w['window']}{on} ({_count(w['folds'], 'yearly fold')}, "
+                    f"HE({w['horizon']})): variants chosen on the past score {fmt(w['mean_he_oos_chosen'], '.3f')} "
+                    f"out of sample on average; the best by HE({w['horizon']}) over the whole replay (hindsight), "
+                    f"{w['in_sample_best']}, scores {fmt(w['mean_he_oos_in_sample_best'], '.3f')} on the same folds")
     for v in result.verdicts:
         console.say(f"  which instrument for {v['coin']} {v['window']}: {v['verdict']}")
     console.wrote(claim.target)
@@ -500,7 +505,7 @@ def _cmd_stress(args: argparse.Namespace) -> int:
     console = _Console(args.quiet)
     check_scheduler(args.scheduler)
     grid = None
-    if args.collateral_grid:
+    if args.collateral_grid is not None:  # an empty grid is refused, not taken for the default
         try:
             grid = tuple(float(v) for v in args.collateral_grid.split(","))
         except ValueError:
@@ -544,10 +549,12 @@ def _cmd_scan(args: argparse.Namespace) -> int:
                           progress=console.bar_below(), config_file=config_path.name)
     with console.stage("writing tables and the figure"):
         result.save(claim)
-    console.say(f"{len(result.table)} coins scanned, {len(result.info['skipped'])} skipped (see scan.json); best first:")
+    console.say(f"{_count(len(result.table), 'coin')} scanned, {len(result.info['skipped'])} skipped (see scan.json); "
+                "best first:")
     for r in result.table.head(10).itertuples():
-        console.say(f"  {r.rank:>3} {r.coin:<8} HE daily {fmt(r.best_he_daily, '6.3f')} with {r.best_underlying} "
-                    f"({r.best_rule}), {str(r.start)[:10]} .. {str(r.end)[:10]}")
+        best = f"with {r.best_underlying} ({r.best_rule})" if r.best_underlying else "(no underlying measurable)"
+        console.say(f"  {r.rank:>3} {r.coin:<8} HE daily {fmt(r.best_he_daily, '6.3f')} {best}, "
+                    f"{str(r.start)[:10]} .. {str(r.end)[:10]}")
     console.wrote(claim.target)
     return 0
 

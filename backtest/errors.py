@@ -75,7 +75,8 @@ class ConfigError(HedgeBTError):
     Parameters
     ----------
     key : str
-        Dotted key, e.g. ``"fees.taker_bps"``.
+        Dotted key, e.g. ``"fees.taker_bps"``, or a command-line option, e.g. ``"--paths"``
+        (then the message says "option").
     problem : str
         What is wrong and what was expected.
     source : str, optional
@@ -84,9 +85,11 @@ class ConfigError(HedgeBTError):
 
     def __init__(self, key: str, problem: str, *, source: str | Path | None = None) -> None:
         self.key = key
+        self.problem = problem
         self.source = None if source is None else str(source)
         prefix = f"{self.source}: " if self.source else ""
-        super().__init__(f"{prefix}config key '{key}': {problem}")
+        kind = "option" if key.startswith("--") else "config key"  # a command-line option, not a TOML key
+        super().__init__(f"{prefix}{kind} '{key}': {problem}")
 
 
 class OutputError(HedgeBTError):

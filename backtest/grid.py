@@ -250,12 +250,18 @@ def _scenarios(config: Config, spec: CompareSpec) -> list[_Scenario]:
             reset_bars = max(1, round(spec.reset_days * (pd.Timedelta(days=1) / pd.Timedelta(config.scenario.bar))))
             cfg = replace(cfg, position=PositionSection(coins=coins, kind="notional", notional_usd=(spec.notional_usd,), units=()),
                           rebalance=replace(cfg.rebalance, every_bars=reset_bars))
-        for start, end in windows:
+        for w, (start, end) in enumerate(windows):
             label = None
             for under in spec.underlyings or (config.futures.underlying,):
                 scen = replace(cfg, scenario=replace(cfg.scenario, start=start, end=end),
                                futures=replace(cfg.futures, underlying=under))
-                prepared = prepare(scen)
+                try:
+                    prepared = prepare(scen)
+                except ConfigError as exc:
+                    if not spec.windows or not exc.key.startswith("scenario."):
+                        raise
+                    # the window is the grid's, not [scenario]'s: name the key the user wrote
+                    raise ConfigError(f"compare.windows[{w}]", exc.problem) from None
                 if label is None:  # the window as asked, open ends shown as the replay's first / last day
                     label = f"{start or f'{prepared.ts[0]:%Y-%m-%d}'}..{end or f'{prepared.ts[-1]:%Y-%m-%d}'}"
                 out.append(_Scenario("+".join(coins), label, scen, prepared, under))
@@ -370,8 +376,9 @@ def walk_forward(r_h: np.ndarray, r_u: np.ndarray, years: np.ndarray, names: lis
 
     Folds are calendar years (UTC) of the spans' start times. For each fold after the first,
     the training span is every earlier span (expanding); the variant with the highest HE on
-    it is "chosen" and scored on the fold. Beside it: the variant best on the whole sample
-    (picked with hindsight, as the ranking does) scored on the same fold, and the best HE any
+    it is "chosen" and scored on the fold. Beside it: the variant with the best HE on the whole
+    sample (picked with hindsight by the same HE; the table's rank 1 when ``rank_by`` is the
+    headline HE, not necessarily otherwise) scored on the same fold, and the best HE any
     variant reached on the fold. Folds or training spans with fewer than
     :data:`MIN_FOLD_SPANS` spans are skipped.
     """

@@ -801,7 +801,7 @@ def _detect(path: Path, data: bytes) -> str:
 
 
 def _check_symbol_arg(symbol: str) -> None:
-    if not isinstance(symbol, str) or not symbol.strip() or symbol != symbol.strip() or "," in symbol:
+    if not isinstance(symbol, str) or not symbol or any(c.isspace() or c == "," or not c.isprintable() for c in symbol):
         raise ConfigError(
             "ingest.symbol", f"expected a non-empty symbol such as 'FET' without spaces or commas, got {symbol!r}"
         )

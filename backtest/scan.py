@@ -44,6 +44,8 @@ __all__ = ["MIN_HISTORY_DAYS", "ScanSpec", "coin_spans", "daily_he", "run_scan",
 
 #: coins with fewer days of data inside the scenario window are listed as skipped
 MIN_HISTORY_DAYS = 180
+#: Largest USD holding per coin (``--notional-usd``): the bound of ``position.notional_usd``.
+MAX_NOTIONAL_USD = 1e12
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,9 @@ class ScanSpec:
             raise ConfigError("--underlyings", f"expected distinct underlyings, got {list(self.underlyings)}")
         if not (math.isfinite(self.min_history_days) and self.min_history_days > 0):
             raise ConfigError("--min-days", f"expected a number of days > 0, got {self.min_history_days}")
-        if not (math.isfinite(self.notional_usd) and self.notional_usd > 0):
-            raise ConfigError("--notional-usd", f"expected a positive USD amount, got {self.notional_usd}")
+        if not (math.isfinite(self.notional_usd) and 0 < self.notional_usd <= MAX_NOTIONAL_USD):
+            raise ConfigError("--notional-usd", f"expected a USD amount > 0 and <= {MAX_NOTIONAL_USD:g} (the bound of "
+                                                f"position.notional_usd), got {self.notional_usd:g}")
 
 
 def coin_spans(config: Config) -> pd.DataFrame:
@@ -218,6 +221,9 @@ def run_scan(config: Config, spec: ScanSpec, *, progress: bool = False) -> tuple
             rows.extend(_scan_coin(config, spec, coin, start, end))
         except (DataError, ConfigError) as exc:
             skipped.append({"coin": coin, "reason": " ".join(str(exc).split())})
+    if not rows:
+        reasons = "; ".join(f"{s['coin']}: {s['reason']}" for s in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
+        raise ConfigError("--coins", f"no coin left to scan ({reasons})")
     long = pd.DataFrame(rows)
     return _league(long, spec), long, skipped
 
@@ -235,8 +241,11 @@ def _league(long: pd.DataFrame, spec: ScanSpec) -> pd.DataFrame:
             row[f"oracle_r2_{u}"] = float(b["oracle_r2"])
             row[f"he_daily_{u}"] = float(b["he_daily"])
             row[f"cost_bps_{u}"] = float(b["cost_drag_bps_per_year"])
-            row[f"rule_{u}"] = b["rule"]
-        row.update(best_underlying=best["underlying"], best_rule=best["rule"], best_he_daily=float(best["he_daily"]))
+            row[f"rule_{u}"] = b["rule"] if np.isfinite(b["he_daily"]) else ""
+        if np.isfinite(best["he_daily"]):
+            row.update(best_underlying=best["underlying"], best_rule=best["rule"], best_he_daily=float(best["he_daily"]))
+        else:  # nothing measurable: no best to name
+            row.update(best_underlying="", best_rule="", best_he_daily=math.nan)
         out.append(row)
     table = pd.DataFrame(out).sort_values(["best_he_daily", "coin"], ascending=[False, True], na_position="last")
     table.insert(0, "rank", np.arange(1, len(table) + 1))

@@ -66,6 +66,15 @@ __all__ = ["StressSpec", "StressResult", "joint_moves", "block_length", "draw_in
            "stack_markets", "simulate_paths", "run_stress", "write_stress_tables"]
 
 
+#: Most bootstrap paths (``--paths``); with at most :data:`MAX_PATH_BARS` bars of paths in all.
+MAX_PATHS: int = 1_000_000
+#: Most bars of all paths together (``--paths`` x bars per path): their index array takes 8 bytes
+#: a bar (800 MB at the bound) before the replay's own arrays.
+MAX_PATH_BARS: int = 100_000_000
+#: Largest starting collateral of ``--collateral-grid`` (the bound of ``margin.collateral_usd``).
+MAX_COLLATERAL_USD: float = 1e15
+
+
 @dataclass(frozen=True)
 class StressSpec:
     """What to stress.
@@ -92,13 +101,18 @@ class StressSpec:
     block_bars: float | None = None
 
     def __post_init__(self) -> None:
-        if self.paths < 1:
-            raise ConfigError("--paths", f"expected an integer >= 1, got {self.paths}")
+        if not 1 <= self.paths <= MAX_PATHS:
+            raise ConfigError("--paths", f"expected an integer from 1 to {MAX_PATHS:,}, got {self.paths}")
         if not (math.isfinite(self.horizon_days) and self.horizon_days > 0):
             raise ConfigError("--horizon-days", f"expected a number of days > 0, got {self.horizon_days}")
+        if self.seed < 0:
+            raise ConfigError("--seed", f"expected an integer >= 0, got {self.seed}")
         if self.collateral_usd is not None:
-            if not self.collateral_usd or any(not math.isfinite(c) or c < 0 for c in self.collateral_usd):
-                raise ConfigError("--collateral-grid", f"expected USD amounts >= 0, got {list(self.collateral_usd)}")
+            grid = list(self.collateral_usd)
+            if not grid or any(not math.isfinite(c) or not 0 <= c <= MAX_COLLATERAL_USD for c in grid):
+                raise ConfigError("--collateral-grid", f"expected USD amounts from 0 to {MAX_COLLATERAL_USD:g}, got {grid}")
+            if len(set(grid)) != len(grid):
+                raise ConfigError("--collateral-grid", f"expected distinct USD amounts, got {grid}")
         if self.block_bars is not None and not (math.isfinite(self.block_bars) and self.block_bars >= 1):
             raise ConfigError("--block-bars", f"expected a mean block length >= 1 bar, got {self.block_bars}")
 
@@ -355,6 +369,12 @@ def run_stress(config: Config, spec: StressSpec, *, prepared: Prepared | None = 
     prepared = prepare(config) if prepared is None else prepared
     T = prepared.market.n_bars
     H = int(round(spec.horizon_days * prepared.bars_per_day)) + 1
+    if H < 2:
+        raise ConfigError("--horizon-days", f"expected at least one bar ({1 / prepared.bars_per_day:.4g} days), "
+                                            f"got {spec.horizon_days:g}")
+    if spec.paths * H > MAX_PATH_BARS:
+        raise ConfigError("--paths", f"{spec.paths:,} paths of {H:,} bars are {spec.paths * H:,} bars; at most "
+                                     f"{MAX_PATH_BARS:,} (fewer paths or a shorter --horizon-days)")
     moves = joint_moves(prepared)
     block = float(spec.block_bars) if spec.block_bars is not None else block_length(prepared)
     indices = draw_indices(T - 1, H - 1, spec.paths, block, spec.seed)

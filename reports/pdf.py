@@ -1238,9 +1238,10 @@ def write_compare_pdf(path: Path, compare: pd.DataFrame, info: Mapping[str, Any]
             doc.para(
                 f"Out-of-sample check ({w['coin']}, {w['window']}"
                 + (f", futures on {w['underlying']}" if w.get("underlying") else "")
-                + f"): over {w['folds']} yearly folds, the variant with "
+                + f"): over {w['folds']} yearly fold{'' if w['folds'] == 1 else 's'}, the variant with "
                 f"the best HE {w['horizon']} on all earlier years scored {fmt_pct(w['mean_he_oos_chosen'])} on the "
-                f"next year on average; the in-sample best {w['in_sample_best']} scored "
+                f"next year on average; the best by HE {w['horizon']} over the whole replay (picked with "
+                f"hindsight, not necessarily rank 1 of the table above), {w['in_sample_best']}, scored "
                 f"{fmt_pct(w['mean_he_oos_in_sample_best'])} on the same years, and the best variant of each year "
                 f"{fmt_pct(w['mean_fold_best_he'])} (walk_forward.csv lists every fold).",
                 size=9,

@@ -100,6 +100,14 @@ class ReportFiles:
     pdf: Path
     pages: int
 
+    def moved(self, src: Path, dst: Path) -> ReportFiles:
+        """The same files with the folder ``src`` in their paths replaced by ``dst``."""
+        def at(p: Path) -> Path:
+            return Path(dst) / Path(p).relative_to(src)
+
+        return ReportFiles(metrics_csv=at(self.metrics_csv), events_csv=at(self.events_csv),
+                           figures=tuple(at(f) for f in self.figures), pdf=at(self.pdf), pages=self.pages)
+
 
 def _read_summary(path: Path) -> dict[str, Any]:
     if not path.is_file():
@@ -125,7 +133,32 @@ def _read_summary(path: Path) -> dict[str, Any]:
         missing = [c for c in PNL_COMPONENTS if c not in block["pnl"]]
         if missing:
             raise DataError(path, f"rules.{rule}.pnl lacks {', '.join(missing)}")
+        _check_rule_types(path, rule, block)
     return nulls_as_nan(summary)
+
+
+#: Per-rule ``summary.json`` counts (whole numbers, never ``null``).
+_COUNTS: Final[tuple[str, ...]] = ("trades", "rolls", "margin_calls", "liquidations")
+
+
+def _check_rule_types(path: Path, rule: str, block: Mapping[str, Any]) -> None:
+    """Every figure of ``rules.<rule>`` a number or ``null`` (an undefined figure), every count a
+    whole number: checked before anything is rendered, so a damaged file is one line and a
+    folder left as it was (not a traceback halfway through re-rendering it)."""
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    for key in RULE_METRICS:
+        v = block[key]
+        if key in _COUNTS:
+            if not (number(v) and math.isfinite(v) and v >= 0 and float(v).is_integer()):
+                raise DataError(path, f"rules.{rule}.{key} must be a whole number >= 0, got {v!r}")
+        elif v is not None and not number(v):
+            raise DataError(path, f"rules.{rule}.{key} must be a number or null, got {v!r}")
+    for c in PNL_COMPONENTS:
+        v = block["pnl"][c]
+        if v is not None and not number(v):
+            raise DataError(path, f"rules.{rule}.pnl.{c} must be a number or null, got {v!r}")
 
 
 def nulls_as_nan(summary: Mapping[str, Any]) -> dict[str, Any]:

@@ -87,6 +87,56 @@ def test_load_and_report_need_no_simulation(result: hb.Result, tmp_path: Path, m
     assert (tmp_path / "rep" / "metrics.csv").read_bytes() == (tmp_path / "rep" / "metrics.csv").read_bytes()
 
 
+
+def test_a_report_that_fails_halfway_leaves_the_folder_as_it_was(result: hb.Result, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-rendering writes into a staging folder first: a failure after the CSVs and figures
+    (here the PDF) leaves every old file in place and no staging folder behind."""
+    import reports.render
+
+    folder = result.save(tmp_path / "r")
+    good = _tree(folder)
+    (folder / "metrics.csv").write_text("an old table\n", encoding="utf-8")  # what a re-render replaces
+    (folder / "figures" / "equity.png").write_bytes(b"an old figure")
+    before = _tree(folder)
+
+    def broken_pdf(*_a, **_k):
+        raise RuntimeError("PDF writer failed")
+
+    monkeypatch.setattr(reports.render, "write_pdf", broken_pdf)
+    with pytest.raises(RuntimeError, match="PDF writer failed"):
+        hb.Result.load(folder).report(folder)
+    assert _tree(folder) == before
+    assert sorted(p.name for p in folder.iterdir()) == ["events.csv", "figures", "ledger.parquet", "metrics.csv",
+                                                          "report.pdf", "summary.json"]
+    monkeypatch.undo()
+    files = hb.Result.load(folder).report(folder)  # and a report that succeeds replaces them
+    assert files.pdf == folder / "report.pdf" and all(f.parent == folder / "figures" for f in files.figures)
+    assert _tree(folder) == good
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("hedge_effectiveness", "abc", "rules.notional.hedge_effectiveness must be a number or null, got 'abc'"),
+    ("margin_calls", None, "rules.notional.margin_calls must be a whole number >= 0, got None"),
+    ("trades", 2.5, "rules.notional.trades must be a whole number >= 0, got 2.5"),
+])
+def test_report_of_a_damaged_summary_is_one_line_and_writes_nothing(result: hb.Result, tmp_path: Path, capsys,
+                                                                     key: str, value: object, says: str) -> None:
+    """A figure of the wrong type in summary.json (was a traceback in the PDF writer, after the
+    CSVs and 8 figures had been rewritten)."""
+    import json
+
+    folder = result.save(tmp_path / "r")
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    summary["rules"]["notional"][key] = value
+    (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    before = _tree(folder)
+    capsys.readouterr()
+    assert main(["report", str(folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0], err
+    assert _tree(folder) == before
+
 def test_events_and_figures(result: hb.Result) -> None:
     from matplotlib.figure import Figure
 

@@ -234,3 +234,17 @@ def test_compare_pdf_states_the_walk_forward_check() -> None:
         text = " ".join(" ".join(p.extract_text().split()) for p in PdfReader(path).pages)
     assert "over 3 yearly folds" in text and "44.4 %" in text and "47.1 %" in text
     assert "41.0 % .. 58.0 %" in text
+    # the hindsight pick is named by what picked it (the headline HE), not as "the in-sample best" of a
+    # ranking that may order by another figure
+    assert "the best by HE 1D over the whole replay (picked with hindsight" in text
+
+
+def test_a_window_outside_the_data_is_blamed_on_its_own_key(grid_config) -> None:
+    """A ``compare.windows`` entry without data is ``compare.windows[i]`` (it was reported as
+    ``scenario.start``, a key the user had set right)."""
+    from dataclasses import replace
+
+    grid = {"rules": [{"family": "none"}], "windows": [{"start": "2030-01-01", "end": "2030-02-01"}]}
+    with pytest.raises(ConfigError) as err:
+        run_compare(replace(grid_config, compare=grid))
+    assert err.value.key == "compare.windows[0]" and "0 bars" in err.value.problem

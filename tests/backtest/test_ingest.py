@@ -534,8 +534,9 @@ def test_missing_file_and_bad_arguments(tmp_path: Path) -> None:
         read_vendor_file(tmp_path / "nope.csv", symbol="X")
     with pytest.raises(ConfigError, match="ingest.yahoo_shift_days.*only applies to yahoo"):
         read_vendor_file(FREQTRADE, symbol="FET", yahoo_shift_days=-1)
-    with pytest.raises(ConfigError, match="ingest.symbol"):
-        read_vendor_file(FREQTRADE, symbol=" FET")
+    for bad in (" FET", "", "a b", "A\nB", "A\tB", "F,ET"):  # a space inside passed, and a newline broke error lines
+        with pytest.raises(ConfigError, match="ingest.symbol"):
+            read_vendor_file(FREQTRADE, symbol=bad)
     with pytest.raises(ConfigError, match="ingest.format"):
         read_vendor_file(FREQTRADE, symbol="FET", format="excel")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="ingest.paths"):

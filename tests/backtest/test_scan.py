@@ -86,3 +86,34 @@ def test_scan_cli(config, tmp_path: Path, capsys) -> None:
     assert main(["scan", str(toml), "--underlyings", "index,XRP", "--out", str(tmp_path / "d")]) == 2
     with pytest.raises(ConfigError, match="--min-days"):
         ScanSpec(min_history_days=0)
+
+
+def test_scan_refuses_a_scan_of_nothing_and_an_absurd_notional(config, tmp_path: Path, capsys) -> None:
+    """Every coin skipped (was a KeyError while drawing scan.png), or a holding above the
+    config's bound of 1e12 USD (ran with overflow warnings and named a best underlying):
+    one line, exit 2, nothing written."""
+    toml = tmp_path / "s.toml"
+    toml.write_text(
+        '[scenario]\nstart = "2024-01-01"\n[data]\nprices = "prices.parquet"\nohlc = ""\n'
+        '[index]\nconstituents = ["AAA", "BBB", "CCC", "DDD"]\nmin_history_days = 3\nmax_weight = 0.4\n',
+        encoding="utf-8")
+    capsys.readouterr()
+    assert main(["scan", str(toml), "--coins", "AIC", "--min-days", "100000", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "option '--coins': no coin left to scan (AIC: " in err[0], err
+    assert main(["scan", str(toml), "--coins", "AIC", "--notional-usd", "1e300", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "option '--notional-usd': expected a USD amount > 0 and <= 1e+12" in err[0], err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_league_names_no_best_when_no_hedge_effectiveness_was_measurable() -> None:
+    from backtest.scan import _league
+
+    ts = pd.Timestamp("2024-01-01", tz="UTC")
+    long = pd.DataFrame([{"coin": "AIC", "underlying": u, "rule": "notional", "start": ts, "end": ts, "days": 200.0,
+                          "oracle_r2": np.nan, "he_daily": np.nan, "cost_drag_bps_per_year": 0.0}
+                         for u in ("index", "BTC")])
+    row = _league(long, ScanSpec(underlyings=("index", "BTC"))).iloc[0]
+    assert row["best_underlying"] == "" and row["best_rule"] == "" and np.isnan(row["best_he_daily"])
+    assert row["rule_index"] == "" and row["rule_BTC"] == ""

@@ -137,3 +137,33 @@ def test_one_pass_kernel_equals_the_per_path_loop_bit_for_bit(tmp_path: Path, fu
     b, _ = simulate_paths(cfg, p, idx, grid, moves, batch=64)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a.reshape(loop.shape), loop)
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    (["--seed", "-1"], "option '--seed': expected an integer >= 0, got -1"),
+    (["--paths", "2000000"], "option '--paths': expected an integer from 1 to 1,000,000"),
+    (["--paths", "1000000"], "option '--paths': 1,000,000 paths of 121 bars are 121,000,000 bars; at most 100,000,000"),
+    (["--horizon-days", "0.01"], "option '--horizon-days': expected at least one bar (0.04167 days), got 0.01"),
+    (["--collateral-grid", "1e300,1"], "option '--collateral-grid': expected USD amounts from 0 to 1e+15"),
+    (["--collateral-grid", "1000,1000"], "option '--collateral-grid': expected distinct USD amounts"),
+    (["--collateral-grid", ""], "option '--collateral-grid': expected comma-separated USD amounts, got ''"),
+])
+def test_stress_refuses_what_it_cannot_honour_in_one_line(tmp_path: Path, capsys, extra: list, says: str) -> None:
+    """A negative seed, more paths than memory allows, a horizon under one bar, a collateral above
+    the config's bound or listed twice, an empty grid: one line, exit 2, nothing written (these
+    were tracebacks, or ran: one bar per path, duplicate rows, the default grid in silence)."""
+    prices = write_synthetic_prices(tmp_path / "prices.parquet", n_days=60)
+    toml = tmp_path / "s.toml"
+    toml.write_text(
+        '[scenario]\nstart = "2024-01-01"\n[data]\nprices = "prices.parquet"\nohlc = ""\n'
+        '[position]\ncoins = ["COIN"]\nunits = [100000]\n'
+        '[index]\nconstituents = ["AAA", "BBB", "CCC", "DDD"]\nmin_history_days = 3\nmax_weight = 0.4\n',
+        encoding="utf-8")
+    assert prices.exists()
+    args = {"--paths": "5", "--horizon-days": "5"}
+    args.update(dict(zip(extra[::2], extra[1::2])))
+    out = tmp_path / "out"
+    assert main(["stress", str(toml), *[x for kv in args.items() for x in kv], "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0], err
+    assert not out.exists()
