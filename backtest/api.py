@@ -428,7 +428,7 @@ class Result:
     def __repr__(self) -> str:
         s = self._summary
         p = s["period"]
-        return (f"Result({s['scenario']['name']!r}, {p['start'][:10]}..{p['end'][:10]}, {p['bars']} bars of "
+        return (f"Result({s['scenario']['name']!r}, {p['start'][:10]}..{p['end'][:10]}, {p['bars']:,} bars of "
                 f"{p['bar']}, rules={list(s['rules'])})")
 
     @cached_property

@@ -204,14 +204,14 @@ def _count(n: int, noun: str) -> str:
 def _print_summary(console: _Console, summary: dict) -> None:
     period = summary["period"]
     console.say(f"{summary['scenario']['name']}: {period['start'][:10]} .. {period['end'][:10]}, "
-                f"{period['bars']} bars of {period['bar']}")
+                f"{period['bars']:,} bars of {period['bar']}")
     console.say(f"  oracle rho^2 (best constant linear hedge, in sample): {fmt(summary['oracle_r2'], '.3f')}")
     horizon = summary["config"]["report"]["horizon"]
     for label, m in summary["rules"].items():
         console.say(
             f"  {label:<32} HE({horizon}) {fmt(m['he_by_horizon'][horizon], '6.3f')}  "
             f"vol {fmt(m['vol_unhedged_ann'], '.0%')} -> {fmt(m['vol_hedged_ann'], '.0%')}  "
-            f"cost {fmt(m['cost_drag_bps_per_year'], '.0f')} bps/yr  carry {fmt(m['carry_bps_per_year'], '+.0f')} bps/yr  "
+            f"cost {fmt(m['cost_drag_bps_per_year'], ',.0f')} bps/yr  carry {fmt(m['carry_bps_per_year'], '+,.0f')} bps/yr  "
             f"rolls {m['rolls']}  calls {m['margin_calls']}  liquidations {m['liquidations']}  "
             f"min safe collateral ${fmt(m['min_safe_collateral'], ',.0f')}"
         )
@@ -459,7 +459,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         console.say(f"  best for {r.coin} {r.window}: {r.variant}  HE {fmt(r.hedge_effectiveness, '.3f')} "
                     f"(oracle {fmt(r.oracle_r2, '.3f')}), HE({r.he_horizon}) {fmt(r.he_headline, '.3f')} "
                     f"[{fmt(r.he_ci_lo, '.3f')}, {fmt(r.he_ci_hi, '.3f')}], "
-                    f"cost {fmt(r.cost_drag_bps_per_year, '.0f')} bps/yr")
+                    f"cost {fmt(r.cost_drag_bps_per_year, ',.0f')} bps/yr")
     for w in result.info.get("walk_forward", []):
         on = f" on {w['underlying']}" if len(result.info.get("walk_forward", [])) > 1 and w.get("underlying") else ""
         console.say(f"  walk-forward {w['coin']} {w['window']}{on} ({_count(w['folds'], 'yearly fold')}, "
@@ -521,7 +521,7 @@ def _cmd_stress(args: argparse.Namespace) -> int:
     with console.stage("writing tables and the figure"):
         result.save(claim)
     info = result.info
-    console.say(f"{info['paths']} paths x {info['horizon_days']:g} days ({info['horizon_bars']} bars), "
+    console.say(f"{info['paths']:,} paths x {info['horizon_days']:g} days ({info['horizon_bars']:,} bars), "
                 f"mean block {info['block_bars']:.1f} bars, seed {info['seed']}")
     for label, r in info["rules"].items():
         console.say(f"  {label:<32} collateral for 95 % / 99 % survival {r['collateral_95_usd']:,.0f} / "

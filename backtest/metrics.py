@@ -177,8 +177,9 @@ def describe_index_held(index: Any, start: pd.Timestamp, end: pd.Timestamp) -> s
         w = w[w.index >= before[-1]]
     held = (w > 0).sum(axis=1)
     top = float(w.to_numpy().max()) if w.size else math.nan
+    lo, hi = int(held.min()), int(held.max())
     text = (f"{spec.weighting}-weighted AI index of {len(spec.constituents)} listed tokens, {spec.rebalance} rebalance; "
-            f"held {int(held.min())}-{int(held.max())} at once during the replay, largest weight {top:.1%}")
+            f"held {lo if lo == hi else f'{lo}-{hi}'} at once during the replay, largest weight {top:.1%}")
     if spec.max_weight:
         bound = int((np.abs(w.to_numpy() - spec.max_weight) < 1e-9).any(axis=1).sum())
         text += (f"; weight cap {spec.max_weight:.0%} bound at {bound} of {len(w)} rebalances" if bound
@@ -187,7 +188,11 @@ def describe_index_held(index: Any, start: pd.Timestamp, end: pd.Timestamp) -> s
 
 
 def fmt(value: Any, spec: str) -> str:
-    """``format(value, spec)``, or ``"n/a"`` for an undefined (``None`` / NaN) figure."""
+    """``format(value, spec)``, or ``"n/a"`` for an undefined (``None`` / NaN) figure; a figure that
+    rounds to zero prints without a minus sign (``-0.0001`` at ``".0f"`` is ``"0"``, not ``"-0"``)."""
     if value is None or (isinstance(value, float) and value != value):
         return "n/a"
-    return format(value, spec)
+    text = format(value, spec)
+    if text.lstrip().startswith("-") and not any(c in "123456789" for c in text):
+        return format(abs(value), spec)  # the same width and sign option, without the minus
+    return text

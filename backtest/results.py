@@ -26,7 +26,7 @@ from backtest.config import Config, FundingSection, RebalanceSection, config_to_
 from backtest.atomic import OutputDir, write_bytes, write_text
 from backtest.engine import Prepared, check_ledger_rows, min_safe_collaterals, prepare, release_arrow_memory, variant_for
 from backtest.progress import Progress, report as report_progress
-from backtest.metrics import describe_index_held, he_by_horizon, summary_metrics
+from backtest.metrics import describe_index_held, he_by_horizon, horizon_bars, summary_metrics
 from backtest.versions import hedgebt_version, package_versions
 from backtest.market import run_variant
 from strategies.multi import is_multi
@@ -104,12 +104,15 @@ def rule_metrics(rows: dict[str, np.ndarray], summary: dict[str, float], *, bar:
 FLAT_COIN_REASON = "unhedged variance is zero: the coin's price never moved"
 
 
-def undefined_reasons(metrics: dict[str, Any], summ: dict[str, float]) -> dict[str, str]:
+def undefined_reasons(metrics: dict[str, Any], summ: dict[str, float], bar: pd.Timedelta | None = None,
+                      ) -> dict[str, str]:
     """``{metric: reason}`` for every per-rule figure that is not a finite number.
 
     The variance-based figures (HE, volatilities, HE / oracle) are undefined with fewer than two
     returns or a zero unhedged variance (a coin whose price never moved); ratios with a zero or
-    undefined denominator are undefined; anything else non-finite overflowed.
+    undefined denominator are undefined; anything else non-finite overflowed. With ``bar``, an
+    undefined ``he_by_horizon`` entry is ``"he_by_horizon.<h>"``: fewer than two complete spans
+    of that horizon (``n_ret // bars per span``), or no unhedged variance over them.
     """
     n, m2_u = summ["n_ret"], summ["m2_u"]
     if n < 2:
@@ -119,6 +122,14 @@ def undefined_reasons(metrics: dict[str, Any], summ: dict[str, float]) -> dict[s
     else:
         variance = None
     out: dict[str, str] = {}
+    if bar is not None:
+        for h, value in (metrics.get("he_by_horizon") or {}).items():
+            if value is not None and math.isfinite(float(value)):
+                continue
+            spans = int(n) // horizon_bars(h, bar)
+            out[f"he_by_horizon.{h}"] = (f"{spans} complete {h} span{'' if spans == 1 else 's'} of returns; a "
+                                         "variance needs two" if spans < 2 else variance or
+                                         f"no variance of the unhedged {h} returns")
     for key, value in metrics.items():
         if isinstance(value, dict) or value is None or isinstance(value, (str, bool)):
             continue
@@ -132,6 +143,8 @@ def undefined_reasons(metrics: dict[str, Any], summ: dict[str, float]) -> dict[s
             out[key] = variance or "the oracle rho^2 is zero or undefined"
         elif key == "cost_drag_bps_per_year":
             out[key] = "the mean coin notional or the period length is zero"
+        elif key == "min_margin_excess":  # the kernel's running minimum never saw a position at a close
+            out[key] = "no futures position was held at any bar's close: no margin was ever required"
         else:
             out[key] = "not a finite number (zero denominator or overflow)"
     return out
@@ -194,7 +207,7 @@ def run(config: Config, *, prepared: Prepared | None = None, progress: Progress 
         report_progress(progress, "rules", col + 1, len(variants))
         metrics = rule_metrics(rows, summ, bar=prepared.bar, oracle=rule_oracle, alt_value=prepared.market.alt_value,
                                futures_kind=config.futures.kind)
-        undefined = undefined_reasons(metrics, summ)
+        undefined = undefined_reasons(metrics, summ, prepared.bar)
         if undefined:
             metrics["undefined"] = undefined
         metrics.update(extra)

@@ -142,6 +142,11 @@ def fmt_usd(x: float) -> str:
     return f"{float(x):,.0f} USD"
 
 
+def _fmt_count(value: Any) -> str:
+    """A whole number with thousands separators (``"38,241"``); ``"?"`` when not recorded."""
+    return f"{int(value):,}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "?"
+
+
 def _fmt_when(value: Any) -> str:
     """An ISO time stamp as ``'2025-01-20 00:00 UTC'`` (unchanged when unparsable)."""
     try:
@@ -702,7 +707,7 @@ def _title_page(doc: _Doc, summary: Mapping[str, Any]) -> None:
         ("Position", f"long {coins}, hedged with short {sc.get('futures_kind', '?')} futures on {_underlying(sc)}"),
         ("Index", str(sc.get("index", "?"))),
         ("Data period", f"{_fmt_when(period.get('start', '?'))} to {_fmt_when(period.get('end', '?'))} (bar open "
-                        f"times), {period.get('bars', '?')} bars of {period.get('bar', '?')}"),
+                        f"times), {_fmt_count(period.get('bars'))} bars of {period.get('bar', '?')}"),
         ("Funding", str(sc.get("funding_source") or "none")),
         ("hedgebt version", str(summary.get("hedgebt_version", "?"))),
     ]
@@ -747,13 +752,25 @@ def provenance_rows(text: str) -> list[tuple[str, str]]:
 
 
 def data_end_exits(summary: Mapping[str, Any]) -> str:
-    """``"AGIX (last price 2023-12-30 23:00), ..."``: index exits caused by the end of a price series."""
+    """``"AGIX (last price 2023-12-30 23:00), RENDER (last price ..., back 2024-07-01 00:00)"``: index
+    exits caused by the end of a price series during the replay (``period.start`` .. ``period.end``),
+    each with the symbol's next entry when it came back."""
     events = (summary.get("index", {}) or {}).get("events", []) or []
+    period = summary.get("period", {}) or {}
+    start, end = str(period.get("start") or ""), str(period.get("end") or "9999")
+
+    def stamp(value: Any) -> str:
+        return str(value or "?")[:16].replace("T", " ")
+
     out = []
-    for e in events:
-        if e.get("event") == "exit" and e.get("cause") == "data_end":
-            when = str(e.get("data_end") or e.get("ts") or "?")[:16].replace("T", " ")
-            out.append(f"{e.get('symbol', '?')} (last price {when})")
+    for i, e in enumerate(events):
+        ts = str(e.get("ts") or "")
+        if e.get("event") != "exit" or e.get("cause") != "data_end" or not start <= ts <= end:
+            continue
+        back = next((str(b.get("ts")) for b in events[i + 1:]
+                     if b.get("event") == "enter" and b.get("symbol") == e.get("symbol")), None)
+        again = f", back {stamp(back)}" if back is not None and back <= end else ""
+        out.append(f"{e.get('symbol', '?')} (last price {stamp(e.get('data_end') or ts)}{again})")
     return ", ".join(out)
 
 
@@ -874,7 +891,7 @@ def _executive_summary(doc: _Doc, summary: Mapping[str, Any], metrics: pd.DataFr
     doc.para(
         f"We replayed a long position in {coins} from {_fmt_when(period.get('start', '?'))} to "
         f"{_fmt_when(period.get('end', '?'))} "
-        f"({period.get('bars', '?')} bars of {period.get('bar', '?')}) and hedged it with short "
+        f"({_fmt_count(period.get('bars'))} bars of {period.get('bar', '?')}) and hedged it with short "
         f"{sc.get('futures_kind', '?')} futures on {_underlying(sc)} ({sc.get('index', '?')})"
         f"{_multi_clause(summary)}. 'Variance "
         f"removed' is the hedge effectiveness HE = 1 - Var(hedged returns) / Var(unhedged returns); the headline "
@@ -907,11 +924,14 @@ def _executive_summary(doc: _Doc, summary: Mapping[str, Any], metrics: pd.DataFr
         )
     if len(metrics):
         blocks = ", ".join(f"{r} {int(b)}" for r, b in zip(metrics["rule"], metrics["he_block_len"], strict=True))
+        best = metrics["best_rule"].iloc[0]
+        compared = (f"Rules are compared with {best} by a paired bootstrap (same resampled spans for both). "
+                    if isinstance(best, str) and best else
+                    f"No rule has a defined HE at {horizon}, so none is compared with another. ")
         caveats.append(
             f"Intervals: {BOOTSTRAP_METHOD}; {horizon} spans, block lengths (spans) {blocks}; "
-            f"{int(metrics['he_n_boot'].iloc[0])} resamples, seed {int(metrics['he_boot_seed'].iloc[0])}. Rules are "
-            f"compared with {metrics['best_rule'].iloc[0]} by a paired bootstrap (same resampled spans for both). Past "
-            "hedge effectiveness is no promise: rules fall short of the oracle out of sample."
+            f"{int(metrics['he_n_boot'].iloc[0])} resamples, seed {int(metrics['he_boot_seed'].iloc[0])}. {compared}"
+            "Past hedge effectiveness is no promise: rules fall short of the oracle out of sample."
         )
     for c in caveats:
         doc.para(c, size=9, hanging="- ")

@@ -54,7 +54,8 @@ def test_index_description_reports_what_was_held(prices: Path) -> None:
     text = run(cfg).summary["scenario"]["index"]
     w = prepare(cfg).index.weights
     held = (w > 0).sum(axis=1)
-    assert f"held {held.min()}-{held.max()} at once" in text
+    shown = str(held.min()) if held.min() == held.max() else f"{held.min()}-{held.max()}"  # not "held 10-10"
+    assert f"held {shown} at once" in text
     assert f"largest weight {w.to_numpy().max():.1%}" in text
     cap_bound = bool((np.abs(w.to_numpy() - 0.4) < 1e-9).any())
     assert ("never bound" in text) != cap_bound

@@ -92,3 +92,47 @@ def test_metrics_headline_he_is_the_one_its_interval_is_about(tmp_path: Path, ho
         ci = he_interval(r_h, r_u, reps=200, seed=int(m["he_boot_seed"]))
         assert ci.point == pytest.approx(m["he_headline"], rel=1e-9, abs=1e-12)
         np.testing.assert_array_equal([ci.lo, ci.hi], [m["he_ci_lo"], m["he_ci_hi"]])  # NaN: too few 7D spans
+
+
+def test_an_undefined_headline_he_says_why(tmp_path: Path) -> None:
+    """A replay shorter than two days has no HE at 1D or 7D: each is null with its reason under
+    ``undefined`` (it had none), and the PDF does not compare rules with an empty best rule."""
+    from reports.pdf import write_pdf
+    from reports.render import event_table, metrics_table
+
+    prices = write_synthetic_prices(tmp_path / "prices.parquet", n_days=40)
+    cfg = synthetic_config(prices, scenario={"name": "short", "start": "2024-01-20", "end": "2024-01-21T12:00:00Z",
+                                             "bar": "1h"})
+    result = run(cfg)
+    for rule, m in result.summary["rules"].items():
+        assert m["he_by_horizon"]["1D"] is None and m["he_by_horizon"]["7D"] is None, rule
+        assert m["undefined"]["he_by_horizon.1D"] == "1 complete 1D span of returns; a variance needs two"
+        assert m["undefined"]["he_by_horizon.7D"] == "0 complete 7D spans of returns; a variance needs two"
+        assert "he_by_horizon.bar" not in m["undefined"]
+    metrics = metrics_table(result.summary, result.ledger, n_boot=50)
+    assert (metrics["best_rule"] == "").all()
+    pdf = tmp_path / "r.pdf"
+    write_pdf(pdf, result.summary, metrics, event_table(result.ledger, [], bars_per_day=24.0,
+                                                          rules=list(result.summary["rules"])), {})
+    from pypdf import PdfReader
+
+    text = " ".join(" ".join(p.extract_text().split()) for p in PdfReader(pdf).pages)
+    assert "compared with by" not in text
+    assert "No rule has a defined HE at 1D, so none is compared with another." in text
+
+
+def test_a_rule_that_never_holds_futures_says_so_for_its_margin_excess(tmp_path: Path) -> None:
+    prices = write_synthetic_prices(tmp_path / "prices.parquet", n_days=20)
+    result = run(synthetic_config(prices, rules=[{"family": "none"}]))
+    m = result.summary["rules"]["none"]
+    assert m["min_margin_excess"] is None
+    assert m["undefined"]["min_margin_excess"] == ("no futures position was held at any bar's close: no margin was "
+                                                   "ever required")
+
+
+def test_fmt_prints_no_negative_zero() -> None:
+    from backtest.metrics import fmt
+
+    assert [fmt(v, spec) for v, spec in [(-0.0, ".0f"), (-0.0004, ".3f"), (-0.4, ".0f"), (-0.0, "6.3f"),
+                                        (-0.0, "+.0f"), (-1.5, ".0f"), (None, ".0f"), (float("nan"), ".1%")]] == [
+        "0", "0.000", "0", " 0.000", "+0", "-2", "n/a", "n/a"]

@@ -48,3 +48,20 @@ def test_data_end_exits_are_named_with_their_last_price() -> None:
         {"ts": "2021-02-01T00:00:00+00:00", "symbol": "NEAR", "event": "enter", "cause": "eligible"},
     ]}}
     assert data_end_exits(summary) == "OCEAN (last price 2023-12-30 20:00)"
+
+
+def test_data_end_exits_are_those_of_the_replay_with_the_return() -> None:
+    """An exit before the replay is left out (the title page said RENDER 'left the index' on a
+    replay that held it throughout); an exit followed by a re-entry says when the symbol came back."""
+    events = [
+        {"ts": "2023-12-30T21:00:00+00:00", "symbol": "OCEAN", "event": "exit", "cause": "data_end",
+         "data_end": "2023-12-30T20:00:00+00:00"},
+        {"ts": "2023-12-30T22:00:00+00:00", "symbol": "RENDER", "event": "exit", "cause": "data_end",
+         "data_end": "2023-12-30T21:00:00+00:00"},
+        {"ts": "2024-07-01T00:00:00+00:00", "symbol": "RENDER", "event": "enter", "cause": "eligible"},
+    ]
+    late = {"index": {"events": events}, "period": {"start": "2024-09-01T00:00:00+00:00", "end": "2025-06-13T08:00:00+00:00"}}
+    assert data_end_exits(late) == ""
+    full = {"index": {"events": events}, "period": {"start": "2021-02-01T00:00:00+00:00", "end": "2025-06-13T08:00:00+00:00"}}
+    assert data_end_exits(full) == ("OCEAN (last price 2023-12-30 20:00), "
+                                    "RENDER (last price 2023-12-30 21:00, back 2024-07-01 00:00)")
