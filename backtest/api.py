@@ -637,10 +637,12 @@ class CompareResult:
     def report(self, folder: str | Path, *, progress: Progress | None = None) -> CompareFiles:
         """Render the compare figures and ``compare.pdf`` into ``folder`` from this object (with the
         "Which hedge instrument?" section when :attr:`instruments` has several underlyings)."""
+        from backtest.atomic import staged_files
         from reports.render import write_compare_report
 
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        return write_compare_report(folder, self._table, self.info, instruments=self._instruments,
-                                    verdicts=self.verdicts, progress=progress)
+        with staged_files(folder) as stage:  # a failure halfway leaves the folder's old report as it was
+            files = write_compare_report(stage, self._table, self.info, instruments=self._instruments,
+                                         verdicts=self.verdicts, progress=progress)
+        return files.moved(stage, folder)
 

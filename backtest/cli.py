@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -153,11 +153,13 @@ class _Console:
         print("hedgebt: compiling the numba kernels, once after an install (about half a minute on 2 cores); "
               "later runs start in seconds", file=sys.stderr if self.tty else sys.stdout, flush=True)
 
-    def wrote(self, folder: Path) -> None:
-        """List every file under ``folder`` (relative names; figures grouped)."""
+    def wrote(self, folder: Path, only: Iterable[Path] | None = None) -> None:
+        """List every file under ``folder`` (relative names; figures grouped), or only the files
+        ``only`` (those a command wrote into a folder that holds others)."""
         if self.quiet or not folder.is_dir():
             return
-        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        paths = folder.rglob("*") if only is None else (Path(p) for p in only)
+        files = sorted(p.relative_to(folder).as_posix() for p in paths if p.is_file())
         figures = [f for f in files if f.startswith("figures/")]
         rest = [f for f in files if not f.startswith("figures/")]
         line = ", ".join(rest)
@@ -386,16 +388,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if (folder / "compare.parquet").is_file() and not (folder / "summary.json").is_file():
         _refuse_links(folder)
         with console.stage(f"re-rendering the compare report in {folder}"):
-            CompareResult.load(folder).report(folder, progress=console.progress())
-    elif not (folder / "summary.json").is_file() or not (folder / "ledger.parquet").is_file():
+            compare_files = CompareResult.load(folder).report(folder, progress=console.progress())
+        console.wrote(folder, only=(compare_files.pdf, *compare_files.figures))  # what was re-rendered
+        return 0
+    if not (folder / "summary.json").is_file() or not (folder / "ledger.parquet").is_file():
         raise HedgeBTError(f"{folder}: not a result folder (expected summary.json and ledger.parquet, "
                            "or compare.parquet and compare.json)")
-    else:
-        verify_ledger(folder)
-        _refuse_links(folder)
-        with console.stage(f"re-rendering the report in {folder}"):
-            Result.load(folder).report(folder, progress=console.progress())
-    console.wrote(folder)
+    verify_ledger(folder)
+    _refuse_links(folder)
+    with console.stage(f"re-rendering the report in {folder}"):
+        files = Result.load(folder).report(folder, progress=console.progress())
+    console.wrote(folder, only=(files.metrics_csv, files.events_csv, files.pdf, *files.figures))
     return 0
 
 

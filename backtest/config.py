@@ -813,8 +813,9 @@ def _build_rules(items: Any) -> tuple[RuleSpec, ...]:
         if "family" not in item or not isinstance(item["family"], str):
             raise ConfigError(f"{key}.family", "required: the rule family, e.g. 'notional' or 'min_variance'")
         label = item.get("label")
-        if label is not None and not isinstance(label, str):
-            raise ConfigError(f"{key}.label", f"expected a string, got {label!r}")
+        if label is not None and (not isinstance(label, str) or not label.strip()):
+            raise ConfigError(f"{key}.label", f"expected a non-empty string (omit the key for the rule's own name), "
+                                              f"got {label!r}")
         params = tuple(sorted((k, v) for k, v in item.items() if k not in ("family", "label")))
         if item["family"] == "multi_min_variance":  # list parameters (instruments, ...) kept as tuples
             params = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in params)

@@ -391,6 +391,15 @@ def _ts_bounds_ns() -> tuple[int, int]:
     return int(TS_EARLIEST.value), int((time.time() + 86_400) * 1e9)
 
 
+def _span_text(ns: int) -> str:
+    """A bar length in words: ``"1 day"``, ``"1 hour"``, ``"15 minutes"``, ``"90 seconds"``."""
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1)):
+        count, rest = divmod(int(ns), size * 1_000_000_000)
+        if count and not rest:
+            return f"{count} {unit}" + ("" if count == 1 else "s")
+    return f"{int(ns) / 1e9:g} seconds"
+
+
 def _ns_str(ns: int) -> str:
     return pd.Timestamp(ns, unit="ns", tz="UTC").strftime("%Y-%m-%d %H:%M")
 
@@ -994,8 +1003,8 @@ def _check_bar_size(old: pd.DataFrame, new: pd.DataFrame, target: Path, paths: l
         i = int(off[0]) if off.size else int(np.argmin(np.diff(new_ts))) + 1
         raise DataError(
             paths[int(new["_src"].iat[i])],
-            f"bar size does not match the dataset {target}: its bars are {pd.Timedelta(bar, unit='ns')} apart"
-            + (f", these {pd.Timedelta(new_bar, unit='ns')}" if new_bar is not None and new_bar != bar else "")
+            f"bar size does not match the dataset {target}: its bars are {_span_text(bar)} apart"
+            + (f", these {_span_text(new_bar)}" if new_bar is not None and new_bar != bar else "")
             + ("" if not off.size else f", and this bar is off its grid (first stored bar {_ns_str(origin)})"),
             column="ts",
             row=int(new["_row"].iat[i]),

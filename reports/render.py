@@ -625,6 +625,13 @@ class CompareFiles:
     pdf: Path
     pages: int
 
+    def moved(self, src: Path, dst: Path) -> CompareFiles:
+        """The same files with the folder ``src`` in their paths replaced by ``dst``."""
+        def at(p: Path) -> Path:
+            return Path(dst) / Path(p).relative_to(src)
+
+        return CompareFiles(figures=tuple(at(f) for f in self.figures), pdf=at(self.pdf), pages=self.pages)
+
 
 def read_compare_folder(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The ranked table (``compare.parquet``) and run facts (``compare.json``) of a compare folder."""

@@ -197,10 +197,23 @@ def test_compare_result(scenario: Path, tmp_path: Path) -> None:
     assert (tmp_path / "cli" / "compare.csv").read_bytes() == (folder / "compare.csv").read_bytes()
 
 
-def test_report_cli_rerenders_a_compare_folder(scenario: Path, tmp_path: Path) -> None:
+def test_report_cli_rerenders_a_compare_folder(scenario: Path, tmp_path: Path, capsys) -> None:
     folder = hb.compare(scenario).save(tmp_path / "g", report=False)
+    capsys.readouterr()
     assert main(["report", str(folder)]) == 0
     assert (folder / "compare.pdf").is_file()
+    wrote = [line for line in capsys.readouterr().out.splitlines() if "wrote" in line]
+    assert wrote and "compare.pdf" in wrote[0] and "compare.csv" not in wrote[0]  # only what it re-rendered
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+def test_report_cli_lists_only_the_files_it_wrote(result: hb.Result, tmp_path: Path, capsys) -> None:
+    folder = result.save(tmp_path / "r", report=False)
+    capsys.readouterr()
+    assert main(["report", str(folder)]) == 0
+    wrote = [line for line in capsys.readouterr().out.splitlines() if "wrote" in line]
+    assert wrote and "report.pdf" in wrote[0] and "metrics.csv" in wrote[0]
+    assert "summary.json" not in wrote[0] and "ledger.parquet" not in wrote[0]
 
 
 def test_load_refuses_a_folder_that_is_not_a_result(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("[position]\ncoins = [\"FET\"]\nunits = [1, 2]\n", "position.units", "one value per coin"),
         ("[roll]\nhour_utc = 24\n", "roll.hour_utc", "0..23"),
         ("[[rules]]\nfraction = 1.0\n", "rules[0].family", "required"),
+        ("[[rules]]\nfamily = \"notional\"\nlabel = \"\"\n", "rules[0].label", "expected a non-empty string"),
         ("[index]\nmax_weight = 1.5\n", "index.max_weight", "(0, 1]"),
         ("[funding]\ninterval_hours = 7\n", "funding.interval_hours", "one of"),
     ],
