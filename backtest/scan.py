@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from backtest.config import Config, PositionSection
+from backtest.config import BOUNDS, Config, PositionSection
 from backtest.engine import Prepared, prepare, variant_for
 from backtest.errors import ConfigError, DataError
 from backtest.instrument import is_index
@@ -45,7 +45,7 @@ __all__ = ["MIN_HISTORY_DAYS", "ScanSpec", "coin_spans", "daily_he", "run_scan",
 #: coins with fewer days of data inside the scenario window are listed as skipped
 MIN_HISTORY_DAYS = 180
 #: Largest USD holding per coin (``--notional-usd``): the bound of ``position.notional_usd``.
-MAX_NOTIONAL_USD = 1e12
+MAX_NOTIONAL_USD = BOUNDS["position.notional_usd"]
 
 
 @dataclass(frozen=True)
@@ -240,7 +240,7 @@ def _league(long: pd.DataFrame, spec: ScanSpec) -> pd.DataFrame:
             b = gu.loc[gu["he_daily"].fillna(-np.inf).idxmax()]
             row[f"oracle_r2_{u}"] = float(b["oracle_r2"])
             row[f"he_daily_{u}"] = float(b["he_daily"])
-            row[f"cost_bps_{u}"] = float(b["cost_drag_bps_per_year"])
+            row[f"cost_bps_{u}"] = float(b["cost_drag_bps_per_year"]) + 0.0  # + 0.0: no "-0" in scan.csv
             row[f"rule_{u}"] = b["rule"] if np.isfinite(b["he_daily"]) else ""
         if np.isfinite(best["he_daily"]):
             row.update(best_underlying=best["underlying"], best_rule=best["rule"], best_he_daily=float(best["he_daily"]))

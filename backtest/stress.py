@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from backtest import kernels as K
-from backtest.config import Config
+from backtest.config import BOUNDS, Config
 from backtest.engine import (
     Prepared,
     coin_and_futures_returns,
@@ -71,8 +71,8 @@ MAX_PATHS: int = 1_000_000
 #: Most bars of all paths together (``--paths`` x bars per path): their index array takes 8 bytes
 #: a bar (800 MB at the bound) before the replay's own arrays.
 MAX_PATH_BARS: int = 100_000_000
-#: Largest starting collateral of ``--collateral-grid`` (the bound of ``margin.collateral_usd``).
-MAX_COLLATERAL_USD: float = 1e15
+#: Largest starting collateral of ``--collateral-grid``: the bound of ``margin.collateral_usd``.
+MAX_COLLATERAL_USD: float = BOUNDS["margin.collateral_usd"]
 
 
 @dataclass(frozen=True)
