@@ -198,9 +198,11 @@ def fmt(value, spec: str) -> str:
     return _fmt(value, spec)
 
 
-def _count(n: int, noun: str) -> str:
-    """``"1 coin"``, ``"3 coins"``."""
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+def plural(n: int, noun: str) -> str:
+    """``"1 coin"``, ``"3 coins"`` (:func:`backtest.metrics.plural`, imported when first used)."""
+    from backtest.metrics import plural as _plural
+
+    return _plural(n, noun)
 
 
 def _print_summary(console: _Console, summary: dict) -> None:
@@ -465,7 +467,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                     f"cost {fmt(r.cost_drag_bps_per_year, ',.0f')} bps/yr")
     for w in result.info.get("walk_forward", []):
         on = f" on {w['underlying']}" if len(result.info.get("walk_forward", [])) > 1 and w.get("underlying") else ""
-        console.say(f"  walk-forward {w['coin']} {w['window']}{on} ({_count(w['folds'], 'yearly fold')}, "
+        console.say(f"  walk-forward {w['coin']} {w['window']}{on} ({plural(w['folds'], 'yearly fold')}, "
                     f"HE({w['horizon']})): variants chosen on the past score {fmt(w['mean_he_oos_chosen'], '.3f')} "
                     f"out of sample on average; the best by HE({w['horizon']}) over the whole replay (hindsight), "
                     f"{w['in_sample_best']}, scores {fmt(w['mean_he_oos_in_sample_best'], '.3f')} on the same folds")
@@ -552,7 +554,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
                           progress=console.bar_below(), config_file=config_path.name)
     with console.stage("writing tables and the figure"):
         result.save(claim)
-    console.say(f"{_count(len(result.table), 'coin')} scanned, {len(result.info['skipped'])} skipped (see scan.json); "
+    console.say(f"{plural(len(result.table), 'coin')} scanned, {len(result.info['skipped'])} skipped (see scan.json); "
                 "best first:")
     for r in result.table.head(10).itertuples():
         best = f"with {r.best_underlying} ({r.best_rule})" if r.best_underlying else "(no underlying measurable)"

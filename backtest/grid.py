@@ -68,7 +68,7 @@ from backtest.engine import Prepared, min_safe_collaterals, prepare, variant_for
 from backtest.errors import ConfigError, HedgeBTError
 from backtest.atomic import write_bytes, write_text
 from backtest.market import Market, Variant, pack_variants, run_variant
-from backtest.metrics import horizon_bars, horizon_returns, summary_metrics
+from backtest.metrics import horizon_bars, horizon_returns, plural, summary_metrics
 from backtest.versions import hedgebt_version, package_versions
 from backtest.windows import Event, config_events
 
@@ -215,7 +215,7 @@ def _rebalance_label(r: RebalanceSection) -> str:
     10%", then "whole" or "fractional" and the minimum trade. Two policies that trade differently
     never share a label (the band to six significant digits; :func:`parse_compare` refuses two
     policies of one label)."""
-    bars = f"{r.every_bars} bar" + ("" if r.every_bars == 1 else "s")
+    bars = plural(r.every_bars, "bar")
     band = f"{100 * r.band:g}%"
     if r.mode == "every":
         core = f"every {bars}"

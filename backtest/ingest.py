@@ -78,6 +78,7 @@ import pyarrow.parquet as pq
 from backtest.atomic import MAX_NAME_BYTES, atomic_file
 from backtest.data import PRICE_COLUMNS, _check_long_frame, check_input_file, read_long, validate_long_frame
 from backtest.errors import ConfigError, DataError, HedgeBTError
+from backtest.metrics import plural
 
 __all__ = [
     "Format",
@@ -396,7 +397,7 @@ def _span_text(ns: int) -> str:
     for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1)):
         count, rest = divmod(int(ns), size * 1_000_000_000)
         if count and not rest:
-            return f"{count} {unit}" + ("" if count == 1 else "s")
+            return plural(count, unit)
     return f"{int(ns) / 1e9:g} seconds"
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["DAYS_PER_YEAR", "HORIZONS", "Horizon", "annualisation", "summary_metrics", "horizon_bars",
-           "horizon_returns", "he_by_horizon", "describe_index_held", "fmt"]
+           "horizon_returns", "he_by_horizon", "describe_index_held", "fmt", "plural"]
 
 #: Horizons of :func:`he_by_horizon`: one bar, one day, one week.
 Horizon = Literal["bar", "1D", "7D"]
@@ -185,6 +185,12 @@ def describe_index_held(index: Any, start: pd.Timestamp, end: pd.Timestamp) -> s
         text += (f"; weight cap {spec.max_weight:.0%} bound at {bound} of {len(w)} rebalances" if bound
                  else f"; weight cap {spec.max_weight:.0%} never bound")
     return text
+
+
+def plural(n: int, noun: str) -> str:
+    """``"1 bar"``, ``"24 bars"``: ``n`` and ``noun``, with an ``s`` unless ``n`` is 1 (no thousands
+    separator: the words also make compare variant labels)."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def fmt(value: Any, spec: str) -> str:

@@ -26,7 +26,7 @@ from backtest.config import Config, FundingSection, RebalanceSection, config_to_
 from backtest.atomic import OutputDir, write_bytes, write_text
 from backtest.engine import Prepared, check_ledger_rows, min_safe_collaterals, prepare, release_arrow_memory, variant_for
 from backtest.progress import Progress, report as report_progress
-from backtest.metrics import describe_index_held, he_by_horizon, horizon_bars, summary_metrics
+from backtest.metrics import describe_index_held, he_by_horizon, horizon_bars, plural, summary_metrics
 from backtest.versions import hedgebt_version, package_versions
 from backtest.market import run_variant
 from strategies.multi import is_multi
@@ -127,7 +127,7 @@ def undefined_reasons(metrics: dict[str, Any], summ: dict[str, float], bar: pd.T
             if value is not None and math.isfinite(float(value)):
                 continue
             spans = int(n) // horizon_bars(h, bar)
-            out[f"he_by_horizon.{h}"] = (f"{spans} complete {h} span{'' if spans == 1 else 's'} of returns; a "
+            out[f"he_by_horizon.{h}"] = (f"{plural(spans, f'complete {h} span')} of returns; a "
                                          "variance needs two" if spans < 2 else variance or
                                          f"no variance of the unhedged {h} returns")
     for key, value in metrics.items():
@@ -392,7 +392,7 @@ def _rebalance_words(reb: RebalanceSection) -> str:
     """``[rebalance]`` in words: "short re-sized every 24 bars" (``every``), "... on any bar where
     the hedge has drifted more than 10 % from its target" (``band``), or both conditions
     (``band_on_schedule``)."""
-    bars = f"{reb.every_bars} bar" + ("" if reb.every_bars == 1 else "s")
+    bars = plural(reb.every_bars, "bar")
     drift = f"the hedge has drifted more than {100 * reb.band:g} % from its target"
     if reb.mode == "every":
         return f"short re-sized every {bars}"

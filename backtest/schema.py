@@ -109,6 +109,9 @@ RULE_METRICS: Final[dict[str, str]] = {
     "net_cost_bps_per_year": "cost_trading_bps_per_year - carry_bps_per_year",
 }
 
+#: The keys of :data:`RULE_METRICS` that are counts: whole numbers >= 0, never ``null``.
+RULE_COUNTS: Final[tuple[str, ...]] = ("trades", "rolls", "margin_calls", "liquidations")
+
 #: Per-rule ``summary.json`` key ``he_by_horizon``: HE at each horizon, from non-overlapping
 #: sums of per-bar hedged / unhedged P&L over the horizon divided by the coin notional at its start.
 HE_HORIZONS: Final[tuple[str, ...]] = ("bar", "1D", "7D")

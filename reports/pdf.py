@@ -56,6 +56,7 @@ from matplotlib.lines import Line2D
 from matplotlib.text import Text
 from PIL import Image
 
+from backtest.metrics import plural
 from backtest.schema import PNL_COMPONENTS, RULE_METRICS
 from reports.events import Event
 from reports.stats import BOOTSTRAP_METHOD
@@ -1258,7 +1259,7 @@ def write_compare_pdf(path: Path, compare: pd.DataFrame, info: Mapping[str, Any]
             doc.para(
                 f"Out-of-sample check ({w['coin']}, {w['window']}"
                 + (f", futures on {w['underlying']}" if w.get("underlying") else "")
-                + f"): over {w['folds']} yearly fold{'' if w['folds'] == 1 else 's'}, the variant with "
+                + f"): over {plural(w['folds'], 'yearly fold')}, the variant with "
                 f"the best HE {w['horizon']} on all earlier years scored {fmt_pct(w['mean_he_oos_chosen'])} on the "
                 f"next year on average; the best by HE {w['horizon']} over the whole replay (picked with "
                 f"hindsight, not necessarily rank 1 of the table above), {w['in_sample_best']}, scored "

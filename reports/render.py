@@ -23,7 +23,7 @@ import io
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.errors import DataError, OutputError
-from backtest.schema import LEDGER_COLUMNS, PNL_COMPONENTS, RULE_METRICS
+from backtest.schema import LEDGER_COLUMNS, PNL_COMPONENTS, RULE_COUNTS, RULE_METRICS
 from reports import choose
 from reports import figures as fig
 from reports import stats, tearsheet
@@ -81,8 +81,27 @@ _COMPARE_REQUIRED: Final[tuple[str, ...]] = ("variant", "family", "params", "reb
                                               "hedge_effectiveness", "cost_drag_bps_per_year")
 
 
+class _Files:
+    """Paths of written files: the ``Path`` and ``tuple of Path`` fields of a frozen dataclass."""
+
+    def moved(self, src: Path, dst: Path) -> Any:
+        """The same record with the folder ``src`` in every path replaced by ``dst`` (after
+        :func:`backtest.atomic.staged_files` moved the files there)."""
+        def at(p: Path) -> Path:
+            return Path(dst) / Path(p).relative_to(src)
+
+        changes: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, Path):
+                changes[f.name] = at(value)
+            elif isinstance(value, tuple):
+                changes[f.name] = tuple(at(v) for v in value)
+        return replace(self, **changes)  # type: ignore[type-var]
+
+
 @dataclass(frozen=True)
-class ReportFiles:
+class ReportFiles(_Files):
     """Paths written by :func:`render_report`.
 
     Attributes
@@ -99,14 +118,6 @@ class ReportFiles:
     figures: tuple[Path, ...]
     pdf: Path
     pages: int
-
-    def moved(self, src: Path, dst: Path) -> ReportFiles:
-        """The same files with the folder ``src`` in their paths replaced by ``dst``."""
-        def at(p: Path) -> Path:
-            return Path(dst) / Path(p).relative_to(src)
-
-        return ReportFiles(metrics_csv=at(self.metrics_csv), events_csv=at(self.events_csv),
-                           figures=tuple(at(f) for f in self.figures), pdf=at(self.pdf), pages=self.pages)
 
 
 def _read_summary(path: Path) -> dict[str, Any]:
@@ -137,10 +148,6 @@ def _read_summary(path: Path) -> dict[str, Any]:
     return nulls_as_nan(summary)
 
 
-#: Per-rule ``summary.json`` counts (whole numbers, never ``null``).
-_COUNTS: Final[tuple[str, ...]] = ("trades", "rolls", "margin_calls", "liquidations")
-
-
 def _check_rule_types(path: Path, rule: str, block: Mapping[str, Any]) -> None:
     """Every figure of ``rules.<rule>`` a number or ``null`` (an undefined figure), every count a
     whole number: checked before anything is rendered, so a damaged file is one line and a
@@ -150,7 +157,7 @@ def _check_rule_types(path: Path, rule: str, block: Mapping[str, Any]) -> None:
 
     for key in RULE_METRICS:
         v = block[key]
-        if key in _COUNTS:
+        if key in RULE_COUNTS:
             if not (number(v) and math.isfinite(v) and v >= 0 and float(v).is_integer()):
                 raise DataError(path, f"rules.{rule}.{key} must be a whole number >= 0, got {v!r}")
         elif v is not None and not number(v):
@@ -618,19 +625,12 @@ def _only_rules_tables(shown: Sequence[str], metrics: pd.DataFrame,
 
 
 @dataclass(frozen=True)
-class CompareFiles:
+class CompareFiles(_Files):
     """Files written by :func:`render_compare`."""
 
     figures: tuple[Path, ...]
     pdf: Path
     pages: int
-
-    def moved(self, src: Path, dst: Path) -> CompareFiles:
-        """The same files with the folder ``src`` in their paths replaced by ``dst``."""
-        def at(p: Path) -> Path:
-            return Path(dst) / Path(p).relative_to(src)
-
-        return CompareFiles(figures=tuple(at(f) for f in self.figures), pdf=at(self.pdf), pages=self.pages)
 
 
 def read_compare_folder(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
