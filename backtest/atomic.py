@@ -46,6 +46,8 @@ __all__ = [
     "clean_stale",
     "staged_files",
     "terminate_as_exit",
+    "terminate_signal",
+    "raise_if_terminated",
 ]
 
 #: Longest accepted output file/folder name, in bytes (the temporary name adds up to 40 more
@@ -160,24 +162,51 @@ def clean_stale(parent: Path, name: str, *, report: bool = True) -> list[Path]:
     return removed
 
 
+class _Termination:
+    """The ``SIGTERM`` this process received, if any (a signal is process-wide, so is this record).
+
+    A handler's ``SystemExit`` can be swallowed: Python calls the handler between bytecodes, and
+    when that is inside a callback whose exceptions are only printed (``os.fork``'s at-fork hooks,
+    such as ``logging``'s, a ``__del__``, a weakref callback) the run would go on and write its
+    output after all. So the handler records the signal before raising, every commit point
+    (:func:`atomic_file`, :func:`staged_files`, :class:`OutputDir`) calls :func:`raise_if_terminated`
+    before moving anything into place, and :func:`terminate_as_exit` raises it at the end of its
+    block.
+    """
+
+    signum: int | None = None
+
+
+def raise_if_terminated() -> None:
+    """Raise ``SystemExit(128 + signum)`` if a ``SIGTERM`` was received (see :class:`_Termination`)."""
+    if _Termination.signum is not None:
+        raise SystemExit(128 + _Termination.signum)
+
+
+def terminate_signal(signum: int, _frame: object) -> None:
+    """``SIGTERM`` handler: record the signal (:class:`_Termination`), raise ``SystemExit(128 + signum)``."""
+    _Termination.signum = signum
+    raise SystemExit(128 + signum)
+
+
 @contextmanager
 def terminate_as_exit() -> Iterator[None]:
     """Within the block, ``SIGTERM`` raises ``SystemExit(143)`` so ``finally``/``__exit__`` clean up.
 
-    Only in the main thread (elsewhere a no-op); the previous handler is restored afterwards.
+    Only in the main thread (elsewhere a no-op); the previous handler is restored afterwards. A
+    signal whose ``SystemExit`` was swallowed (:class:`_Termination`) is raised when the block ends.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def _raise(signum: int, _frame) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, _raise)
+    _Termination.signum = None
+    previous = signal.signal(signal.SIGTERM, terminate_signal)
     try:
         yield
+        raise_if_terminated()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        _Termination.signum = None
 
 
 # -- files ----------------------------------------------------------------------------------------
@@ -222,6 +251,7 @@ def atomic_file(path: str | Path, *, mode: int | None = None) -> Iterator[Path]:
             raise FileNotFoundError(f"{tmp}: the writer did not create the temporary file")
         _fsync_file(tmp)
         os.chmod(tmp, mode)
+        raise_if_terminated()
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -259,6 +289,7 @@ def staged_files(folder: str | Path) -> Iterator[Path]:
         for sub in sorted({f.parent for f in files}):
             if (folder / sub).is_symlink():
                 raise OutputError(f"{folder / sub}: is a symbolic link; hedgebt does not write through links")
+        raise_if_terminated()
         for rel in files:
             (folder / rel.parent).mkdir(parents=True, exist_ok=True)
             os.replace(stage / rel, folder / rel)
@@ -465,6 +496,7 @@ class OutputDir:
             self._check_force_guard()
         os.chmod(self.tmp, 0o755)
         fsync_tree(self.tmp)
+        raise_if_terminated()
         if t.is_symlink() or (t.exists() and not t.is_dir()):
             raise OutputError(f"{t}: output path was replaced by a file or link while hedgebt was running; nothing was written")
         if not t.exists():

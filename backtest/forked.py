@@ -50,6 +50,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from backtest.atomic import raise_if_terminated, terminate_signal
 from backtest.errors import HedgeBTError
 
 __all__ = ["ForkedRun", "ForkedFailure", "Outcome", "gc_frozen"]
@@ -178,14 +179,12 @@ def _child(work: Callable[[list[tuple[Any, ...]]], Any], fd: int) -> None:
     msg = _Message()
     status = 0
 
-    def _term(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
     try:
-        signal.signal(signal.SIGTERM, _term)
+        signal.signal(signal.SIGTERM, terminate_signal)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             work(msg.lines)
+            raise_if_terminated()  # a SIGTERM whose SystemExit was swallowed (backtest.atomic._Termination)
         msg.warnings = [" ".join(str(w.message).split()) for w in caught]
     except HedgeBTError as exc:
         msg.error = ("user", str(exc), exc.exit_code)

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import backtest.results as results_mod
-from backtest.atomic import OutputDir, atomic_file, clean_stale, write_text
+from backtest.atomic import OutputDir, atomic_file, clean_stale, terminate_as_exit, write_text
 from backtest.cli import main
 from backtest.errors import OutputError
 from backtest.ingest import ingest
@@ -165,6 +165,51 @@ def test_sigterm_during_the_write_removes_the_temporary_folder(tmp_path: Path) -
     assert "terminated" in err.decode()
     assert not (tmp_path / "out").exists()
     assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+class _SigtermInFinaliser:
+    """Sends this process SIGTERM from ``__del__``: the handler's ``SystemExit`` is raised where
+    Python only prints exceptions ("Exception ignored in ..."), as when the signal lands in an
+    ``os.fork`` at-fork hook (seen once in ``test_sigterm_during_the_write...`` with a cold cache:
+    the run went on and exited 0 with its output written)."""
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the handler runs here, inside __del__
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_sigterm_whose_exit_was_swallowed_still_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    config = _scenario(tmp_path)
+    real_run = results_mod.run
+    finalisers: list[bool] = []
+
+    def run_then_swallow(cfg, **kwargs):
+        result = real_run(cfg, **kwargs)
+        _SigtermInFinaliser()  # dropped at once: __del__ runs, its SystemExit is only printed
+        finalisers.append(True)  # the run went on past the signal
+        return result
+
+    monkeypatch.setattr(results_mod, "run", run_then_swallow)
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(config), "--out", str(tmp_path / "out"), "--no-report"])
+    assert exc.value.code == 143 and finalisers == [True]
+    assert "terminated (SIGTERM); no output was written" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_no_file_is_moved_into_place_after_a_swallowed_sigterm(tmp_path: Path) -> None:
+    (tmp_path / "kept.txt").write_text("old")
+    with pytest.raises(SystemExit) as exc, terminate_as_exit():
+        with atomic_file(tmp_path / "kept.txt") as tmp:
+            tmp.write_text("new")
+            _SigtermInFinaliser()
+    assert exc.value.code == 143
+    assert (tmp_path / "kept.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.txt"]
 
 
 # -- ingest -----------------------------------------------------------------------------------
