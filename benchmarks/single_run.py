@@ -21,7 +21,9 @@ compared with the kernel producing the same per-bar rows (``market.run_variant``
 The end-to-end baseline is the same run with that loop in place of the kernel.
 
 Also ``hedgebt demo`` (both bundled scenarios with reports) from the command line: once to
-fill any cache, then :data:`DEMO_RUNS` warm runs, and :data:`DEMO_RUNS` cold runs, each with
+fill any cache, then :data:`DEMO_RUNS` warm runs, :data:`DEMO_RUNS` warm runs with each figure
+copied from the first run instead of drawn (``demo_without_figures.py``: what the demo costs
+besides matplotlib's drawing), and :data:`DEMO_RUNS` cold runs, each with
 an empty numba cache (``NUMBA_CACHE_DIR`` a fresh folder: the first run after an install).
 This VM's speed moves by a third from one minute to the next, so each figure is the median of
 its runs, with the fastest and slowest beside it; the targets (warm under 5 s, cold under
@@ -148,6 +150,16 @@ def _cold_demo(tmp: Path, run: int) -> float:
     return _cli("demo", "--out", str(tmp / "cold"), "--force", env={**os.environ, "NUMBA_CACHE_DIR": str(cache)})
 
 
+def _demo_without_figures(drawn: Path, out: Path) -> float:
+    """``hedgebt demo`` (fresh interpreter, warm cache) with the figures copied from ``drawn``
+    instead of drawn (``benchmarks/demo_without_figures.py``): what the demo costs besides
+    matplotlib drawing its figures."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "demo_without_figures.py"), str(drawn), str(out)],
+                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
 def _spread(times: list[float]) -> str:
     """``median (min-max of n runs)``."""
     return f"{fmt_s(statistics.median(times))} ({min(times):.2f}-{fmt_s(max(times))} in {len(times)} runs)"
@@ -177,6 +189,9 @@ def main() -> list[Row]:
         ok = demo < TARGET_DEMO_S
         say(f"`hedgebt demo` warm (both scenarios with reports), median: {_spread(warm_runs)}  "
             f"target < {TARGET_DEMO_S:.0f} s: {verdict(ok)}")
+        floor_runs = [_demo_without_figures(tmp / "demo", tmp / "no-figures") for _ in range(DEMO_RUNS)]
+        say(f"`hedgebt demo` warm with each figure copied from the run above instead of drawn (the rest of "
+            f"the demo), median: {_spread(floor_runs)}")
         cold_runs = [_cold_demo(tmp, i) for i in range(DEMO_RUNS)]
         cold = statistics.median(cold_runs)
         ok_cold = cold < TARGET_COLD_S
@@ -196,6 +211,9 @@ def main() -> list[Row]:
             "fresh interpreter, numba cache warm"),
         Row("single run", "`hedgebt demo` warm (median)", _spread(warm_runs), "", "", f"< {TARGET_DEMO_S:.0f} s",
             verdict(ok), "both bundled scenarios with reports; after one run that fills any cache"),
+        Row("single run", "`hedgebt demo` warm, figures copied not drawn (median)", _spread(floor_runs), "", "", "", "",
+            "the same demo with each figure job copying the PNG of the run above (benchmarks/"
+            "demo_without_figures.py): what the rest costs, a floor for any figure work"),
         Row("single run", "first `hedgebt demo` after install (cold, median)", _spread(cold_runs), "", "",
             f"< {TARGET_COLD_S:.0f} s", verdict(ok_cold),
             "NUMBA_CACHE_DIR set to an empty folder for each run: every kernel compiles"),
