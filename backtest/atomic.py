@@ -199,14 +199,13 @@ def terminate_as_exit() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    _Termination.signum = None
-    previous = signal.signal(signal.SIGTERM, terminate_signal)
+    previous, before = signal.signal(signal.SIGTERM, terminate_signal), _Termination.signum
     try:
         yield
         raise_if_terminated()
     finally:
         signal.signal(signal.SIGTERM, previous)
-        _Termination.signum = None
+        _Termination.signum = before  # None unless an enclosing block's signal is pending
 
 
 # -- files ----------------------------------------------------------------------------------------
