@@ -163,22 +163,26 @@ def clean_stale(parent: Path, name: str, *, report: bool = True) -> list[Path]:
 
 
 class _Termination:
-    """The ``SIGTERM`` this process received, if any (a signal is process-wide, so is this record).
+    """The ``SIGTERM`` or ``SIGINT`` this process received, if any (a signal is process-wide, so is
+    this record).
 
-    A handler's ``SystemExit`` can be swallowed: Python calls the handler between bytecodes, and
-    when that is inside a callback whose exceptions are only printed (``os.fork``'s at-fork hooks,
-    such as ``logging``'s, a ``__del__``, a weakref callback) the run would go on and write its
-    output after all. So the handler records the signal before raising, every commit point
-    (:func:`atomic_file`, :func:`staged_files`, :class:`OutputDir`) calls :func:`raise_if_terminated`
-    before moving anything into place, and :func:`terminate_as_exit` raises it at the end of its
-    block.
+    A handler's exception can be swallowed: Python calls the handler between bytecodes, and when
+    that is inside a callback whose exceptions are only printed (``os.fork``'s at-fork hooks, such
+    as ``logging``'s, a ``__del__``, a weakref callback) the run would go on and write its output
+    after all. So the handlers record the signal before raising, every commit point
+    (:func:`atomic_file`, :func:`staged_files`, :class:`OutputDir`) calls
+    :func:`raise_if_terminated` before moving anything into place, and :func:`terminate_as_exit`
+    raises it at the end of its block.
     """
 
     signum: int | None = None
 
 
 def raise_if_terminated() -> None:
-    """Raise ``SystemExit(128 + signum)`` if a ``SIGTERM`` was received (see :class:`_Termination`)."""
+    """Raise what a recorded signal raises (see :class:`_Termination`): ``KeyboardInterrupt`` for
+    ``SIGINT``, ``SystemExit(128 + signum)`` for ``SIGTERM``; nothing when none was received."""
+    if _Termination.signum == signal.SIGINT:
+        raise KeyboardInterrupt
     if _Termination.signum is not None:
         raise SystemExit(128 + _Termination.signum)
 
@@ -189,22 +193,37 @@ def terminate_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _interrupt_signal(signum: int, _frame: object) -> None:
+    """``SIGINT`` handler: record the signal (:class:`_Termination`), raise ``KeyboardInterrupt``
+    (what Python's default handler raises)."""
+    _Termination.signum = signum
+    raise KeyboardInterrupt
+
+
 @contextmanager
 def terminate_as_exit() -> Iterator[None]:
     """Within the block, ``SIGTERM`` raises ``SystemExit(143)`` so ``finally``/``__exit__`` clean up.
 
-    Only in the main thread (elsewhere a no-op); the previous handler is restored afterwards. A
-    signal whose ``SystemExit`` was swallowed (:class:`_Termination`) is raised when the block ends.
+    Only in the main thread (elsewhere a no-op); the previous handlers are restored afterwards.
+    ``SIGINT`` still raises ``KeyboardInterrupt`` (when Python's default handler is in place, it
+    is replaced by one that also records the signal). A signal whose exception was swallowed
+    (:class:`_Termination`) is raised when the block ends.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous, before = signal.signal(signal.SIGTERM, terminate_signal), _Termination.signum
+    before = _Termination.signum
+    previous = signal.signal(signal.SIGTERM, terminate_signal)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt_signal)
     try:
         yield
         raise_if_terminated()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous_int)
         _Termination.signum = before  # None unless an enclosing block's signal is pending
 
 

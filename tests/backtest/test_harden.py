@@ -167,15 +167,21 @@ def test_sigterm_during_the_write_removes_the_temporary_folder(tmp_path: Path) -
     assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
 
 
-class _SigtermInFinaliser:
+class _SignalInFinaliser:
     """Sends this process SIGTERM from ``__del__``: the handler's ``SystemExit`` is raised where
     Python only prints exceptions ("Exception ignored in ..."), as when the signal lands in an
     ``os.fork`` at-fork hook (seen once in ``test_sigterm_during_the_write...`` with a cold cache:
     the run went on and exited 0 with its output written)."""
 
+    signum = signal.SIGTERM
+
     def __del__(self) -> None:
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), self.signum)
         time.sleep(0.05)  # the handler runs here, inside __del__
+
+
+class _SigintInFinaliser(_SignalInFinaliser):
+    signum = signal.SIGINT
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -187,7 +193,7 @@ def test_a_sigterm_whose_exit_was_swallowed_still_writes_nothing(tmp_path: Path,
 
     def run_then_swallow(cfg, **kwargs):
         result = real_run(cfg, **kwargs)
-        _SigtermInFinaliser()  # dropped at once: __del__ runs, its SystemExit is only printed
+        _SignalInFinaliser()  # dropped at once: __del__ runs, its SystemExit is only printed
         finalisers.append(True)  # the run went on past the signal
         return result
 
@@ -201,12 +207,31 @@ def test_a_sigterm_whose_exit_was_swallowed_still_writes_nothing(tmp_path: Path,
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_ctrl_c_whose_interrupt_was_swallowed_still_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    config = _scenario(tmp_path)
+    real_run = results_mod.run
+
+    def run_then_swallow(cfg, **kwargs):
+        result = real_run(cfg, **kwargs)
+        _SigintInFinaliser()  # its KeyboardInterrupt is only printed
+        return result
+
+    monkeypatch.setattr(results_mod, "run", run_then_swallow)
+    assert main(["run", str(config), "--out", str(tmp_path / "out"), "--no-report"]) == 130
+    assert "interrupted; no output was written" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_no_file_is_moved_into_place_after_a_swallowed_sigterm(tmp_path: Path) -> None:
     (tmp_path / "kept.txt").write_text("old")
     with pytest.raises(SystemExit) as exc, terminate_as_exit():
         with atomic_file(tmp_path / "kept.txt") as tmp:
             tmp.write_text("new")
-            _SigtermInFinaliser()
+            _SignalInFinaliser()
     assert exc.value.code == 143
     assert (tmp_path / "kept.txt").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.txt"]
