@@ -36,7 +36,7 @@ import pandas as pd
 from backtest import grid
 from backtest.config import Config, config_from_mapping, config_to_dict, merge_overrides
 from backtest.config import load_config as _load_file
-from backtest.errors import ConfigError, DataError
+from backtest.errors import ConfigError, DataError, OutputError
 from backtest.atomic import OutputDir
 from backtest import results as _engine
 from backtest.results import RunResult, write_result_files
@@ -155,6 +155,14 @@ def compare(
                          _verdicts_json=None if choice is None else json.dumps(choice[1], allow_nan=False))
 
 
+def _sequence(key: str, values: Any) -> tuple[Any, ...]:
+    """``values`` (a list, tuple or array; not a string or a mapping) as a tuple of Python objects;
+    its items are checked by the caller."""
+    if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__iter__"):
+        raise ConfigError(key, f"expected a list, got {values!r}")
+    return tuple(values.tolist() if hasattr(values, "tolist") else values)
+
+
 def stress(
     config_or_path: Config | str | Path,
     /,
@@ -169,14 +177,14 @@ def stress(
     **overrides: Any,
 ) -> StressOutcome:
     """Margin stress: ``paths`` stationary-bootstrap paths of ``horizon_days`` replayed for a grid of
-    starting collateral (see :mod:`backtest.stress`); P(margin call), P(liquidation) and the
+    starting collateral (see :mod:`backtest.margin_stress`); P(margin call), P(liquidation) and the
     collateral for 95 % / 99 % survival, per rule. ``progress`` hears the historical bisection and
     the path batches (:mod:`backtest.progress`)."""
-    from backtest.stress import StressSpec, run_stress
+    from backtest.margin_stress import StressSpec, run_stress
 
     grid.check_scheduler(scheduler)
     spec = StressSpec(paths=paths, horizon_days=horizon_days, seed=seed,
-                      collateral_usd=None if collateral_usd is None else tuple(float(c) for c in collateral_usd),
+                      collateral_usd=None if collateral_usd is None else _sequence("collateral_usd", collateral_usd),
                       block_bars=block_bars)
     return StressOutcome(run_stress(_as_config(config_or_path, overrides), spec, scheduler=scheduler, progress=progress))
 
@@ -194,17 +202,17 @@ def scan(
     **overrides: Any,
 ) -> ScanOutcome:
     """Hedgeability league table: every coin (``coins=()`` = all with enough history) hedged with
-    every underlying and rule of the scenario (see :mod:`backtest.scan`)."""
-    from backtest.scan import MIN_HISTORY_DAYS, ScanSpec, run_scan, scan_info
+    every underlying and rule of the scenario (see :mod:`backtest.hedgeability`)."""
+    from backtest.hedgeability import MIN_HISTORY_DAYS, ScanSpec, run_scan, scan_info
 
     config = _as_config(config_or_path, overrides)
-    spec = ScanSpec(coins=tuple(coins), underlyings=tuple(underlyings),
-                    min_history_days=MIN_HISTORY_DAYS if min_history_days is None else float(min_history_days),
-                    notional_usd=float(notional_usd))
+    spec = ScanSpec(coins=_sequence("coins", coins), underlyings=_sequence("underlyings", underlyings),
+                    min_history_days=MIN_HISTORY_DAYS if min_history_days is None else min_history_days,
+                    notional_usd=notional_usd)
     table, long, skipped = run_scan(config, spec, progress=progress)
     name = config_file or (Path(config_or_path).name if isinstance(config_or_path, (str, Path)) else "<config>")
     info = scan_info(config, spec, table, skipped, name)
-    return ScanOutcome(table=table, long=long, info=info)
+    return ScanOutcome(_table=table, _long=long, _info_json=json.dumps(info, allow_nan=True))
 
 
 @dataclass(frozen=True, eq=False)
@@ -234,13 +242,15 @@ class StressOutcome:
 
     def save(self, folder: str | Path | OutputDir, *, force: bool = False) -> Path:
         """``stress.csv``, ``stress_needs.csv``, ``stress.json`` and ``stress.png``, atomically."""
-        from backtest.stress import write_stress_tables
+        from backtest.margin_stress import write_stress_tables
         from reports.choose import plot_stress
+        from reports.figures import file_style
 
         claim = folder if isinstance(folder, OutputDir) else OutputDir(folder, force=force)
         with claim as tmp:
             write_stress_tables(self.result, tmp)
-            plot_stress(self.result, tmp / "stress.png")
+            with file_style():
+                plot_stress(self.result, tmp / "stress.png")
         return claim.target
 
 
@@ -249,25 +259,68 @@ class ScanOutcome:
     """A coin scan: ``.table`` (the league table, best first), ``.long`` (every coin x underlying x
     rule), ``.info`` (spans, skipped coins and why), ``.plot()`` and ``.save(dir)``."""
 
-    table: pd.DataFrame
-    long: pd.DataFrame
-    info: dict[str, Any]
+    _table: pd.DataFrame = field(repr=False)
+    _long: pd.DataFrame = field(repr=False)
+    _info_json: str = field(repr=False)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The league table, best first (a fresh copy)."""
+        return self._table.copy()
+
+    @property
+    def long(self) -> pd.DataFrame:
+        """Every coin x underlying x rule (a fresh copy)."""
+        return self._long.copy()
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """Spans, skipped coins and why (the content of ``scan.json``; a fresh copy)."""
+        return json.loads(self._info_json)
 
     def plot(self, ax: Axes | None = None) -> Figure:
         from reports.choose import plot_scan
 
-        return plot_scan(self.table, tuple(self.info["underlyings"]), ax=ax)
+        return plot_scan(self._table, tuple(self.info["underlyings"]), ax=ax)
 
     def save(self, folder: str | Path | OutputDir, *, force: bool = False) -> Path:
         """``scan.csv``, ``scan_long.csv``, ``scan.json`` and ``scan.png``, atomically."""
-        from backtest.scan import write_scan_tables
+        from backtest.hedgeability import write_scan_tables
         from reports.choose import plot_scan
+        from reports.figures import file_style
 
         claim = folder if isinstance(folder, OutputDir) else OutputDir(folder, force=force)
         with claim as tmp:
-            write_scan_tables(self.table, self.long, self.info, tmp)
-            plot_scan(self.table, tuple(self.info["underlyings"]), tmp / "scan.png")
+            write_scan_tables(self._table, self._long, self.info, tmp)
+            with file_style():
+                plot_scan(self._table, tuple(self.info["underlyings"]), tmp / "scan.png")
         return claim.target
+
+
+def _recorded_config(path: Path, record: Mapping[str, Any]) -> Config:
+    """The scenario recorded in a result's ``summary.json`` / ``compare.json`` (key ``config``)."""
+    recorded = record.get("config")
+    if not isinstance(recorded, Mapping) or not recorded:
+        raise DataError(path, "has no config (the resolved scenario every hedgebt result records)")
+    try:
+        return config_from_mapping(recorded)
+    except ConfigError as exc:
+        raise DataError(path, f"its config does not validate: {exc}") from None
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A table hedgebt wrote as CSV; one that cannot be read is a :class:`DataError` naming it."""
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and pandas' EmptyDataError / ParserError are ValueErrors
+        raise DataError(path, f"not a readable CSV table ({' '.join(str(exc).split())[:160]})") from None
+
+
+def _report_folder(folder: str | Path) -> Path:
+    """The folder a ``.report()`` renders into: an empty path is refused (as by ``.save``)."""
+    if str(folder) == "":
+        raise OutputError("the report folder is an empty path; give a folder name")
+    return Path(folder)
 
 
 # -- the result of one run ---------------------------------------------------------------------
@@ -415,13 +468,12 @@ class Result:
         """Read a result folder written by :meth:`save` or ``hedgebt run`` (no re-simulation)."""
         from reports.render import read_result
 
+        from reports.render import read_parquet_file
+
         folder = Path(folder)
-        summary, ledger, _compare = read_result(folder)
-        try:
-            config = config_from_mapping(summary.get("config") or {})
-        except ConfigError as exc:
-            raise DataError(folder / "summary.json", f"its config does not validate: {exc}") from None
-        legs = pd.read_parquet(folder / "legs.parquet") if (folder / "legs.parquet").is_file() else None
+        summary, ledger, _compare = read_result(folder)  # the ledger checked against its ledger_sha256
+        config = _recorded_config(folder / "summary.json", summary)
+        legs = read_parquet_file(folder / "legs.parquet") if (folder / "legs.parquet").is_file() else None
         return cls(config=config, _ledger=ledger,
                    _summary_json=(folder / "summary.json").read_text(encoding="utf-8").rstrip("\n"), _legs=legs)
 
@@ -515,7 +567,7 @@ class Result:
         with claim as tmp:
             write_result_files(RunResult(self._ledger, self._summary_json, self.config, self._legs), tmp)
             if report:
-                self._write_report(tmp, events, progress)
+                self._write_report(tmp, None if events is None else self._events(events), progress)
         return claim.target
 
     def report(self, folder: str | Path, *, events: Sequence[str] | None = None,
@@ -524,16 +576,16 @@ class Result:
         (created if missing) from this object: no re-simulation, no re-reading."""
         from backtest.atomic import staged_files
 
-        folder = Path(folder)
+        folder = _report_folder(folder)
+        chosen = None if events is None else self._events(events)  # checked before anything is written
         with staged_files(folder) as stage:  # a failure halfway leaves the folder's old report as it was
-            files = self._write_report(stage, events, progress)
+            files = self._write_report(stage, chosen, progress)
         return files.moved(stage, folder)
 
-    def _write_report(self, folder: Path, events: Sequence[str] | None,
+    def _write_report(self, folder: Path, chosen: tuple[Any, ...] | None,
                       progress: Progress | None = None) -> ReportFiles:
         from reports.render import write_report
 
-        chosen = None if events is None else self._events(events)
         # metrics not computed yet: write_report computes the same table (same seed), reporting progress
         metrics = self.__dict__.get("_metrics")
         return write_report(folder, self._summary, self._ledger, events=chosen, metrics=metrics, progress=progress)
@@ -587,13 +639,10 @@ class CompareResult:
 
         folder = Path(folder)
         table, info = read_compare_folder(folder)
-        folds = pd.read_csv(folder / "walk_forward.csv") if (folder / "walk_forward.csv").is_file() else None
+        folds = _read_csv(folder / "walk_forward.csv") if (folder / "walk_forward.csv").is_file() else None
         table = table.sort_values(["coin", "window", "rank"], kind="stable").reset_index(drop=True) \
             if {"coin", "window"} <= set(table.columns) else table
-        try:
-            config = config_from_mapping(info.get("config") or {})
-        except ConfigError as exc:
-            raise DataError(folder / "compare.json", f"its config does not validate: {exc}") from None
+        config = _recorded_config(folder / "compare.json", info)
         instruments, verdicts = read_instrument_tables(folder)
         return cls(config=config, _table=table, _info_json=json.dumps(info), _walk_forward=folds,
                    _instruments=instruments,
@@ -640,7 +689,7 @@ class CompareResult:
         from backtest.atomic import staged_files
         from reports.render import write_compare_report
 
-        folder = Path(folder)
+        folder = _report_folder(folder)
         with staged_files(folder) as stage:  # a failure halfway leaves the folder's old report as it was
             files = write_compare_report(stage, self._table, self.info, instruments=self._instruments,
                                          verdicts=self.verdicts, progress=progress)

@@ -286,20 +286,29 @@ def staged_files(folder: str | Path) -> Iterator[Path]:
     nothing in ``folder`` is replaced until every file is written, so a failure leaves the folder
     as it was instead of half old, half new. The temporary folder (``.staging.tmp-PID-TOKEN``) is
     removed on every exit path; one left by a process that no longer runs is removed by the next
-    call. The files are ``fsync``-ed before the moves, the folders after.
+    call. The files are ``fsync``-ed before the moves, the folders after. A folder this call
+    created is removed again when the block fails and leaves it empty.
 
     Raises
     ------
     OutputError
-        If ``folder``, or a folder under it that a file goes into, is a symbolic link.
+        If ``folder``, or a folder under it that a file goes into, is a symbolic link; if
+        ``folder`` is a file or cannot be created.
     """
     folder = Path(folder)
     if folder.is_symlink():
         raise OutputError(f"{folder}: is a symbolic link (to {os.readlink(folder)}); hedgebt does not write through links")
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder}: is a file, expected a folder")
+    made = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create the folder ({exc.strerror or exc})") from None
     clean_stale(folder, "staging")
     stage = folder / _tmp_name("staging")
     stage.mkdir()
+    done = False
     try:
         yield stage
         fsync_tree(stage)
@@ -313,8 +322,11 @@ def staged_files(folder: str | Path) -> Iterator[Path]:
             os.replace(stage / rel, folder / rel)
         for sub in sorted({f.parent for f in files}, key=lambda d: len(d.parts), reverse=True):
             fsync_dir(folder / sub)
+        done = True
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if made and not done and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # the folder this call made, left empty by a failure
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

@@ -396,9 +396,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if not (folder / "summary.json").is_file() or not (folder / "ledger.parquet").is_file():
         raise HedgeBTError(f"{folder}: not a result folder (expected summary.json and ledger.parquet, "
                            "or compare.parquet and compare.json)")
-    verify_ledger(folder)
     _refuse_links(folder)
-    with console.stage(f"re-rendering the report in {folder}"):
+    with console.stage(f"re-rendering the report in {folder}"):  # Result.load checks the ledger's SHA-256
         files = Result.load(folder).report(folder, progress=console.progress())
     console.wrote(folder, only=(files.metrics_csv, files.events_csv, files.pdf, *files.figures))
     return 0
@@ -415,32 +414,6 @@ def _refuse_links(folder: Path) -> None:
                 from backtest.errors import OutputError
 
                 raise OutputError(f"{p}: is a symbolic link (to {os.readlink(p)}); hedgebt does not write through links")
-
-
-def verify_ledger(folder: Path) -> None:
-    """Refuse a result folder whose ``ledger.parquet`` does not match ``summary.json``'s ``ledger_sha256``."""
-    import hashlib
-    import json
-
-    from backtest.errors import DataError
-
-    try:
-        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(folder / "summary.json", f"not valid JSON ({exc})") from None
-    expected = summary.get("ledger_sha256") if isinstance(summary, dict) else None
-    if not isinstance(expected, str):
-        raise DataError(
-            folder / "summary.json",
-            "has no ledger_sha256 (written by an older hedgebt?); re-run the scenario to re-create the folder",
-        )
-    digest = hashlib.sha256((folder / "ledger.parquet").read_bytes()).hexdigest()
-    if digest != expected:
-        raise DataError(
-            folder / "ledger.parquet",
-            f"SHA-256 {digest[:12]}... does not match summary.json's ledger_sha256 {expected[:12]}...; "
-            f"the ledger was changed or corrupted after the run",
-        )
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
+import numpy as np
 import pandas as pd
 
 from backtest.errors import ConfigError
@@ -120,6 +121,16 @@ MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
 #: Accepted range of ``scenario.start`` / ``scenario.end``.
 DATE_RANGE = ("2009-01-01", "2100-01-01")
+
+
+def is_number(value: Any) -> bool:
+    """A real number (Python or NumPy int or float), not a bool, a string or None."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def is_whole(value: Any) -> bool:
+    """A Python or NumPy integer, not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def check_bounds(key: str, value: Any, bound: float | None) -> None:

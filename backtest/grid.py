@@ -163,6 +163,9 @@ def parse_compare(config: Config) -> CompareSpec:
                 raise ConfigError(key, str(exc)) from None
             _once(policy_keys, _rebalance_label(reb), key, "rebalance policy")
             rebalances.append(reb)
+    if not rebalances:  # an empty list; leaving the key out means the scenario's own policy
+        raise ConfigError("compare.rebalance", "expected at least one [[compare.rebalance]] table (or none of the "
+                                               "key, for the scenario's [rebalance])")
     coins = raw.get("coins", [])
     if not isinstance(coins, list) or not all(isinstance(c, str) for c in coins):
         raise ConfigError("compare.coins", f"expected a list of symbols, got {coins!r}")

@@ -3,7 +3,7 @@
 For each (coin, window) of a grid with ``compare.underlyings``, the best variant on each
 underlying (by ``compare.rank_by``) is replayed with its per-bar ledger, and the table gives:
 oracle rho^2, per-bar and daily hedge effectiveness ``HE_1D`` (non-overlapping UTC-day P&L
-sums, :func:`backtest.scan.daily_he`) with a 95 % stationary-bootstrap interval, cost drag,
+sums, :func:`backtest.hedgeability.daily_he`) with a 95 % stationary-bootstrap interval, cost drag,
 carry (basis P&L + funding, USD), ``min_safe_collateral``, margin calls, the worst day
 (the common day with the largest hedged loss: its date and its hedged and unhedged P&L, USD)
 and the worst named event (:func:`worst_event`: of the bundled and the config's

@@ -1636,7 +1636,7 @@ def simulate_paths_nb(
 ):
     """Simulate many variants on each of ``P`` markets that share one calendar; summaries only.
 
-    The markets are the paths of a margin stress (:mod:`backtest.stress`): prices, the
+    The markets are the paths of a margin stress (:mod:`backtest.margin_stress`): prices, the
     coin holding and the hedge ratios differ per path, stacked along a leading path
     axis; the calendar (roll schedule, settlements, funding, volume, variation-margin
     bars) is the same for all. Every (path, variant group) pair is one task of a single

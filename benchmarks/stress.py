@@ -12,7 +12,7 @@ as ``hedgebt stress`` does in its two kernel passes:
 
 Engine: :func:`backtest.kernels.simulate_paths_nb`, every (path, variant group) of a batch
 of 64 stacked paths as tasks of one parallel pass (a thread takes the next task when done), stacking
-included (what ``backtest.stress.simulate_paths`` does). Baseline, measured in the same run on the same
+included (what ``backtest.margin_stress.simulate_paths`` does). Baseline, measured in the same run on the same
 path markets: the per-path loop it replaced, one ``simulate_many_nb`` call (all variants
 of that path in parallel) per path. Throughput = paths x bars x variants / wall time (best
 of ``REPEAT``, the two timed alternately), on one thread and on two (``numba.set_num_threads``). Building the path
@@ -44,7 +44,7 @@ from common import DEMO, ROOT, Row, fmt_s, say, time_best
 
 PATHS = 256
 HORIZON_DAYS = 30
-BATCH = 64  # paths per kernel call, as backtest.stress.simulate_paths
+BATCH = 64  # paths per kernel call, as backtest.margin_stress.simulate_paths
 REPEAT = 5
 CLI_PATHS = 1000
 
@@ -57,7 +57,7 @@ def _workload():
     """Path markets and the two passes' variants (see the module docstring)."""
     from backtest import kernels as K
     from backtest.market import pack_variants
-    from backtest.stress import _nice_grid, _quantile, _variants, block_length, draw_indices, joint_moves, path_market
+    from backtest.margin_stress import _nice_grid, _quantile, _variants, block_length, draw_indices, joint_moves, path_market
     from common import demo_config, demo_prepared
 
     config = demo_config()
@@ -81,7 +81,7 @@ def _loop(markets, fps, ips):
 
 
 def _one_pass(markets, fps, ips):
-    from backtest.stress import _kernel_batch, stack_markets
+    from backtest.margin_stress import _kernel_batch, stack_markets
 
     return [_kernel_batch(stack_markets(markets[i : i + BATCH]), fps, ips) for i in range(0, len(markets), BATCH)]
 

@@ -1,6 +1,6 @@
 """Figures that help choose a hedge: the coin scan's league table and the margin-stress curve.
 
-They read the tables of :mod:`backtest.scan` and :mod:`backtest.stress` and never simulate.
+They read the tables of :mod:`backtest.hedgeability` and :mod:`backtest.margin_stress` and never simulate.
 Each returns a :class:`matplotlib.figure.Figure` (drawn on its own Agg canvas; no ``pyplot``)
 and writes it as a PNG when given a path.
 """

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ContextManager, Final
 
 import matplotlib
+import matplotlib.style
 import matplotlib.dates as mdates
 import numpy as np
 import numpy.typing as npt
@@ -54,7 +55,8 @@ from matplotlib.typing import RcKeyType
 from PIL import Image
 
 from backtest.atomic import atomic_file
-from backtest.errors import OutputError
+from backtest.config import is_number
+from backtest.errors import ConfigError, OutputError
 from backtest.forked import gc_frozen
 from backtest.schema import PNL_COLUMN, PNL_COMPONENTS
 from reports import stats
@@ -142,6 +144,13 @@ def atomic_output(path: Path) -> ContextManager[Path]:
     folder ``fsync``; removed when the body raises; never written through a linked folder.
     """
     return atomic_file(path)
+
+
+def file_style() -> ContextManager[None]:
+    """Matplotlib's own defaults for the block, whatever the caller set (``rcParams``, a style, a
+    ``matplotlibrc``): a figure or PDF written to a file is the same bytes from a notebook with a
+    dark style as from the command line. The figures' own :data:`STYLE` is applied on top."""
+    return matplotlib.style.context("default")  # type: ignore[return-value]
 
 
 def new_figure(width: float = SIZE[0], height: float = SIZE[1]) -> Figure:
@@ -354,7 +363,16 @@ def plot_equity(
         return _finish(fig, path)
 
 
-def _window_bars(bars_per_day: float, window_days: float) -> int:
+def window_bars(bars_per_day: float, window_days: float) -> int:
+    """Bars in a rolling window of ``window_days`` days: ``max(2, round(window_days x bars_per_day))``.
+
+    Raises
+    ------
+    ConfigError
+        ``window_days`` is not a finite number of days > 0.
+    """
+    if not (is_number(window_days) and math.isfinite(window_days) and window_days > 0):
+        raise ConfigError("window_days", f"expected a number of days > 0, got {window_days!r}")
     return max(2, int(round(window_days * bars_per_day)))
 
 
@@ -387,7 +405,7 @@ def plot_rolling_vol(
     """
     frames = split_rules(ledger, rules)
     styles = _styles(list(frames))
-    w = _window_bars(bars_per_day, window_days)
+    w = window_bars(bars_per_day, window_days)
     scale = math.sqrt(stats.DAYS_PER_YEAR * bars_per_day) * 100.0
     minp = max(2, int(0.9 * w))
     with matplotlib.rc_context(STYLE):
@@ -522,7 +540,7 @@ def plot_rolling_he(
     """
     frames = split_rules(ledger, rules)
     styles = _styles(list(frames))
-    w = _window_bars(bars_per_day, window_days)
+    w = window_bars(bars_per_day, window_days)
     minp = max(2, int(0.9 * w))
     with matplotlib.rc_context(STYLE):
         fig, ax, own = _figure_and_axes(ax)
@@ -1206,6 +1224,7 @@ def _run_pending(stem: str) -> tuple[str, Path]:
 
 def _run_job(job: FigureJob, path: Path) -> Path:
     func, args, kwargs = job
-    result = func(*args, path, **kwargs)
+    with file_style():
+        result = func(*args, path, **kwargs)
     assert isinstance(result, Path)
     return result

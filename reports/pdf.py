@@ -60,7 +60,7 @@ from backtest.metrics import plural
 from backtest.schema import PNL_COMPONENTS, RULE_METRICS
 from reports.events import Event
 from reports.stats import BOOTSTRAP_METHOD
-from reports.figures import STYLE, atomic_output, compare_table_rows
+from reports.figures import STYLE, atomic_output, compare_table_rows, file_style
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from backtest.progress import Progress
@@ -968,6 +968,7 @@ def _pdf_doc(path: Path, title: str, progress: Progress | None = None, expected_
     metadata = {"Title": title, "Creator": "hedgebt", "Producer": "hedgebt (matplotlib)",
                 "CreationDate": None, "ModDate": None}
     with (
+        file_style(),
         matplotlib.rc_context({**STYLE, "axes.grid": False}),
         atomic_output(path) as tmp,
         PdfPages(tmp, metadata=metadata) as pdf,

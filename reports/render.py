@@ -19,9 +19,11 @@ the order given), ``\\n`` line ends.
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -87,8 +89,8 @@ class _Files:
     def moved(self, src: Path, dst: Path) -> Any:
         """The same record with the folder ``src`` in every path replaced by ``dst`` (after
         :func:`backtest.atomic.staged_files` moved the files there)."""
-        def at(p: Path) -> Path:
-            return Path(dst) / Path(p).relative_to(src)
+        def at(p: Path) -> Path:  # relative and absolute spellings of the same folder alike
+            return Path(dst) / Path(os.path.abspath(p)).relative_to(os.path.abspath(src))
 
         changes: dict[str, Any] = {}
         for f in fields(self):  # type: ignore[arg-type]
@@ -162,7 +164,7 @@ def _check_rule_types(path: Path, rule: str, block: Mapping[str, Any]) -> None:
                 raise DataError(path, f"rules.{rule}.{key} must be a whole number >= 0, got {v!r}")
         elif v is not None and not number(v):
             raise DataError(path, f"rules.{rule}.{key} must be a number or null, got {v!r}")
-    for c in PNL_COMPONENTS:
+    for c in (*PNL_COMPONENTS, *(k for k in block["pnl"] if k not in PNL_COMPONENTS)):  # "total" too
         v = block["pnl"][c]
         if v is not None and not number(v):
             raise DataError(path, f"rules.{rule}.pnl.{c} must be a number or null, got {v!r}")
@@ -184,10 +186,34 @@ def nulls_as_nan(summary: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def read_parquet_file(path: Path) -> pd.DataFrame:
+    """``pd.read_parquet(path)``; a file that is not Parquet is a :class:`DataError` naming it."""
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataError(path, f"not a readable Parquet file ({' '.join(str(exc).split())[:160]})") from None
+
+
+def verify_ledger(result_dir: Path, summary: Mapping[str, Any]) -> None:
+    """Refuse a result folder whose ``ledger.parquet`` does not match ``summary.json``'s
+    ``ledger_sha256`` (the ledger was changed or corrupted after the run)."""
+    expected = summary.get("ledger_sha256")
+    if not isinstance(expected, str):
+        raise DataError(result_dir / "summary.json",
+                        "has no ledger_sha256 (written by an older hedgebt?); re-run the scenario to re-create the folder")
+    path = result_dir / "ledger.parquet"
+    if not path.is_file():
+        raise DataError(path, "missing: the result folder has no ledger")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != expected:
+        raise DataError(path, f"SHA-256 {digest[:12]}... does not match summary.json's ledger_sha256 {expected[:12]}...; "
+                              "the ledger was changed or corrupted after the run")
+
+
 def _read_ledger(path: Path, rules: Sequence[str]) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(path, "missing: the result folder has no ledger")
-    ledger = pd.read_parquet(path)
+    ledger = read_parquet_file(path)
     if list(ledger.columns) != list(LEDGER_COLUMNS):
         extra = [c for c in ledger.columns if c not in LEDGER_COLUMNS]
         missing = [c for c in LEDGER_COLUMNS if c not in ledger.columns]
@@ -202,6 +228,9 @@ def _read_ledger(path: Path, rules: Sequence[str]) -> pd.DataFrame:
         raise DataError(path, f"expected UTC timestamps, got dtype {ledger['ts'].dtype}", column="ts")
     if ledger.empty:
         raise DataError(path, "the ledger has no rows")
+    for col in LEDGER_COLUMNS:
+        if col not in ("ts", "rule", "contract_id") and not pd.api.types.is_numeric_dtype(ledger[col].dtype):
+            raise DataError(path, f"expected numbers, got dtype {ledger[col].dtype}", column=col)
     present = set(pd.unique(ledger["rule"]))
     if present != set(rules):
         raise DataError(path, f"rules {sorted(present)} differ from summary.json rules {sorted(rules)}",
@@ -212,7 +241,7 @@ def _read_ledger(path: Path, rules: Sequence[str]) -> pd.DataFrame:
 def _read_compare(path: Path) -> pd.DataFrame | None:
     if not path.is_file():
         return None
-    compare = pd.read_parquet(path)
+    compare = read_parquet_file(path)
     missing = [c for c in _COMPARE_REQUIRED if c not in compare.columns]
     if missing:
         raise DataError(path, f"missing columns {missing}")
@@ -466,7 +495,8 @@ def _compare_jobs(compare: pd.DataFrame) -> dict[str, tuple[Any, tuple[Any, ...]
 
 def read_result(result_dir: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame | None]:
     """``summary.json``, ``ledger.parquet`` and (after a grid) ``compare.parquet`` of a result folder,
-    each checked against :mod:`backtest.schema`.
+    each checked against :mod:`backtest.schema`, the ledger also against ``summary.json``'s
+    ``ledger_sha256`` (:func:`verify_ledger`).
 
     Raises
     ------
@@ -477,6 +507,7 @@ def read_result(result_dir: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.Data
     if not result_dir.is_dir():
         raise DataError(result_dir, "not a folder")
     summary = _read_summary(result_dir / "summary.json")
+    verify_ledger(result_dir, summary)
     ledger = _read_ledger(result_dir / "ledger.parquet", list(summary["rules"]))
     return summary, ledger, _read_compare(result_dir / "compare.parquet")
 
@@ -646,6 +677,9 @@ def read_compare_folder(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         raise DataError(info_path, f"cannot read: {exc}") from None
     if not isinstance(info, dict):
         raise DataError(info_path, "expected a JSON object at the top level")
+    for key in ("rank_by", "config"):
+        if key not in info:
+            raise DataError(info_path, f"missing key '{key}'")
     return compare, info
 
 

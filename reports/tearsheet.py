@@ -62,6 +62,7 @@ from reports.figures import (
     _USD,
     new_figure,
     tex,
+    window_bars,
 )
 
 __all__ = [
@@ -348,7 +349,7 @@ def plot_rolling_beta(
     panels), from the ledger's ``alt_price`` and ``fut_price`` (the same for every rule)."""
     frames = split_rules(ledger)
     g = next(iter(frames.values()))
-    w = max(2, int(round(window_days * bars_per_day)))
+    w = window_bars(bars_per_day, window_days)
     beta, corr = rolling_beta_corr(g, w)
     full_beta, full_corr = _full_beta_corr(g)
     x = _times(g)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from conftest import SYNTHETIC_SCENARIO
 
 import backtest as hb
 from backtest.cli import main
-from backtest.errors import ConfigError, DataError
+from backtest.errors import ConfigError, DataError, OutputError
 
 COMPARE = """
 [compare]
@@ -230,3 +231,86 @@ def test_import_is_light_and_leaves_matplotlib_alone() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_stress_and_scan_stay_functions_once_their_modules_are_imported() -> None:
+    """``backtest.stress`` / ``backtest.scan`` were also module names: importing the module (as the
+    first call did) replaced the package's function with it ('module' object is not callable)."""
+    import backtest.api
+    import backtest.hedgeability  # noqa: F401
+    import backtest.margin_stress  # noqa: F401
+
+    assert hb.stress is backtest.api.stress and hb.scan is backtest.api.scan
+
+
+def test_report_into_a_relative_folder(result: hb.Result, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Was a ValueError after the files were moved into place (a relative folder against the
+    staged files' absolute paths)."""
+    monkeypatch.chdir(tmp_path)
+    files = result.report("rel")
+    assert files.pdf == Path("rel/report.pdf") and files.pdf.is_file()
+    assert [f.parent for f in files.figures] == [Path("rel/figures")] * 12 and all(f.is_file() for f in files.figures)
+    assert not [p for p in (tmp_path / "rel").iterdir() if ".tmp-" in p.name]
+
+
+@pytest.mark.parametrize(("where", "says"), [
+    ("", "empty path"),
+    ("a_file", "a_file: is a file, expected a folder"),
+    ("a_file/sub", "a_file/sub: cannot create the folder"),
+])
+def test_report_into_a_bad_folder_is_an_output_error(result: hb.Result, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch, where: str, says: str) -> None:
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    (here / "a_file").write_text("mine", encoding="utf-8")
+    with pytest.raises(OutputError, match=says):
+        result.report(where)
+    assert sorted(p.name for p in here.iterdir()) == ["a_file"]
+    assert (here / "a_file").read_text(encoding="utf-8") == "mine"
+
+
+def test_report_with_an_unknown_event_creates_no_folder(result: hb.Result, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="bogus"):
+        result.report(tmp_path / "new", events=["bogus"])
+    assert not (tmp_path / "new").exists()
+
+
+def test_load_refuses_a_ledger_changed_after_the_run(result: hb.Result, tmp_path: Path) -> None:
+    """Result.load checked the schema only, and .save() then wrote the changed ledger with a fresh,
+    matching hash: the figures of summary.json no longer came from that ledger."""
+    folder = result.save(tmp_path / "r", report=False)
+    ledger = pd.read_parquet(folder / "ledger.parquet")
+    ledger.loc[0, "equity_hedged"] += 1.0
+    ledger.to_parquet(folder / "ledger.parquet", index=False)
+    with pytest.raises(DataError, match="does not match summary.json's ledger_sha256"):
+        hb.Result.load(folder)
+
+
+def test_load_refuses_a_summary_without_its_config(result: hb.Result, tmp_path: Path) -> None:
+    """Was read as the defaults (the demo's FET position) in silence."""
+    folder = result.save(tmp_path / "r", report=False)
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    del summary["config"]
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match="summary.json: has no config"):
+        hb.Result.load(folder)
+
+
+def test_saved_files_do_not_follow_the_callers_matplotlib_settings(result: hb.Result, tmp_path: Path) -> None:
+    """A notebook's style (here a dark background, thick lines, big text) changed every PNG and the PDF."""
+    import matplotlib
+
+    plain = result.save(tmp_path / "plain")
+    with matplotlib.rc_context({"axes.facecolor": "black", "figure.facecolor": "0.2", "lines.linewidth": 4.0,
+                                "font.size": 20.0, "axes.prop_cycle": matplotlib.cycler(color=["w", "y"])}):
+        styled = result.save(tmp_path / "styled")
+        assert matplotlib.rcParams["axes.facecolor"] == "black"  # the caller's settings are left alone
+    assert _tree(plain) == _tree(styled)
+
+
+@pytest.mark.parametrize("window_days", [0, -5, float("nan"), float("inf"), "30", None])
+def test_a_rolling_window_that_is_not_a_positive_number_of_days_is_refused(result: hb.Result, window_days) -> None:
+    for plot in (result.plot.rolling_vol, result.plot.rolling_he, result.plot.rolling_beta):
+        with pytest.raises(ConfigError, match="'window_days': expected a number of days > 0"):
+            plot(window_days=window_days)

@@ -72,6 +72,8 @@ def test_bad_grid_keys_are_refused(grid_config) -> None:
         parse_compare(replace(grid_config, compare={"rules": [{"family": "none"}], "rebalance": [{"bnd": 0.1}]}))
     with pytest.raises(ConfigError, match="compare.rank_by"):
         parse_compare(replace(grid_config, compare={"rules": [{"family": "none"}], "rank_by": "luck"}))
+    with pytest.raises(ConfigError, match="'compare.rebalance': expected at least one"):  # was a numpy traceback
+        parse_compare(replace(grid_config, compare={"rules": [{"family": "none"}], "rebalance": []}))
 
 
 

@@ -346,7 +346,7 @@ def test_warnings_are_held_back_when_the_command_fails(tmp_path: Path, monkeypat
 
     (tmp_path / "summary.json").write_text("{}")
     (tmp_path / "ledger.parquet").write_bytes(b"")
-    monkeypatch.setattr(cli, "verify_ledger", noisy)
+    monkeypatch.setattr(cli, "_refuse_links", noisy)
     assert main(["report", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip().splitlines() == ["hedgebt: error: x.csv: row 3: bad row"]
 

@@ -12,7 +12,7 @@ import pytest
 from backtest import api
 from backtest.cli import main
 from backtest.engine import min_safe_collaterals, prepare, variant_for
-from backtest.stress import StressSpec, run_stress
+from backtest.margin_stress import StressSpec, run_stress
 
 from conftest import synthetic_config, write_notional_scenario, write_synthetic_prices
 

@@ -24,6 +24,7 @@ the initial requirement is swept back to the reserve.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -351,6 +352,7 @@ def build_result_dir(
     if shuffle:
         ledger = ledger.sample(frac=1.0, random_state=seed).reset_index(drop=True)
     ledger.to_parquet(path / "ledger.parquet", index=False)
+    summary["ledger_sha256"] = hashlib.sha256((path / "ledger.parquet").read_bytes()).hexdigest()
     (path / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     if compare:
         build_compare().to_parquet(path / "compare.parquet", index=False)
@@ -386,3 +388,11 @@ def build_compare_grid(*, seed: int = 5) -> pd.DataFrame:
     df = pd.DataFrame(out)
     df["rank"] = df.groupby("coin")["hedge_effectiveness"].rank(ascending=False, method="first").astype("int64")
     return df.sort_values(["coin", "window", "rank"], kind="stable").reset_index(drop=True)
+
+
+def restamp_ledger(folder: Path) -> None:
+    """Set ``summary.json``'s ``ledger_sha256`` to the ledger now in ``folder`` (after a test edited
+    the ledger on purpose, to reach the checks behind the hash check)."""
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    summary["ledger_sha256"] = hashlib.sha256((folder / "ledger.parquet").read_bytes()).hexdigest()
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -17,7 +17,7 @@ import pandas as pd
 import pypdf
 import pytest
 from PIL import Image
-from synthetic import build_result_dir
+from synthetic import build_result_dir, restamp_ledger
 
 from backtest.errors import ConfigError, DataError, OutputError
 from backtest.schema import PNL_COMPONENTS, RULE_METRICS
@@ -270,13 +270,29 @@ def test_bad_result_folders(tmp_path: Path) -> None:
         render_report(tmp_path)
     folder = build_result_dir(tmp_path / "r", n_bars=200, compare=False)
     ledger = pd.read_parquet(folder / "ledger.parquet")
+    edited = ledger.copy()
+    edited.loc[0, "equity_hedged"] += 1.0  # a changed ledger: refused by its hash, before anything else
+    edited.to_parquet(folder / "ledger.parquet")
+    with pytest.raises(DataError, match="does not match summary.json's ledger_sha256"):
+        render_report(folder)
+    (folder / "ledger.parquet").write_bytes(b"not parquet")
+    restamp_ledger(folder)
+    with pytest.raises(DataError, match="ledger.parquet: not a readable Parquet file"):
+        render_report(folder)
     ledger.drop(columns=["funding"]).to_parquet(folder / "ledger.parquet")
+    restamp_ledger(folder)
     with pytest.raises(DataError, match="missing \\['funding'\\]"):
         render_report(folder)
     ledger[list(reversed(ledger.columns))].to_parquet(folder / "ledger.parquet")
+    restamp_ledger(folder)
     with pytest.raises(DataError, match="order differs"):
         render_report(folder)
+    ledger.astype({"equity_hedged": str}).to_parquet(folder / "ledger.parquet")
+    restamp_ledger(folder)
+    with pytest.raises(DataError, match="column 'equity_hedged': expected numbers"):
+        render_report(folder)
     ledger[ledger["rule"] == "static_ols"].to_parquet(folder / "ledger.parquet")
+    restamp_ledger(folder)
     with pytest.raises(DataError, match="differ from summary.json rules"):
         render_report(folder)
     summary = json.loads((folder / "summary.json").read_text())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ from backtest.cli import main
 from backtest.engine import prepare
 from backtest.errors import ConfigError
 from backtest.results import run
-from backtest.stress import StressSpec, draw_indices, run_stress, simulate_paths
+from backtest.margin_stress import StressSpec, draw_indices, run_stress, simulate_paths
 
 from conftest import synthetic_config, write_synthetic_prices
 
@@ -105,7 +107,7 @@ def test_one_pass_kernel_equals_the_per_path_loop_bit_for_bit(tmp_path: Path, fu
     """``simulate_paths_nb`` over stacked paths gives each path's ``simulate_many_nb`` summaries exactly,
     for every rule x (margin off, several collateral levels with margin on)."""
     from backtest.market import pack_variants
-    from backtest.stress import _variants, joint_moves, path_market, stack_markets
+    from backtest.margin_stress import _variants, joint_moves, path_market, stack_markets
 
     prices = write_synthetic_prices(tmp_path / "prices.parquet", n_days=60)
     cfg = synthetic_config(prices, margin=MARGIN, futures={**futures, "contract_size": 1.0},
@@ -167,3 +169,25 @@ def test_stress_refuses_what_it_cannot_honour_in_one_line(tmp_path: Path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and says in err[0], err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("kwargs", "says"), [
+    ({"paths": 1.5}, "'--paths': expected an integer"),
+    ({"paths": True}, "'--paths': expected an integer"),
+    ({"seed": None}, "'--seed': expected an integer >= 0, got None"),
+    ({"horizon_days": "10"}, "'--horizon-days': expected a number, got '10'"),
+    ({"block_bars": "5"}, "'--block-bars': expected a number, got '5'"),
+    ({"collateral_usd": ["a"]}, "'--collateral-grid': expected USD amounts"),
+])
+def test_stress_arguments_of_the_wrong_type_are_config_errors(kwargs: dict, says: str) -> None:
+    """Checked before any data is read (they were TypeErrors from deep in the path bootstrap)."""
+    args = {"paths": 5, "horizon_days": 5.0, **kwargs}
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        StressSpec(**args)
+
+
+def test_stress_refuses_a_collateral_grid_given_as_a_string() -> None:
+    from backtest.api import stress
+
+    with pytest.raises(ConfigError, match="'collateral_usd': expected a list, got '100000'"):  # was read as 1, 0, 0, ...
+        stress("demo.toml", paths=5, horizon_days=5.0, collateral_usd="100000")

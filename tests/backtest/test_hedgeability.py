@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 from backtest.cli import main
 from backtest.errors import ConfigError
 from backtest.results import run
-from backtest.scan import ScanSpec, _coin_config, daily_he, run_scan
+from backtest.hedgeability import ScanSpec, _coin_config, daily_he, run_scan
 
 from conftest import synthetic_config
 from instr_data import write_scan_prices
@@ -108,7 +110,7 @@ def test_scan_refuses_a_scan_of_nothing_and_an_absurd_notional(config, tmp_path:
 
 
 def test_league_names_no_best_when_no_hedge_effectiveness_was_measurable() -> None:
-    from backtest.scan import _league
+    from backtest.hedgeability import _league
 
     ts = pd.Timestamp("2024-01-01", tz="UTC")
     long = pd.DataFrame([{"coin": "AIC", "underlying": u, "rule": "notional", "start": ts, "end": ts, "days": 200.0,
@@ -117,3 +119,28 @@ def test_league_names_no_best_when_no_hedge_effectiveness_was_measurable() -> No
     row = _league(long, ScanSpec(underlyings=("index", "BTC"))).iloc[0]
     assert row["best_underlying"] == "" and row["best_rule"] == "" and np.isnan(row["best_he_daily"])
     assert row["rule_index"] == "" and row["rule_BTC"] == ""
+
+
+def test_a_scan_outcome_hands_out_copies(config) -> None:
+    from backtest.api import scan
+
+    outcome = scan(config, coins=["AAA"], underlyings=["index"], min_history_days=30, notional_usd=50_000.0)
+    table, long, info = outcome.table, outcome.long, outcome.info
+    table.loc[:, "coin"] = "changed"
+    long.loc[:, "coin"] = "changed"
+    info["underlyings"] = ["zz"]
+    assert set(outcome.table["coin"]) == {"AAA"} and set(outcome.long["coin"]) == {"AAA"}
+    assert outcome.info["underlyings"] == ["index"]
+
+
+@pytest.mark.parametrize(("kwargs", "says"), [
+    ({"coins": "AAA"}, "'coins': expected a list, got 'AAA'"),  # a string was scanned letter by letter
+    ({"coins": [1]}, "'--coins': expected symbols"),
+    ({"notional_usd": "1e6"}, "'--notional-usd': expected a number, got '1e6'"),
+])
+def test_scan_arguments_of_the_wrong_type_are_config_errors(config, kwargs: dict, says: str) -> None:
+    from backtest.api import scan
+    from backtest.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        scan(config, **kwargs)

@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from backtest import kernels as K
-from backtest.config import BOUNDS, Config
+from backtest.config import BOUNDS, Config, is_number, is_whole
 from backtest.engine import (
     Prepared,
     coin_and_futures_returns,
@@ -101,6 +101,15 @@ class StressSpec:
     block_bars: float | None = None
 
     def __post_init__(self) -> None:
+        if not is_whole(self.paths):
+            raise ConfigError("--paths", f"expected an integer from 1 to {MAX_PATHS:,}, got {self.paths!r}")
+        if not is_whole(self.seed):
+            raise ConfigError("--seed", f"expected an integer >= 0, got {self.seed!r}")
+        for key, value in (("--horizon-days", self.horizon_days), ("--block-bars", self.block_bars)):
+            if value is not None and not is_number(value):
+                raise ConfigError(key, f"expected a number, got {value!r}")
+        if self.collateral_usd is not None and not all(is_number(c) for c in self.collateral_usd):
+            raise ConfigError("--collateral-grid", f"expected USD amounts, got {list(self.collateral_usd)!r}")
         if not 1 <= self.paths <= MAX_PATHS:
             raise ConfigError("--paths", f"expected an integer from 1 to {MAX_PATHS:,}, got {self.paths}")
         if not (math.isfinite(self.horizon_days) and self.horizon_days > 0):

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from backtest.config import BOUNDS, Config, PositionSection
+from backtest.config import BOUNDS, Config, PositionSection, is_number, is_whole
 from backtest.engine import Prepared, prepare, variant_for
 from backtest.errors import ConfigError, DataError
 from backtest.instrument import is_index
@@ -70,6 +70,12 @@ class ScanSpec:
     notional_usd: float = 1_000_000.0
 
     def __post_init__(self) -> None:
+        for key, names in (("--coins", self.coins), ("--underlyings", self.underlyings)):
+            if not all(isinstance(n, str) and n for n in names):
+                raise ConfigError(key, f"expected symbols (non-empty strings), got {list(names)!r}")
+        for key, value in (("--min-days", self.min_history_days), ("--notional-usd", self.notional_usd)):
+            if not is_number(value):
+                raise ConfigError(key, f"expected a number, got {value!r}")
         if not self.underlyings or len(set(self.underlyings)) != len(self.underlyings):
             raise ConfigError("--underlyings", f"expected distinct underlyings, got {list(self.underlyings)}")
         if not (math.isfinite(self.min_history_days) and self.min_history_days > 0):
