@@ -465,7 +465,13 @@ class Result:
 
     @classmethod
     def load(cls, folder: str | Path) -> Result:
-        """Read a result folder written by :meth:`save` or ``hedgebt run`` (no re-simulation)."""
+        """Read a result folder written by :meth:`save` or ``hedgebt run`` (no re-simulation).
+
+        The ledger is checked against ``summary.json``'s ``ledger_sha256``. ``.config`` is the
+        recorded scenario; the folder of the scenario file it came from is not recorded, so its
+        relative data file names resolve against the bundled data (``summary.json``'s ``inputs``
+        name each file with its SHA-256). To re-run with your own files, load the scenario file.
+        """
         from reports.render import read_result
 
         from reports.render import read_parquet_file
