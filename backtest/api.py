@@ -308,14 +308,6 @@ def _recorded_config(path: Path, record: Mapping[str, Any]) -> Config:
         raise DataError(path, f"its config does not validate: {exc}") from None
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    """A table hedgebt wrote as CSV; one that cannot be read is a :class:`DataError` naming it."""
-    try:
-        return pd.read_csv(path)
-    except (OSError, ValueError) as exc:  # UnicodeDecodeError and pandas' EmptyDataError / ParserError are ValueErrors
-        raise DataError(path, f"not a readable CSV table ({' '.join(str(exc).split())[:160]})") from None
-
-
 def _report_folder(folder: str | Path) -> Path:
     """The folder a ``.report()`` renders into: an empty path is refused (as by ``.save``)."""
     if str(folder) == "":
@@ -472,9 +464,7 @@ class Result:
         relative data file names resolve against the bundled data (``summary.json``'s ``inputs``
         name each file with its SHA-256). To re-run with your own files, load the scenario file.
         """
-        from reports.render import read_result
-
-        from reports.render import read_parquet_file
+        from reports.render import read_parquet_file, read_result
 
         folder = Path(folder)
         summary, ledger, _compare = read_result(folder)  # the ledger checked against its ledger_sha256
@@ -641,11 +631,11 @@ class CompareResult:
     @classmethod
     def load(cls, folder: str | Path) -> CompareResult:
         """Read a folder written by :meth:`save` or ``hedgebt compare``."""
-        from reports.render import read_compare_folder, read_instrument_tables
+        from reports.render import read_compare_folder, read_csv_file, read_instrument_tables
 
         folder = Path(folder)
         table, info = read_compare_folder(folder)
-        folds = _read_csv(folder / "walk_forward.csv") if (folder / "walk_forward.csv").is_file() else None
+        folds = read_csv_file(folder / "walk_forward.csv") if (folder / "walk_forward.csv").is_file() else None
         table = table.sort_values(["coin", "window", "rank"], kind="stable").reset_index(drop=True) \
             if {"coin", "window"} <= set(table.columns) else table
         config = _recorded_config(folder / "compare.json", info)

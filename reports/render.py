@@ -194,6 +194,14 @@ def read_parquet_file(path: Path) -> pd.DataFrame:
         raise DataError(path, f"not a readable Parquet file ({' '.join(str(exc).split())[:160]})") from None
 
 
+def read_csv_file(path: Path) -> pd.DataFrame:
+    """``pd.read_csv(path)``; a file that is not a CSV table is a :class:`DataError` naming it."""
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and pandas' EmptyDataError / ParserError are ValueErrors
+        raise DataError(path, f"not a readable CSV table ({' '.join(str(exc).split())[:160]})") from None
+
+
 def verify_ledger(result_dir: Path, summary: Mapping[str, Any]) -> None:
     """Refuse a result folder whose ``ledger.parquet`` does not match ``summary.json``'s
     ``ledger_sha256`` (the ledger was changed or corrupted after the run)."""
@@ -690,7 +698,7 @@ def read_instrument_tables(folder: Path) -> tuple[pd.DataFrame | None, list[dict
     path = folder / "instruments.csv"
     if not path.is_file():
         return None, []
-    table = pd.read_csv(path)
+    table = read_csv_file(path)
     missing = [c for c in ("coin", "window", "underlying", "variant", "oracle_r2", "he_daily", "he_daily_lo",
                            "he_daily_hi", "cost_drag_bps_per_year", "carry_usd", "min_safe_collateral",
                            "margin_calls", "max_drawdown_hedged") if c not in table.columns]
