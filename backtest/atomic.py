@@ -29,9 +29,9 @@ import signal
 import sys
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from backtest.errors import OutputError
 
@@ -48,6 +48,9 @@ __all__ = [
     "terminate_as_exit",
     "terminate_signal",
     "raise_if_terminated",
+    "uninterrupted",
+    "mark_written",
+    "written_note",
 ]
 
 #: Longest accepted output file/folder name, in bytes (the temporary name adds up to 40 more
@@ -176,6 +179,40 @@ class _Termination:
     """
 
     signum: int | None = None
+    #: inside :func:`uninterrupted`: a signal is recorded and raised when the block ends
+    deferred: bool = False
+    #: what a command has moved into place (:func:`mark_written`), for its last line
+    written: list[str] = []
+
+
+def mark_written(path: str | Path) -> None:
+    """Record that ``path`` (an output folder, a dataset, a re-rendered report) is in place, so a
+    signal after it is not reported as "no output was written" (:func:`written_note`)."""
+    _Termination.written.append(str(path))
+
+
+def written_note() -> str:
+    """How an interrupted command ends its last line: ``no output was written``, or the outputs that
+    were already in place when the signal came."""
+    if not _Termination.written:
+        return "no output was written"
+    return "the output was already written: " + ", ".join(_Termination.written)
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Within the block, ``SIGTERM`` and ``SIGINT`` are recorded but not raised (a claim or a set of
+    moves is never cut in half); a signal that came meanwhile is raised when the block ends
+    normally. Blocking the signals would not do: a thread of numba's or pyarrow's pool that does not
+    block them receives them, and Python runs the handler in the main thread anyway."""
+    before = _Termination.deferred
+    _Termination.deferred = True
+    try:
+        yield
+    finally:
+        _Termination.deferred = before
+    if not before:
+        raise_if_terminated()
 
 
 def raise_if_terminated() -> None:
@@ -190,14 +227,28 @@ def raise_if_terminated() -> None:
 def terminate_signal(signum: int, _frame: object) -> None:
     """``SIGTERM`` handler: record the signal (:class:`_Termination`), raise ``SystemExit(128 + signum)``."""
     _Termination.signum = signum
-    raise SystemExit(128 + signum)
+    if not _Termination.deferred:
+        raise SystemExit(128 + signum)
 
 
 def _interrupt_signal(signum: int, _frame: object) -> None:
     """``SIGINT`` handler: record the signal (:class:`_Termination`), raise ``KeyboardInterrupt``
     (what Python's default handler raises)."""
     _Termination.signum = signum
-    raise KeyboardInterrupt
+    if not _Termination.deferred:
+        raise KeyboardInterrupt
+
+
+def _quiet_unraisable(previous: Any) -> Any:
+    """An ``unraisablehook`` that drops the ``SystemExit`` / ``KeyboardInterrupt`` of a recorded signal
+    (raised inside a finaliser or callback, printed as "Exception ignored in ...": the signal is
+    raised again at the next commit point) and passes everything else to ``previous``."""
+    def hook(unraisable: Any) -> None:
+        if _Termination.signum is not None and issubclass(unraisable.exc_type, (SystemExit, KeyboardInterrupt)):
+            return
+        previous(unraisable)
+
+    return hook
 
 
 @contextmanager
@@ -213,10 +264,13 @@ def terminate_as_exit() -> Iterator[None]:
         yield
         return
     before = _Termination.signum
+    if before is None:  # the outermost block: a new command
+        _Termination.written = []
     previous = signal.signal(signal.SIGTERM, terminate_signal)
     previous_int = signal.getsignal(signal.SIGINT)
     if previous_int is signal.default_int_handler:
         signal.signal(signal.SIGINT, _interrupt_signal)
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _quiet_unraisable(sys.unraisablehook)
     try:
         yield
         raise_if_terminated()
@@ -224,6 +278,7 @@ def terminate_as_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
         if previous_int is signal.default_int_handler:
             signal.signal(signal.SIGINT, previous_int)
+        sys.unraisablehook = previous_hook
         _Termination.signum = before  # None unless an enclosing block's signal is pending
 
 
@@ -317,12 +372,14 @@ def staged_files(folder: str | Path) -> Iterator[Path]:
             if (folder / sub).is_symlink():
                 raise OutputError(f"{folder / sub}: is a symbolic link; hedgebt does not write through links")
         raise_if_terminated()
-        for rel in files:
-            (folder / rel.parent).mkdir(parents=True, exist_ok=True)
-            os.replace(stage / rel, folder / rel)
-        for sub in sorted({f.parent for f in files}, key=lambda d: len(d.parts), reverse=True):
-            fsync_dir(folder / sub)
-        done = True
+        with uninterrupted():  # all the moves or none: a signal now is raised after the last one
+            for rel in files:
+                (folder / rel.parent).mkdir(parents=True, exist_ok=True)
+                os.replace(stage / rel, folder / rel)
+            for sub in sorted({f.parent for f in files}, key=lambda d: len(d.parts), reverse=True):
+                fsync_dir(folder / sub)
+            done = True
+            mark_written(folder)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
         if made and not done and folder.is_dir() and not any(folder.iterdir()):
@@ -498,18 +555,20 @@ class OutputDir:
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self.tmp is not None
         failed = exc_type is not None
-        try:
-            if not failed:
-                try:
-                    self._claim()
-                except BaseException:
-                    failed = True
-                    raise
-        finally:
-            if self.tmp.exists():
-                shutil.rmtree(self.tmp, ignore_errors=True)
-            if failed:
-                self._remove_made()
+        with uninterrupted() if not failed else nullcontext():  # the claim and its clean-up are not cut
+            try:
+                if not failed:
+                    try:
+                        self._claim()
+                        mark_written(self.target)
+                    except BaseException:
+                        failed = True
+                        raise
+            finally:
+                if self.tmp.exists():
+                    shutil.rmtree(self.tmp, ignore_errors=True)
+                if failed:
+                    self._remove_made()
 
     def _changed(self) -> bool:
         return _state(self.target) != self._start

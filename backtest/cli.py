@@ -650,14 +650,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hedgebt`` console script; returns the exit code."""
-    from backtest.atomic import terminate_as_exit
+    from backtest.atomic import terminate_as_exit, written_note
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
         # library warnings are held back: after an error they are dropped (the error line is the
         # only output), after success each is printed as one line
         with terminate_as_exit(), warnings.catch_warnings(record=True) as caught:
+            args = build_parser().parse_args(argv)  # inside: a signal while it imports is one line too
             warnings.simplefilter("always", UserWarning)
             code = int(args.func(args) or 0)
         for w in caught:
@@ -667,11 +666,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("hedgebt: error: " + " ".join(str(exc).split()), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("hedgebt: interrupted; no output was written", file=sys.stderr)
+        print(f"hedgebt: interrupted; {written_note()}", file=sys.stderr)
         return 130
     except SystemExit as exc:
         if exc.code == 143:
-            print("hedgebt: terminated (SIGTERM); no output was written", file=sys.stderr)
+            print(f"hedgebt: terminated (SIGTERM); {written_note()}", file=sys.stderr)
         raise
 
 

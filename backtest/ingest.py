@@ -75,7 +75,7 @@ import pyarrow as pa
 from filelock import FileLock, Timeout
 import pyarrow.parquet as pq
 
-from backtest.atomic import MAX_NAME_BYTES, atomic_file
+from backtest.atomic import MAX_NAME_BYTES, atomic_file, mark_written
 from backtest.data import PRICE_COLUMNS, _check_long_frame, check_input_file, read_long, validate_long_frame
 from backtest.errors import ConfigError, DataError, HedgeBTError
 from backtest.metrics import plural
@@ -928,6 +928,7 @@ def _atomic_write(df: pd.DataFrame, target: Path) -> None:
     with atomic_file(target) as tmp, open(tmp, "wb") as fh:
         _write_parquet(table, fh)
         fh.flush()
+    mark_written(target)
 
 
 LOCK_TIMEOUT_S = 600.0

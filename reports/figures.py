@@ -28,12 +28,14 @@ first.
 from __future__ import annotations
 
 import json
+import ctypes
 import math
 import multiprocessing as mp
 import re
 import textwrap
 import os
 import signal
+import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -1206,15 +1208,26 @@ def start_all(jobs: Mapping[str, FigureJob], out: Path, *, workers: int | None =
 
 
 def _default_sigterm() -> None:
-    """Pool-worker start-up: ``SIGTERM`` back to its default action.
+    """Pool-worker start-up: ``SIGTERM`` back to its default action, ``SIGINT`` ignored, and the
+    worker ended with its parent.
 
     A forked worker inherits its parent's handlers, and the CLI's (``terminate_as_exit``)
     raises ``SystemExit`` so that the parent can clean up its output. ``Pool.terminate``
     stops workers with ``SIGTERM`` and then waits for them; a worker that handled it instead
     of dying could leave that wait hanging (seen once under pytest-xdist, a worker blocked
-    on the task queue's lock).
+    on the task queue's lock). Ctrl-C in a terminal reaches every process of the group: the
+    parent handles it (and terminates the pool); workers that raised ``KeyboardInterrupt``
+    too printed their tracebacks, and a worker that died mid-figure could leave the parent
+    waiting for that figure. Linux's ``PR_SET_PDEATHSIG`` ends a worker whose parent was
+    killed (``SIGKILL``) instead of letting it print a broken-pipe traceback.
     """
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):  # pragma: no cover - no prctl in this libc
+            pass
 
 
 def _run_pending(stem: str) -> tuple[str, Path]:

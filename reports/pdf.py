@@ -41,7 +41,7 @@ import math
 import struct
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -971,9 +971,17 @@ def _pdf_doc(path: Path, title: str, progress: Progress | None = None, expected_
         file_style(),
         matplotlib.rc_context({**STYLE, "axes.grid": False}),
         atomic_output(path) as tmp,
-        PdfPages(tmp, metadata=metadata) as pdf,
     ):
-        yield _Doc(pdf, title, progress, expected_pages)
+        pdf = PdfPages(tmp, metadata=metadata)
+        try:
+            yield _Doc(pdf, title, progress, expected_pages)
+        except BaseException:
+            # the file is discarded: an error of closing it half-written (matplotlib asserts
+            # that every page object has an offset) must not hide why the block stopped
+            with suppress(Exception):
+                pdf.close()
+            raise
+        pdf.close()
 
 
 def write_pdf(

@@ -201,7 +201,8 @@ def test_a_sigterm_whose_exit_was_swallowed_still_writes_nothing(tmp_path: Path,
     with pytest.raises(SystemExit) as exc:
         main(["run", str(config), "--out", str(tmp_path / "out"), "--no-report"])
     assert exc.value.code == 143 and finalisers == [True]
-    assert "terminated (SIGTERM); no output was written" in capsys.readouterr().err
+    # one line: the swallowed SystemExit's "Exception ignored in ..." report is not printed
+    assert capsys.readouterr().err.strip().splitlines() == ["hedgebt: terminated (SIGTERM); no output was written"]
     assert not (tmp_path / "out").exists()
     assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
 
@@ -235,6 +236,111 @@ def test_no_file_is_moved_into_place_after_a_swallowed_sigterm(tmp_path: Path) -
     assert exc.value.code == 143
     assert (tmp_path / "kept.txt").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.txt"]
+
+
+def _signal_after_the_rename(monkeypatch: pytest.MonkeyPatch, target: Path, signum: int) -> list[bool]:
+    """Send this process ``signum`` from the ``fsync_dir`` that follows the move into ``target``."""
+    import backtest.atomic as atomic
+
+    sent: list[bool] = []
+    real = atomic.fsync_dir
+
+    def fsync_then_signal(path: Path) -> None:
+        real(path)
+        if not sent and (target / "summary.json").is_file() and not (target / "OLD").exists():
+            sent.append(True)
+            os.kill(os.getpid(), signum)
+            time.sleep(0.05)  # the handler runs here: recorded, raised when the claim is over
+
+    monkeypatch.setattr(atomic, "fsync_dir", fsync_then_signal)
+    return sent
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_sigterm_during_the_claim_lets_it_finish_and_says_the_output_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], force: bool) -> None:
+    """Was "no output was written" with the output in place, and with --force the replaced folder's
+    removal could be cut short (left as a temporary folder, then deleted by the next run)."""
+    config = _scenario(tmp_path)
+    out = tmp_path / "out"
+    if force:
+        out.mkdir()
+        (out / "OLD").write_text("the previous run", encoding="utf-8")
+    sent = _signal_after_the_rename(monkeypatch, out, signal.SIGTERM)
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(config), "--out", str(out), "--no-report", *(["--force"] if force else [])])
+    assert exc.value.code == 143 and sent == [True]
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"hedgebt: terminated (SIGTERM); the output was already written: {out}"]
+    assert sorted(p.name for p in out.iterdir()) == ["ledger.parquet", "summary.json"]  # whole, new
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_a_ctrl_c_during_the_report_moves_leaves_a_whole_new_report(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """hedgebt report: a signal among the moves of the re-rendered files left a half-old,
+    half-new report; now every file is moved, then the command stops."""
+    import backtest.atomic as atomic
+
+    config = _scenario(tmp_path)
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    (out / "metrics.csv").write_text("old\n", encoding="utf-8")
+    (out / "report.pdf").write_bytes(b"old")
+    real_replace = atomic.os.replace
+    moved: list[str] = []
+
+    def replace_then_interrupt(src, dst):  # type: ignore[no-untyped-def]
+        real_replace(src, dst)
+        if ".staging.tmp-" in str(src) and ".staging.tmp-" not in str(dst):  # a move out of the stage
+            moved.append(Path(dst).name)
+            if len(moved) == 1:  # after the first move
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+
+    monkeypatch.setattr(atomic.os, "replace", replace_then_interrupt)
+    assert main(["report", str(out)]) == 130
+    monkeypatch.undo()
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"hedgebt: interrupted; the output was already written: {out}")
+    assert (out / "metrics.csv").read_text(encoding="utf-8") != "old\n"
+    assert (out / "report.pdf").read_bytes()[:4] == b"%PDF"
+    assert not [p.name for p in out.iterdir() if ".tmp-" in p.name]
+
+
+def test_figure_workers_ignore_ctrl_c_and_default_sigterm() -> None:
+    """Ctrl-C reaches every process of the terminal's group: the workers leave it to the parent
+    (they printed KeyboardInterrupt tracebacks, and one dying mid-figure could hang the parent)."""
+    import multiprocessing as mp
+
+    from reports.figures import _default_sigterm
+
+    with mp.get_context("fork").Pool(1, initializer=_default_sigterm) as pool:
+        handlers = pool.apply(_handlers)
+    assert handlers == (signal.SIG_IGN, signal.SIG_DFL)
+
+
+def _handlers() -> tuple[object, object]:
+    return signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+
+
+def test_an_error_closing_a_half_written_pdf_does_not_hide_the_signal(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen once: SIGTERM while a page was written, then matplotlib's close() raised
+    AssertionError('No offset for object ...'): exit 1 with a traceback instead of 143."""
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    from reports.pdf import _pdf_doc
+
+    def broken_close(self):  # type: ignore[no-untyped-def]
+        raise AssertionError("No offset for object 13 (page contents)")
+
+    monkeypatch.setattr(PdfPages, "close", broken_close)
+    with pytest.raises(SystemExit) as exc, _pdf_doc(tmp_path / "x.pdf", "t") as doc:
+        doc.new_page()
+        raise SystemExit(143)
+    assert exc.value.code == 143
+    assert not list(tmp_path.iterdir())
 
 
 # -- ingest -----------------------------------------------------------------------------------
