@@ -28,14 +28,12 @@ first.
 from __future__ import annotations
 
 import json
-import ctypes
 import math
 import multiprocessing as mp
 import re
 import textwrap
 import os
 import signal
-import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -1218,16 +1216,13 @@ def _default_sigterm() -> None:
     on the task queue's lock). Ctrl-C in a terminal reaches every process of the group: the
     parent handles it (and terminates the pool); workers that raised ``KeyboardInterrupt``
     too printed their tracebacks, and a worker that died mid-figure could leave the parent
-    waiting for that figure. Linux's ``PR_SET_PDEATHSIG`` ends a worker whose parent was
-    killed (``SIGKILL``) instead of letting it print a broken-pipe traceback.
+    waiting for that figure. (Linux's ``PR_SET_PDEATHSIG``, to end the workers of a killed
+    parent, was tried and dropped: it fires when the *thread* that forked a worker ends, and the
+    pool's handler thread forks the replacement of a dead worker, then ends at ``terminate``,
+    killing that worker while it may hold the task queue's lock: ``terminate`` then hung.)
     """
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG = 1
-        except (OSError, AttributeError):  # pragma: no cover - no prctl in this libc
-            pass
 
 
 def _run_pending(stem: str) -> tuple[str, Path]:
