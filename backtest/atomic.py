@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -137,6 +138,10 @@ def _tmp_name(name: str) -> str:
     return f".{name}{_TMP}{os.getpid()}-{secrets.token_hex(4)}"
 
 
+#: a path part that :func:`_tmp_name` made
+_TMP_PART: Final = re.compile(r"\..+\.tmp-\d+-[0-9a-f]{8}")
+
+
 def clean_stale(parent: Path, name: str, *, report: bool = True) -> list[Path]:
     """Remove ``.NAME.tmp-PID-*`` leftovers in ``parent`` whose process ``PID`` is gone.
 
@@ -187,7 +192,11 @@ class _Termination:
 
 def mark_written(path: str | Path) -> None:
     """Record that ``path`` (an output folder, a dataset, a re-rendered report) is in place, so a
-    signal after it is not reported as "no output was written" (:func:`written_note`)."""
+    signal after it is not reported as "no output was written" (:func:`written_note`). A path
+    inside a temporary folder (one being built, :func:`_tmp_name`) is not recorded: it is in place
+    only once that folder is claimed (the demo's two scenario folders, a compare report)."""
+    if any(_TMP_PART.fullmatch(part) for part in Path(os.path.abspath(path)).parts):
+        return
     _Termination.written.append(str(path))
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import backtest.results as results_mod
-from backtest.atomic import OutputDir, atomic_file, clean_stale, terminate_as_exit, write_text
+from backtest.atomic import OutputDir, atomic_file, clean_stale, terminate_as_exit, write_text, written_note
 from backtest.cli import main
 from backtest.errors import OutputError
 from backtest.ingest import ingest
@@ -341,6 +341,18 @@ def test_an_error_closing_a_half_written_pdf_does_not_hide_the_signal(tmp_path: 
         raise SystemExit(143)
     assert exc.value.code == 143
     assert not list(tmp_path.iterdir())
+
+
+def test_a_folder_claimed_inside_a_temporary_folder_is_not_yet_written(tmp_path: Path) -> None:
+    """The demo claims each scenario's folder inside its own temporary folder: a signal before the
+    outer claim must still say "no output was written"."""
+    with terminate_as_exit():
+        with OutputDir(tmp_path / "out") as outer:
+            with OutputDir(outer / "quarterly") as inner:
+                write_text(inner / "a.txt", "x")
+            assert (outer / "quarterly" / "a.txt").is_file()
+            assert written_note() == "no output was written"  # the inner folder is claimed, the outer not yet
+        assert written_note() == f"the output was already written: {tmp_path / 'out'}"
 
 
 # -- ingest -----------------------------------------------------------------------------------
