@@ -279,9 +279,11 @@ def check_scheduler(scheduler: str) -> None:
     """``none``, ``processes`` or ``tcp://HOST:PORT`` (port 1..65535), else a one-line ConfigError."""
     import urllib.parse
 
+    expected = "expected 'none', 'processes' or tcp://HOST:PORT"
+    if not isinstance(scheduler, str):
+        raise ConfigError("--scheduler", f"{expected}, got {scheduler!r}")
     if scheduler in ("none", "processes"):
         return
-    expected = "expected 'none', 'processes' or tcp://HOST:PORT"
     if scheduler.startswith("tls://"):
         raise ConfigError("--scheduler", f"tls:// schedulers need TLS certificates, which hedgebt does not configure; {expected}")
     if not scheduler.startswith("tcp://"):

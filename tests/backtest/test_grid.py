@@ -250,3 +250,11 @@ def test_a_window_outside_the_data_is_blamed_on_its_own_key(grid_config) -> None
     with pytest.raises(ConfigError) as err:
         run_compare(replace(grid_config, compare=grid))
     assert err.value.key == "compare.windows[0]" and "0 bars" in err.value.problem
+
+
+@pytest.mark.parametrize("scheduler", [None, 3, "tcp://host", "udp://host:1"])
+def test_a_scheduler_that_is_not_none_processes_or_a_tcp_address_is_refused(scheduler: object) -> None:
+    from backtest.grid import check_scheduler
+
+    with pytest.raises(ConfigError, match="--scheduler"):  # None was an AttributeError
+        check_scheduler(scheduler)  # type: ignore[arg-type]
