@@ -192,9 +192,12 @@ class _Termination:
 
 def mark_written(path: str | Path) -> None:
     """Record that ``path`` (an output folder, a dataset, a re-rendered report) is in place, so a
-    signal after it is not reported as "no output was written" (:func:`written_note`). A path
+    signal after it is not reported as "no output was written" (:func:`written_note`). Only within
+    :func:`terminate_as_exit` (a command; the API outside one keeps no record). A path
     inside a temporary folder (one being built, :func:`_tmp_name`) is not recorded: it is in place
     only once that folder is claimed (the demo's two scenario folders, a compare report)."""
+    if signal.getsignal(signal.SIGTERM) is not terminate_signal:  # not a command (the API in a notebook)
+        return
     if any(_TMP_PART.fullmatch(part) for part in Path(os.path.abspath(path)).parts):
         return
     _Termination.written.append(str(path))
