@@ -180,7 +180,8 @@ class _Termination:
     after all. So the handlers record the signal before raising, every commit point
     (:func:`atomic_file`, :func:`staged_files`, :class:`OutputDir`) calls
     :func:`raise_if_terminated` before moving anything into place, and :func:`terminate_as_exit`
-    raises it at the end of its block.
+    raises it at the end of its block. Inside :func:`uninterrupted` (a claim, a set of moves) the
+    handlers only record; :func:`mark_written` notes what is in place, for the command's last line.
     """
 
     signum: int | None = None
