@@ -139,7 +139,7 @@ def _tmp_name(name: str) -> str:
 
 
 #: a path part that :func:`_tmp_name` made
-_TMP_PART: Final = re.compile(r"\..+\.tmp-\d+-[0-9a-f]{8}")
+_TMP_PART: Final = re.compile(r"\..+" + re.escape(_TMP) + r"\d+-[0-9a-f]{8}")  # token_hex(4): 8 hex digits
 
 
 def clean_stale(parent: Path, name: str, *, report: bool = True) -> list[Path]:
@@ -238,18 +238,12 @@ def raise_if_terminated() -> None:
 
 
 def terminate_signal(signum: int, _frame: object) -> None:
-    """``SIGTERM`` handler: record the signal (:class:`_Termination`), raise ``SystemExit(128 + signum)``."""
+    """``SIGTERM`` and ``SIGINT`` handler: record the signal (:class:`_Termination`) and, outside
+    :func:`uninterrupted`, raise what :func:`raise_if_terminated` raises for it (``SystemExit(143)``,
+    or ``KeyboardInterrupt`` as Python's default ``SIGINT`` handler does)."""
     _Termination.signum = signum
     if not _Termination.deferred:
-        raise SystemExit(128 + signum)
-
-
-def _interrupt_signal(signum: int, _frame: object) -> None:
-    """``SIGINT`` handler: record the signal (:class:`_Termination`), raise ``KeyboardInterrupt``
-    (what Python's default handler raises)."""
-    _Termination.signum = signum
-    if not _Termination.deferred:
-        raise KeyboardInterrupt
+        raise_if_terminated()
 
 
 def _quiet_unraisable(previous: Any) -> Any:
@@ -282,7 +276,7 @@ def terminate_as_exit() -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, terminate_signal)
     previous_int = signal.getsignal(signal.SIGINT)
     if previous_int is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _interrupt_signal)
+        signal.signal(signal.SIGINT, terminate_signal)
     previous_hook, sys.unraisablehook = sys.unraisablehook, _quiet_unraisable(sys.unraisablehook)
     try:
         yield

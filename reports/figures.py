@@ -1206,8 +1206,7 @@ def start_all(jobs: Mapping[str, FigureJob], out: Path, *, workers: int | None =
 
 
 def _default_sigterm() -> None:
-    """Pool-worker start-up: ``SIGTERM`` back to its default action, ``SIGINT`` ignored, and the
-    worker ended with its parent.
+    """Pool-worker start-up: ``SIGTERM`` back to its default action, ``SIGINT`` ignored.
 
     A forked worker inherits its parent's handlers, and the CLI's (``terminate_as_exit``)
     raises ``SystemExit`` so that the parent can clean up its output. ``Pool.terminate``

@@ -186,10 +186,11 @@ def nulls_as_nan(summary: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_parquet_file(path: Path) -> pd.DataFrame:
-    """``pd.read_parquet(path)``; a file that is not Parquet is a :class:`DataError` naming it."""
+def read_parquet_file(path: Path, data: bytes | None = None) -> pd.DataFrame:
+    """``pd.read_parquet(path)`` (or of ``data``, the file's bytes already read); a file that is
+    not Parquet is a :class:`DataError` naming it."""
     try:
-        return pd.read_parquet(path)
+        return pd.read_parquet(path if data is None else io.BytesIO(data))
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise DataError(path, f"not a readable Parquet file ({' '.join(str(exc).split())[:160]})") from None
 
@@ -202,9 +203,9 @@ def read_csv_file(path: Path) -> pd.DataFrame:
         raise DataError(path, f"not a readable CSV table ({' '.join(str(exc).split())[:160]})") from None
 
 
-def verify_ledger(result_dir: Path, summary: Mapping[str, Any]) -> None:
-    """Refuse a result folder whose ``ledger.parquet`` does not match ``summary.json``'s
-    ``ledger_sha256`` (the ledger was changed or corrupted after the run)."""
+def verify_ledger(result_dir: Path, summary: Mapping[str, Any]) -> bytes:
+    """The bytes of ``ledger.parquet``, once they are checked against ``summary.json``'s
+    ``ledger_sha256``; a ledger changed or corrupted after the run is a :class:`DataError`."""
     expected = summary.get("ledger_sha256")
     if not isinstance(expected, str):
         raise DataError(result_dir / "summary.json",
@@ -212,16 +213,17 @@ def verify_ledger(result_dir: Path, summary: Mapping[str, Any]) -> None:
     path = result_dir / "ledger.parquet"
     if not path.is_file():
         raise DataError(path, "missing: the result folder has no ledger")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
     if digest != expected:
         raise DataError(path, f"SHA-256 {digest[:12]}... does not match summary.json's ledger_sha256 {expected[:12]}...; "
                               "the ledger was changed or corrupted after the run")
+    return data
 
 
-def _read_ledger(path: Path, rules: Sequence[str]) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(path, "missing: the result folder has no ledger")
-    ledger = read_parquet_file(path)
+def _read_ledger(path: Path, rules: Sequence[str], data: bytes) -> pd.DataFrame:
+    """The ledger parsed from ``data`` (the bytes of ``path`` that :func:`verify_ledger` checked)."""
+    ledger = read_parquet_file(path, data)
     if list(ledger.columns) != list(LEDGER_COLUMNS):
         extra = [c for c in ledger.columns if c not in LEDGER_COLUMNS]
         missing = [c for c in LEDGER_COLUMNS if c not in ledger.columns]
@@ -515,8 +517,8 @@ def read_result(result_dir: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.Data
     if not result_dir.is_dir():
         raise DataError(result_dir, "not a folder")
     summary = _read_summary(result_dir / "summary.json")
-    verify_ledger(result_dir, summary)
-    ledger = _read_ledger(result_dir / "ledger.parquet", list(summary["rules"]))
+    data = verify_ledger(result_dir, summary)  # read once: hashed, then parsed
+    ledger = _read_ledger(result_dir / "ledger.parquet", list(summary["rules"]), data)
     return summary, ledger, _read_compare(result_dir / "compare.parquet")
 
 
