@@ -34,13 +34,12 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import pandas as pd
 
 from backtest import grid
-from backtest.config import Config, config_from_mapping, config_to_dict, merge_overrides
+from backtest.config import Config, config_events, config_from_mapping, config_to_dict, merge_overrides
 from backtest.config import load_config as _load_file
 from backtest.errors import ConfigError, DataError, OutputError
 from backtest.atomic import OutputDir
 from backtest import results as _engine
 from backtest.results import RunResult, write_result_files
-from backtest.windows import config_events
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.axes import Axes
@@ -107,6 +106,21 @@ def _as_config(config_or_path: Config | str | Path | None, overrides: Mapping[st
     return load_config(config_or_path, **overrides)
 
 
+def _progress(progress: Any) -> Any:
+    """``progress`` when it is a :class:`~backtest.progress.Progress` callback or None."""
+    if progress is not None and not callable(progress):
+        raise ConfigError("progress", f"expected a function progress(step, done, total) or None, "
+                                      f"got {type(progress).__name__}")
+    return progress
+
+
+def _flag(key: str, value: Any) -> bool:
+    """``value`` when it is a bool (``progress=True`` of :func:`compare` and :func:`scan`)."""
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"expected True or False, got {value!r}")
+    return value
+
+
 def run(config_or_path: Config | str | Path | None = None, /, *, progress: Progress | None = None,
         **overrides: Any) -> Result:
     """Simulate every rule of a scenario and return its :class:`Result`.
@@ -124,6 +138,7 @@ def run(config_or_path: Config | str | Path | None = None, /, *, progress: Progr
         Called as ``progress(step, done, total)`` from the long loops (the collateral
         bisection, the rule replays); see :mod:`backtest.progress`. Default: silent.
     """
+    progress = _progress(progress)
     config = _as_config(config_or_path, overrides)
     # progress only when asked for: the engine's run(config) stays the call without it
     return Result.from_run(_engine.run(config) if progress is None else _engine.run(config, progress=progress))
@@ -145,7 +160,7 @@ def compare(
     grid.check_scheduler(scheduler)
     config = _as_config(config_or_path, overrides)
     events = config_events(config)  # a bad [events.<name>] window fails before the grid runs
-    outcome = grid.run_compare_full(config, scheduler=scheduler, progress=progress)
+    outcome = grid.run_compare_full(config, scheduler=scheduler, progress=_flag("progress", progress))
     table = outcome.table
     choice = grid.instrument_choice(config, table, events)
     return CompareResult(config=config, _table=table,
@@ -183,6 +198,7 @@ def stress(
     from backtest.margin_stress import StressSpec, run_stress
 
     grid.check_scheduler(scheduler)
+    progress = _progress(progress)
     spec = StressSpec(paths=paths, horizon_days=horizon_days, seed=seed,
                       collateral_usd=None if collateral_usd is None else _sequence("collateral_usd", collateral_usd),
                       block_bars=block_bars)
@@ -209,7 +225,7 @@ def scan(
     spec = ScanSpec(coins=_sequence("coins", coins), underlyings=_sequence("underlyings", underlyings),
                     min_history_days=MIN_HISTORY_DAYS if min_history_days is None else min_history_days,
                     notional_usd=notional_usd)
-    table, long, skipped = run_scan(config, spec, progress=progress)
+    table, long, skipped = run_scan(config, spec, progress=_flag("progress", progress))
     name = config_file or (Path(config_or_path).name if isinstance(config_or_path, (str, Path)) else "<config>")
     info = scan_info(config, spec, table, skipped, name)
     return ScanOutcome(_table=table, _long=long, _info_json=json.dumps(info, allow_nan=True))
@@ -559,6 +575,7 @@ class Result:
         folder appearing meanwhile is detected. ``progress`` hears the report's long loops
         (HE bootstrap, figures, PDF pages; :mod:`backtest.progress`).
         """
+        progress = _progress(progress)
         claim = folder if isinstance(folder, OutputDir) else OutputDir(folder, force=force)
         with claim as tmp:
             write_result_files(RunResult(self._ledger, self._summary_json, self.config, self._legs), tmp)
@@ -572,6 +589,7 @@ class Result:
         (created if missing) from this object: no re-simulation, no re-reading."""
         from backtest.atomic import staged_files
 
+        progress = _progress(progress)
         folder = _report_folder(folder)
         chosen = None if events is None else self._events(events)  # checked before anything is written
         with staged_files(folder) as stage:  # a failure halfway leaves the folder's old report as it was
@@ -665,6 +683,7 @@ class CompareResult:
              progress: Progress | None = None) -> Path:
         """Write ``compare.csv``, ``compare.parquet``, ``compare.json`` and (``report=True``) the
         figures and ``compare.pdf`` into ``folder`` (atomically, as :meth:`Result.save`)."""
+        progress = _progress(progress)
         claim = folder if isinstance(folder, OutputDir) else OutputDir(folder, force=force)
         with claim as tmp:
             grid.write_compare_tables(self._table, tmp, self.info)
@@ -685,6 +704,7 @@ class CompareResult:
         from backtest.atomic import staged_files
         from reports.render import write_compare_report
 
+        progress = _progress(progress)
         folder = _report_folder(folder)
         with staged_files(folder) as stage:  # a failure halfway leaves the folder's old report as it was
             files = write_compare_report(stage, self._table, self.info, instruments=self._instruments,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import math
-import re
 import tomllib
 import types
 import typing
@@ -26,7 +25,9 @@ from typing import Any, Literal, Mapping
 import numpy as np
 import pandas as pd
 
+from backtest.dates import DATE_RANGE, parse_utc
 from backtest.errors import ConfigError
+from backtest.windows import Event, load_events
 
 __all__ = [
     "ScenarioSection",
@@ -48,6 +49,7 @@ __all__ = [
     "config_to_dict",
     "merge_overrides",
     "parse_utc",
+    "config_events",
     "PROJECT_ROOT",
     "BUNDLED_DATA",
 ]
@@ -118,10 +120,6 @@ RULE_PARAM_DEFAULT_BOUND = 1e9
 
 #: Largest accepted config file.
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
-
-#: Accepted range of ``scenario.start`` / ``scenario.end``.
-DATE_RANGE = ("2009-01-01", "2100-01-01")
-
 
 def is_number(value: Any) -> bool:
     """A real number (Python or NumPy int or float), not a bool, a string or None."""
@@ -205,43 +203,6 @@ class ScenarioSection:
     @property
     def end_ts(self) -> pd.Timestamp | None:
         return None if self.end is None else _utc(self.end)
-
-
-#: ISO 8601 calendar date, optionally with a time and a zone (``Z`` or ``±HH:MM``).
-_ISO_8601 = re.compile(
-    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
-)
-_ISO_EXAMPLE = "'2024-08-01' or '2024-08-01T08:00:00Z'"
-
-
-def parse_utc(value: Any, key: str, *, source: str | None = None) -> pd.Timestamp:
-    """The one reader of dates in configs: an ISO 8601 string or a TOML date / date-time, as UTC.
-
-    A calendar date is that UTC day's midnight; a date-time must carry its zone (``Z`` or
-    ``±HH:MM``) and is converted to UTC. Anything else -- a date-time without a zone, a
-    day-first or month-first form such as ``"01/08/2024"``, an empty string, a number --
-    raises :class:`ConfigError` with an example of the right form.
-    """
-    if isinstance(value, _dt.datetime):
-        ts = pd.Timestamp(value)
-    elif isinstance(value, _dt.date):
-        ts = pd.Timestamp(value.year, value.month, value.day)
-    elif isinstance(value, str) and _ISO_8601.fullmatch(value.strip()):
-        try:
-            ts = pd.Timestamp(value.strip())
-        except (ValueError, OverflowError):
-            raise ConfigError(key, f"not a valid date: {value!r}; write {_ISO_EXAMPLE}", source=source) from None
-    else:
-        raise ConfigError(key, f"expected an ISO 8601 date such as {_ISO_EXAMPLE}, got {value!r}", source=source)
-    lo, hi = DATE_RANGE
-    if not pd.Timestamp(lo) <= (ts if ts.tzinfo is None else ts.tz_convert(None)) < pd.Timestamp(hi):
-        raise ConfigError(key, f"expected a date between {lo} and {hi}, got {value!r}", source=source)
-    if ts.tzinfo is None:
-        if isinstance(value, _dt.datetime) or (isinstance(value, str) and len(value.strip()) > 10):
-            raise ConfigError(key, f"date-time {value!s} has no time zone; write it in UTC, e.g. "
-                                   f"'{ts.strftime('%Y-%m-%dT%H:%M:%S')}Z'", source=source)
-        return ts.tz_localize("UTC")
-    return ts.tz_convert("UTC")
 
 
 def _utc(value: str) -> pd.Timestamp:
@@ -880,6 +841,7 @@ def config_from_mapping(raw: Mapping[str, Any], *, base_dir: str | Path | None =
                             f"events.{ev_name}",
                             f"expected a table [events.{ev_name}] with start, end and title, got {spec!r}",
                         )
+                load_events(value)  # each window checked now (names, keys, dates, end after start), not at the report
                 kwargs["events"] = tuple(
                     (str(k), tuple(sorted((kk, _iso(vv)) for kk, vv in v.items())) if isinstance(v, Mapping) else v)
                     for k, v in value.items()
@@ -900,12 +862,25 @@ def config_from_mapping(raw: Mapping[str, Any], *, base_dir: str | Path | None =
         raise
 
 
+def _plain(value: Any) -> Any:
+    """``value`` with NumPy numbers and arrays as the Python numbers and lists a TOML file gives
+    (``np.int64(72)`` -> ``72``, ``np.float32(0.5)`` -> ``0.5``, an array -> a list), inside
+    mappings and lists too; anything else as it is (and validated as a file's value)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def merge_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """``raw`` with ``overrides`` applied: a table given as a mapping updates that table's keys
     (``margin={"reserve_usd": 0}`` keeps the other margin keys); any other value replaces the
-    whole entry (``rules=[{"family": "notional"}]``)."""
+    whole entry (``rules=[{"family": "notional"}]``). NumPy numbers and arrays in ``overrides``
+    count as the Python numbers and lists they hold (:func:`_plain`)."""
     out = dict(raw)
     for name, value in overrides.items():
+        value = _plain(value)
         if isinstance(value, Mapping) and isinstance(out.get(name), Mapping):
             out[name] = {**out[name], **value}
         else:
@@ -948,7 +923,9 @@ def load_config(path: str | Path | None = None, /, **overrides: Any) -> Config:
         raise ConfigError("<file>", f"not valid TOML: {exc}", source=str(path)) from None
     except RecursionError:
         raise ConfigError("<file>", "not valid TOML: tables or arrays nested too deeply", source=str(path)) from None
-    return config_from_mapping(merge_overrides(raw, overrides), base_dir=path.parent, source=str(path))
+    # a bad override is not the file's fault: the message then says the overrides were applied
+    source = f"{path} (with overrides of {', '.join(overrides)})" if overrides else str(path)
+    return config_from_mapping(merge_overrides(raw, overrides), base_dir=path.parent, source=source)
 
 
 #: Keys left out of :func:`config_to_dict` at their default value (added after results were
@@ -998,3 +975,9 @@ def input_paths(config: Config) -> list[Path]:
 
     walk(config_to_dict(config))
     return found
+
+
+def config_events(config: Config) -> tuple[Event, ...]:
+    """The bundled event windows with the configuration's ``[events.<name>]`` windows
+    (:func:`backtest.windows.load_events`; a configured window of a bundled name replaces it)."""
+    return load_events({name: dict(spec) for name, spec in config.events} or None)

@@ -61,8 +61,8 @@ from backtest.config import (
     ScenarioSection,
     check_rule_params,
     coerce_fields,
+    config_events,
     config_to_dict,
-
 )
 from backtest.engine import Prepared, min_safe_collaterals, prepare, variant_for
 from backtest.errors import ConfigError, HedgeBTError
@@ -70,7 +70,7 @@ from backtest.atomic import write_bytes, write_text
 from backtest.market import Market, Variant, pack_variants, run_variant
 from backtest.metrics import horizon_bars, horizon_returns, plural, summary_metrics
 from backtest.versions import hedgebt_version, package_versions
-from backtest.windows import Event, config_events
+from backtest.windows import Event
 
 __all__ = ["CompareSpec", "GridRun", "parse_compare", "run_compare", "run_compare_full", "walk_forward",
            "compare_info", "instrument_choice", "write_compare_tables", "write_instrument_tables", "RANK_BY",
@@ -524,7 +524,7 @@ def instrument_choice(config: Config, table: pd.DataFrame, events: Sequence[Even
                       ) -> tuple[pd.DataFrame, list[dict[str, Any]]] | None:
     """Per underlying of a grid with two or more ``compare.underlyings``: the instrument table and the
     paired verdict between the best two (:func:`backtest.instrument_choice.instrument_table`); else None.
-    ``events``: the named windows for the worst event (default :func:`backtest.windows.config_events`)."""
+    ``events``: the named windows for the worst event (default :func:`backtest.config.config_events`)."""
     spec = parse_compare(config)
     if len(spec.underlyings) < 2:
         return None

@@ -133,7 +133,7 @@ def instrument_table(config: Config, table: pd.DataFrame, rebalances: dict[str, 
 
     ``rebalances`` maps the table's ``rebalance`` labels to :class:`~backtest.config.RebalanceSection`.
     Coins of the grid (``compare.coins``) are held as in the grid: a constant USD notional.
-    ``events`` are the named windows for the worst event (:func:`backtest.windows.config_events`:
+    ``events`` are the named windows for the worst event (:func:`backtest.config.config_events`:
     the bundled ones plus the config's ``[events.<name>]``); every underlying of a (coin, window)
     is judged on the same events and days.
     """

@@ -23,10 +23,10 @@ from typing import Any, Final
 
 import pandas as pd
 
-from backtest.config import Config, parse_utc
+from backtest.dates import parse_utc
 from backtest.errors import ConfigError
 
-__all__ = ["Event", "EVENT_KEYS", "load_events", "config_events", "format_ts"]
+__all__ = ["Event", "EVENT_KEYS", "load_events", "format_ts"]
 
 #: Keys an ``[events.<name>]`` table may hold.
 EVENT_KEYS: Final[tuple[str, ...]] = ("title", "start", "end", "description")
@@ -136,8 +136,3 @@ def load_events(extra: Mapping[str, Any] | None = None) -> tuple[Event, ...]:
         for name, table in extra.items():
             events[name] = _make_event(name, table, prefix="events.", source=None)
     return tuple(events.values())
-
-
-def config_events(config: Config) -> tuple[Event, ...]:
-    """:func:`load_events` with the configuration's ``[events.<name>]`` windows (``config.events``)."""
-    return load_events({name: dict(spec) for name, spec in config.events} or None)

@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 LEAF = {"backtest.errors", "backtest.schema", "backtest.versions", "backtest.metrics", "backtest.kernels",
-        "backtest.index_kernels", "backtest.atomic", "backtest.progress", "backtest.forked",
+        "backtest.index_kernels", "backtest.atomic", "backtest.dates", "backtest.progress", "backtest.forked",
         "reports.stats"}  # reports.stats: pure statistics (numpy, arch), used by the grid and the reports
 TOP = {"backtest.api", "backtest.cli", "backtest"}
 #: the only engine modules reports may read (the one date parser; the named event windows)

@@ -314,3 +314,25 @@ def test_a_rolling_window_that_is_not_a_positive_number_of_days_is_refused(resul
     for plot in (result.plot.rolling_vol, result.plot.rolling_he, result.plot.rolling_beta):
         with pytest.raises(ConfigError, match="'window_days': expected a number of days > 0"):
             plot(window_days=window_days)
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: hb.run(s, progress=5),
+    lambda s: hb.stress(s, paths=10, horizon_days=1, progress="yes"),
+    lambda s: hb.compare(s, progress=None),
+    lambda s: hb.scan(s, progress=1),
+])
+def test_a_progress_argument_of_the_wrong_type_is_a_config_error(scenario: Path, call, monkeypatch) -> None:
+    import backtest.results
+
+    monkeypatch.setattr(backtest.results, "run", lambda *a, **k: pytest.fail("the run started"))
+    with pytest.raises(ConfigError, match="'progress': expected"):
+        call(scenario)
+
+
+def test_result_save_and_report_check_progress_before_writing(result: hb.Result, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="'progress'"):
+        result.save(tmp_path / "a", progress=3)
+    with pytest.raises(ConfigError, match="'progress'"):
+        result.report(tmp_path / "b", progress=3)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -102,3 +102,44 @@ def test_band_given_as_percent_is_refused_with_the_hint() -> None:
 
     with pytest.raises(ConfigError, match=r"rebalance.band.*for 10 % write 0.1"):
         config_from_mapping({"rebalance": {"mode": "band", "band": 10}})
+
+
+def test_event_windows_are_checked_when_the_config_loads(tmp_path, monkeypatch) -> None:
+    """A bad ``[events.<name>]`` window is a ConfigError naming the file and the key at load,
+    before any data is read or any rule replayed (it used to surface at the report)."""
+    import backtest.results
+    from backtest.config import load_config
+
+    path = tmp_path / "s.toml"
+    path.write_text("[events.late]\nstart = 2024-05-01\nend = 2023-01-01\n")
+    monkeypatch.setattr(backtest.results, "run", lambda *a, **k: pytest.fail("the run started"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key == "events.late.end" and info.value.source == str(path)
+    with pytest.raises(ConfigError, match="events.x.colour.*unknown key"):
+        config_from_mapping({"events": {"x": {"start": "2024-01-01", "end": "2024-01-02", "colour": "red"}}})
+    import backtest as hb
+
+    with pytest.raises(ConfigError, match="events.late.end"):
+        hb.run(None, events={"late": {"start": "2024-05-01", "end": "2023-01-01"}})
+
+
+def test_numpy_numbers_in_overrides_count_as_python_numbers() -> None:
+    """``hb.run(..., rebalance={"every_bars": np.int64(72)})`` from a NumPy sweep: the values are
+    taken as the Python numbers they hold, and a bad one is still refused, the message saying the
+    overrides were applied to the file."""
+    import numpy as np
+
+    from backtest.api import bundled_scenario
+
+    path = bundled_scenario("demo.toml")
+    config = load_config(path, rebalance={"every_bars": np.int64(72)}, margin={"reserve_usd": np.float32(0.5)},
+                         fees={"taker_bps": np.int64(5)})
+    assert config.rebalance.every_bars == 72 and type(config.rebalance.every_bars) is int
+    assert config.margin.reserve_usd == 0.5 and type(config.margin.reserve_usd) is float
+    assert config_to_dict(config) == config_to_dict(load_config(path, rebalance={"every_bars": 72},
+                                                                margin={"reserve_usd": 0.5}, fees={"taker_bps": 5}))
+    with pytest.raises(ConfigError, match=r"\(with overrides of fees\): config key 'fees.taker_bps': expected a finite"):
+        load_config(path, fees={"taker_bps": np.float64("nan")})
+    with pytest.raises(ConfigError, match="rebalance.every_bars"):
+        load_config(path, rebalance={"every_bars": np.array([1, 2])})
