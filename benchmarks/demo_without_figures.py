@@ -23,6 +23,8 @@ if str(ROOT) not in sys.path:
 
 
 def main(drawn: Path, out: Path) -> int:
+    from PIL import Image
+
     from backtest.cli import main as cli_main
     from reports import figures
 
@@ -32,6 +34,9 @@ def main(drawn: Path, out: Path) -> int:
         part = Path(f"{path}.part")
         shutil.copyfile(drawn / scenario / "figures" / Path(path).name, part)
         os.replace(part, path)
+        with Image.open(path) as im:  # what figures._save records for the PDF (RGB figures only)
+            if im.mode == "RGB":
+                figures._FEW_COLOURS[Path(path)] = im.getcolors(256) is not None
         return Path(path)
 
     figures._run_job = copy_drawn  # type: ignore[assignment]  # the forked workers inherit it

@@ -186,6 +186,13 @@ def _finish(fig: Figure, path: Path | None) -> Path | Figure:
     return fig if path is None else _save(fig, path)
 
 
+#: For each PNG :func:`_save` wrote as RGB in this process: whether it has at most 256 colours
+#: (then matplotlib's PDF writer stores it as a palette image). :func:`_drawn` takes the entry
+#: and hands it to the report's PDF (:meth:`PendingFigures.few_colours`), which embeds a PNG of
+#: more colours without decoding it (:class:`reports.pdf._PngPassThrough`).
+_FEW_COLOURS: dict[Path, bool] = {}
+
+
 def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,11 +201,15 @@ def _save(fig: Figure, path: Path) -> Path:
             # opaque figures: draw once and write RGB (a quarter less to compress than RGBA)
             fig.canvas.draw()
             rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
-            Image.fromarray(np.ascontiguousarray(rgb)).save(tmp, format="png", dpi=(DPI, DPI),
-                                                            compress_level=PNG_COMPRESS_LEVEL)
+            image = Image.fromarray(np.ascontiguousarray(rgb))
+            image.save(tmp, format="png", dpi=(DPI, DPI), compress_level=PNG_COMPRESS_LEVEL)
+            few = image.getcolors(256) is not None  # stops at the 257th colour
         else:
             fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None},
                         pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
+            few = None
+    if few is not None:
+        _FEW_COLOURS[path] = few
     return path
 
 
@@ -1110,18 +1121,25 @@ class PendingFigures(Mapping[str, Path]):
         self._jobs = jobs
         self._paths = paths
         self._handles = handles  # AsyncResult per stem (a pool), or None (drawn here on demand)
-        self._done: dict[str, Path] = {}
+        self._done: dict[str, tuple[Path, bool | None]] = {}
         self._progress = progress
 
     def __getitem__(self, stem: str) -> Path:
+        return self._wait(stem)[0]
+
+    def few_colours(self, stem: str) -> bool | None:
+        """Whether the figure's PNG has at most 256 colours (waits for it); None when not known."""
+        return self._wait(stem)[1]
+
+    def _wait(self, stem: str) -> tuple[Path, bool | None]:
         if stem not in self._done:
             if stem not in self._paths:
                 raise KeyError(stem)
             if self._handles is None:
-                self._done[stem] = _run_job(self._jobs[stem], self._paths[stem])
+                self._done[stem] = _drawn(self._jobs[stem], self._paths[stem])
             else:
                 try:
-                    self._done[stem] = self._handles[stem].get(FIGURE_TIMEOUT_S)[1]
+                    self._done[stem] = self._handles[stem].get(FIGURE_TIMEOUT_S)[1:]
                 except mp.TimeoutError:
                     raise OutputError(f"figure {stem!r} not drawn within {FIGURE_TIMEOUT_S:.0f} s "
                                       "(was its worker process killed?)") from None
@@ -1151,6 +1169,9 @@ class _Relabelled(Mapping[str, Path]):
 
     def __getitem__(self, label: str) -> Path:
         return self._figures[self._stems[label]]
+
+    def few_colours(self, label: str) -> bool | None:
+        return self._figures.few_colours(self._stems[label])
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._stems)
@@ -1224,9 +1245,16 @@ def _default_sigterm() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _run_pending(stem: str) -> tuple[str, Path]:
+def _run_pending(stem: str) -> tuple[str, Path, bool | None]:
     job, path = _PENDING[stem]
-    return stem, _run_job(job, path)
+    return stem, *_drawn(job, path)
+
+
+def _drawn(job: FigureJob, path: Path) -> tuple[Path, bool | None]:
+    """Draw ``job`` to ``path``: the path written, and whether the PNG has at most 256 colours
+    (None when :func:`_save` did not record it)."""
+    written = _run_job(job, path)
+    return written, _FEW_COLOURS.pop(Path(written), None)
 
 
 def _run_job(job: FigureJob, path: Path) -> Path:

@@ -236,6 +236,56 @@ def test_image_page_draws_the_png_upright(tmp_path: Path, monkeypatch) -> None:
     assert _rgb8_idat_of(png) in (tmp_path / "x.pdf").read_bytes()
 
 
+def _pages(out: Path, pngs: list[Path], few_colours: bool | None) -> tuple[bytes, int]:
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    from reports.pdf import _Doc
+
+    with PdfPages(out, metadata={"CreationDate": None, "ModDate": None}) as pdf:
+        doc = _Doc(pdf, "t")
+        doc.new_page()
+        doc.line("a text page first: the PDF writer exists")
+        for png in pngs:
+            doc.image_page(png, png.stem, few_colours)
+        doc.close()
+    doc.pngs.check_embedded()
+    return out.read_bytes(), doc.pngs._stand_ins
+
+
+def _noisy_png(path: Path, seed: int, shape: tuple[int, int] = (300, 500)) -> Path:
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_a_png_of_many_colours_is_embedded_undecoded_with_the_same_bytes(tmp_path: Path) -> None:
+    """``few_colours=False`` (a figure worker's count): the page is drawn with a stand-in and the
+    PDF gets the PNG's IDAT; the file is byte-identical to the one made from the decoded pixels."""
+    pngs = [_noisy_png(tmp_path / "a.png", 0), _noisy_png(tmp_path / "b.png", 1, (420, 380))]
+    decoded, none_used = _pages(tmp_path / "decoded.pdf", pngs, None)
+    undecoded, used = _pages(tmp_path / "undecoded.pdf", pngs, False)
+    assert (none_used, used) == (0, 2)
+    assert undecoded == decoded
+    assert all(_rgb8_idat_of(p) in undecoded for p in pngs)
+    narrow = _noisy_png(tmp_path / "narrow.png", 2, (300, 200))  # too narrow for the stand-in's 257 colours
+    assert _pages(tmp_path / "narrow.pdf", [narrow], False)[1] == 0
+
+
+def test_a_stand_in_left_unreplaced_is_an_error_not_a_blank_figure(tmp_path: Path, monkeypatch) -> None:
+    """Were matplotlib to write an image without PdfFile._writePng, the stand-in would be the
+    page's picture: write_pdf's document refuses that, and no file is left."""
+    from reports import pdf as P
+
+    monkeypatch.setattr(P._PngPassThrough, "_write_png", lambda self, img: self._encode(img))
+    png = _noisy_png(tmp_path / "a.png", 0)
+    with pytest.raises(RuntimeError, match="1 figure.s. not embedded"):
+        with P._pdf_doc(tmp_path / "x.pdf", "t") as doc:
+            doc.line("text first")
+            doc.image_page(png, "caption", False)
+            doc.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
 def _rgb8_idat_of(path: Path) -> bytes:
     from reports.pdf import _rgb8_idat
 

@@ -31,6 +31,31 @@ def test_parallel_render_is_byte_identical(tmp_path: Path) -> None:
     assert F._PENDING == {}  # nothing left behind for later forks
 
 
+@pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="needs the fork start method")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_each_figure_reports_whether_it_has_at_most_256_colours(tmp_path: Path, workers: int) -> None:
+    """The flag the PDF relies on to embed a PNG undecoded (reports.pdf._PngPassThrough) is the
+    PNG's own colour count, drawn here or in a worker, and is not kept once handed over."""
+    from PIL import Image
+
+    folder = build_result_dir(tmp_path / "r", compare=False, n_bars=600)
+    summary = json.loads((folder / "summary.json").read_text())
+    ledger = pd.read_parquet(folder / "ledger.parquet")
+    jobs = render._figure_jobs(summary, ledger, render.choose_events(summary, ledger)[0], None)
+    with F.start_all(jobs, tmp_path / f"w{workers}", workers=workers) as pending:
+        flags = {stem: pending.few_colours(stem) for stem in jobs}
+        labelled = pending.relabelled({stem: stem.upper() for stem in jobs})
+        assert {k: labelled.few_colours(k) for k in labelled} == {s.upper(): f for s, f in flags.items()}
+        for stem in jobs:
+            with Image.open(pending[stem]) as img:
+                if img.mode == "RGB":
+                    assert flags[stem] is (img.getcolors(256) is not None), stem
+                else:
+                    assert flags[stem] is None, stem  # not drawn through the RGB route: not known
+    assert False in flags.values()
+    assert F._FEW_COLOURS == {}
+
+
 def _write_sigterm_handler(path: Path) -> Path:
     path.write_text(str(signal.getsignal(signal.SIGTERM)), encoding="utf-8")
     return path
