@@ -18,7 +18,7 @@ LEAF = {"backtest.errors", "backtest.schema", "backtest.versions", "backtest.met
         "backtest.index_kernels", "backtest.atomic", "backtest.dates", "backtest.progress", "backtest.forked",
         "reports.stats"}  # reports.stats: pure statistics (numpy, arch), used by the grid and the reports
 TOP = {"backtest.api", "backtest.cli", "backtest"}
-#: the only engine modules reports may read (the one date parser; the named event windows)
+#: the only engine modules reports may read (the config's number check; the named event windows)
 REPORTS_MAY_USE = {"backtest.config", "backtest.windows"}
 
 
