@@ -1212,7 +1212,7 @@ def start_all(jobs: Mapping[str, FigureJob], out: Path, *, workers: int | None =
             with gc_frozen():  # the workers' collector leaves this process's objects alone
                 pool = mp.get_context("fork").Pool(n, initializer=_default_sigterm)
         try:
-            handles = {stem: pool.apply_async(_run_pending, (stem,)) for stem in order}
+            handles = {stem: pool.apply_async(_run_pending, (stem, os.getpid())) for stem in order}
             pending = PendingFigures(jobs, paths, handles, progress)
             yield pending
             pending.wait_all()
@@ -1245,9 +1245,21 @@ def _default_sigterm() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _run_pending(stem: str) -> tuple[str, Path, bool | None]:
+def _run_pending(stem: str, parent: int) -> tuple[str, Path, bool | None]:
+    """A worker's task: draw figure ``stem`` for the process ``parent`` that started the pool."""
+    _leave_if_orphaned(parent)
     job, path = _PENDING[stem]
-    return stem, *_drawn(job, path)
+    drawn = stem, *_drawn(job, path)
+    _leave_if_orphaned(parent)
+    return drawn
+
+
+def _leave_if_orphaned(parent: int) -> None:
+    """End this worker, silently, when the process that started the pool is gone (killed with
+    ``SIGKILL``: it could not stop its workers). Nothing waits for the figure then, and handing it
+    back would print a ``BrokenPipeError`` traceback into the terminal after the command ended."""
+    if os.getppid() != parent:
+        os._exit(0)
 
 
 def _drawn(job: FigureJob, path: Path) -> tuple[Path, bool | None]:

@@ -121,3 +121,44 @@ def test_a_killed_figure_worker_is_an_output_error_not_a_hang(tmp_path: Path, mo
 
 def test_default_workers_is_bounded() -> None:
     assert 1 <= F.default_workers() <= 4
+
+
+_ORPHAN_SCRIPT = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from pathlib import Path
+from reports import figures as F
+
+def slow(path):
+    time.sleep(1.0)
+    path.write_bytes(b"png")
+    return path
+
+with F.start_all({"a": (slow, (), {}), "b": (slow, (), {})}, Path(sys.argv[1]), workers=2):
+    print("started", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="needs the fork start method")
+def test_workers_of_a_killed_command_leave_without_a_traceback(tmp_path: Path) -> None:
+    """SIGKILL to the command: its figure workers, mid-figure, end silently once it is drawn
+    (they used to print a BrokenPipeError traceback into the terminal after the command died)."""
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "command.py"
+    script.write_text(_ORPHAN_SCRIPT, encoding="utf-8")
+    root = str(Path(__file__).resolve().parents[2])
+    with subprocess.Popen([sys.executable, str(script), str(tmp_path / "figs"), root],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline().strip() == "started"
+        time.sleep(0.3)  # the workers are drawing
+        proc.kill()
+        proc.wait()
+        started = time.monotonic()
+        err = proc.stderr.read()  # end of file once the workers, which share this pipe, have left
+    assert time.monotonic() - started < 30
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
