@@ -208,6 +208,31 @@ def test_a_sigterm_whose_exit_was_swallowed_still_writes_nothing(tmp_path: Path,
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_swallowed_sigterm_stops_the_command_before_its_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The report (the longest part) is not drawn after a signal swallowed during the run: the
+    first file the save writes (``summary.json``, before the report) is a commit point."""
+    import backtest.api as api_mod
+
+    config = _scenario(tmp_path)
+    real_run = results_mod.run
+    reports: list[bool] = []
+
+    def run_then_swallow(cfg, **kwargs):
+        result = real_run(cfg, **kwargs)
+        _SignalInFinaliser()
+        return result
+
+    monkeypatch.setattr(results_mod, "run", run_then_swallow)
+    monkeypatch.setattr(api_mod.Result, "_write_report", lambda *a, **k: reports.append(True))
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(config), "--out", str(tmp_path / "out")])
+    assert exc.value.code == 143 and reports == []
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "hedgebt: terminated (SIGTERM); no output was written"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_ctrl_c_whose_interrupt_was_swallowed_still_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     config = _scenario(tmp_path)
