@@ -486,7 +486,7 @@ class _PngPassThrough:
     def __init__(self, pdf: PdfPages) -> None:
         self._pdf = pdf
         self._known: dict[bytes, bytes] = {}  # SHA-256 of decoded RGB pixels -> IDAT
-        self._waiting: dict[bytes, bytes] = {}  # stand-in key -> IDAT, until matplotlib writes it
+        self._waiting: dict[bytes, tuple[bytes, tuple[int, int]]] = {}  # stand-in key -> (IDAT, size)
         self._stand_ins = 0
         self._encode: Any = None
 
@@ -521,7 +521,7 @@ class _PngPassThrough:
     def _stand_in(self, width: int, height: int, idat: bytes) -> np.ndarray:
         key = self._KEY + struct.pack(">L", self._stand_ins)
         self._stand_ins += 1
-        self._waiting[key] = idat
+        self._waiting[key] = idat, (width, height)
         img = np.full((height, width, 4), 255, np.uint8)
         n = np.arange(257)
         img[0, :257, 0], img[0, :257, 1] = n % 256, n // 256  # 257 colours: not a palette image
@@ -531,9 +531,12 @@ class _PngPassThrough:
     def _write_png(self, img: Image.Image) -> tuple[bytes, int | None, bytes | None]:
         if img.mode == "RGB":
             if self._waiting and img.width >= 4 and img.height >= 2:
-                idat = self._waiting.pop(img.crop((0, 1, 4, 2)).tobytes(), None)
-                if idat is not None:
-                    return idat, 8, None
+                found = self._waiting.pop(img.crop((0, 1, 4, 2)).tobytes(), None)
+                if found is not None:
+                    if img.size != found[1]:  # matplotlib cut the image: the PNG's data no longer fits
+                        raise RuntimeError(f"a figure was drawn {img.size[0]} x {img.size[1]} pixels, not as its PNG "
+                                           f"({found[1][0]} x {found[1][1]}); see reports.pdf._PngPassThrough")
+                    return found[0], 8, None
             idat = self._known.get(hashlib.sha256(img.tobytes()).digest())
             if idat is not None:
                 return idat, 8, None

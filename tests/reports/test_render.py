@@ -506,3 +506,21 @@ def test_fixed_tick_labels_decide_the_page_fonts_too(tmp_path: Path, caplog) -> 
     assert first and all(not embedded for _, embedded in first), first
     assert second and all(embedded for _, embedded in second), second
     assert "ρυθμός" in reader.pages[1].extract_text()
+
+
+def test_a_stand_in_drawn_cut_is_an_error_not_a_misfit_image() -> None:
+    """Were matplotlib to crop an image (an axes smaller than it), the PNG's data would not fit the
+    image it replaces: refused, rather than embedded with the wrong size."""
+    from types import SimpleNamespace
+
+    from reports.pdf import _PngPassThrough
+
+    pdf = SimpleNamespace(_file=SimpleNamespace(_writePng=lambda img: (b"encoded", 8, None)))
+    through = _PngPassThrough(pdf)  # type: ignore[arg-type]
+    assert through._hook()
+    stand_in = through._stand_in(300, 10, b"idat")[..., :3]
+    assert through._write_png(Image.fromarray(np.ascontiguousarray(stand_in))) == (b"idat", 8, None)
+    cut = through._stand_in(300, 10, b"idat")[:, :299, :3]
+    with pytest.raises(RuntimeError, match="drawn 299 x 10 pixels, not as its PNG .300 x 10."):
+        through._write_png(Image.fromarray(np.ascontiguousarray(cut)))
+    assert through._write_png(Image.fromarray(np.zeros((10, 300, 3), np.uint8))) == (b"encoded", 8, None)
