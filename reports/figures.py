@@ -186,11 +186,14 @@ def _finish(fig: Figure, path: Path | None) -> Path | Figure:
     return fig if path is None else _save(fig, path)
 
 
-#: For each PNG :func:`_save` wrote as RGB in this process: whether it has at most 256 colours
-#: (then matplotlib's PDF writer stores it as a palette image). :func:`_drawn` takes the entry
-#: and hands it to the report's PDF (:meth:`PendingFigures.few_colours`), which embeds a PNG of
-#: more colours without decoding it (:class:`reports.pdf._PngPassThrough`).
-_FEW_COLOURS: dict[Path, bool] = {}
+class _Colours:
+    """While :func:`_drawn` draws a report's figure in this process, ``few`` is where :func:`_save`
+    records whether each PNG it writes as RGB has at most 256 colours (matplotlib's PDF writer then
+    stores it as a palette image); None otherwise, so a figure saved outside a report records
+    nothing. :func:`_drawn` hands the flag to the report's PDF (:meth:`PendingFigures.few_colours`),
+    which embeds a PNG of more colours without decoding it (:class:`reports.pdf._PngPassThrough`)."""
+
+    few: dict[Path, bool] | None = None
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -208,8 +211,8 @@ def _save(fig: Figure, path: Path) -> Path:
             fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None},
                         pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
             few = None
-    if few is not None:
-        _FEW_COLOURS[path] = few
+    if few is not None and _Colours.few is not None:
+        _Colours.few[path] = few
     return path
 
 
@@ -1265,8 +1268,12 @@ def _leave_if_orphaned(parent: int) -> None:
 def _drawn(job: FigureJob, path: Path) -> tuple[Path, bool | None]:
     """Draw ``job`` to ``path``: the path written, and whether the PNG has at most 256 colours
     (None when :func:`_save` did not record it)."""
-    written = _run_job(job, path)
-    return written, _FEW_COLOURS.pop(Path(written), None)
+    _Colours.few = {}
+    try:
+        written = _run_job(job, path)
+        return written, _Colours.few.get(Path(written))
+    finally:
+        _Colours.few = None
 
 
 def _run_job(job: FigureJob, path: Path) -> Path:
