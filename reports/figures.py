@@ -34,6 +34,7 @@ import re
 import textwrap
 import os
 import signal
+import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -186,14 +187,17 @@ def _finish(fig: Figure, path: Path | None) -> Path | Figure:
     return fig if path is None else _save(fig, path)
 
 
-class _Colours:
-    """While :func:`_drawn` draws a report's figure in this process, ``few`` is where :func:`_save`
+class _Colours(threading.local):
+    """While :func:`_drawn` draws a report's figure in this thread, ``few`` is where :func:`_save`
     records whether each PNG it writes as RGB has at most 256 colours (matplotlib's PDF writer then
     stores it as a palette image); None otherwise, so a figure saved outside a report records
     nothing. :func:`_drawn` hands the flag to the report's PDF (:meth:`PendingFigures.few_colours`),
     which embeds a PNG of more colours without decoding it (:class:`reports.pdf._PngPassThrough`)."""
 
     few: dict[Path, bool] | None = None
+
+
+_COLOURS = _Colours()
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -211,8 +215,8 @@ def _save(fig: Figure, path: Path) -> Path:
             fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None},
                         pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
             few = None
-    if few is not None and _Colours.few is not None:
-        _Colours.few[path] = few
+    if few is not None and _COLOURS.few is not None:
+        _COLOURS.few[path] = few
     return path
 
 
@@ -1268,12 +1272,13 @@ def _leave_if_orphaned(parent: int) -> None:
 def _drawn(job: FigureJob, path: Path) -> tuple[Path, bool | None]:
     """Draw ``job`` to ``path``: the path written, and whether the PNG has at most 256 colours
     (None when :func:`_save` did not record it)."""
-    _Colours.few = {}
+    few: dict[Path, bool] = {}
+    _COLOURS.few = few
     try:
         written = _run_job(job, path)
-        return written, _Colours.few.get(Path(written))
+        return written, few.get(Path(written))
     finally:
-        _Colours.few = None
+        _COLOURS.few = None
 
 
 def _run_job(job: FigureJob, path: Path) -> Path:

@@ -44,7 +44,7 @@ def test_each_figure_reports_whether_it_has_at_most_256_colours(tmp_path: Path, 
     jobs = render._figure_jobs(summary, ledger, render.choose_events(summary, ledger)[0], None)
     func, args, kwargs = jobs["equity"]
     func(*args, tmp_path / "outside.png", **kwargs)  # a figure saved outside a report records nothing
-    assert F._Colours.few is None
+    assert F._COLOURS.few is None
     with F.start_all(jobs, tmp_path / f"w{workers}", workers=workers) as pending:
         flags = {stem: pending.few_colours(stem) for stem in jobs}
         labelled = pending.relabelled({stem: stem.upper() for stem in jobs})
@@ -56,7 +56,7 @@ def test_each_figure_reports_whether_it_has_at_most_256_colours(tmp_path: Path, 
                 else:
                     assert flags[stem] is None, stem  # not drawn through the RGB route: not known
     assert False in flags.values()
-    assert F._Colours.few is None  # recorded only while a job draws
+    assert F._COLOURS.few is None  # recorded only while a job draws
 
 
 def _write_sigterm_handler(path: Path) -> Path:
