@@ -31,32 +31,41 @@ def test_parallel_render_is_byte_identical(tmp_path: Path) -> None:
     assert F._PENDING == {}  # nothing left behind for later forks
 
 
+def _blank(path: Path) -> Path:
+    """A figure of a few colours (an empty axes): matplotlib's PDF writer makes it a palette image."""
+    fig = F.new_figure()
+    fig.add_subplot()
+    return F._finish(fig, path)  # type: ignore[return-value]
+
+
 @pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="needs the fork start method")
-@pytest.mark.parametrize("workers", [1, 2])
-def test_each_figure_reports_whether_it_has_at_most_256_colours(tmp_path: Path, workers: int) -> None:
+def test_each_figure_reports_whether_it_has_at_most_256_colours(tmp_path: Path) -> None:
     """The flag the PDF relies on to embed a PNG undecoded (reports.pdf._PngPassThrough) is the
     PNG's own colour count, drawn here or in a worker, and is not kept once handed over."""
     from PIL import Image
 
-    folder = build_result_dir(tmp_path / "r", compare=False, n_bars=600)
+    folder = build_result_dir(tmp_path / "r", compare=False, n_bars=400)
     summary = json.loads((folder / "summary.json").read_text())
     ledger = pd.read_parquet(folder / "ledger.parquet")
-    jobs = render._figure_jobs(summary, ledger, render.choose_events(summary, ledger)[0], None)
+    every = render._figure_jobs(summary, ledger, render.choose_events(summary, ledger)[0], None)
+    jobs = {stem: every[stem] for stem in ("equity", "index_weights", "drawdowns") if stem in every}
+    jobs["blank"] = (_blank, (), {})
     func, args, kwargs = jobs["equity"]
     func(*args, tmp_path / "outside.png", **kwargs)  # a figure saved outside a report records nothing
     assert F._COLOURS.few is None
-    with F.start_all(jobs, tmp_path / f"w{workers}", workers=workers) as pending:
-        flags = {stem: pending.few_colours(stem) for stem in jobs}
-        labelled = pending.relabelled({stem: stem.upper() for stem in jobs})
-        assert {k: labelled.few_colours(k) for k in labelled} == {s.upper(): f for s, f in flags.items()}
-        for stem in jobs:
-            with Image.open(pending[stem]) as img:
-                if img.mode == "RGB":
-                    assert flags[stem] is (img.getcolors(256) is not None), stem
-                else:
-                    assert flags[stem] is None, stem  # not drawn through the RGB route: not known
-    assert False in flags.values()
-    assert F._COLOURS.few is None  # recorded only while a job draws
+    for workers in (1, 2):
+        with F.start_all(jobs, tmp_path / f"w{workers}", workers=workers) as pending:
+            flags = {stem: pending.few_colours(stem) for stem in jobs}
+            labelled = pending.relabelled({stem: stem.upper() for stem in jobs})
+            assert {k: labelled.few_colours(k) for k in labelled} == {s.upper(): f for s, f in flags.items()}
+            for stem in jobs:
+                with Image.open(pending[stem]) as img:
+                    if img.mode == "RGB":
+                        assert flags[stem] is (img.getcolors(256) is not None), stem
+                    else:
+                        assert flags[stem] is None, stem  # not drawn through the RGB route: not known
+        assert flags["equity"] is False and flags["blank"] is True, flags
+        assert F._COLOURS.few is None  # recorded only while a job draws
 
 
 def _write_sigterm_handler(path: Path) -> Path:
