@@ -833,18 +833,10 @@ def config_from_mapping(raw: Mapping[str, Any], *, base_dir: str | Path | None =
             elif name == "rules":
                 kwargs["rules"] = _build_rules(value)
             elif name == "events":
-                if not isinstance(value, Mapping):
-                    raise ConfigError("events", "expected tables [events.<name>] with start, end, title")
-                for ev_name, spec in value.items():
-                    if not isinstance(spec, Mapping):
-                        raise ConfigError(
-                            f"events.{ev_name}",
-                            f"expected a table [events.{ev_name}] with start, end and title, got {spec!r}",
-                        )
-                load_events(value)  # each window checked now (names, keys, dates, end after start), not at the report
+                # each window checked now (a table of tables; names, keys, dates, end after start), not at the report
+                load_events(value)
                 kwargs["events"] = tuple(
-                    (str(k), tuple(sorted((kk, _iso(vv)) for kk, vv in v.items())) if isinstance(v, Mapping) else v)
-                    for k, v in value.items()
+                    (str(k), tuple(sorted((kk, _iso(vv)) for kk, vv in v.items()))) for k, v in value.items()
                 )
             elif name == "compare":
                 if not isinstance(value, Mapping):
