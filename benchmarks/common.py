@@ -48,6 +48,7 @@ class Row:
     target: str = ""
     status: str = ""
     note: str = ""
+    command: str = ""  # the script that measured it, run alone (set by run_all)
 
 
 def verdict(ok: bool) -> str:
@@ -259,10 +260,12 @@ def write_table(rows: list[Row], info: dict[str, str], extra: list[str] | None =
     lines.append("Machine: " + ", ".join(f"{k} {v}" for k, v in info.items() if k != "date") + ".")
     lines.append(f"Measured {info['date']} by `make bench` (`benchmarks/run_all.py`).")
     lines.append("")
-    lines.append("| benchmark | metric | hedgebt | baseline | ratio | target | status |")
-    lines.append("|---|---|---|---|---|---|---|")
+    lines.append("| benchmark | metric | hedgebt | baseline | ratio | target | status | command |")
+    lines.append("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        lines.append(f"| {r.benchmark} | {r.metric} | {r.engine} | {r.baseline} | {r.ratio} | {r.target} | {r.status} |")
+        command = f"`{r.command}`" if r.command else ""
+        lines.append(f"| {r.benchmark} | {r.metric} | {r.engine} | {r.baseline} | {r.ratio} | {r.target} | {r.status} "
+                     f"| {command} |")
     notes = [f"- {r.benchmark} / {r.metric}: {r.note}" for r in rows if r.note]
     if notes or extra:
         lines += ["", "Notes:", ""] + notes + [f"- {x}" for x in (extra or [])]
@@ -270,7 +273,8 @@ def write_table(rows: list[Row], info: dict[str, str], extra: list[str] | None =
     csv_path = RESULTS / "results.csv"
     with csv_path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator="\n")
-        w.writerow(["benchmark", "metric", "hedgebt", "baseline", "ratio", "target", "status", "note", *info])
+        w.writerow(["benchmark", "metric", "hedgebt", "baseline", "ratio", "target", "status", "note", "command", *info])
         for r in rows:
-            w.writerow([r.benchmark, r.metric, r.engine, r.baseline, r.ratio, r.target, r.status, r.note, *info.values()])
+            w.writerow([r.benchmark, r.metric, r.engine, r.baseline, r.ratio, r.target, r.status, r.note, r.command,
+                        *info.values()])
     return md, csv_path

@@ -15,6 +15,7 @@ adds the first compilation of the kernels and of vectorbt).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import common
 import memory
@@ -30,11 +31,9 @@ def main() -> int:
     common.say("hedgebt benchmarks - " + ", ".join(f"{k}: {v}" for k, v in info.items()))
     common.say()
     rows: list[common.Row] = []
-    rows += scaling.main()
-    rows += single_run.main()
-    rows += stress.main()
-    rows += sweep.main()
-    rows += memory.main()
+    for module in (scaling, single_run, stress, sweep, memory):
+        command = f".venv/bin/python benchmarks/{module.__name__}.py"  # the same measurement, run alone
+        rows += [replace(r, command=command) for r in module.main()]
     elapsed = time.perf_counter() - started
     extra = [
         "hedgebt 'all cores' uses numba's default thread count "
