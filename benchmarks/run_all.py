@@ -6,7 +6,8 @@ passes, one-pass vs per-path loop, and the command's memory), the sweep (vectorb
 timings: it is the heaviest in memory), then peak memory of 2,000,000 bars and of
 10,000 rules (``memory.py``, each run in a child process). Each benchmark prints its
 engine figure, its baseline, their ratio and PASS / MISS against the targets of the performance issue;
-the table collects them with the machine's description.
+the table collects them with the machine's description and, per row, the script that
+measured it (run alone, it prints the same figures).
 
 Run: ``.venv/bin/python benchmarks/run_all.py`` (about 7 minutes warm; a fresh clone
 adds the first compilation of the kernels and of vectorbt).
