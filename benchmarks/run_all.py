@@ -7,7 +7,7 @@ timings: it is the heaviest in memory), then peak memory of 2,000,000 bars and o
 10,000 rules (``memory.py``, each run in a child process). Each benchmark prints its
 engine figure, its baseline, their ratio and PASS / MISS against the targets of the performance issue;
 the table collects them with the machine's description and, per row, the script that
-measured it (run alone, it prints the same figures).
+measured it (run alone, it makes the same measurements).
 
 Run: ``.venv/bin/python benchmarks/run_all.py`` (about 7 minutes warm; a fresh clone
 adds the first compilation of the kernels and of vectorbt).
