@@ -36,7 +36,7 @@ def main(drawn: Path, out: Path) -> int:
         os.replace(part, path)
         with Image.open(path) as im:  # what figures._save records for the PDF (RGB figures only)
             if im.mode == "RGB":
-                figures._COLOURS.few[Path(path)] = im.getcolors(256) is not None  # type: ignore[index]
+                figures._COLOURS.few[Path(path)] = figures.few_colours(im)  # type: ignore[index]
         return Path(path)
 
     figures._run_job = copy_drawn  # type: ignore[assignment]  # the forked workers inherit it

@@ -200,6 +200,12 @@ class _Colours(threading.local):
 _COLOURS = _Colours()
 
 
+def few_colours(image: Image.Image) -> bool:
+    """Whether ``image`` has at most 256 colours (what :func:`_save` records for the PDF); stops
+    counting at the 257th."""
+    return image.getcolors(256) is not None
+
+
 def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,7 +216,7 @@ def _save(fig: Figure, path: Path) -> Path:
             rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
             image = Image.fromarray(np.ascontiguousarray(rgb))
             image.save(tmp, format="png", dpi=(DPI, DPI), compress_level=PNG_COMPRESS_LEVEL)
-            few = image.getcolors(256) is not None  # stops at the 257th colour
+            few = few_colours(image)
         else:
             fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None},
                         pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
