@@ -1120,7 +1120,19 @@ def render_all(jobs: Mapping[str, FigureJob], out: Path, *, workers: int | None 
 FIGURE_TIMEOUT_S: Final[float] = 600.0
 
 
-class PendingFigures(Mapping[str, Path]):
+class FigureMap(Mapping[str, Path]):
+    """Figures for a PDF, ``{caption or stem: PNG path}``, that may know each PNG's colour count.
+
+    :func:`reports.pdf.write_pdf` asks :meth:`few_colours` of every figure it embeds; a plain
+    mapping of paths is read as one that knows none.
+    """
+
+    def few_colours(self, key: str) -> bool | None:
+        """Whether the PNG of ``key`` has at most 256 colours; None when not known (this default)."""
+        return None
+
+
+class PendingFigures(FigureMap):
     """The figures of :func:`start_all`, ``{stem: path}``: reading a figure's path waits until
     that figure is written (and re-raises the error of its drawing, if any).
 
@@ -1170,12 +1182,12 @@ class PendingFigures(Mapping[str, Path]):
         """Every figure's path, ``{stem: path}`` in the jobs' order, once all are written."""
         return {stem: self[stem] for stem in self._paths}
 
-    def relabelled(self, labels: Mapping[str, str]) -> Mapping[str, Path]:
+    def relabelled(self, labels: Mapping[str, str]) -> FigureMap:
         """A view ``{labels[stem]: path}`` that still waits per figure (e.g. PDF captions)."""
         return _Relabelled(self, {labels[stem]: stem for stem in self._paths})
 
 
-class _Relabelled(Mapping[str, Path]):
+class _Relabelled(FigureMap):
     def __init__(self, figures: PendingFigures, stems: dict[str, str]) -> None:
         self._figures = figures
         self._stems = stems

@@ -61,7 +61,7 @@ from backtest.metrics import plural
 from backtest.schema import PNL_COMPONENTS, RULE_METRICS
 from reports.events import Event
 from reports.stats import BOOTSTRAP_METHOD
-from reports.figures import STYLE, atomic_output, compare_table_rows, file_style
+from reports.figures import STYLE, FigureMap, atomic_output, compare_table_rows, file_style
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from backtest.progress import Progress
@@ -1060,7 +1060,9 @@ def write_pdf(
     events_df : pandas.DataFrame
         The :func:`reports.events.event_table` output (may be empty).
     figure_paths : mapping of caption to Path, or sequence of Path
-        PNGs to include, one per page, in order.
+        PNGs to include, one per page, in order. A :class:`reports.figures.FigureMap` (the
+        report's pending figures) also tells which PNGs have more than 256 colours: those are
+        embedded without being decoded.
     compare_df : pandas.DataFrame, optional
         The rule-comparison grid (``compare.parquet``).
     events : sequence of Event, optional
@@ -1098,9 +1100,9 @@ def write_pdf(
         _events_page(doc, events_df, events)
         if compare_df is not None and len(compare_df):
             _compare_page(doc, compare_df)
-        few_colours = getattr(figures, "few_colours", lambda caption: None)  # known for drawn figures
         for caption in figures:
-            doc.image_page(Path(figures[caption]), str(caption), few_colours(caption))
+            few = figures.few_colours(caption) if isinstance(figures, FigureMap) else None  # known for drawn figures
+            doc.image_page(Path(figures[caption]), str(caption), few)
         _appendices(doc, summary)
         pages = doc.close()
     return pages
