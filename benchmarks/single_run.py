@@ -10,7 +10,9 @@ untimed warm-up run (imports done, compiled code loaded from numba's cache):
 * rules    - the hedge-ratio estimates of the three rules;
 * simulate - ``results.run``: the kernel with the per-bar ledger for each rule, the
              collateral check runs, the ledger table and the summary;
-* report   - ``Result.save`` with the report (figures and PDF).
+* report   - ``Result.save`` with the report (figures and PDF); also its CPU time, split into
+             this process's (metrics with the HE bootstraps, CSVs, PDF) and the figure workers'
+             (forked, reaped when the report ends: ``RUSAGE_CHILDREN``).
 
 The end-to-end wall time of the command line (a fresh interpreter) is measured too.
 
@@ -35,6 +37,7 @@ Run: ``.venv/bin/python benchmarks/single_run.py``.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -44,6 +47,9 @@ import time
 from pathlib import Path
 
 from common import DEMO, ROOT, TARGET_COLD_S, TARGET_DEMO_S, Row, fmt_s, say, verdict
+
+#: The timed phases of one in-process run (:func:`_phases`).
+_PHASES = ("load", "index", "rules", "simulate", "report")
 
 #: Timed runs of each ``hedgebt demo`` figure (warm, cold); the figure is their median.
 DEMO_RUNS = 3
@@ -97,8 +103,10 @@ def _phases(out_dir: Path) -> dict[str, float]:
         t1 = time.perf_counter()
         result = run(config, prepared=prepared)
         t2 = time.perf_counter()
+        main0, workers0 = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
         Result.from_run(result).save(out_dir, force=True)
         t3 = time.perf_counter()
+        main1, workers1 = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
     finally:
         engine.build_index = build_index
         engine.rule_objects = rule_objects
@@ -109,7 +117,15 @@ def _phases(out_dir: Path) -> dict[str, float]:
         "simulate": t2 - t1,
         "report": t3 - t2,
         "total": t3 - t0,
+        "report_cpu_main": main1 - main0,
+        "report_cpu_workers": workers1 - workers0,
     }
+
+
+def _cpu(who: int) -> float:
+    """User + system CPU seconds of this process (``RUSAGE_SELF``) or of its reaped children."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _kernel_vs_reference() -> dict[str, float]:
@@ -171,7 +187,9 @@ def main() -> list[Row]:
     try:
         _phases(tmp / "warmup")
         p = _phases(tmp / "run")
-        say("in-process, warm: " + ", ".join(f"{k} {fmt_s(v)}" for k, v in p.items()))
+        say("in-process, warm: " + ", ".join(f"{k} {fmt_s(p[k])}" for k in _PHASES + ("total",)))
+        say(f"report CPU: {fmt_s(p['report_cpu_main'])} in this process, {fmt_s(p['report_cpu_workers'])} in the "
+            f"figure workers ({fmt_s(p['report_cpu_main'] + p['report_cpu_workers'])} on {os.cpu_count()} cores)")
         cli_run = _cli("run", str(DEMO), "--out", str(tmp / "cli"), "--force")
         say(f"command line `hedgebt run` (fresh interpreter, warm numba cache): {fmt_s(cli_run)}")
         kr = _kernel_vs_reference()
@@ -201,7 +219,8 @@ def main() -> list[Row]:
         say()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    phases = ", ".join(f"{k} {fmt_s(p[k])}" for k in ("load", "index", "rules", "simulate", "report"))
+    phases = (", ".join(f"{k} {fmt_s(p[k])}" for k in _PHASES)
+              + f" (report CPU: {fmt_s(p['report_cpu_main'])} main process, {fmt_s(p['report_cpu_workers'])} figure workers)")
     return [
         Row("single run", "`hedgebt run` demo, wall time (warm, in process)", fmt_s(p["total"]), fmt_s(base_total),
             f"{ratio_total:.1f}x", "", "", f"{phases}; baseline = same run with the reference loop for the simulation"),
