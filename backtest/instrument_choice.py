@@ -13,7 +13,7 @@ loss).
 The verdict compares the two underlyings with the highest ``HE_1D``: the difference of their
 daily HE, with a 95 % interval from a *paired* stationary bootstrap of days (the same
 resampled days for both, so common market moves cancel). It is "better" when the interval
-excludes 0, otherwise "not distinguishable".
+lies above 0 (its lower end > 0), otherwise "not distinguishable".
 """
 
 from __future__ import annotations

@@ -125,8 +125,9 @@ RECOMMENDATION_CRITERION: Final[str] = (
     "effectiveness (HE) at the headline horizon. Every other rule is compared with it by a paired "
     "circular block bootstrap (arch; both rules resampled on the same spans) of the HE difference and "
     "of the trading-cost difference. Recommend the cheapest rule whose HE is not significantly below the "
-    "best rule's (the 95 % interval of the difference contains 0) and whose trading cost is significantly "
-    "lower (the interval of the cost difference lies below 0); otherwise the best rule."
+    "best rule's (the upper end of the 95 % interval of the difference is not below 0) and whose trading "
+    "cost is significantly lower (the interval of the cost difference lies below 0); otherwise the best "
+    "rule. A rule whose intervals could not be computed is not recommended over the best rule."
 )
 
 
@@ -248,7 +249,7 @@ def recommend_rule(metrics: pd.DataFrame) -> tuple[str | None, str]:
     if int(best["liquidations"]) > 0:
         caveat = " Every rule was liquidated at least once, so all rules were considered; add collateral."
     ok = metrics[(metrics["rule"] != best_name) & (metrics["liquidations"].to_numpy(dtype=float) == 0)
-                 & ~(metrics["he_diff_hi"].to_numpy(dtype=float) < 0.0)
+                 & (metrics["he_diff_hi"].to_numpy(dtype=float) >= 0.0)  # NaN (no interval): not shown equal
                  & (metrics["cost_diff_hi"].to_numpy(dtype=float) < 0.0)]
     level = fmt_pct(float(metrics["he_ci_level"].iloc[0]), 0)
     if ok.empty:

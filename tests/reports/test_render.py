@@ -398,6 +398,17 @@ def test_recommendation_criterion() -> None:
     assert rule is None
 
 
+def test_a_rule_without_an_he_interval_is_not_recommended() -> None:
+    # b is cheaper, but its HE-difference interval could not be computed (NaN): not shown equal to the best
+    rule, _ = recommend_rule(_recommendation_table(he_diff_lo=[0.0, np.nan, -0.14, 0.05],
+                                                   he_diff_hi=[0.0, np.nan, -0.06, 0.15]))
+    assert rule == "a"
+    # an interval wholly above 0 is "not significantly below" the best rule's HE
+    rule, _ = recommend_rule(_recommendation_table(he_diff_lo=[0.0, 0.001, -0.14, 0.05],
+                                                   he_diff_hi=[0.0, 0.02, -0.06, 0.15]))
+    assert rule == "b"
+
+
 def test_recommendation_from_paired_tests_on_a_ledger(tmp_path: Path) -> None:
     """The metrics table's paired columns: identical rules -> zero difference, not significant."""
     folder = build_result_dir(tmp_path / "r", n_bars=2000, rules=("static_ols", "rolling_ols"))
