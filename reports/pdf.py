@@ -227,6 +227,11 @@ def _fmt_metric(value: Any, kind: str) -> str:
 def recommend_rule(metrics: pd.DataFrame) -> tuple[str | None, str]:
     """Pick a rule by :data:`RECOMMENDATION_CRITERION`.
 
+    A rule other than the best (``best_rule``) is recommended when it was never liquidated,
+    ``he_diff_hi >= 0`` (its HE is not significantly below the best rule's; a NaN interval
+    fails) and ``cost_diff_hi < 0`` (significantly cheaper); among those, the cheapest
+    (lowest ``cost_diff_vs_best_bps_per_year``). Otherwise the best rule.
+
     Parameters
     ----------
     metrics : pandas.DataFrame
