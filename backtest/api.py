@@ -164,7 +164,7 @@ def compare(
     table = outcome.table
     choice = grid.instrument_choice(config, table, events)
     return CompareResult(config=config, _table=table,
-                         _info_json=json.dumps(grid.compare_info(config, table, outcome.walk_forward)),
+                         _info_json=json.dumps(grid.compare_info(config, table, outcome.walk_forward, outcome.inputs)),
                          _walk_forward=outcome.walk_forward,
                          _instruments=None if choice is None else choice[0],
                          _verdicts_json=None if choice is None else json.dumps(choice[1], allow_nan=False))
@@ -225,10 +225,10 @@ def scan(
     spec = ScanSpec(coins=_sequence("coins", coins), underlyings=_sequence("underlyings", underlyings),
                     min_history_days=MIN_HISTORY_DAYS if min_history_days is None else min_history_days,
                     notional_usd=notional_usd)
-    table, long, skipped = run_scan(config, spec, progress=_flag("progress", progress))
+    scan = run_scan(config, spec, progress=_flag("progress", progress))
     name = config_file or (Path(config_or_path).name if isinstance(config_or_path, (str, Path)) else "<config>")
-    info = scan_info(config, spec, table, skipped, name)
-    return ScanOutcome(_table=table, _long=long, _info_json=json.dumps(info, allow_nan=True))
+    info = scan_info(config, spec, scan, name)
+    return ScanOutcome(_table=scan.table, _long=scan.long, _info_json=json.dumps(info, allow_nan=True))
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from backtest import contracts as C
-from backtest.config import BUNDLED_DATA, Config, RuleSpec
+from backtest.config import BUNDLED_DATA, Config, RuleSpec, config_to_dict
 from backtest.data import GapReport, file_sha256, load_funding, load_panel
 from backtest.errors import ConfigError, DataError
 from backtest.index import (
@@ -37,10 +37,12 @@ from backtest import kernels as K
 from backtest.instrument import check_underlying, is_index, symbol_underlying
 from backtest.market import Market, Variant, run_variant, run_variants
 from backtest.progress import Progress, report as report_progress
+from backtest.versions import hedgebt_version, package_versions
+from backtest.windows import bundled_events_file
 from strategies.multi import is_multi
 from strategies.rules import HedgeRule, make_rule, oracle_r2
 
-__all__ = ["Prepared", "PrepareNotes", "FundingNotes", "InputFile", "prepare", "prepare_single", "variant_for", "rule_objects",
+__all__ = ["Prepared", "PrepareNotes", "FundingNotes", "InputFile", "events_input", "input_records", "result_record", "prepare", "prepare_single", "variant_for", "rule_objects",
            "check_ledger_rows", "MAX_LEDGER_ROWS",
            "coin_and_futures_returns", "holding_arrays",
            "min_safe_collaterals", "MIN_SAFE_COLLATERAL_LABEL", "MIN_SAFE_TOL_USD"]
@@ -58,6 +60,31 @@ class InputFile:
     role: str
     path: str
     sha256: str
+
+
+def events_input() -> InputFile:
+    """The bundled event library as an input (read for the event table and the worst event)."""
+    path = bundled_events_file()
+    return InputFile("events", str(path), file_sha256(path))
+
+
+def result_record(config: Config, inputs: Iterable[InputFile]) -> dict[str, Any]:
+    """How a result was made, for its JSON record (``compare.json``, ``scan.json``,
+    ``stress.json``): hedgebt's version, the resolved config, every file read with its SHA-256
+    (:func:`input_records`) and the versions of the packages that shape results."""
+    return {"hedgebt_version": hedgebt_version(), "config": config_to_dict(config), "inputs": input_records(inputs),
+            "packages": package_versions()}
+
+
+def input_records(files: Iterable[InputFile]) -> list[dict[str, str]]:
+    """The ``inputs`` entry of a result's record: every file read, once, in the order first met,
+    as ``{"role", "path" (the file name), "sha256"}``. Several scenarios reading one file (a
+    grid, a scan) list it once per role."""
+    out: dict[tuple[str, str, str], dict[str, str]] = {}
+    for f in files:
+        rec = {"role": f.role, "path": Path(f.path).name, "sha256": f.sha256}
+        out.setdefault((rec["role"], rec["path"], rec["sha256"]), rec)
+    return list(out.values())
 
 
 @dataclass(frozen=True)

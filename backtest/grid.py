@@ -62,14 +62,13 @@ from backtest.config import (
     check_rule_params,
     coerce_fields,
     config_events,
-    config_to_dict,
 )
-from backtest.engine import Prepared, min_safe_collaterals, prepare, variant_for
+from backtest.engine import (InputFile, Prepared, events_input, min_safe_collaterals, prepare, result_record,
+                             variant_for)
 from backtest.errors import ConfigError, HedgeBTError
 from backtest.atomic import write_bytes, write_text
 from backtest.market import Market, Variant, pack_variants, run_variant
 from backtest.metrics import horizon_bars, horizon_returns, plural, summary_metrics
-from backtest.versions import hedgebt_version, package_versions
 from backtest.windows import Event
 
 __all__ = ["CompareSpec", "GridRun", "parse_compare", "run_compare", "run_compare_full", "walk_forward",
@@ -346,6 +345,8 @@ class GridRun:
 
     table: pd.DataFrame
     walk_forward: pd.DataFrame
+    #: every file the grid's scenarios read (the bundled event library last), for ``compare.json``
+    inputs: tuple[InputFile, ...] = ()
 
 
 #: Fewest spans of the headline horizon in a walk-forward training span or test fold.
@@ -493,7 +494,8 @@ def run_compare_full(config: Config, *, scheduler: str = "none", progress: bool 
         .astype(int)
     )
     table = table.sort_values(["coin", "window", "rank"], kind="stable").reset_index(drop=True)
-    return GridRun(table, pd.DataFrame(folds, columns=list(WALK_FORWARD_COLUMNS)))
+    inputs = (*(f for scen in scenarios for f in scen.prepared.inputs), events_input())
+    return GridRun(table, pd.DataFrame(folds, columns=list(WALK_FORWARD_COLUMNS)), inputs)
 
 
 def write_compare_tables(table: pd.DataFrame, folder: Path, info: dict[str, Any]) -> None:
@@ -540,18 +542,18 @@ def write_instrument_tables(table: pd.DataFrame, verdicts: list[dict[str, Any]],
     write_text(folder / "instruments.json", json.dumps(verdicts, indent=2, allow_nan=False) + "\n")
 
 
-def compare_info(config: Config, table: pd.DataFrame, folds: pd.DataFrame) -> dict[str, Any]:
+def compare_info(config: Config, table: pd.DataFrame, folds: pd.DataFrame,
+                 inputs: Sequence[InputFile] = ()) -> dict[str, Any]:
     """Facts about a grid run for ``compare.json``: rank criterion, scenarios, oracle per scenario,
-    the resolved config, package versions and the walk-forward summary (:func:`walk_forward`)."""
+    the resolved config, the files read with their SHA-256 (:func:`backtest.engine.input_records`),
+    package versions and the walk-forward summary (:func:`walk_forward`)."""
     spec = parse_compare(config)
     return {
-        "hedgebt_version": hedgebt_version(),
         "rank_by": spec.rank_by,
         "variants": int(len(table)),
         "scenarios": sorted({f"{c} {w}" for c, w in zip(table["coin"], table["window"])}),
         "oracle_r2": {f"{c} {w}" + (f" {u}" if spec.underlyings else ""): float(o)
                       for (c, w, u), o in table.groupby(["coin", "window", "underlying"])["oracle_r2"].first().items()},
-        "config": config_to_dict(config),
-        "packages": package_versions(),
         "walk_forward": _walk_forward_summary(folds),
+        **result_record(config, inputs),
     }

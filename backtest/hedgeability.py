@@ -34,13 +34,13 @@ import numpy as np
 import pandas as pd
 
 from backtest.config import BOUNDS, Config, PositionSection, is_number, is_whole
-from backtest.engine import Prepared, prepare, variant_for
+from backtest.engine import InputFile, Prepared, prepare, result_record, variant_for
 from backtest.errors import ConfigError, DataError
 from backtest.instrument import is_index
 from backtest.market import run_variant
 from backtest.metrics import summary_metrics
 
-__all__ = ["MIN_HISTORY_DAYS", "ScanSpec", "coin_spans", "daily_he", "run_scan", "scan_info", "write_scan_tables"]
+__all__ = ["MIN_HISTORY_DAYS", "ScanRun", "ScanSpec", "coin_spans", "daily_he", "run_scan", "scan_info", "write_scan_tables"]
 
 #: coins with fewer days of data inside the scenario window are listed as skipped
 MIN_HISTORY_DAYS = 180
@@ -157,17 +157,21 @@ def _rows_for(config: Config, p: Prepared, coin: str, underlying: str) -> list[d
     return out
 
 
-def _scan_coin(config: Config, spec: ScanSpec, coin: str, start: pd.Timestamp, end: pd.Timestamp) -> list[dict[str, Any]]:
-    """All underlyings x rules for one coin on a common window (index first: it fixes the start)."""
+def _scan_coin(config: Config, spec: ScanSpec, coin: str, start: pd.Timestamp,
+               end: pd.Timestamp) -> tuple[list[dict[str, Any]], list[InputFile]]:
+    """All underlyings x rules for one coin on a common window (index first: it fixes the start),
+    and the files their preparations read."""
     order = sorted(spec.underlyings, key=lambda u: not is_index(u))
     rows: list[dict[str, Any]] = []
+    inputs: list[InputFile] = []
     for u in order:
         cfg = _coin_config(config, coin, spec.notional_usd, start, end, u)
         p = prepare(cfg)
         if is_index(u) and p.ts[0] > start:
             start = p.ts[0]
         rows.extend(_rows_for(cfg, p, coin, u))
-    return rows
+        inputs.extend(p.inputs)
+    return rows, inputs
 
 
 def _ragged_end(config: Config, spans: pd.DataFrame, underlyings: tuple[str, ...]) -> pd.Timestamp | None:
@@ -192,8 +196,20 @@ def _ragged_end(config: Config, spans: pd.DataFrame, underlyings: tuple[str, ...
     return cap if end is None else min(cap, end)
 
 
-def run_scan(config: Config, spec: ScanSpec, *, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, str]]]:
-    """Scan the coins; the league table (one row per coin), the long table and the skipped coins.
+@dataclass(frozen=True, eq=False)
+class ScanRun:
+    """What :func:`run_scan` found: the league table, the long table (every coin x underlying x
+    rule), the coins skipped with the reason, and every file read (for ``scan.json``)."""
+
+    table: pd.DataFrame
+    long: pd.DataFrame
+    skipped: list[dict[str, str]]
+    inputs: tuple[InputFile, ...]
+
+
+def run_scan(config: Config, spec: ScanSpec, *, progress: bool = False) -> ScanRun:
+    """Scan the coins: the league table (one row per coin), the long table, the skipped coins and
+    the files read (:class:`ScanRun`).
 
     League-table columns: ``rank``, ``coin``, ``start``, ``end``, ``days``, then per
     underlying ``u``: ``oracle_r2_u``, ``he_daily_u`` and ``cost_bps_u`` (of the best rule
@@ -212,6 +228,7 @@ def run_scan(config: Config, spec: ScanSpec, *, progress: bool = False) -> tuple
     lo_cfg, hi_cfg = config.scenario.start_ts, _ragged_end(config, spans, spec.underlyings)
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
+    inputs: list[InputFile] = []
     from tqdm import tqdm
 
     for coin in tqdm(coins, desc="coins", unit="coin", disable=not progress):
@@ -224,14 +241,17 @@ def run_scan(config: Config, spec: ScanSpec, *, progress: bool = False) -> tuple
             skipped.append({"coin": coin, "reason": f"{max(days, 0):.0f} days of data in the window < {spec.min_history_days:g}"})
             continue
         try:
-            rows.extend(_scan_coin(config, spec, coin, start, end))
+            coin_rows, coin_inputs = _scan_coin(config, spec, coin, start, end)
         except (DataError, ConfigError) as exc:
             skipped.append({"coin": coin, "reason": " ".join(str(exc).split())})
+            continue
+        rows.extend(coin_rows)
+        inputs.extend(coin_inputs)
     if not rows:
         reasons = "; ".join(f"{s['coin']}: {s['reason']}" for s in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
         raise ConfigError("--coins", f"no coin left to scan ({reasons})")
     long = pd.DataFrame(rows)
-    return _league(long, spec), long, skipped
+    return ScanRun(_league(long, spec), long, skipped, tuple(inputs))
 
 
 def _league(long: pd.DataFrame, spec: ScanSpec) -> pd.DataFrame:
@@ -258,23 +278,19 @@ def _league(long: pd.DataFrame, spec: ScanSpec) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def scan_info(config: Config, spec: ScanSpec, table: pd.DataFrame, skipped: list[dict[str, str]],
-              config_file: str) -> dict[str, Any]:
-    """Facts about a scan for ``scan.json``."""
-    from backtest.config import config_to_dict
-    from backtest.versions import hedgebt_version, package_versions
-
+def scan_info(config: Config, spec: ScanSpec, scan: ScanRun, config_file: str) -> dict[str, Any]:
+    """Facts about a scan for ``scan.json``: its settings (the coins asked for: ``[]`` for every
+    coin), what was scanned and skipped, and :func:`backtest.engine.result_record`."""
     return {
-        "hedgebt_version": hedgebt_version(),
         "config_file": config_file,
+        "coins": list(spec.coins),
         "min_history_days": spec.min_history_days,
         "notional_usd": spec.notional_usd,
         "underlyings": list(spec.underlyings),
-        "scanned": int(len(table)),
-        "skipped": skipped,
+        "scanned": int(len(scan.table)),
+        "skipped": scan.skipped,
         "he_definition": "1 - Var(daily hedged P&L) / Var(daily unhedged P&L), non-overlapping UTC-day sums",
-        "config": config_to_dict(config),
-        "packages": package_versions(),
+        **result_record(config, scan.inputs),
     }
 
 

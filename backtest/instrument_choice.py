@@ -57,7 +57,9 @@ def paired_he_interval(days: pd.DataFrame, a: str, b: str, *, reps: int = _REPS,
     ``days`` has columns ``h_<x>`` (hedged) and ``u_<x>`` (unhedged) daily P&L per underlying
     ``x``. One stationary bootstrap of days (``arch``; mean block = the largest
     ``optimal_block_length`` estimate over the squared hedged P&L, at least 1 day) resamples
-    both pairs together.
+    both pairs together; ``reps`` and ``seed`` are returned with the figures. With ``a == b``
+    it is the interval of one underlying (``instruments.csv``); ``a``'s interval from a pair
+    differs slightly, its block being the pair's.
     """
     from arch.bootstrap import StationaryBootstrap, optimal_block_length
 
@@ -71,7 +73,8 @@ def paired_he_interval(days: pd.DataFrame, a: str, b: str, *, reps: int = _REPS,
     lo, hi = np.quantile(draws, [0.025, 0.975], axis=0)
     d_lo, d_hi = np.quantile(diff, [0.025, 0.975])
     return {"he_a": he_a, "he_b": he_b, "a_lo": lo[0], "a_hi": hi[0], "b_lo": lo[1], "b_hi": hi[1],
-            "diff": he_a - he_b, "diff_lo": float(d_lo), "diff_hi": float(d_hi), "block_days": block, "days": int(len(x))}
+            "diff": he_a - he_b, "diff_lo": float(d_lo), "diff_hi": float(d_hi), "block_days": block, "days": int(len(x)),
+            "reps": int(reps), "seed": int(seed)}
 
 
 def event_days(days: pd.DatetimeIndex, events: Sequence[Event]) -> list[tuple[Event, np.ndarray]]:

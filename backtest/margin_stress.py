@@ -56,6 +56,7 @@ from backtest.engine import (
     holding_arrays,
     min_safe_collaterals,
     prepare,
+    result_record,
     variant_for,
 )
 from backtest.errors import ConfigError
@@ -436,6 +437,7 @@ def run_stress(config: Config, spec: StressSpec, *, prepared: Prepared | None = 
                    "reserve_usd": m.reserve_usd, "variation": m.variation, "config_collateral_usd": m.collateral_usd},
         "collateral_grid_usd": list(grid),
         "rules": {},
+        **result_record(config, prepared.inputs),
     }
     for r, label in enumerate(labels):
         t = table[table["rule"] == label]

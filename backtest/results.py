@@ -24,7 +24,8 @@ import pandas as pd
 from backtest import schema
 from backtest.config import Config, FundingSection, RebalanceSection, config_to_dict
 from backtest.atomic import OutputDir, write_bytes, write_text
-from backtest.engine import Prepared, check_ledger_rows, min_safe_collaterals, prepare, release_arrow_memory, variant_for
+from backtest.engine import (Prepared, check_ledger_rows, events_input, input_records, min_safe_collaterals, prepare,
+                             release_arrow_memory, variant_for)
 from backtest.progress import Progress, report as report_progress
 from backtest.metrics import describe_index_held, he_by_horizon, horizon_bars, plural, summary_metrics
 from backtest.versions import hedgebt_version, package_versions
@@ -291,8 +292,7 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
             ],
             "intrabar_high_share": p.notes.intrabar_high_share,
             "weights": _index_weights(index, p.ts[0], p.ts[-1]),
-            "intrabar_high": "upper bound of the intrabar index high: sum of units x constituent highs (the "
-            "constituents' highs need not coincide), so margin checked at it overstates margin calls",
+            "intrabar_high": _intrabar_note(p.notes.intrabar_high_share),
         },
         "futures": {
             "underlying": fut.underlying,
@@ -305,7 +305,7 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
             "impact": p.notes.impact,
         },
         "config": config_to_dict(config),
-        "inputs": [{"role": f.role, "path": Path(f.path).name, "sha256": f.sha256} for f in p.inputs],
+        "inputs": input_records([*p.inputs, events_input()]),
         "packages": package_versions(),
         "data": {
             "provenance": provenance.read_text(encoding="utf-8") if provenance.exists() else "",
@@ -321,6 +321,16 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
             ],
         },
     }
+
+
+def _intrabar_note(share: float) -> str:
+    """What the margin check's index high was, for ``summary.json`` (``share``: the bars with one)."""
+    if share > 0:
+        return ("upper bound of the intrabar index high on that share of bars: sum of units x constituent highs "
+                "(the constituents' highs need not coincide), so margin checked at it overstates margin calls; "
+                "at the close on the other bars")
+    return ("none: no bar has an intrabar high for every constituent held (no OHLC file, or one without "
+            "them), so margin is checked at bar closes")
 
 
 def _index_weights(index: Any, start: pd.Timestamp, end: pd.Timestamp) -> dict[str, Any]:

@@ -8,7 +8,10 @@ import platform
 __all__ = ["hedgebt_version", "package_versions", "RESULT_PACKAGES"]
 
 #: Packages whose versions every result records.
-RESULT_PACKAGES: tuple[str, ...] = ("hedgebt", "numpy", "pandas", "numba", "pyarrow", "matplotlib", "vectorbt")
+#: (scipy: the dynamic rule's optimiser; arch: every bootstrap and block length; pillow: the PNGs;
+#: dask only schedules, with the same results, and vectorbt only serves the benchmarks.)
+RESULT_PACKAGES: tuple[str, ...] = ("hedgebt", "numpy", "pandas", "numba", "llvmlite", "pyarrow", "scipy", "arch",
+                                    "matplotlib", "pillow")
 
 
 def hedgebt_version() -> str:

@@ -19,6 +19,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any, Final
 
 import pandas as pd
@@ -26,7 +27,7 @@ import pandas as pd
 from backtest.dates import parse_utc
 from backtest.errors import ConfigError
 
-__all__ = ["Event", "EVENT_KEYS", "load_events", "format_ts"]
+__all__ = ["Event", "EVENT_KEYS", "bundled_events_file", "load_events", "format_ts"]
 
 #: Keys an ``[events.<name>]`` table may hold.
 EVENT_KEYS: Final[tuple[str, ...]] = ("title", "start", "end", "description")
@@ -100,6 +101,11 @@ def _make_event(name: str, table: object, *, prefix: str, source: str | None) ->
     return Event(name=name, title=title.strip() or name, start=start, end=end, description=description.strip())
 
 
+def bundled_events_file() -> Path:
+    """The bundled event library (``backtest/events.toml``, installed with the package)."""
+    return Path(str(resources.files("backtest").joinpath(_BUNDLED)))
+
+
 def load_events(extra: Mapping[str, Any] | None = None) -> tuple[Event, ...]:
     """The bundled events, plus user events.
 
@@ -124,7 +130,7 @@ def load_events(extra: Mapping[str, Any] | None = None) -> tuple[Event, ...]:
         Naming ``events.<name>.<key>`` for an unknown or missing key, a time without
         time zone, or ``end <= start``.
     """
-    path = resources.files("backtest").joinpath(_BUNDLED)
+    path = bundled_events_file()
     with path.open("rb") as fh:
         bundled = tomllib.load(fh)
     events: dict[str, Event] = {

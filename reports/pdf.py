@@ -1165,6 +1165,15 @@ def _compare_page(doc: _Doc, compare_df: pd.DataFrame) -> None:
         doc.para(f"Best {MAX_COMPARE_ROWS} of {len(compare_df)} variants; all are in compare.parquet.", size=9)
 
 
+def _input_files(doc: _Doc, inputs: Sequence[Mapping[str, Any]]) -> None:
+    """The files a run or a grid read, each with its SHA-256 (``inputs`` of ``summary.json`` or
+    ``compare.json``)."""
+    doc.line("Input files (SHA-256)", size=11, weight="bold")
+    for item in inputs:
+        doc.para(f"{item.get('role', '?')}: {item.get('path', '?')}", size=9, mono=True)
+        doc.para(f"sha256 {item.get('sha256', '?')}", size=9, mono=True, indent=0.3)
+
+
 def _appendices(doc: _Doc, summary: Mapping[str, Any]) -> None:
     """Appendix A (the resolved configuration) and B (input hashes, provenance, gaps, versions)."""
     doc.new_page()
@@ -1172,10 +1181,7 @@ def _appendices(doc: _Doc, summary: Mapping[str, Any]) -> None:
     for key, value in _flatten("", summary.get("config", {})):
         doc.para(f"{key} = {value}", size=9, mono=True, hanging="")
     doc.heading("Appendix B: inputs and software")
-    doc.line("Input files (SHA-256)", size=11, weight="bold")
-    for item in summary.get("inputs", []) or []:
-        doc.para(f"{item.get('role', '?')}: {item.get('path', '?')}", size=9, mono=True)
-        doc.para(f"sha256 {item.get('sha256', '?')}", size=9, mono=True, indent=0.3)
+    _input_files(doc, summary.get("inputs", []) or [])
     data = summary.get("data", {}) or {}
     doc.space(0.1)
     doc.line("Data provenance", size=11, weight="bold")
@@ -1340,10 +1346,13 @@ def write_compare_pdf(path: Path, compare: pd.DataFrame, info: Mapping[str, Any]
         for png in figure_paths:
             doc.image_page(Path(png), f"Figure: {Path(png).stem.replace('_', ' ')}")
         doc.new_page()
-        doc.heading("Appendix: configuration and versions")
+        doc.heading("Appendix: configuration, inputs and versions")
         for key, value in _flatten("", info.get("config", {})):
             doc.para(f"{key} = {value}", size=8, mono=True)
         doc.space(0.1)
+        if info.get("inputs"):  # a folder written before compare.json held them has none
+            _input_files(doc, info["inputs"])
+            doc.space(0.1)
         for key, value in sorted((info.get("packages") or {}).items()):
             doc.para(f"{key} {value}", size=8, mono=True)
         pages = doc.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import SYNTHETIC_SCENARIO
+from records import assert_result_record
 
 import backtest as hb
 from backtest.cli import main
@@ -192,6 +193,8 @@ def test_compare_result(scenario: Path, tmp_path: Path) -> None:
     assert grid.info["rank_by"] == "hedge_effectiveness"
     folder = grid.save(tmp_path / "g")
     assert {"compare.csv", "compare.parquet", "compare.json", "compare.pdf"} <= {p.name for p in folder.iterdir()}
+    assert_result_record(json.loads((folder / "compare.json").read_text(encoding="utf-8")),
+                         {"prices": scenario.parent / "prices.parquet"}, events=True)
     again = hb.CompareResult.load(folder)
     pd.testing.assert_frame_equal(again.table, table, check_dtype=False)
     assert main(["compare", str(scenario), "--out", str(tmp_path / "cli"), "--no-report"]) == 0

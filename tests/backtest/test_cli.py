@@ -183,7 +183,7 @@ family = "notional"
     assert main(["run", str(tmp_path / "daily.toml"), "--out", str(out), "--no-report"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["period"]["bar"] == "1D" and summary["period"]["bars"] > 1200
-    assert {i["path"] for i in summary["inputs"]} == {"fet.parquet", "rndr.parquet"}
+    assert {i["path"] for i in summary["inputs"]} == {"fet.parquet", "rndr.parquet", "events.toml"}
     ledger = pd.read_parquet(out / "ledger.parquet")
     day = ledger[ledger["ts"] == pd.Timestamp("2024-07-22", tz="UTC")]
     assert day.empty  # after `end`

@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 
 from backtest import schema
-from backtest.engine import prepare
+from backtest.engine import InputFile, input_records, prepare
 from backtest.market import Variant, run_variant
 from backtest.results import run
 
 from conftest import synthetic_config, write_synthetic_prices
+from records import assert_result_record
 
 
 def test_ledger_has_the_schema_and_identities(synthetic_prices: Path) -> None:
@@ -75,9 +76,21 @@ def test_summary_records_inputs_config_and_versions(synthetic_prices: Path) -> N
     summary = run(synthetic_config(synthetic_prices)).summary
     digest = hashlib.sha256(synthetic_prices.read_bytes()).hexdigest()
     assert {"role": "prices", "path": "prices.parquet", "sha256": digest} in summary["inputs"]
+    assert_result_record(summary, {"prices": synthetic_prices}, events=True)  # the report's event table reads it
+    # no OHLC file: the margin check's index high is the close, and the record says so
+    assert summary["index"]["intrabar_high_share"] == 0.0
+    assert summary["index"]["intrabar_high"].startswith("none: ")
     assert summary["config"]["fees"]["taker_bps"] == 5.0
     assert summary["packages"]["numpy"] == np.__version__
     assert summary["period"]["bars_per_day"] == 24
+
+
+def test_input_records_list_each_file_once_in_the_order_first_read() -> None:
+    files = [InputFile("prices", "/a/p.parquet", "1"), InputFile("ohlc", "/a/o.parquet", "2"),
+             InputFile("prices", "/b/p.parquet", "1"), InputFile("prices", "/a/p.parquet", "3")]
+    assert input_records(files) == [{"role": "prices", "path": "p.parquet", "sha256": "1"},
+                                    {"role": "ohlc", "path": "o.parquet", "sha256": "2"},
+                                    {"role": "prices", "path": "p.parquet", "sha256": "3"}]
 
 
 def test_holdings_file_resizes_the_hedge_when_the_holding_changes(synthetic_prices: Path) -> None:
@@ -197,6 +210,7 @@ def test_bundled_daily_scenario_checks_margin_at_intrabar_highs() -> None:
     summary = result.summary
     assert summary["period"]["bar"] == "1D"
     assert summary["index"]["intrabar_high_share"] > 0.9
+    assert summary["index"]["intrabar_high"].startswith("upper bound of the intrabar index high")
     assert {"ohlc"} <= {i["role"] for i in summary["inputs"]}
     assert summary["index"]["not_listed_before_end"] == ["TAO"]  # RENDER: RNDR under its new ticker
     for m in summary["rules"].values():

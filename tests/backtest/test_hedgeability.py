@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from pathlib import Path
@@ -17,6 +18,7 @@ from backtest.hedgeability import ScanSpec, _coin_config, daily_he, run_scan
 
 from conftest import synthetic_config
 from instr_data import write_scan_prices
+from records import assert_result_record
 
 
 @pytest.fixture
@@ -28,7 +30,8 @@ def config(tmp_path: Path):
 
 def test_league_table_picks_the_natural_instrument(config) -> None:
     spec = ScanSpec(min_history_days=30, notional_usd=50_000.0)
-    table, long, skipped = run_scan(config, spec)
+    scan = run_scan(config, spec)
+    table, long, skipped = scan.table, scan.long, scan.skipped
     assert set(table["coin"]) == {"AAA", "AIC", "BBB", "BTCLIKE", "CCC", "DDD"}  # underlyings not scanned
     assert skipped == [{"coin": "NEW", "reason": "10 days of data in the window < 30"}]
     best = table.set_index("coin")
@@ -44,7 +47,7 @@ def test_league_table_picks_the_natural_instrument(config) -> None:
 
 def test_daily_he_equals_a_hand_computation_from_the_ledger(config) -> None:
     spec = ScanSpec(coins=("AIC",), min_history_days=30, notional_usd=50_000.0)
-    _, long, _ = run_scan(config, spec)
+    long = run_scan(config, spec).long
     row = long[(long["underlying"] == "index") & (long["rule"] == "notional")].iloc[0]
     cfg = _coin_config(config, "AIC", 50_000.0, pd.Timestamp(row["start"]), pd.Timestamp(row["end"]), "index")
     result = run(cfg)
@@ -80,6 +83,9 @@ def test_scan_cli(config, tmp_path: Path, capsys) -> None:
     assert main([*args, "--out", str(tmp_path / "b")]) == 0
     for name in ("scan.csv", "scan_long.csv", "scan.json", "scan.png"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    record = json.loads((tmp_path / "a" / "scan.json").read_text(encoding="utf-8"))
+    assert_result_record(record, {"prices": tmp_path / "prices.parquet"}, events=False)
+    assert record["coins"] == ["BTCLIKE", "AIC"]
     table = pd.read_csv(tmp_path / "a" / "scan.csv")
     assert list(table["coin"]) == ["BTCLIKE", "AIC"] or list(table["coin"]) == ["AIC", "BTCLIKE"]
     capsys.readouterr()

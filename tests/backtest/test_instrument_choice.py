@@ -31,7 +31,7 @@ def test_paired_interval_equals_arch_apply_on_the_same_seed(rng) -> None:
     block = max(1.0, float(np.nanmax(optimal_block_length(x[:, [0, 2]] ** 2)["stationary"])))
     he = lambda d: np.array([1 - d[:, 0].var(ddof=1) / d[:, 1].var(ddof=1), 1 - d[:, 2].var(ddof=1) / d[:, 3].var(ddof=1)])  # noqa: E731
     draws = StationaryBootstrap(block, x, seed=4).apply(he, 300)
-    assert got["block_days"] == block
+    assert got["block_days"] == block and (got["reps"], got["seed"]) == (300, 4)
     assert got["he_a"] == pytest.approx(he(x)[0]) and got["he_a"] > got["he_b"]
     assert [got["diff_lo"], got["diff_hi"]] == pytest.approx(list(np.quantile(draws[:, 0] - draws[:, 1], [0.025, 0.975])))
     assert [got["b_lo"], got["b_hi"]] == pytest.approx(list(np.quantile(draws[:, 1], [0.025, 0.975])))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from pathlib import Path
@@ -18,6 +19,7 @@ from backtest.results import run
 from backtest.margin_stress import StressSpec, draw_indices, run_stress, simulate_paths
 
 from conftest import synthetic_config, write_synthetic_prices
+from records import assert_result_record
 
 MARGIN = {"collateral_usd": 2_000.0, "reserve_usd": 1_000_000.0, "initial_rate": 0.05, "maintenance_rate": 0.02}
 
@@ -86,6 +88,8 @@ def test_stress_cli_writes_reproducible_outputs(config, tmp_path: Path) -> None:
     assert main([*args, "--out", str(tmp_path / "b")]) == 0
     for name in ("stress.csv", "stress.json", "stress.png", "stress_needs.csv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    record = json.loads((tmp_path / "a" / "stress.json").read_text(encoding="utf-8"))
+    assert_result_record(record, {"prices": tmp_path / "prices.parquet"}, events=False)
     assert main([*args, "--out", str(tmp_path / "c"), "--collateral-grid", "1000,x"]) == 2
     assert main(["stress", str(toml), "--paths", "0", "--horizon-days", "5", "--out", str(tmp_path / "d")]) == 2
     assert main(["stress", str(toml), "--paths", "2", "--horizon-days", "500", "--out", str(tmp_path / "e")]) == 2
