@@ -346,7 +346,7 @@ class GridRun:
     table: pd.DataFrame
     walk_forward: pd.DataFrame
     #: every file the grid's scenarios read (the bundled event library last), for ``compare.json``
-    inputs: tuple[InputFile, ...] = ()
+    inputs: tuple[InputFile, ...]
 
 
 #: Fewest spans of the headline horizon in a walk-forward training span or test fold.
@@ -543,7 +543,7 @@ def write_instrument_tables(table: pd.DataFrame, verdicts: list[dict[str, Any]],
 
 
 def compare_info(config: Config, table: pd.DataFrame, folds: pd.DataFrame,
-                 inputs: Sequence[InputFile] = ()) -> dict[str, Any]:
+                 inputs: Sequence[InputFile]) -> dict[str, Any]:
     """Facts about a grid run for ``compare.json``: rank criterion, scenarios, oracle per scenario,
     the resolved config, the files read with their SHA-256 (:func:`backtest.engine.input_records`),
     package versions and the walk-forward summary (:func:`walk_forward`)."""
