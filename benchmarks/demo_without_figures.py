@@ -34,9 +34,9 @@ def main(drawn: Path, out: Path) -> int:
         part = Path(f"{path}.part")
         shutil.copyfile(drawn / scenario / "figures" / Path(path).name, part)
         os.replace(part, path)
-        with Image.open(path) as im:  # what figures._save records for the PDF (RGB figures only)
+        with Image.open(path) as im:  # as figures._save records it for the PDF (RGB figures only)
             if im.mode == "RGB":
-                figures._COLOURS.few[Path(path)] = figures.few_colours(im)  # type: ignore[index]
+                figures.record_colours(Path(path), im)
         return Path(path)
 
     figures._run_job = copy_drawn  # type: ignore[assignment]  # the forked workers inherit it

@@ -206,6 +206,13 @@ def few_colours(image: Image.Image) -> bool:
     return image.getcolors(256) is not None
 
 
+def record_colours(path: Path, image: Image.Image) -> None:
+    """While :func:`_drawn` draws a report's figure, record for the PDF whether the RGB PNG written
+    at ``path`` from ``image`` has at most 256 colours (:func:`few_colours`); otherwise nothing."""
+    if _COLOURS.few is not None:
+        _COLOURS.few[Path(path)] = few_colours(image)
+
+
 def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -216,13 +223,12 @@ def _save(fig: Figure, path: Path) -> Path:
             rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
             image = Image.fromarray(np.ascontiguousarray(rgb))
             image.save(tmp, format="png", dpi=(DPI, DPI), compress_level=PNG_COMPRESS_LEVEL)
-            few = few_colours(image)
         else:
             fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None},
                         pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
-            few = None
-    if few is not None and _COLOURS.few is not None:
-        _COLOURS.few[path] = few
+            image = None
+    if image is not None:
+        record_colours(path, image)
     return path
 
 
