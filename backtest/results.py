@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 
 from backtest import schema
-from backtest.config import Config, FundingSection, RebalanceSection, config_to_dict
+from backtest.config import Config, FundingSection, RebalanceSection
 from backtest.atomic import OutputDir, write_bytes, write_text
-from backtest.engine import (Prepared, check_ledger_rows, events_input, input_records, min_safe_collaterals, prepare,
-                             release_arrow_memory, variant_for)
+from backtest.engine import (Prepared, check_ledger_rows, events_input, min_safe_collaterals, prepare,
+                             release_arrow_memory, result_record, variant_for)
 from backtest.progress import Progress, report as report_progress
 from backtest.metrics import describe_index_held, he_by_horizon, horizon_bars, plural, summary_metrics
 from backtest.versions import hedgebt_version, package_versions
@@ -249,8 +249,9 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
     funding = None if p.notes.funding is None else dataclasses.asdict(p.notes.funding)
     fut = config.futures
     index = p.index
+    record = result_record(config, [*p.inputs, events_input()])  # the report's event table reads events.toml
     return {
-        "hedgebt_version": hedgebt_version(),
+        "hedgebt_version": record["hedgebt_version"],
         "scenario": {
             "name": config.scenario.name,
             "coins": list(p.coins),
@@ -304,9 +305,9 @@ def _summary(config: Config, p: Prepared, rules_out: dict[str, Any]) -> dict[str
             "basis": None if p.notes.basis is None else dataclasses.asdict(p.notes.basis),
             "impact": p.notes.impact,
         },
-        "config": config_to_dict(config),
-        "inputs": input_records([*p.inputs, events_input()]),
-        "packages": package_versions(),
+        "config": record["config"],
+        "inputs": record["inputs"],
+        "packages": record["packages"],
         "data": {
             "provenance": provenance.read_text(encoding="utf-8") if provenance.exists() else "",
             "gaps": [
