@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from backtest.background_compile import BackgroundCompile, compile_bar_loop
 from backtest.errors import ConfigError, HedgeBTError
@@ -24,7 +24,7 @@ from backtest.errors import ConfigError, HedgeBTError
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from backtest.progress import Progress
 
-__all__ = ["main", "DEMO_CONFIGS"]
+__all__ = ["main", "console_main", "DEMO_CONFIGS"]
 
 #: the bundled demo scenarios: main (quarterly futures) and the perpetual variant
 DEMO_CONFIGS = ("demo.toml", "demo_perpetual.toml")
@@ -674,5 +674,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
 
 
+def console_main() -> NoReturn:
+    """The ``hedgebt`` console script: :func:`main`, then exit with its code.
+
+    Before the interpreter shuts down, every object left is moved out of the cyclic garbage
+    collector's reach (``gc.freeze``): its final collection would otherwise walk the whole heap a
+    command leaves behind (prices, ledgers, the report's libraries) only to free memory the
+    operating system takes back at exit anyway, about 0.4 s of CPU after a ``hedgebt demo``. Exit
+    handlers (``atexit``, ``weakref.finalize``), buffered output and non-daemon threads are
+    handled as on any other exit.
+    """
+    import gc
+
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console_main()

@@ -117,6 +117,27 @@ def test_console_entry_point_prints_no_traceback(scenario: Path, tmp_path: Path)
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
+def test_console_script_exits_with_the_code_of_main_and_the_heap_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The installed ``hedgebt`` script is ``console_main``: main's exit code, and the objects left
+    out of the interpreter's final garbage collection (``gc.freeze``)."""
+    import gc
+    from importlib.metadata import entry_points
+
+    from backtest import cli
+
+    (script,) = entry_points(group="console_scripts", name="hedgebt")
+    assert script.value == "backtest.cli:console_main"
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    assert gc.get_freeze_count() == 0
+    try:
+        with pytest.raises(SystemExit) as info:
+            cli.console_main()
+        assert info.value.code == 3
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
 def test_two_runs_give_byte_identical_report_summary_and_metrics(scenario: Path, tmp_path: Path) -> None:
     for name in ("a", "b"):
         assert main(["run", str(scenario), "--out", str(tmp_path / name)]) == 0
