@@ -34,8 +34,10 @@ import re
 import textwrap
 import os
 import signal
+import struct
 import threading
 import warnings
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,7 +102,7 @@ MAX_POINTS: Final[int] = 3000
 #: Most rebalancing bars marked individually in the hedge-ratio figure.
 MAX_TICKS: Final[int] = 300
 #: zlib level of the PNGs (1 = fastest; the files are ~20 % larger than at the default 6,
-#: and encoding is ~4x faster).
+#: and encoding is ~4x faster; see :func:`png_rgb8`).
 PNG_COMPRESS_LEVEL: Final[int] = 1
 #: Default figure size in inches (1,500 x 900 px at 150 dpi).
 SIZE: Final[tuple[float, float]] = (10.0, 6.0)
@@ -213,6 +215,36 @@ def record_colours(path: Path, image: Image.Image) -> None:
         _COLOURS.few[Path(path)] = few_colours(image)
 
 
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">L", len(body)) + kind + body + struct.pack(">L", zlib.crc32(kind + body))
+
+
+def png_rgb8(rgb: npt.NDArray[np.uint8], dpi: int) -> bytes:
+    """An 8-bit RGB PNG of the pixels ``rgb`` (rows x columns x 3), at ``dpi``.
+
+    Chunks ``IHDR`` (no interlace), ``pHYs`` (``round(dpi / 0.0254)`` pixels per metre),
+    one ``IDAT`` and ``IEND``. Every row has PNG filter type 0 (none): the ``IDAT`` is
+    ``zlib`` at :data:`PNG_COMPRESS_LEVEL` of ``0x00 + row`` for each row. Pillow's writer
+    tries the five filters on every row and keeps the best; on the report's figures (white
+    backgrounds, lines, text) that made files within 1 % of the same size and took 2.5x the
+    time (0.42 s against 0.17 s for the demo's twelve figures).
+    """
+    h, w, channels = rgb.shape
+    if rgb.dtype != np.uint8 or channels != 3:
+        raise ValueError(f"png_rgb8 takes uint8 RGB pixels, not {rgb.dtype} with {channels} channels")
+    rows = np.empty((h, 1 + 3 * w), np.uint8)
+    rows[:, 0] = 0
+    rows[:, 1:] = rgb.reshape(h, 3 * w)
+    ppm = int(dpi / 0.0254 + 0.5)
+    return b"".join((
+        b"\x89PNG\r\n\x1a\n",
+        _png_chunk(b"IHDR", struct.pack(">LLBBBBB", w, h, 8, 2, 0, 0, 0)),
+        _png_chunk(b"pHYs", struct.pack(">LLB", ppm, ppm, 1)),
+        _png_chunk(b"IDAT", zlib.compress(rows.data, PNG_COMPRESS_LEVEL)),
+        _png_chunk(b"IEND", b""),
+    ))
+
+
 def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -220,9 +252,9 @@ def _save(fig: Figure, path: Path) -> Path:
         if fig.dpi == DPI and isinstance(fig.canvas, FigureCanvasAgg):
             # opaque figures: draw once and write RGB (a quarter less to compress than RGBA)
             fig.canvas.draw()
-            rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
-            image = Image.fromarray(np.ascontiguousarray(rgb))
-            image.save(tmp, format="png", dpi=(DPI, DPI), compress_level=PNG_COMPRESS_LEVEL)
+            rgb = np.ascontiguousarray(np.asarray(fig.canvas.buffer_rgba())[..., :3])
+            tmp.write_bytes(png_rgb8(rgb, DPI))
+            image = Image.fromarray(rgb)
         else:
             fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None},
                         pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})

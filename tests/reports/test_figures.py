@@ -119,6 +119,31 @@ def test_decimation_leaves_short_series_and_drops_nan() -> None:
     assert xd.tolist() == [1, 2, 4, 5] and yd.tolist() == [1.0, 2.0, 3.0, 4.0]
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (3, 257), (90, 150), (61, 7)])
+def test_png_writer_round_trips_through_pillow(rng: np.random.Generator, shape: tuple[int, int]) -> None:
+    """Pillow (an independent decoder, CRCs checked) reads back the same pixels, mode and dpi as it
+    would from its own writer, and the PDF finds the ``IDAT`` it embeds."""
+    import io
+
+    from reports.pdf import _rgb8_idat
+
+    rgb = rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8)
+    rgb[: shape[0] // 2] = 255  # flat rows, as a figure's white margins
+    data = F.png_rgb8(rgb, F.DPI)
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        assert im.mode == "RGB" and im.size == (shape[1], shape[0])
+        np.testing.assert_array_equal(np.asarray(im), rgb)
+        dpi = im.info["dpi"]
+    own = io.BytesIO()
+    Image.fromarray(rgb).save(own, format="png", dpi=(F.DPI, F.DPI))
+    with Image.open(own) as ref:
+        assert dpi == ref.info["dpi"]
+    assert _rgb8_idat(data) is not None
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        F.png_rgb8(np.zeros((2, 2, 4), np.uint8), F.DPI)
+
+
 def test_compare_scatter_frontier_line(inputs: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     saved: list[Figure] = []
     monkeypatch.setattr(F, "_save", lambda fig, path: saved.append(fig) or path)
