@@ -22,10 +22,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def main(drawn: Path, out: Path) -> int:
+def main(drawn: Path, out: Path) -> None:
+    """The demo as the ``hedgebt`` script runs it (:func:`backtest.cli.console_main`: exits)."""
     from PIL import Image
 
-    from backtest.cli import main as cli_main
+    from backtest.cli import console_main
     from reports import figures
 
     def copy_drawn(job: figures.FigureJob, path: Path) -> Path:  # noqa: ARG001 - the job is not drawn
@@ -40,8 +41,9 @@ def main(drawn: Path, out: Path) -> int:
         return Path(path)
 
     figures._run_job = copy_drawn  # type: ignore[assignment]  # the forked workers inherit it
-    return cli_main(["demo", "--out", str(out), "--force", "-q"])
+    sys.argv = ["hedgebt", "demo", "--out", str(out), "--force", "-q"]
+    console_main()
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(Path(sys.argv[1]), Path(sys.argv[2])))
+    main(Path(sys.argv[1]), Path(sys.argv[2]))
