@@ -680,7 +680,7 @@ def console_main() -> NoReturn:
     Before the interpreter shuts down, every object left is moved out of the cyclic garbage
     collector's reach (``gc.freeze``): its final collection would otherwise walk the whole heap a
     command leaves behind (prices, ledgers, the report's libraries) only to free memory the
-    operating system takes back at exit anyway, about 0.4 s of CPU after a ``hedgebt demo``. Exit
+    operating system takes back at exit anyway: 0.4-0.5 s of CPU after a ``hedgebt demo``. Exit
     handlers (``atexit``, ``weakref.finalize``), buffered output and non-daemon threads are
     handled as on any other exit.
     """
