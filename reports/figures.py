@@ -227,8 +227,8 @@ def png_rgb8(rgb: npt.NDArray[np.uint8], dpi: int) -> bytes:
     one ``IDAT`` and ``IEND``. Every row has PNG filter type 0 (none): the ``IDAT`` is
     ``zlib`` at :data:`PNG_COMPRESS_LEVEL` of ``0x00 + row`` for each row. Pillow's writer
     tries the five filters on every row and keeps the best; on the report's figures (white
-    backgrounds, lines, text) that made files of about the same size (the demo's 1.3 % larger
-    in all) and took 2.5x the time (0.42 s against 0.17 s for a report's twelve figures).
+    backgrounds, lines, text) its files were about the same size (1.3 % larger than these over
+    the demo's figures) and took 2.5x the time (0.42 s against 0.17 s for a report's twelve).
     """
     h, w, channels = rgb.shape
     if rgb.dtype != np.uint8 or channels != 3:
