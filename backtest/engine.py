@@ -35,7 +35,7 @@ from backtest.index import (
 )
 from backtest import kernels as K
 from backtest.instrument import check_underlying, is_index, symbol_underlying
-from backtest.market import Market, Variant, run_variant, run_variants
+from backtest.market import Market, Variant, run_variants
 from backtest.progress import Progress, report as report_progress
 from backtest.versions import hedgebt_version, package_versions
 from backtest.windows import bundled_events_file

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from backtest.config import BOUNDS, Config, PositionSection, is_number, is_whole
+from backtest.config import BOUNDS, Config, PositionSection, is_number
 from backtest.engine import InputFile, Prepared, prepare, result_record, variant_for
 from backtest.errors import ConfigError, DataError
 from backtest.instrument import is_index

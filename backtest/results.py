@@ -28,15 +28,13 @@ from backtest.engine import (Prepared, check_ledger_rows, events_input, min_safe
                              release_arrow_memory, result_record, variant_for)
 from backtest.progress import Progress, report as report_progress
 from backtest.metrics import describe_index_held, he_by_horizon, horizon_bars, plural, summary_metrics
-from backtest.versions import hedgebt_version, package_versions
 from backtest.market import run_variant
 from strategies.multi import is_multi
 
 #: the output-folder claim (kept under its old name; see :mod:`backtest.atomic`)
 atomic_output_dir = OutputDir
 
-__all__ = ["RunResult", "run", "rule_metrics", "write_result_files", "atomic_output_dir", "ledger_bytes",
-           "package_versions", "hedgebt_version"]
+__all__ = ["RunResult", "run", "rule_metrics", "write_result_files", "atomic_output_dir", "ledger_bytes"]
 
 
 @dataclass(frozen=True, eq=False)
